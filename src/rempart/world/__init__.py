@@ -1,0 +1,1 @@
+"""Synthetic worlds: the data model, its Parquet format and a seeded generator."""
