@@ -60,7 +60,7 @@ _DETAILS: dict[NIRError, str] = {
 }
 
 
-class InvalidNIR(ValueError):  # noqa: N818 - the domain name reads better than InvalidNIRError
+class InvalidNIR(ValueError):
     """A NIR that is wrong in a way named by :attr:`code`. Never carries the NIR itself."""
 
     def __init__(self, code: NIRError) -> None:

@@ -1,0 +1,45 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from rempart.api.errors import install_error_handlers
+from rempart.api.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from rempart.api.routes import router
+from rempart.config import Settings, load_settings
+from rempart.services import Services
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    services = services or Services(settings or load_settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="Rempart",
+        summary="Guarded rights lookup for health professionals",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
+    return app

@@ -1,0 +1,108 @@
+"""One place that turns every failure into ``{"error": code, "detail": text}``.
+
+No stack trace, no input value and no NIR ever goes back to the client or into the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rempart.errors import RempartError
+from rempart.nir import InvalidNIR
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = structlog.get_logger("rempart.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+# Pydantic error types -> (status, stable code), most specific first.
+_VALIDATION_CODES: tuple[tuple[frozenset[str], int, str], ...] = (
+    (frozenset({"json_invalid"}), 400, "malformed_json"),
+    (frozenset({"extra_forbidden"}), 422, "unknown_field"),
+    (frozenset({"missing"}), 422, "missing_field"),
+    (frozenset({"model_attributes_type", "dict_type", "model_type"}), 422, "invalid_body"),
+)
+
+
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": code, "detail": detail}, status_code=status, headers=headers or None
+    )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    message = str(error.get("msg", "invalid"))
+    return f"{location}: {message}" if location else message
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors: list[dict[str, Any]] = list(exc.errors())
+    kinds = {str(e.get("type")) for e in errors}
+    status, code = 422, "invalid_type"
+    for types, candidate_status, candidate_code in _VALIDATION_CODES:
+        if kinds & types:
+            status, code = candidate_status, candidate_code
+            break
+    else:
+        if kinds & {"string_too_long", "string_too_short"}:
+            code = "invalid_value"
+    if code == "malformed_json":
+        return error_response(status, code, "the body is not valid JSON")
+    return error_response(status, code, "; ".join(_describe(e) for e in errors[:5]))
+
+
+def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RempartError)
+    return error_response(exc.status, exc.code, exc.detail, exc.headers)
+
+
+def _invalid_nir(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidNIR)
+    return JSONResponse(
+        {"error": "invalid_nir", "detail": exc.detail, "reason": exc.code.value},
+        status_code=422,
+    )
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode at all (not UTF-8, for one).
+        code, detail = "malformed_body", "the body is not UTF-8 encoded JSON"
+    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+
+def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    # The exception type only: its message may hold data (SQL parameters are hidden anyway).
+    log.error("unhandled_error", error_type=type(exc).__name__)
+    return error_response(500, "internal_error", "an internal error occurred")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RempartError, _domain_error)
+    app.add_exception_handler(InvalidNIR, _invalid_nir)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,134 @@
+"""Pure ASGI middleware: body size and media type limits, access log, response headers.
+
+The access log records the matched route template, never the raw path or the
+query string, so that nothing a client puts in a URL (a NIR, say) reaches a log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["AccessLogMiddleware", "BodyLimitMiddleware"]
+
+log = structlog.get_logger("rempart.access")
+
+_SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+async def _reply(send: Send, status: int, code: str, detail: str) -> None:
+    body = json.dumps({"error": code, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` (413) and non-JSON bodies on the API (415)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _reply(send, 400, "bad_request", "invalid Content-Length")
+                return
+            if int(declared) > self.max_bytes:
+                await _reply(send, 413, "payload_too_large", self._too_large())
+                return
+        if scope["path"].startswith("/api/"):
+            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media != b"application/json":
+                await _reply(
+                    send, 415, "unsupported_media_type", "send the body as application/json"
+                )
+                return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _reply(send, 413, "payload_too_large", self._too_large())
+
+    def _too_large(self) -> str:
+        return f"the body must not exceed {self.max_bytes} bytes"
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *_SECURITY_HEADERS]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route: Any = scope.get("route")
+            path = getattr(route, "path", None) or "<unmatched>"
+            client = scope.get("client")
+            log.info(
+                "request",
+                method=scope["method"],
+                route=path,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                client=client[0] if client else None,
+            )

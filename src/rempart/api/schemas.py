@@ -1,0 +1,61 @@
+"""Request and response bodies. Strict: unknown fields and wrong types are refused."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LoginRequest(StrictBody):
+    login: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginResponse(BaseModel):
+    mfa_token: str
+    methods: list[str]
+
+
+class TotpRequest(StrictBody):
+    mfa_token: str = Field(min_length=1, max_length=4096)
+    code: str = Field(min_length=1, max_length=16)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    expires_in: int
+
+
+class LookupRequest(StrictBody):
+    nir: str = Field(
+        min_length=1, max_length=64, description="15 characters; spaces and dots are ignored"
+    )
+    birth_date: str = Field(min_length=1, max_length=32, description="YYYY-MM-DD")
+
+
+class TreatingDoctorOut(BaseModel):
+    name: str
+    rpps: str | None
+
+
+class RightsResponse(BaseModel):
+    nir: str
+    last_name: str
+    first_name: str
+    birth_date: str
+    sex: int = Field(description="1 man, 2 woman")
+    treating_doctor: TreatingDoctorOut | None
+    c2s: bool
+    ame: bool
+    ald: bool
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str

@@ -1,0 +1,1 @@
+"""Professional accounts and login: passwords, TOTP, bearer tokens, throttling."""

@@ -1,0 +1,90 @@
+"""Signed, short-lived tokens (JWT, HS256), one key per purpose.
+
+PyJWT is used rather than hand-rolled signing: it enforces the algorithm list
+(so ``none`` and algorithm confusion are refused), expiry and required claims.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from rempart.errors import RempartError
+
+__all__ = ["AccessClaims", "InvalidToken", "TokenSigner"]
+
+_ALGORITHM = "HS256"
+_ISSUER = "rempart"
+
+
+class InvalidToken(RempartError):
+    code = "invalid_token"
+    status = 401
+
+    def __init__(self, detail: str = "the token is invalid or expired") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    account_id: str
+    session_id: str
+    acr: str
+    epoch: int
+    expires_at: int
+
+
+class TokenSigner:
+    """Issues and checks tokens of one purpose (``access``, ``mfa``); keys never cross purposes."""
+
+    def __init__(self, key: bytes, *, purpose: str, ttl_seconds: int) -> None:
+        self._key = key
+        self._purpose = purpose
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, subject: str, *, now: float | None = None, **claims: object) -> str:
+        issued = int(time.time() if now is None else now)
+        payload = {
+            "iss": _ISSUER,
+            "sub": subject,
+            "typ": self._purpose,
+            "iat": issued,
+            "exp": issued + self.ttl_seconds,
+            "jti": secrets.token_urlsafe(12),
+            **claims,
+        }
+        return jwt.encode(payload, self._key, algorithm=_ALGORITHM)
+
+    def check(self, token: str) -> dict[str, object]:
+        try:
+            payload: dict[str, object] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "sub", "typ", "iss"]},
+            )
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+        if payload.get("typ") != self._purpose:
+            raise InvalidToken()
+        return payload
+
+    def issue_access(self, account_id: str, *, acr: str, epoch: int) -> str:
+        return self.issue(account_id, sid=secrets.token_urlsafe(16), acr=acr, epoch=epoch)
+
+    def check_access(self, token: str) -> AccessClaims:
+        payload = self.check(token)
+        sub, sid, acr, epoch, exp = (payload.get(k) for k in ("sub", "sid", "acr", "epoch", "exp"))
+        if not (
+            isinstance(sub, str)
+            and isinstance(sid, str)
+            and isinstance(acr, str)
+            and isinstance(epoch, int)
+            and isinstance(exp, int)
+        ):
+            raise InvalidToken()
+        return AccessClaims(account_id=sub, session_id=sid, acr=acr, epoch=epoch, expires_at=exp)

@@ -1,0 +1,217 @@
+"""The ``rempart`` command: a thin layer over the domain modules."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
+
+from rempart.config import ConfigError, Settings, load_settings
+from rempart.errors import RempartError
+from rempart.world.io import WorldFormatError
+
+app = typer.Typer(
+    name="rempart",
+    help="Rempart: a guarded rights-lookup service for a health insurer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+world_app = typer.Typer(help="Synthetic worlds (insured persons, professionals, care links).")
+db_app = typer.Typer(help="The database named by REMPART_DATABASE_URL.")
+accounts_app = typer.Typer(help="Professional accounts.")
+app.add_typer(world_app, name="world")
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+
+err = Console(stderr=True)
+out = Console()
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def fail(code: str, detail: str, exit_code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error[/] [{code}] {detail}", highlight=False, markup=True)
+    return typer.Exit(exit_code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        err.print(str(exc), highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[ProgressFn]:
+    """A Rich progress bar driven by ``progress(step, done, total)`` callbacks."""
+    tasks: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(f"{description}: {step}", total=max(total, 1))
+            bar.update(tasks[step], completed=done, total=max(total, 1))
+
+        yield update
+
+
+@world_app.command("generate")
+def world_generate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the world into.")],
+    insured: Annotated[int, typer.Option(min=1, help="Insured persons.")] = 10_000,
+    professionals: Annotated[int, typer.Option(min=1, help="Professional accounts.")] = 200,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Days of data.")] = 28,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+) -> None:
+    """Write a synthetic world (Parquet files and world.json)."""
+    from rempart.world.generator import generate_world
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with progress_bar("generate") as progress:
+        summary = generate_world(
+            out_dir,
+            insured=insured,
+            professionals=professionals,
+            days=days,
+            seed=seed,
+            progress=progress,
+        )
+    counts = ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())
+    err.print(f"world written to {out_dir}: {counts}", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the latest version."""
+    from rempart.services import Services
+    from rempart.store.migrate import upgrade
+
+    services = Services(settings_or_exit())
+    try:
+        upgrade(services.engine)
+    except SQLAlchemyError as exc:
+        raise fail("database_unavailable", _database_problem(exc)) from None
+    finally:
+        services.close()
+    err.print("database schema is up to date")
+
+
+@db_app.command("load-world")
+def db_load_world(
+    world_dir: Annotated[Path, typer.Argument(help="A world directory (Parquet files).")],
+) -> None:
+    """Load the insured persons, professionals and care links of a world, in one transaction."""
+    from rempart.services import Services
+    from rempart.store.load_world import load_world
+
+    services = Services(settings_or_exit())
+    try:
+        with progress_bar("load") as progress:
+            summary = load_world(services.engine, world_dir, progress)
+    except WorldFormatError as exc:
+        raise fail(exc.code, f"{exc.detail}; nothing was loaded") from None
+    except SQLAlchemyError as exc:
+        raise fail("database_error", f"{_database_problem(exc)}; nothing was loaded") from None
+    finally:
+        services.close()
+    for table, rows in summary.rows.items():
+        err.print(f"{table}: {rows:,} rows in the world, {summary.changed[table]:,} changed")
+
+
+@accounts_app.command("create")
+def accounts_create(
+    login: Annotated[str, typer.Option(help="The login the professional types.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    profession: Annotated[str | None, typer.Option(help="generaliste, pharmacie, ...")] = None,
+    account_id: Annotated[
+        str | None, typer.Option(help="The professional's account id in the world.")
+    ] = None,
+) -> None:
+    """Create a professional account; prints its TOTP provisioning URI (otpauth://)."""
+    from rempart.services import Services
+    from rempart.store.engine import session_scope
+
+    if not password_stdin:
+        raise fail("password_required", "pass the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    services = Services(settings_or_exit())
+    try:
+        with session_scope(services.sessions) as session:
+            created = services.auth.create_account(
+                session,
+                login=login,
+                password=password,
+                profession=profession,
+                account_id=account_id,
+            )
+    except RempartError as exc:
+        raise fail(exc.code, exc.detail) from None
+    finally:
+        services.close()
+    err.print(f"account {created.account_id} created for login {created.login}")
+    out.print(created.otpauth_uri, highlight=False, soft_wrap=True)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP service (uvicorn)."""
+    import uvicorn
+
+    from rempart.logs import configure_logging
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, json=True)
+    _ = settings.keys  # generate or check keys now, before any worker starts
+    uvicorn.run(
+        "rempart.api.factory:app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # our own access log never writes raw paths
+        log_level=settings.log_level,
+        server_header=False,
+    )
+
+
+@app.command("demo")
+def demo(
+    workdir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its database and world.")
+    ] = Path("demo-world"),
+) -> None:
+    """The end-to-end story on the embedded default (SQLite, in-process state)."""
+    from rempart.demo import run_demo
+
+    run_demo(workdir, console=out)
+
+
+def _database_problem(exc: Exception) -> str:
+    # The exception class and the server's first line, never parameters.
+    first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[:1]
+    return f"{type(exc).__name__}: {first_line[0] if first_line else 'database error'}"
+
+
+def main() -> None:  # pragma: no cover - the console script entry point
+    app()

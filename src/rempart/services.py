@@ -1,0 +1,83 @@
+"""Wires the configured parts together once per process: database, throttle, auth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from rempart.auth.passwords import PasswordHasher
+from rempart.auth.secretbox import SecretBox
+from rempart.auth.service import AuthService
+from rempart.auth.throttle import (
+    CounterStore,
+    LoginThrottle,
+    MemoryCounterStore,
+    RedisCounterStore,
+    ThrottleLimits,
+)
+from rempart.auth.tokens import TokenSigner
+from rempart.config import Settings
+from rempart.store.engine import make_engine
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        # hide_parameters: a failing statement's message must never carry a NIR into a log.
+        return make_engine(self.settings.database_url, hide_parameters=True)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return sessionmaker(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def counter_store(self) -> CounterStore:
+        if self.settings.redis_url:
+            client = redis.Redis.from_url(
+                self.settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+            return RedisCounterStore(client)
+        return MemoryCounterStore()
+
+    @cached_property
+    def auth(self) -> AuthService:
+        s = self.settings
+        keys = s.keys
+        return AuthService(
+            hasher=PasswordHasher(
+                time_cost=s.argon2_time_cost,
+                memory_kib=s.argon2_memory_kib,
+                parallelism=s.argon2_parallelism,
+            ),
+            throttle=LoginThrottle(
+                self.counter_store,
+                ThrottleLimits(
+                    window_seconds=s.throttle_window_seconds,
+                    account_failures=s.throttle_account_failures,
+                    address_failures=s.throttle_address_failures,
+                    address_attempts=s.throttle_address_attempts,
+                ),
+            ),
+            access_tokens=TokenSigner(
+                keys.for_purpose("access"), purpose="access", ttl_seconds=s.access_token_ttl_seconds
+            ),
+            mfa_tokens=TokenSigner(
+                keys.for_purpose("mfa"), purpose="mfa", ttl_seconds=s.mfa_token_ttl_seconds
+            ),
+            secret_box=SecretBox(keys.data_key),
+            password_min_length=s.password_min_length,
+            totp_issuer=s.totp_issuer,
+        )
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
