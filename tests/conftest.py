@@ -1,0 +1,93 @@
+"""Shared fixtures: settings, databases (SQLite file, PostgreSQL server), app clients.
+
+PostgreSQL tests run against the real server on 127.0.0.1. They skip with a
+reason when it is absent, except under CI (``CI=true``), where a missing
+server is a failure: ``.ci/run`` starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from rempart.config import Settings, load_settings
+from rempart.services import Services
+from rempart.store.migrate import upgrade
+from rempart.store.models import Base
+
+PG_ADMIN_DSN = os.environ.get("REMPART_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_TEST_URL = os.environ.get("REMPART_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Cheap argon2 parameters: tests check behaviour, the benchmark measures the real cost.
+FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 8192, "argon2_parallelism": 1}
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    reason = f"{what} is not reachable ({type(exc).__name__}); start it to run these tests"
+    if IN_CI:
+        pytest.fail(f"CI requires {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    name = f"rempart_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL on 127.0.0.1:5432", exc)
+        raise
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis on 127.0.0.1:6379", exc)
+    return REDIS_TEST_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test gets an empty, migrated database: a new SQLite file, or the
+    run's PostgreSQL database emptied after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'rempart.db'}"
+        return
+    url: str = request.getfixturevalue("pg_database")
+    yield url
+    services = Services(load_settings(database_url=url, data_dir=tmp_path / "data"))
+    with services.engine.begin() as connection:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+    services.close()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return load_settings(database_url=database_url, data_dir=tmp_path / "data", **FAST_HASHING)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    services = Services(settings)
+    upgrade(services.engine)
+    yield services
+    services.close()

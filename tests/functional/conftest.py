@@ -1,0 +1,129 @@
+"""Fixtures for functional tests: the real app on a real database, a few people, an account."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+
+from rempart.api import create_app
+from rempart.nir import NIR, make_nir
+from rempart.services import Services
+from rempart.store.engine import session_scope
+from rempart.store.models import Insured, Professional
+
+PASSWORD = "correct horse battery staple 42"
+
+
+@dataclass(frozen=True)
+class Person:
+    nir: NIR
+    birth_date: date
+    last_name: str
+
+
+@dataclass(frozen=True)
+class Login:
+    account_id: str
+    login: str
+    password: str
+    totp: pyotp.TOTP
+
+
+@pytest.fixture
+def people(services: Services) -> list[Person]:
+    """Three insured persons, one with a treating doctor, one born in Corsica."""
+    specs = [
+        (1, date(1985, 3, 14), "75", "056", "Dupont", "dr-martin", True),
+        (2, date(1955, 8, 2), "2A", "073", "Santoni", None, False),
+        (2, date(2001, 12, 30), "69", "123", "Lefebvre", "dr-martin", False),
+    ]
+    persons = []
+    with session_scope(services.sessions) as session:
+        session.add(
+            Professional(
+                account_id="dr-martin",
+                rpps="10003456789",
+                profession="generaliste",
+                department="75",
+                organization_id=None,
+                last_name="Martin",
+                first_name="Claire",
+                email="claire.martin@example.fr",
+            )
+        )
+        session.flush()
+        for order, (sex, born, dept, commune, last, doctor, ald) in enumerate(specs, start=1):
+            nir = make_nir(
+                sex=sex,
+                year=born.year,
+                month=born.month,
+                department=dept,
+                commune=commune,
+                order=order,
+            )
+            session.add(
+                Insured(
+                    nir=nir.value,
+                    birth_date=born,
+                    sex=sex,
+                    last_name=last,
+                    first_name="Camille",
+                    department=dept,
+                    treating_doctor=doctor,
+                    c2s=order == 3,
+                    ame=False,
+                    ald=ald,
+                    email=None,
+                    street="3 rue des Lilas",
+                    postcode="75011",
+                    city="Paris",
+                )
+            )
+            persons.append(Person(nir=nir, birth_date=born, last_name=last))
+    return persons
+
+
+def make_login(services: Services, login: str, account_id: str | None = None) -> Login:
+    with session_scope(services.sessions) as session:
+        created = services.auth.create_account(
+            session,
+            login=login,
+            password=PASSWORD,
+            profession="pharmacie",
+            account_id=account_id,
+        )
+    secret = pyotp.parse_uri(created.otpauth_uri).secret
+    return Login(
+        account_id=created.account_id, login=login, password=PASSWORD, totp=pyotp.TOTP(secret)
+    )
+
+
+@pytest.fixture
+def pharmacist(services: Services) -> Login:
+    return make_login(services, "pharmacie.lilas", account_id="ph-lilas")
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services=services)) as test_client:
+        yield test_client
+
+
+def log_in(client: TestClient, login: Login) -> str:
+    """The whole login: password, then a TOTP code. Returns the bearer token."""
+    first = client.post(
+        "/api/v1/auth/login", json={"login": login.login, "password": login.password}
+    )
+    assert first.status_code == 200, first.text
+    second = client.post(
+        "/api/v1/auth/mfa/totp",
+        json={"mfa_token": first.json()["mfa_token"], "code": login.totp.now()},
+    )
+    assert second.status_code == 200, second.text
+    token: str = second.json()["access_token"]
+    return token

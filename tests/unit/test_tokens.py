@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import jwt
+import pytest
+
+from rempart.auth.tokens import InvalidToken, TokenSigner
+
+KEY = b"k" * 32
+
+
+def test_access_token_round_trips() -> None:
+    signer = TokenSigner(KEY, purpose="access", ttl_seconds=60)
+    claims = signer.check_access(signer.issue_access("acct-1", acr="password+totp", epoch=3))
+    assert (claims.account_id, claims.acr, claims.epoch) == ("acct-1", "password+totp", 3)
+
+
+def test_expired_tampered_foreign_and_cross_purpose_tokens_are_refused() -> None:
+    access = TokenSigner(KEY, purpose="access", ttl_seconds=60)
+    mfa = TokenSigner(KEY, purpose="mfa", ttl_seconds=60)
+    expired = access.issue("acct-1", now=1_000_000, sid="s", acr="a", epoch=0)
+    good = access.issue_access("acct-1", acr="password+totp", epoch=0)
+    header, payload, signature = good.split(".")
+    tampered = f"{header}.{payload[:-2]}AA.{signature}"
+    foreign = TokenSigner(b"x" * 32, purpose="access", ttl_seconds=60).issue_access(
+        "acct-1", acr="password+totp", epoch=0
+    )
+    unsigned = jwt.encode({"sub": "acct-1", "typ": "access"}, key=None, algorithm="none")
+    wrong_alg = jwt.encode({"sub": "acct-1", "typ": "access", "iss": "rempart"}, KEY, "HS512")
+    for token in (expired, tampered, foreign, unsigned, wrong_alg, "garbage", ""):
+        with pytest.raises(InvalidToken):
+            access.check_access(token)
+    with pytest.raises(InvalidToken):
+        access.check(mfa.issue("acct-1"))
