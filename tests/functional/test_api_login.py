@@ -7,6 +7,7 @@ import time
 from fastapi.testclient import TestClient
 
 from rempart.services import Services
+from rempart.store.engine import session_scope
 from tests.functional.conftest import Login, log_in, make_login
 
 
@@ -117,8 +118,6 @@ def test_one_address_trying_many_accounts_is_throttled(
 
 
 def test_suspended_account_cannot_log_in(client: TestClient, services: Services) -> None:
-    from rempart.store.engine import session_scope
-
     login = make_login(services, "to.suspend")
     with session_scope(services.sessions) as session:
         services.auth.suspend(session, login.account_id)

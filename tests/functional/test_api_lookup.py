@@ -7,6 +7,7 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+from rempart.nir import make_nir, parse_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from tests.functional.conftest import Login, Person, log_in
@@ -76,8 +77,6 @@ def test_unknown_nir_and_wrong_birth_date_answer_the_same(
 
 
 def make_unknown(valid: str) -> str:
-    from rempart.nir import make_nir, parse_nir
-
     nir = parse_nir(valid)
     place = nir.birth_place
     return make_nir(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,13 @@ def test_production_refuses_missing_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(env="production", database_url=f"sqlite:///{tmp_path / 'p.db'}")
     message = str(caught.value)
-    assert "REMPART_TOKEN_SECRET" in message and "REMPART_PSEUDONYM_KEY" in message
+    assert "REMPART_TOKEN_SECRET" in message
+    assert "REMPART_PSEUDONYM_KEY" in message
 
 
 def test_production_refuses_development_keys(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     load_settings(database_url=url).keys  # noqa: B018 - creates the development keys
-    import json
-
     dev = json.loads((tmp_path / "rempart-data" / "dev-keys.json").read_text())
     with pytest.raises(ConfigError) as caught:
         load_settings(

@@ -7,6 +7,7 @@ import string
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from stdnum.fr import nir as stdnum_nir
 
 from rempart.nir import NIR, InvalidNIR, NIRError, make_nir, parse_nir, pseudonymize
 
@@ -63,7 +64,8 @@ def test_every_single_character_corruption_is_rejected(nir: NIR, data: st.DataOb
 @given(valid_nirs())
 def test_parts_are_exposed(nir: NIR) -> None:
     assert nir.sex in (1, 2)
-    assert nir.birth_month is not None and 1 <= nir.birth_month <= 12
+    assert nir.birth_month is not None
+    assert 1 <= nir.birth_month <= 12
     assert 0 <= nir.birth_year_2d <= 99
     place = nir.birth_place
     assert len(place.department) + len(place.commune) == 5
@@ -74,14 +76,14 @@ def test_corsica_abroad_and_overseas() -> None:
     corsica = make_nir(sex=2, year=55, month=8, department="2B", commune="033", order=4)
     assert corsica.birth_place.department == "2B"
     abroad = make_nir(sex=1, year=90, month=1, department="99", commune="352", order=7)
-    assert abroad.birth_place.abroad and abroad.birth_place.commune == "352"
+    assert abroad.birth_place.abroad
+    assert abroad.birth_place.commune == "352"
     reunion = make_nir(sex=1, year=70, month=6, department="974", commune="11", order=2)
-    assert reunion.birth_place.department == "974" and reunion.birth_place.overseas
+    assert reunion.birth_place.department == "974"
+    assert reunion.birth_place.overseas
 
 
 def _with_key(body13: str) -> str:
-    from stdnum.fr import nir as stdnum_nir
-
     return body13 + stdnum_nir.calc_check_digits(body13 + "00")
 
 

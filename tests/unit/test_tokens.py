@@ -24,7 +24,7 @@ def test_expired_tampered_foreign_and_cross_purpose_tokens_are_refused() -> None
     foreign = TokenSigner(b"x" * 32, purpose="access", ttl_seconds=60).issue_access(
         "acct-1", acr="password+totp", epoch=0
     )
-    unsigned = jwt.encode({"sub": "acct-1", "typ": "access"}, key=None, algorithm="none")
+    unsigned = jwt.encode({"sub": "acct-1", "typ": "access"}, key="", algorithm="none")
     wrong_alg = jwt.encode({"sub": "acct-1", "typ": "access", "iss": "rempart"}, KEY, "HS512")
     for token in (expired, tampered, foreign, unsigned, wrong_alg, "garbage", ""):
         with pytest.raises(InvalidToken):
