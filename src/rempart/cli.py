@@ -10,11 +10,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from rempart.config import ConfigError, Settings, load_settings
 from rempart.errors import RempartError
+from rempart.logs import configure_logging
 from rempart.world.io import WorldFormatError
 
 app = typer.Typer(
@@ -37,8 +39,14 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 def fail(code: str, detail: str, exit_code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error[/] [{code}] {detail}", highlight=False, markup=True)
+    err.print(f"[bold red]error[/] {escape(f'[{code}] {detail}')}", highlight=False)
     return typer.Exit(exit_code)
+
+
+@app.callback()
+def _startup() -> None:
+    # Logs go to standard error so that standard output carries only results (an otpauth URI).
+    configure_logging("warning")
 
 
 def settings_or_exit() -> Settings:
@@ -178,8 +186,6 @@ def serve(
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
-    from rempart.logs import configure_logging
-
     settings = settings_or_exit()
     configure_logging(settings.log_level, json=True)
     _ = settings.keys  # generate or check keys now, before any worker starts
@@ -198,13 +204,16 @@ def serve(
 @app.command("demo")
 def demo(
     workdir: Annotated[
-        Path, typer.Option(help="Where the demo keeps its database and world.")
+        Path, typer.Option(help="Where the demo keeps its database and world (recreated).")
     ] = Path("demo-world"),
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the service running after the story.")
+    ] = False,
 ) -> None:
     """The end-to-end story on the embedded default (SQLite, in-process state)."""
     from rempart.demo import run_demo
 
-    run_demo(workdir, console=out)
+    run_demo(workdir, console=out, serve=serve)
 
 
 def _database_problem(exc: Exception) -> str:

@@ -1,0 +1,5 @@
+"""``python -m rempart`` runs the command line."""
+
+from rempart.cli import app
+
+app(prog_name="rempart")

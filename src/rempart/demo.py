@@ -1,0 +1,286 @@
+"""The end-to-end story, on the embedded default (SQLite file, in-process state).
+
+It runs the real HTTP service on a free local port and talks to it over HTTP,
+as a professional's browser or practice software would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.compute as pc
+import pyotp
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rempart.api import create_app
+from rempart.config import load_settings
+from rempart.logs import configure_logging
+from rempart.services import Services
+from rempart.store.engine import session_scope
+from rempart.store.load_world import load_world
+from rempart.store.migrate import upgrade
+from rempart.world.generator import generate_world
+from rempart.world.io import read_table
+
+__all__ = ["run_demo"]
+
+DEMO_INSURED = 20_000
+DEMO_PROFESSIONALS = 400
+DEMO_SEED = 2022
+DEMO_PASSWORD = "pharmacie du port, comptoir 2 !"  # noqa: S105 - the demo's own throwaway account
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Any]:
+    tasks: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("  [bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=max(total, 1))
+            bar.update(tasks[step], completed=done, total=max(total, 1))
+
+        yield update
+
+
+@contextmanager
+def _running_server(services: Services, port: int) -> Iterator[str]:
+    config = uvicorn.Config(
+        create_app(services=services),
+        host="127.0.0.1",
+        port=port,
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the demo server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _masked(nir: str) -> str:
+    """What the demo prints of a NIR: enough to recognise it, not to reuse it."""
+    return f"{nir[0]} {nir[1:3]} {nir[3:5]} ** *** *** {nir[13:]}"
+
+
+def _step(console: Console, number: int, title: str) -> None:
+    console.print()
+    console.rule(f"[bold cyan]{number}. {title}", align="left")
+
+
+def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = False) -> None:
+    console = console or Console()
+    configure_logging("warning")
+    workdir = workdir.resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    world_dir = workdir / "world"
+    world_dir.mkdir(parents=True)
+    settings = load_settings(
+        database_url=f"sqlite:///{workdir / 'rempart.db'}", data_dir=workdir / "rempart-data"
+    )
+    services = Services(settings)
+
+    console.print(
+        Panel.fit(
+            "[bold]Rempart[/] — the rights-lookup service, guarded.\n"
+            "In 2022 a robot read the rights of 510,000 insured persons through 19 professional\n"
+            "accounts whose e-mail passwords had leaked. This story shows the service built right.",
+            border_style="cyan",
+        )
+    )
+
+    _step(console, 1, "A synthetic world: insured persons, professionals, care links")
+    with _progress(console) as progress:
+        summary = generate_world(
+            world_dir,
+            insured=DEMO_INSURED,
+            professionals=DEMO_PROFESSIONALS,
+            days=28,
+            seed=DEMO_SEED,
+            progress=progress,
+        )
+    console.print(
+        "  written: "
+        + ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())
+        + f"  (seed {DEMO_SEED}: the same seed gives the same files)"
+    )
+
+    _step(console, 2, "The embedded database (SQLite): migrate, then load in one transaction")
+    upgrade(services.engine)
+    with _progress(console) as progress:
+        loaded = load_world(services.engine, world_dir, progress)
+    again = load_world(services.engine, world_dir)
+    console.print(
+        "  loaded: "
+        + ", ".join(f"{table} {rows:,}" for table, rows in loaded.rows.items())
+        + f"\n  loaded again: {sum(again.changed.values())} rows changed (loading is idempotent)"
+    )
+
+    _step(console, 3, "A pharmacist's account: password + mandatory TOTP second factor")
+    professionals = read_table(world_dir, "professionals")
+    pharmacies = professionals.filter(pc.equal(professionals.column("profession"), "pharmacie"))
+    account_id = str(pharmacies.column("account_id")[0])
+    with session_scope(services.sessions) as session:
+        created = services.auth.create_account(
+            session,
+            login="pharmacie.du.port",
+            password=DEMO_PASSWORD,
+            profession="pharmacie",
+            account_id=account_id,
+        )
+    totp = pyotp.TOTP(pyotp.parse_uri(created.otpauth_uri).secret)
+    console.print(f"  account [bold]{account_id}[/], login [bold]{created.login}[/]")
+    console.print(
+        "  TOTP enrolment URI (shown once, scanned into an authenticator app): "
+        + created.otpauth_uri.split("secret=")[0]
+        + "secret=<hidden>&issuer=Rempart"
+    )
+
+    insured = read_table(world_dir, "insured", ["nir", "birth_date", "treating_doctor"]).slice(0, 4)
+    _over_http(console, services, created.login, totp, insured.to_pylist(), serve=serve)
+    services.close()
+    console.print()
+    console.print(
+        Panel.fit(
+            f"Demo data kept in {workdir}.\n"
+            "Coming next: phishing-resistant login (WebAuthn, Pro Santé Connect), the audit "
+            "trail, the live guard, breach scoping and notification of the people affected.",
+            border_style="green",
+        )
+    )
+
+
+def _over_http(
+    console: Console,
+    services: Services,
+    login: str,
+    totp: pyotp.TOTP,
+    people: list[dict[str, Any]],
+    *,
+    serve: bool,
+) -> None:
+    """Chapters 4-7: the professional's side, over real HTTP."""
+    settings = services.settings
+    port = _free_port()
+    with _running_server(services, port) as base_url, httpx.Client(base_url=base_url) as http:
+        _step(console, 4, f"Log in over HTTP ({base_url})")
+        first = http.post("/api/v1/auth/login", json={"login": login, "password": DEMO_PASSWORD})
+        console.print(f"  POST /api/v1/auth/login → {first.status_code} {list(first.json())}")
+        second = http.post(
+            "/api/v1/auth/mfa/totp",
+            json={"mfa_token": first.json()["mfa_token"], "code": totp.now()},
+        )
+        token = second.json()
+        console.print(
+            f"  POST /api/v1/auth/mfa/totp → {second.status_code} "
+            f"Bearer token valid {token['expires_in']} s"
+        )
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
+        replay = http.post(
+            "/api/v1/auth/mfa/totp",
+            json={"mfa_token": first.json()["mfa_token"], "code": totp.now()},
+        )
+        console.print(f"  the same TOTP code again → {replay.status_code} {replay.json()['error']}")
+
+        _step(console, 5, "Rights lookups (NIR + birth date, in the body, never in a URL)")
+        table = Table("NIR", "name", "born", "treating doctor", "C2S", "AME", "ALD")
+        for row in people[:3]:
+            response = http.post(
+                "/api/v1/rights/lookup",
+                json={"nir": row["nir"], "birth_date": row["birth_date"].isoformat()},
+                headers=auth,
+            )
+            body = response.json()
+            doctor = body["treating_doctor"]
+            table.add_row(
+                _masked(body["nir"]),
+                f"{body['first_name']} {body['last_name']}",
+                body["birth_date"],
+                f"{doctor['name']} (RPPS {doctor['rpps']})" if doctor else "—",
+                *("oui" if body[k] else "non" for k in ("c2s", "ame", "ald")),
+            )
+        console.print(table)
+
+        _step(console, 6, "What the service refuses")
+        person = people[3]
+        wrong_date = http.post(
+            "/api/v1/rights/lookup",
+            json={"nir": person["nir"], "birth_date": "1900-01-01"},
+            headers=auth,
+        )
+        console.print(
+            f"  right NIR, wrong birth date → {wrong_date.status_code} "
+            f"{wrong_date.json()['error']} (the same answer as an unknown NIR)"
+        )
+        typo = person["nir"][:6] + ("1" if person["nir"][6] != "1" else "2") + person["nir"][7:]
+        malformed = http.post(
+            "/api/v1/rights/lookup", json={"nir": typo, "birth_date": "1980-01-01"}, headers=auth
+        )
+        console.print(
+            f"  a NIR with a typo → {malformed.status_code} {malformed.json()['error']} "
+            f"({malformed.json()['reason']}: {malformed.json()['detail']})"
+        )
+        no_token = http.post(
+            "/api/v1/rights/lookup", json={"nir": person["nir"], "birth_date": "1980-01-01"}
+        )
+        console.print(f"  no bearer token → {no_token.status_code} {no_token.json()['error']}")
+
+        _step(console, 7, "A robot with a leaked password guesses")
+        for attempt in range(1, settings.throttle_account_failures + 2):
+            response = http.post(
+                "/api/v1/auth/login",
+                json={"login": login, "password": f"leaked-password-{attempt}"},
+            )
+            retry = response.headers.get("retry-after")
+            console.print(
+                f"  attempt {attempt}: {response.status_code} {response.json()['error']}"
+                + (f", Retry-After: {retry} s" if retry else "")
+            )
+        console.print(
+            "  Throttling is checked before the password (the failed TOTP replay above counted "
+            "too): the robot cannot keep guessing, and an unknown login gets exactly the same "
+            "answers as a real one."
+        )
+        if serve:
+            console.print(f"\n  The service stays up at {base_url} (Ctrl-C to stop).")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
