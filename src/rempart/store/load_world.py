@@ -19,7 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine
+from sqlalchemy.schema import AddConstraint, DropConstraint
 
+from rempart.store.models import Base
 from rempart.world.io import WorldFormatError, read_table
 
 __all__ = ["LoadSummary", "load_world"]
@@ -87,8 +89,12 @@ def load_world(engine: Engine, world_dir: Path, progress: Progress | None = None
     tables = _read_world(world_dir)
     summary = LoadSummary()
     with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # A large page cache for the load only: the B-trees of a million rows stay in memory.
+            connection.exec_driver_sql("PRAGMA cache_size=-524288")
         for world_name, db_table, key in _PLAN:
-            table = tables[world_name]
+            # Rows in key order: each B-tree (primary key) grows at its end instead of at random.
+            table = tables[world_name].sort_by([(column, "ascending") for column in key])
             summary.rows[db_table] = table.num_rows
             if connection.dialect.name == "postgresql":
                 changed = _load_postgresql(connection, db_table, key, table, progress)
@@ -119,6 +125,11 @@ def _load_postgresql(
 ) -> int:
     columns = table.column_names
     stage = f"stage_{db_table}"
+    # Row-by-row foreign-key triggers cost more than the rest of the load together; inside
+    # this transaction the keys are dropped, and re-adding them checks every row in one join.
+    foreign_keys = list(Base.metadata.tables[db_table].foreign_key_constraints)
+    for constraint in foreign_keys:
+        connection.execute(DropConstraint(constraint))
     raw: Any = connection.connection.dbapi_connection
     with raw.cursor() as cursor:
         cursor.execute(
@@ -140,6 +151,8 @@ def _load_postgresql(
         )
         changed = int(cursor.rowcount)
         cursor.execute(f"DROP TABLE {stage}")
+    for constraint in foreign_keys:
+        connection.execute(AddConstraint(constraint))
     return changed
 
 
