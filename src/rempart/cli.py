@@ -186,9 +186,17 @@ def serve(
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
+    from rempart.services import Services
+    from rempart.store.migrate import schema_problem
+
     settings = settings_or_exit()
     configure_logging(settings.log_level, json=True)
     _ = settings.keys  # generate or check keys now, before any worker starts
+    services = Services(settings)
+    problem = schema_problem(services.engine)
+    services.close()
+    if problem:
+        raise fail("database_not_ready", problem, exit_code=2)
     uvicorn.run(
         "rempart.api.factory:app",
         factory=True,

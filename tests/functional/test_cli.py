@@ -222,3 +222,18 @@ def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "REMPART_TOKEN_SECRET must be set in production" in result.stderr
+
+
+def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
+    env = {**os.environ, **cli_env(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "rempart", "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "database_not_ready" in result.stderr
+    assert "rempart db upgrade" in result.stderr

@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rempart.errors import RempartError
@@ -94,6 +95,13 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
 
 
+def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("database_unavailable", error_type=type(exc).__name__)
+    return error_response(
+        503, "database_unavailable", "the database cannot be reached; retry later"
+    )
+
+
 def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     # The exception type only: its message may hold data (SQL parameters are hidden anyway).
     log.error("unhandled_error", error_type=type(exc).__name__)
@@ -105,4 +113,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RempartError, _domain_error)
     app.add_exception_handler(InvalidNIR, _invalid_nir)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(Exception, _unexpected)

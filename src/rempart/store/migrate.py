@@ -6,9 +6,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["alembic_config", "upgrade"]
+__all__ = ["alembic_config", "schema_problem", "upgrade"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -27,3 +30,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the database cannot serve (unreachable, or not at the latest revision), or None."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        return f"the database cannot be reached ({type(exc).__name__})"
+    if current != head:
+        at = current or "no revision"
+        return f"the database schema is at {at}, not {head}: run `rempart db upgrade`"
+    return None
