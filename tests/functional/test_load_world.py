@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -144,3 +149,37 @@ def test_a_missing_directory_is_refused(services: Services, tmp_path: Path) -> N
     with pytest.raises(WorldFormatError) as caught:
         load_world(services.engine, tmp_path / "nowhere")
     assert caught.value.code == "world_not_found"
+
+
+@pytest.fixture(scope="session")
+def medium_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("medium-world")
+    generate_world(out, insured=60_000, professionals=600, days=7, seed=11)
+    return out
+
+
+@pytest.mark.parametrize("delay", [0.8, 1.6, 2.4])
+def test_a_killed_load_leaves_all_or_nothing(
+    services: Services, medium_world: Path, tmp_path: Path, delay: float
+) -> None:
+    """SIGKILL ``rempart db load-world`` part-way: the tables hold the whole world or nothing."""
+    env = {
+        **os.environ,
+        "REMPART_DATABASE_URL": services.settings.database_url,
+        "REMPART_DATA_DIR": str(tmp_path / "data"),
+    }
+    loader = subprocess.Popen(
+        [sys.executable, "-m", "rempart", "db", "load-world", str(medium_world)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(delay)
+    loader.send_signal(signal.SIGKILL)
+    loader.wait(timeout=30)
+    world_rows = {
+        "professionals": pq.read_metadata(medium_world / "professionals.parquet").num_rows,
+        "insured": pq.read_metadata(medium_world / "insured.parquet").num_rows,
+        "care_links": pq.read_metadata(medium_world / "care.parquet").num_rows,
+    }
+    assert counts(services) in (world_rows, dict.fromkeys(world_rows, 0))
