@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from rempart.config import ConfigError, Settings, load_settings
 from rempart.errors import RempartError
 from rempart.logs import configure_logging
+from rempart.progress import progress_bar
 from rempart.world.io import WorldFormatError
 
 app = typer.Typer(
@@ -34,8 +32,6 @@ app.add_typer(accounts_app, name="accounts")
 
 err = Console(stderr=True)
 out = Console()
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 def fail(code: str, detail: str, exit_code: int = 1) -> typer.Exit:
@@ -57,27 +53,6 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(2) from None
 
 
-@contextmanager
-def progress_bar(description: str) -> Iterator[ProgressFn]:
-    """A Rich progress bar driven by ``progress(step, done, total)`` callbacks."""
-    tasks: dict[str, TaskID] = {}
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as bar:
-
-        def update(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(f"{description}: {step}", total=max(total, 1))
-            bar.update(tasks[step], completed=done, total=max(total, 1))
-
-        yield update
-
-
 @world_app.command("generate")
 def world_generate(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the world into.")],
@@ -90,7 +65,7 @@ def world_generate(
     from rempart.world.generator import generate_world
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with progress_bar("generate") as progress:
+    with progress_bar(err, "generate: ") as progress:
         summary = generate_world(
             out_dir,
             insured=insured,
@@ -129,7 +104,7 @@ def db_load_world(
 
     services = Services(settings_or_exit())
     try:
-        with progress_bar("load") as progress:
+        with progress_bar(err, "load: ") as progress:
             summary = load_world(services.engine, world_dir, progress)
     except WorldFormatError as exc:
         raise fail(exc.code, f"{exc.detail}; nothing was loaded") from None

@@ -21,12 +21,12 @@ import pyotp
 import uvicorn
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rempart.api import create_app
 from rempart.config import load_settings
 from rempart.logs import configure_logging
+from rempart.progress import progress_bar
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.load_world import load_world
@@ -47,25 +47,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-@contextmanager
-def _progress(console: Console) -> Iterator[Any]:
-    tasks: dict[str, TaskID] = {}
-    with Progress(
-        TextColumn("  [bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-
-        def update(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(step, total=max(total, 1))
-            bar.update(tasks[step], completed=done, total=max(total, 1))
-
-        yield update
 
 
 @contextmanager
@@ -126,7 +107,7 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
     )
 
     _step(console, 1, "A synthetic world: insured persons, professionals, care links")
-    with _progress(console) as progress:
+    with progress_bar(console, "  ") as progress:
         summary = generate_world(
             world_dir,
             insured=DEMO_INSURED,
@@ -143,7 +124,7 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
 
     _step(console, 2, "The embedded database (SQLite): migrate, then load in one transaction")
     upgrade(services.engine)
-    with _progress(console) as progress:
+    with progress_bar(console, "  ") as progress:
         loaded = load_world(services.engine, world_dir, progress)
     again = load_world(services.engine, world_dir)
     console.print(

@@ -210,9 +210,9 @@ def test_rempart_serve_answers_and_never_logs_a_nir(tmp_path: Path) -> None:
     assert person["nir"][:13] not in logs
 
 
-def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
-    env = {**os.environ, **cli_env(tmp_path), "REMPART_ENV": "production"}
-    result = subprocess.run(
+def _serve_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``rempart serve`` expected to stop at start: it must not be left running."""
+    return subprocess.run(
         [sys.executable, "-m", "rempart", "serve", "--port", str(_free_port())],
         env=env,
         capture_output=True,
@@ -220,20 +220,16 @@ def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
         timeout=30,
         check=False,
     )
+
+
+def test_serve_refuses_a_bad_configuration(tmp_path: Path) -> None:
+    result = _serve_once({**os.environ, **cli_env(tmp_path), "REMPART_ENV": "production"})
     assert result.returncode == 2
     assert "REMPART_TOKEN_SECRET must be set in production" in result.stderr
 
 
 def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
-    env = {**os.environ, **cli_env(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "rempart", "serve", "--port", str(_free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = _serve_once({**os.environ, **cli_env(tmp_path)})
     assert result.returncode == 2
     assert "database_not_ready" in result.stderr
     assert "rempart db upgrade" in result.stderr
