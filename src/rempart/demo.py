@@ -100,7 +100,7 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
     console.print(
         Panel.fit(
             "[bold]Rempart[/] — the rights-lookup service, guarded.\n"
-            "In 2022 a robot read the rights of 510,000 insured persons through 19 professional\n"
+            "In 2022 a robot read the rights of 510,000 insured persons through 19 professional "
             "accounts whose e-mail passwords had leaked. This story shows the service built right.",
             border_style="cyan",
         )
