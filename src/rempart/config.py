@@ -158,18 +158,24 @@ def _development_secret_values(data_dir: Path) -> set[str]:
 
 def _load_or_create_dev_keys(data_dir: Path) -> dict[str, str]:
     path = data_dir / _DEV_KEYS_FILE
+    stored: dict[str, str] = {}
     if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        stored = json.loads(path.read_text(encoding="utf-8"))
         if all(name in stored for name in _SECRET_NAMES):
             return stored
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    generated = {name: secrets.token_urlsafe(48) for name in _SECRET_NAMES}
-    # O_EXCL so that two processes starting together agree on one set of keys.
+    # Keys already there are kept: replacing them would orphan what they sealed or signed.
+    generated = {name: secrets.token_urlsafe(48) for name in _SECRET_NAMES} | stored
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(generated, handle)
+    if stored:
+        tmp.replace(path)
+        return generated
     try:
+        # A hard link fails if the file appeared meanwhile: two processes starting
+        # together agree on the first one's keys.
         os.link(tmp, path)
     except FileExistsError:
         tmp.unlink()

@@ -72,3 +72,16 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_postgres_urls_use_psycopg() -> None:
     settings = load_settings(database_url="postgresql://u@127.0.0.1:5432/db")
     assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_a_new_key_kind_keeps_the_existing_keys(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'rempart.db'}"
+    before = load_settings(database_url=url).keys
+    key_file = tmp_path / "rempart-data" / "dev-keys.json"
+    stored = json.loads(key_file.read_text())
+    del stored["data_key"]
+    key_file.write_text(json.dumps(stored))
+    after = load_settings(database_url=url).keys
+    assert after.token_secret == before.token_secret
+    assert after.pseudonym_key == before.pseudonym_key
+    assert "data_key" in json.loads(key_file.read_text())
