@@ -17,6 +17,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
+from rempart.audit.models import AuditBase
 from rempart.config import Settings, load_settings
 from rempart.services import Services
 from rempart.store.migrate import upgrade
@@ -75,7 +76,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield url
     services = Services(load_settings(database_url=url, data_dir=tmp_path / "data"))
     with services.engine.begin() as connection:
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        every = [*Base.metadata.sorted_tables, *AuditBase.metadata.sorted_tables]
+        tables = ", ".join(t.name for t in every)
         connection.execute(text(f"TRUNCATE {tables} CASCADE"))
     services.close()
 
@@ -88,6 +90,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
     services = Services(settings)
-    upgrade(services.engine)
+    upgrade(services.engine, schema="data")
+    upgrade(services.audit_engine, schema="audit")
     yield services
     services.close()

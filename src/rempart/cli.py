@@ -26,9 +26,11 @@ app = typer.Typer(
 world_app = typer.Typer(help="Synthetic worlds (insured persons, professionals, care links).")
 db_app = typer.Typer(help="The database named by REMPART_DATABASE_URL.")
 accounts_app = typer.Typer(help="Professional accounts.")
+audit_app = typer.Typer(help="The audit trail: verification, checkpoints.")
 app.add_typer(world_app, name="world")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(audit_app, name="audit")
 
 err = Console(stderr=True)
 out = Console()
@@ -86,7 +88,8 @@ def db_upgrade() -> None:
 
     services = Services(settings_or_exit())
     try:
-        upgrade(services.engine)
+        upgrade(services.engine, schema="data")
+        upgrade(services.audit_engine, schema="audit")
     except SQLAlchemyError as exc:
         raise fail("database_unavailable", _database_problem(exc)) from None
     finally:
@@ -152,6 +155,63 @@ def accounts_create(
     out.print(created.otpauth_uri, highlight=False, soft_wrap=True)
 
 
+@audit_app.command("verify")
+def audit_verify(
+    incremental: Annotated[
+        bool,
+        typer.Option(help="Start each chain at the last checkpoint a verification found intact."),
+    ] = False,
+    jobs: Annotated[int, typer.Option(min=1, max=16, help="Parallel processes.")] = 2,
+) -> None:
+    """Check every chain of the audit trail and every checkpoint signature.
+
+    Exit 0 when intact; 1 with the first bad entry of each broken chain named.
+    """
+    from rempart.audit.chain import CheckpointSigner
+    from rempart.audit.verify import verify_database
+    from rempart.services import Services
+
+    settings = settings_or_exit()
+    services = Services(settings)
+    verifier = CheckpointSigner(settings.keys.audit_signing_key).verifier()
+    try:
+        report = verify_database(
+            services.audit_engine,
+            verifier,
+            incremental=incremental,
+            jobs=jobs,
+            url=settings.audit_database_url or settings.database_url,
+        )
+    except SQLAlchemyError as exc:
+        raise fail("audit_unavailable", _database_problem(exc)) from None
+    finally:
+        services.close()
+    for problem in report.problems:
+        err.print(f"BROKEN {problem}", highlight=False, markup=False)
+    summary = (
+        f"{report.entries:,} entries in {len(report.shards)} chain(s) checked, "
+        f"{report.checkpoints:,} signed checkpoint(s) valid (key {verifier.key_id})"
+    )
+    if not report.ok:
+        raise fail("audit_broken", f"the audit trail is NOT intact; {summary}")
+    err.print(f"audit trail intact: {summary}", highlight=False)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the current head of every chain now (cron it, and run it before an export)."""
+    from rempart.services import Services
+
+    services = Services(settings_or_exit())
+    try:
+        written = services.audit.checkpoint_heads()  # type: ignore[attr-defined]
+    except SQLAlchemyError as exc:
+        raise fail("audit_unavailable", _database_problem(exc)) from None
+    finally:
+        services.close()
+    err.print(f"{written} checkpoint(s) signed")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -168,7 +228,9 @@ def serve(
     configure_logging(settings.log_level, json=True)
     _ = settings.keys  # generate or check keys now, before any worker starts
     services = Services(settings)
-    problem = schema_problem(services.engine)
+    problem = schema_problem(services.engine, "data") or schema_problem(
+        services.audit_engine, "audit"
+    )
     services.close()
     if problem:
         raise fail("database_not_ready", problem, exit_code=2)

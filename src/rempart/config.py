@@ -27,7 +27,7 @@ __all__ = ["ConfigError", "Keys", "Settings", "load_settings"]
 
 _DEV_KEYS_FILE = "dev-keys.json"
 _MIN_SECRET_LENGTH = 32
-_SECRET_NAMES = ("token_secret", "pseudonym_key", "data_key")
+_SECRET_NAMES = ("token_secret", "pseudonym_key", "data_key", "audit_signing_key")
 
 
 class ConfigError(Exception):
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     token_secret: SecretStr | None = None
     pseudonym_key: SecretStr | None = None
     data_key: SecretStr | None = None
+    audit_signing_key: SecretStr | None = Field(
+        default=None, description="Seed of the Ed25519 key that signs audit checkpoints."
+    )
+    audit_shards: int = Field(default=8, ge=1, le=64)
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
 
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=4 * 3600)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
@@ -137,6 +142,7 @@ class Keys:
     token_secret: bytes
     pseudonym_key: bytes
     data_key: bytes
+    audit_signing_key: bytes
     development: bool
 
     def for_purpose(self, purpose: str) -> bytes:
@@ -202,6 +208,7 @@ def _resolve_keys(settings: Settings) -> Keys:
         token_secret=derive("token_secret"),
         pseudonym_key=derive("pseudonym_key"),
         data_key=derive("data_key"),
+        audit_signing_key=derive("audit_signing_key"),
         development=development,
     )
 

@@ -123,7 +123,8 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
     )
 
     _step(console, 2, "The embedded database (SQLite): migrate, then load in one transaction")
-    upgrade(services.engine)
+    upgrade(services.engine, schema="data")
+    upgrade(services.audit_engine, schema="audit")
     with progress_bar(console, "  ") as progress:
         loaded = load_world(services.engine, world_dir, progress)
     again = load_world(services.engine, world_dir)

@@ -9,6 +9,8 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from rempart.audit.chain import CheckpointSigner
+from rempart.audit.trail import AuditTrail, SqlAuditTrail
 from rempart.auth.passwords import PasswordHasher
 from rempart.auth.secretbox import SecretBox
 from rempart.auth.service import AuthService
@@ -34,6 +36,22 @@ class Services:
     def engine(self) -> Engine:
         # hide_parameters: a failing statement's message must never carry a NIR into a log.
         return make_engine(self.settings.database_url, hide_parameters=True)
+
+    @cached_property
+    def audit_engine(self) -> Engine:
+        url = self.settings.audit_database_url
+        if url is None or url == self.settings.database_url:
+            return self.engine
+        return make_engine(url, hide_parameters=True)
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        return SqlAuditTrail(
+            self.audit_engine,
+            CheckpointSigner(self.settings.keys.audit_signing_key),
+            shards=self.settings.audit_shards,
+            checkpoint_every=self.settings.audit_checkpoint_every,
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -79,5 +97,7 @@ class Services:
         )
 
     def close(self) -> None:
+        if "audit_engine" in self.__dict__ and self.audit_engine is not self.__dict__.get("engine"):
+            self.audit_engine.dispose()
         if "engine" in self.__dict__:
             self.engine.dispose()

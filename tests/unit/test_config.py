@@ -44,6 +44,7 @@ def test_production_refuses_development_keys(tmp_path: Path) -> None:
             token_secret=dev["token_secret"],
             pseudonym_key="p" * 40,
             data_key="d" * 40,
+            audit_signing_key="a" * 40,
         )
     assert "development key" in str(caught.value)
     assert dev["token_secret"] not in str(caught.value)
@@ -56,6 +57,7 @@ def test_production_accepts_real_keys(tmp_path: Path) -> None:
         token_secret="t" * 40,
         pseudonym_key="p" * 40,
         data_key="d" * 40,
+        audit_signing_key="a" * 40,
     )
     assert not settings.keys.development
     assert not (tmp_path / "rempart-data").exists()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
-
 from fastapi import APIRouter, Request
 
 from rempart.api.schemas import (
@@ -19,9 +16,7 @@ from rempart.api.schemas import (
 )
 from rempart.auth.service import Principal
 from rempart.auth.tokens import InvalidToken
-from rempart.errors import RempartError
-from rempart.nir import parse_nir
-from rempart.rights.lookup import lookup_rights
+from rempart.rights.service import Caller, audited_lookup
 from rempart.services import Services
 from rempart.store.engine import session_scope
 
@@ -32,13 +27,6 @@ router = APIRouter(prefix="/api/v1")
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 415, 422, 429, 503)
 }
-_DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_EARLIEST_BIRTH = date(1890, 1, 1)
-
-
-class InvalidBirthDate(RempartError):
-    code = "invalid_birth_date"
-    status = 422
 
 
 def _services(request: Request) -> Services:
@@ -61,18 +49,6 @@ def _bearer(request: Request) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("a bearer access token is required")
     return token.strip()
-
-
-def parse_birth_date(raw: str) -> date:
-    if not _DATE_SHAPE.match(raw):
-        raise InvalidBirthDate("birth_date must be a date written YYYY-MM-DD")
-    try:
-        value = date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidBirthDate("birth_date is not a calendar date") from None
-    if not _EARLIEST_BIRTH <= value <= date.today():  # noqa: DTZ011 - a birth date is a civil date
-        raise InvalidBirthDate("birth_date is out of range")
-    return value
 
 
 @router.post("/auth/login", response_model=LoginResponse, responses=_ERRORS, tags=["auth"])
@@ -99,15 +75,31 @@ def login_totp(body: TotpRequest, request: Request) -> TokenResponse:
 
 @router.post("/rights/lookup", response_model=RightsResponse, responses=_ERRORS, tags=["rights"])
 def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
-    """Identity and rights of one insured person. The NIR travels in the body, never in a URL."""
+    """Identity and rights of one insured person. The NIR travels in the body, never in a URL.
+
+    The lookup is recorded in the audit trail before the answer leaves; if the trail
+    cannot be written, the answer is ``503 audit_unavailable`` and no data.
+    """
     services = _services(request)
     token = _bearer(request)
-    nir = parse_nir(body.nir)
-    birth_date = parse_birth_date(body.birth_date)
     with session_scope(services.sessions) as session:
         principal: Principal = services.auth.authenticate(session, token)
-        request.state.account_id = principal.account_id
-        record = lookup_rights(session, nir, birth_date)
+        caller = Caller(
+            account_id=principal.account_id,
+            session_id=principal.session_id,
+            acr=principal.acr,
+            client_ip=_client_address(request),
+            user_agent=request.headers.get("user-agent", ""),
+            channel="portal",
+        )
+        record = audited_lookup(
+            session,
+            services.audit,
+            caller,
+            raw_nir=body.nir,
+            raw_birth_date=body.birth_date,
+            pseudonym_key=services.settings.keys.pseudonym_key,
+        )
     doctor = record.treating_doctor
     return RightsResponse(
         nir=record.nir,

@@ -1,8 +1,13 @@
-"""Alembic, driven from code: ``rempart db upgrade`` and the tests use :func:`upgrade`."""
+"""Alembic, driven from code: ``rempart db upgrade`` and the tests use :func:`upgrade`.
+
+Two migration histories: the rights service's tables, and the audit tables
+(``audit*``, with their own version table) which may live in another database.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -11,36 +16,42 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["alembic_config", "schema_problem", "upgrade"]
+__all__ = ["Schema", "alembic_config", "schema_problem", "upgrade"]
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+Schema = Literal["data", "audit"]
+_LOCATIONS: dict[Schema, tuple[Path, str]] = {
+    "data": (Path(__file__).resolve().parent / "migrations", "alembic_version"),
+    "audit": (Path(__file__).resolve().parent / "audit_migrations", "audit_alembic_version"),
+}
 
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(url: str | None = None, schema: Schema = "data") -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(_LOCATIONS[schema][0]))
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` inside one transaction."""
-    config = alembic_config()
+def upgrade(engine: Engine, revision: str = "head", schema: Schema = "data") -> None:
+    """Bring one schema to ``revision`` inside one transaction."""
+    config = alembic_config(schema=schema)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
-def schema_problem(engine: Engine) -> str | None:
+def schema_problem(engine: Engine, schema: Schema = "data") -> str | None:
     """Why the database cannot serve (unreachable, or not at the latest revision), or None."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(schema=schema)).get_current_head()
     try:
         with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+            current = MigrationContext.configure(
+                connection, opts={"version_table": _LOCATIONS[schema][1]}
+            ).get_current_revision()
     except SQLAlchemyError as exc:
         return f"the database cannot be reached ({type(exc).__name__})"
     if current != head:
         at = current or "no revision"
-        return f"the database schema is at {at}, not {head}: run `rempart db upgrade`"
+        return f"the {schema} schema is at {at}, not {head}: run `rempart db upgrade`"
     return None

@@ -1,0 +1,18 @@
+"""Runs every benchmark in turn (never two at once: they share the machine's 2 cores)."""
+
+from __future__ import annotations
+
+import importlib
+
+BENCHMARKS = ("bench_generate", "bench_load", "bench_login", "bench_lookup")
+
+
+def main() -> None:
+    for name in BENCHMARKS:
+        print(f"== {name}")
+        module = importlib.import_module(f"bench.{name}")
+        module.main([])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The audit trail: every lookup and authentication event, hash-chained, signed, verifiable."""

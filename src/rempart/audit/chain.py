@@ -1,0 +1,150 @@
+r"""The hash chain: canonical encoding of an entry, entry hashes, signed checkpoints.
+
+Each entry's hash commits to the previous entry's hash, to its own sequence
+number and to every field, so that altering, deleting, inserting or
+reordering an entry breaks the chain at that entry. Checkpoints sign
+(sequence, hash) with Ed25519, in the spirit of Certificate Transparency's
+signed tree heads: whoever holds the public key can check a copy of the trail
+without trusting the database it came from.
+
+>>> entry = AuditEntry(seq=1, ts_us=1_767_605_400_000_000, event="lookup")
+>>> canonical(entry.row())[:42]
+b'rempart-audit-v1\x1f1\x1f1767605400000000\x1flookup'
+>>> entry_hash(GENESIS, entry.row()).hex()[:16]
+'fc0410567d495d05'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+__all__ = [
+    "CATEGORIES",
+    "GENESIS",
+    "AuditEntry",
+    "CheckpointSigner",
+    "CheckpointVerifier",
+    "canonical",
+    "entry_hash",
+]
+
+GENESIS = bytes(32)
+"""The hash before the first entry."""
+
+CATEGORIES = ("nir", "identity", "treating_doctor", "c2s", "ame", "ald")
+"""Data categories a lookup can return (DESIGN.md); stored comma-separated, in this order."""
+
+_PREFIX = "rempart-audit-v1\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One event of the trail. Never holds a raw NIR: ``subject`` is its keyed pseudonym.
+
+    Every field is a non-null string or integer (absent = ``""``, ``found`` = -1 when it
+    does not apply): the canonical encoding then needs no escape for null.
+    """
+
+    seq: int
+    ts_us: int
+    """Microseconds since the Unix epoch, UTC."""
+    event: str
+    """``lookup``, or an authentication event (``login_succeeded``, ``login_failed``, ...)."""
+    account_id: str = ""
+    session_id: str = ""
+    acr: str = ""
+    client_ip: str = ""
+    user_agent: str = ""
+    channel: str = ""
+    subject: str = ""
+    found: int = -1
+    """1 found, 0 not found, -1 does not apply."""
+    categories: str = ""
+    decision: str = ""
+    reasons: str = ""
+    outcome: str = ""
+    """What the caller was answered: ``ok`` or an error code."""
+
+    def row(self) -> tuple[int | str, ...]:
+        return tuple(getattr(self, name) for name in FIELD_NAMES)
+
+    @property
+    def ts(self) -> datetime:
+        return datetime.fromtimestamp(self.ts_us / 1_000_000, tz=UTC)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(AuditEntry))
+_SEPARATOR = "\x1f"
+
+
+def clean(value: str, limit: int = 512) -> str:
+    """A text field as stored: no separator character, bounded length."""
+    return value.replace(_SEPARATOR, "\ufffd")[:limit]
+
+
+def canonical(row: tuple[int | str, ...]) -> bytes:
+    """The bytes an entry's hash covers: every field, in declaration order, unit-separated.
+
+    No field holds the separator (:func:`clean`), so the encoding is unambiguous; it is
+    simple enough for a verifier written in any language.
+    """
+    return (_PREFIX + _SEPARATOR.join(map(str, row))).encode("utf-8")
+
+
+def entry_hash(previous: bytes, row: tuple[int | str, ...]) -> bytes:
+    return hashlib.sha256(previous + canonical(row)).digest()
+
+
+def _checkpoint_message(shard: int, seq: int, chain_hash: bytes, ts_us: int) -> bytes:
+    return b"rempart-audit-checkpoint-v1|%d|%d|%b|%d" % (
+        shard,
+        seq,
+        chain_hash.hex().encode(),
+        ts_us,
+    )
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class CheckpointSigner:
+    def __init__(self, seed: bytes) -> None:
+        self._key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest())
+        self.public_key = self._key.public_key()
+        self.key_id = key_id(self.public_key)
+
+    def sign(self, seq: int, chain_hash: bytes, ts_us: int, *, shard: int) -> bytes:
+        return self._key.sign(_checkpoint_message(shard, seq, chain_hash, ts_us))
+
+    def verifier(self) -> CheckpointVerifier:
+        return CheckpointVerifier(self.public_key)
+
+
+class CheckpointVerifier:
+    def __init__(self, public_key: Ed25519PublicKey) -> None:
+        self.public_key = public_key
+        self.key_id = key_id(public_key)
+
+    @classmethod
+    def from_hex(cls, public_hex: str) -> CheckpointVerifier:
+        return cls(Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex)))
+
+    def public_hex(self) -> str:
+        return self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+    def valid(
+        self, seq: int, chain_hash: bytes, ts_us: int, signature: bytes, *, shard: int
+    ) -> bool:
+        try:
+            self.public_key.verify(signature, _checkpoint_message(shard, seq, chain_hash, ts_us))
+        except InvalidSignature:
+            return False
+        return True

@@ -1,0 +1,100 @@
+"""An audited lookup: parse, read, write the audit entry, and only then hand the data over.
+
+No audit, no data: the entry (who, when, from where, whose pseudonym, whether
+found, which data categories) is committed before the caller gets anything; if
+it cannot be, the lookup fails with ``audit_unavailable``. Refused lookups
+(malformed NIR or date, not found) are recorded too: they are what
+enumeration looks like.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from rempart.audit.chain import CATEGORIES, AuditEntry
+from rempart.audit.trail import AuditTrail, now_us
+from rempart.errors import RempartError
+from rempart.nir import InvalidNIR, compact, parse_nir, pseudonymize
+from rempart.rights.lookup import NotFound, RightsRecord, lookup_rights
+
+__all__ = ["Caller", "InvalidBirthDate", "audited_lookup", "parse_birth_date"]
+
+ALL_CATEGORIES = ",".join(CATEGORIES)
+_DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EARLIEST_BIRTH = date(1890, 1, 1)
+
+
+class InvalidBirthDate(RempartError):
+    code = "invalid_birth_date"
+    status = 422
+
+
+def parse_birth_date(raw: str) -> date:
+    if not _DATE_SHAPE.match(raw):
+        raise InvalidBirthDate("birth_date must be a date written YYYY-MM-DD")
+    try:
+        value = date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidBirthDate("birth_date is not a calendar date") from None
+    if not _EARLIEST_BIRTH <= value <= date.today():  # noqa: DTZ011 - a birth date is a civil date
+        raise InvalidBirthDate("birth_date is out of range")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks, and from where: what the audit entry records about the request."""
+
+    account_id: str
+    session_id: str
+    acr: str
+    client_ip: str
+    user_agent: str
+    channel: str
+
+
+def audited_lookup(
+    session: Session,
+    audit: AuditTrail,
+    caller: Caller,
+    *,
+    raw_nir: str,
+    raw_birth_date: str,
+    pseudonym_key: bytes,
+) -> RightsRecord:
+    subject = pseudonymize(compact(raw_nir)[:32], pseudonym_key)
+    record: RightsRecord | None = None
+    failure: RempartError | InvalidNIR | None = None
+    outcome = "ok"
+    try:
+        nir = parse_nir(raw_nir)
+        birth_date = parse_birth_date(raw_birth_date)
+        record = lookup_rights(session, nir, birth_date)
+    except InvalidNIR as exc:
+        failure, outcome = exc, "invalid_nir"
+    except RempartError as exc:
+        failure, outcome = exc, exc.code
+    entry = AuditEntry(
+        seq=0,
+        ts_us=now_us(),
+        event="lookup",
+        account_id=caller.account_id,
+        session_id=caller.session_id,
+        acr=caller.acr,
+        client_ip=caller.client_ip,
+        user_agent=caller.user_agent,
+        channel=caller.channel,
+        subject=subject,
+        found=1 if record is not None else (0 if isinstance(failure, NotFound) else -1),
+        categories=ALL_CATEGORIES if record is not None else "",
+        outcome=outcome,
+    )
+    audit.append([entry])
+    if failure is not None:
+        raise failure
+    assert record is not None
+    return record

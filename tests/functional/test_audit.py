@@ -1,0 +1,268 @@
+"""The audit trail on SQLite and PostgreSQL: no audit no data, tamper evidence, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from rempart.api import create_app
+from rempart.audit.chain import AuditEntry, CheckpointSigner, entry_hash
+from rempart.audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from rempart.audit.trail import SqlAuditTrail, now_us
+from rempart.audit.verify import verify_database
+from rempart.config import load_settings
+from rempart.services import Services
+from tests.conftest import FAST_HASHING
+from tests.functional.conftest import Login, Person, log_in
+
+SEED = b"test-audit-signing-key-seed-0123456789"
+
+
+def trail(services: Services, every: int = 5) -> SqlAuditTrail:
+    return SqlAuditTrail(
+        services.audit_engine, CheckpointSigner(SEED), shards=3, checkpoint_every=every
+    )
+
+
+def append_lookups(audit: SqlAuditTrail, count: int, account: str = "PS1") -> None:
+    for i in range(count):
+        audit.append(
+            [
+                AuditEntry(
+                    seq=0,
+                    ts_us=now_us(),
+                    event="lookup",
+                    account_id=account,
+                    subject=f"pseudonym-{i}",
+                    found=1,
+                    categories="nir,identity",
+                    outcome="ok",
+                )
+            ]
+        )
+
+
+def verify(services: Services, *, incremental: bool = False) -> list[str]:
+    report = verify_database(
+        services.audit_engine, CheckpointSigner(SEED).verifier(), incremental=incremental
+    )
+    return [str(p) for p in report.problems]
+
+
+def first_shard(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                select(AuditEvent.shard)
+                .group_by(AuditEvent.shard)
+                .order_by(func.count().desc())
+                .limit(1)
+            )
+            or 0
+        )
+
+
+def test_an_intact_trail_verifies(services: Services) -> None:
+    audit = trail(services)
+    append_lookups(audit, 23)
+    report = verify_database(services.audit_engine, CheckpointSigner(SEED).verifier())
+    assert report.ok
+    assert report.entries == 23
+    assert report.checkpoints >= 1
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        ("alter", "entry 3: was altered"),
+        ("delete", "entry 3: entry is missing"),
+        ("swap", "entry 2: "),
+        ("insert", "entry 4: does not link"),
+        ("forge_checkpoint", "entry 5: checkpoint signature is invalid"),
+        ("cut_tail", "is missing"),
+    ],
+)
+def test_tampering_is_detected_and_located(services: Services, tamper: str, expected: str) -> None:
+    audit = trail(services)
+    append_lookups(audit, 30)
+    engine = services.audit_engine
+    shard = first_shard(engine)
+    where = AuditEvent.shard == shard
+    with engine.begin() as connection:
+        count = connection.scalar(select(func.count()).where(where)) or 0
+        assert count >= 6
+        if tamper == "alter":
+            connection.execute(
+                update(AuditEvent).where(where, AuditEvent.seq == 3).values(account_id="PS9")
+            )
+        elif tamper == "delete":
+            connection.execute(delete(AuditEvent).where(where, AuditEvent.seq == 3))
+        elif tamper == "swap":
+            two, three = (
+                connection.execute(
+                    select(AuditEvent.subject).where(where, AuditEvent.seq == s)
+                ).scalar_one()
+                for s in (2, 3)
+            )
+            connection.execute(
+                update(AuditEvent).where(where, AuditEvent.seq == 2).values(subject=three)
+            )
+            connection.execute(
+                update(AuditEvent).where(where, AuditEvent.seq == 3).values(subject=two)
+            )
+        elif tamper == "insert":
+            # Room at 3 for a forged entry linking to 2: entry 4 (the old 3) no longer links.
+            for seq in range(count, 2, -1):
+                connection.execute(
+                    update(AuditEvent).where(where, AuditEvent.seq == seq).values(seq=seq + 1)
+                )
+            previous = connection.execute(
+                select(AuditEvent.hash).where(where, AuditEvent.seq == 2)
+            ).scalar_one()
+            forged = AuditEntry(seq=3, ts_us=now_us(), event="lookup", account_id="PS1")
+            connection.execute(
+                insert(AuditEvent).values(
+                    **dict(zip(AuditEntry.__dataclass_fields__, forged.row(), strict=True)),
+                    shard=shard,
+                    prev_hash=previous,
+                    hash=entry_hash(previous, forged.row()),
+                )
+            )
+        elif tamper == "forge_checkpoint":
+            connection.execute(
+                update(AuditCheckpoint)
+                .where(AuditCheckpoint.shard == shard, AuditCheckpoint.seq == 5)
+                .values(signature=bytes(64))
+            )
+        elif tamper == "cut_tail":
+            connection.execute(delete(AuditEvent).where(where, AuditEvent.seq > 2))
+    problems = verify(services)
+    assert len(problems) == 1, problems
+    assert f"shard {shard}, " in problems[0]
+    assert expected in problems[0]
+
+
+def test_incremental_verification_starts_at_the_last_good_checkpoint(services: Services) -> None:
+    audit = trail(services)
+    append_lookups(audit, 20)
+    assert verify(services) == []
+    engine = services.audit_engine
+    shard = first_shard(engine)
+    with engine.begin() as connection:
+        # Damage before the verified checkpoint: an incremental check does not re-read it...
+        connection.execute(
+            update(AuditEvent)
+            .where(AuditEvent.shard == shard, AuditEvent.seq == 1)
+            .values(outcome="x")
+        )
+    append_lookups(audit, 10)
+    assert verify(services, incremental=True) == []
+    # ...a full verification does.
+    assert any("entry 1: was altered" in p for p in verify(services))
+
+
+def test_lookups_are_audited_without_raw_nir(
+    client: TestClient, services: Services, people: list[Person], pharmacist: Login
+) -> None:
+    token = log_in(client, pharmacist)
+    auth = {"Authorization": f"Bearer {token}", "User-Agent": "LGC-Test/1.0"}
+    person = people[0]
+    found = client.post(
+        "/api/v1/rights/lookup",
+        json={"nir": person.nir.value, "birth_date": person.birth_date.isoformat()},
+        headers=auth,
+    )
+    assert found.status_code == 200
+    client.post(
+        "/api/v1/rights/lookup",
+        json={"nir": person.nir.value, "birth_date": "1900-01-01"},
+        headers=auth,
+    )
+    client.post(
+        "/api/v1/rights/lookup", json={"nir": "123", "birth_date": "1900-01-01"}, headers=auth
+    )
+    with Session(services.audit_engine) as session:
+        rows = (
+            session.execute(
+                select(AuditEvent).where(AuditEvent.event == "lookup").order_by(AuditEvent.ts_us)
+            )
+            .scalars()
+            .all()
+        )
+    with services.audit_engine.connect() as connection:
+        dump = " ".join(
+            str(r) for r in connection.execute(text("SELECT * FROM audit_events")).all()
+        )
+    assert [(r.found, r.outcome) for r in rows] == [
+        (1, "ok"),
+        (0, "not_found"),
+        (-1, "invalid_nir"),
+    ]
+    first = rows[0]
+    assert first.account_id == pharmacist.account_id
+    assert first.categories == "nir,identity,treating_doctor,c2s,ame,ald"
+    assert first.user_agent == "LGC-Test/1.0"
+    assert first.acr == "password+totp"
+    assert rows[0].subject == rows[1].subject != ""
+    assert person.nir.value not in dump
+    assert person.nir.value[:13] not in dump
+
+
+def test_no_audit_no_data(
+    services: Services, people: list[Person], pharmacist: Login, tmp_path: Path
+) -> None:
+    # The data database works; the audit database named apart cannot be reached.
+    settings = load_settings(
+        database_url=services.settings.database_url,
+        audit_database_url="postgresql://postgres@127.0.0.1:1/nowhere",
+        data_dir=services.settings.resolved_data_dir,
+        **FAST_HASHING,
+    )
+    with TestClient(create_app(services=Services(settings))) as client:
+        token = log_in(client, pharmacist)
+        person = people[0]
+        response = client.post(
+            "/api/v1/rights/lookup",
+            json={"nir": person.nir.value, "birth_date": person.birth_date.isoformat()},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 503
+    assert response.json()["error"] == "audit_unavailable"
+    assert person.last_name not in response.text
+
+
+def _writer(url: str, data_dir: str, account: str, count: int) -> None:
+    services = Services(load_settings(database_url=url, data_dir=Path(data_dir)))
+    audit = SqlAuditTrail(
+        services.audit_engine, CheckpointSigner(SEED), shards=3, checkpoint_every=7
+    )
+    append_lookups(audit, count, account=account)
+    services.close()
+
+
+def test_concurrent_writer_processes_never_fork_a_chain(services: Services, tmp_path: Path) -> None:
+    trail(services).ensure_heads()
+    context = multiprocessing.get_context("spawn")
+    writers = [
+        context.Process(
+            target=_writer,
+            args=(services.settings.database_url, str(tmp_path / "data"), f"PS{i}", 40),
+        )
+        for i in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    with services.audit_engine.connect() as connection:
+        total = connection.scalar(select(func.count()).select_from(AuditEvent))
+        heads = connection.execute(select(AuditHead.shard, AuditHead.seq)).all()
+    assert total == 160
+    assert sum(seq for _, seq in heads) == 160
+    assert verify(services) == []
