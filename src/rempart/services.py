@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rempart.audit.chain import CheckpointSigner
+from rempart.audit.events import EventRecorder
 from rempart.audit.trail import AuditTrail, SqlAuditTrail
 from rempart.auth.passwords import PasswordHasher
 from rempart.auth.secretbox import SecretBox
@@ -94,6 +95,7 @@ class Services:
             secret_box=SecretBox(keys.data_key),
             password_min_length=s.password_min_length,
             totp_issuer=s.totp_issuer,
+            events=EventRecorder(self.audit, keys.pseudonym_key),
         )
 
     def close(self) -> None:

@@ -214,26 +214,32 @@ def test_lookups_are_audited_without_raw_nir(
 
 
 def test_no_audit_no_data(
-    services: Services, people: list[Person], pharmacist: Login, tmp_path: Path
+    client: TestClient, services: Services, people: list[Person], pharmacist: Login
 ) -> None:
-    # The data database works; the audit database named apart cannot be reached.
+    token = log_in(client, pharmacist)
+    # The same service, but its audit database (named apart) cannot be reached.
     settings = load_settings(
         database_url=services.settings.database_url,
         audit_database_url="postgresql://postgres@127.0.0.1:1/nowhere",
         data_dir=services.settings.resolved_data_dir,
         **FAST_HASHING,
     )
-    with TestClient(create_app(services=Services(settings))) as client:
-        token = log_in(client, pharmacist)
-        person = people[0]
-        response = client.post(
+    person = people[0]
+    with TestClient(create_app(services=Services(settings))) as broken:
+        lookup = broken.post(
             "/api/v1/rights/lookup",
             json={"nir": person.nir.value, "birth_date": person.birth_date.isoformat()},
             headers={"Authorization": f"Bearer {token}"},
         )
-    assert response.status_code == 503
-    assert response.json()["error"] == "audit_unavailable"
-    assert person.last_name not in response.text
+        login = broken.post(
+            "/api/v1/auth/login", json={"login": pharmacist.login, "password": pharmacist.password}
+        )
+    assert lookup.status_code == 503
+    assert lookup.json()["error"] == "audit_unavailable"
+    assert person.last_name not in lookup.text
+    # No audit record, no login either.
+    assert login.status_code == 503
+    assert login.json()["error"] == "audit_unavailable"
 
 
 def _writer(url: str, data_dir: str, account: str, count: int) -> None:
@@ -265,4 +271,29 @@ def test_concurrent_writer_processes_never_fork_a_chain(services: Services, tmp_
         heads = connection.execute(select(AuditHead.shard, AuditHead.seq)).all()
     assert total == 160
     assert sum(seq for _, seq in heads) == 160
+    assert verify(services) == []
+
+
+def test_authentication_events_go_through_the_same_trail(
+    client: TestClient, services: Services, pharmacist: Login
+) -> None:
+    client.post("/api/v1/auth/login", json={"login": "nobody.here", "password": "wrong one 123"})
+    client.post("/api/v1/auth/login", json={"login": pharmacist.login, "password": "wrong one 123"})
+    log_in(client, pharmacist)
+    with services.audit_engine.connect() as connection:
+        events = connection.execute(
+            select(AuditEvent.event, AuditEvent.reasons, AuditEvent.account_id, AuditEvent.subject)
+            .where(AuditEvent.event != "lookup")
+            .order_by(AuditEvent.ts_us)
+        ).all()
+    assert [(e.event, e.reasons) for e in events] == [
+        ("account_created", ""),
+        ("login_failed", "unknown_login"),
+        ("login_failed", "wrong_password"),
+        ("login_password_ok", ""),
+        ("login_succeeded", ""),
+    ]
+    assert events[2].account_id == pharmacist.account_id
+    assert events[2].subject == events[3].subject != ""
+    assert pharmacist.login not in str(events)
     assert verify(services) == []

@@ -57,7 +57,11 @@ def login(body: LoginRequest, request: Request) -> LoginResponse:
     services = _services(request)
     with session_scope(services.sessions) as session:
         challenge = services.auth.login_password(
-            session, login=body.login, password=body.password, address=_client_address(request)
+            session,
+            login=body.login,
+            password=body.password,
+            address=_client_address(request),
+            user_agent=request.headers.get("user-agent", ""),
         )
     return LoginResponse(mfa_token=challenge.mfa_token, methods=list(challenge.methods))
 
@@ -68,7 +72,11 @@ def login_totp(body: TotpRequest, request: Request) -> TokenResponse:
     services = _services(request)
     with session_scope(services.sessions) as session:
         issued = services.auth.login_totp(
-            session, mfa_token=body.mfa_token, code=body.code, address=_client_address(request)
+            session,
+            mfa_token=body.mfa_token,
+            code=body.code,
+            address=_client_address(request),
+            user_agent=request.headers.get("user-agent", ""),
         )
     return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
 

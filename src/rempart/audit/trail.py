@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from rempart.audit.chain import FIELD_NAMES, AuditEntry, CheckpointSigner, clean, entry_hash
 from rempart.audit.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -47,8 +48,16 @@ class Appended:
 
 
 class AuditTrail(Protocol):
-    def append(self, entries: Sequence[AuditEntry]) -> list[Appended]:
-        """Commit the entries (their ``seq`` is assigned here) or raise AuditUnavailable."""
+    def append(
+        self, entries: Sequence[AuditEntry], *, session: Session | None = None
+    ) -> list[Appended]:
+        """Commit the entries (their ``seq`` is assigned here) or raise AuditUnavailable.
+
+        With ``session``, and the trail in the same database, the entries join that
+        session's transaction and commit with the change they record (atomically);
+        without, they commit on their own, at once: how a refusal is recorded, since
+        the refused request's own transaction is rolled back.
+        """
 
 
 def now_us() -> int:
@@ -81,9 +90,16 @@ class SqlAuditTrail:
         self.checkpoint_every = checkpoint_every
         self._ready = False
 
-    def ensure_heads(self) -> None:
+    def ensure_heads(self, connection: Connection | None = None) -> None:
         """Create the head row of every shard that has none (idempotent)."""
-        with self.engine.begin() as connection:
+        if connection is None:
+            with self.engine.begin() as own:
+                self._ensure_heads(own)
+        else:
+            self._ensure_heads(connection)
+
+    def _ensure_heads(self, connection: Connection) -> None:
+        if not self._ready:
             present = set(connection.scalars(select(AuditHead.shard)))
             missing = [s for s in range(self.shards) if s not in present]
             if missing:
@@ -91,72 +107,75 @@ class SqlAuditTrail:
                     insert(AuditHead),
                     [{"shard": s, "seq": 0, "hash": bytes(32)} for s in missing],
                 )
-        self._ready = True
+            self._ready = True
 
-    def append(self, entries: Sequence[AuditEntry]) -> list[Appended]:
+    def append(
+        self, entries: Sequence[AuditEntry], *, session: Session | None = None
+    ) -> list[Appended]:
         try:
-            if not self._ready:
-                self.ensure_heads()
-            return self._append(entries)
+            if session is not None and session.get_bind() is self.engine:
+                connection = session.connection()
+                self._ensure_heads(connection)
+                return self._append(entries, connection)
+            with self.engine.begin() as connection:
+                self._ensure_heads(connection)
+                return self._append(entries, connection)
         except SQLAlchemyError as exc:
             # The type only: a traceback could carry the statement's values.
             log.error("audit_write_failed", error_type=type(exc).__name__)  # noqa: TRY400
             raise AuditUnavailable() from None
 
-    def _append(self, entries: Sequence[AuditEntry]) -> list[Appended]:
+    def _append(self, entries: Sequence[AuditEntry], connection: Connection) -> list[Appended]:
         count = len(entries)
-        with self.engine.begin() as connection:
-            if self.postgres:
+        if self.postgres:
+            head = connection.execute(
+                text(
+                    "UPDATE audit_head SET seq = seq + :n WHERE shard = ("
+                    " SELECT shard FROM audit_head ORDER BY random()"
+                    " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING shard, seq, hash"
+                ),
+                {"n": count},
+            ).one_or_none()
+            if head is None:  # every shard busy: wait for any one of them
                 head = connection.execute(
                     text(
-                        "UPDATE audit_head SET seq = seq + :n WHERE shard = ("
-                        " SELECT shard FROM audit_head ORDER BY random()"
-                        " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING shard, seq, hash"
+                        "UPDATE audit_head SET seq = seq + :n WHERE shard = :s"
+                        " RETURNING shard, seq, hash"
                     ),
-                    {"n": count},
-                ).one_or_none()
-                if head is None:  # every shard busy: wait for any one of them
-                    head = connection.execute(
-                        text(
-                            "UPDATE audit_head SET seq = seq + :n WHERE shard = :s"
-                            " RETURNING shard, seq, hash"
-                        ),
-                        {"n": count, "s": int(time.monotonic_ns()) % self.shards},
-                    ).one()
-            else:
-                # An UPDATE first: SQLite takes its write lock before anything is read.
-                head = connection.execute(
-                    update(AuditHead)
-                    .where(AuditHead.shard == 0)
-                    .values(seq=AuditHead.seq + count)
-                    .returning(AuditHead.shard, AuditHead.seq, AuditHead.hash)
+                    {"n": count, "s": int(time.monotonic_ns()) % self.shards},
                 ).one()
-            shard, last, previous = int(head.shard), int(head.seq), bytes(head.hash)
-            rows: list[dict[str, object]] = []
-            checkpoints = []
-            appended = []
-            for offset, entry in enumerate(entries):
-                seq = last - count + 1 + offset
-                row = _stored_row(entry, seq)
-                digest = entry_hash(previous, row)
-                rows.append(
-                    {
-                        **dict(zip(_FIELDS, row, strict=True)),
-                        "shard": shard,
-                        "prev_hash": previous,
-                        "hash": digest,
-                    }
-                )
-                appended.append(Appended(shard=shard, seq=seq))
-                if seq % self.checkpoint_every == 0:
-                    checkpoints.append(self._checkpoint(shard, seq, digest))
-                previous = digest
-            connection.execute(insert(AuditEvent), rows)
-            connection.execute(
-                update(AuditHead).where(AuditHead.shard == shard).values(hash=previous)
+        else:
+            # An UPDATE first: SQLite takes its write lock before anything is read.
+            head = connection.execute(
+                update(AuditHead)
+                .where(AuditHead.shard == 0)
+                .values(seq=AuditHead.seq + count)
+                .returning(AuditHead.shard, AuditHead.seq, AuditHead.hash)
+            ).one()
+        shard, last, previous = int(head.shard), int(head.seq), bytes(head.hash)
+        rows: list[dict[str, object]] = []
+        checkpoints = []
+        appended = []
+        for offset, entry in enumerate(entries):
+            seq = last - count + 1 + offset
+            row = _stored_row(entry, seq)
+            digest = entry_hash(previous, row)
+            rows.append(
+                {
+                    **dict(zip(_FIELDS, row, strict=True)),
+                    "shard": shard,
+                    "prev_hash": previous,
+                    "hash": digest,
+                }
             )
-            if checkpoints:
-                connection.execute(insert(AuditCheckpoint), checkpoints)
+            appended.append(Appended(shard=shard, seq=seq))
+            if seq % self.checkpoint_every == 0:
+                checkpoints.append(self._checkpoint(shard, seq, digest))
+            previous = digest
+        connection.execute(insert(AuditEvent), rows)
+        connection.execute(update(AuditHead).where(AuditHead.shard == shard).values(hash=previous))
+        if checkpoints:
+            connection.execute(insert(AuditCheckpoint), checkpoints)
         return appended
 
     def _checkpoint(self, shard: int, seq: int, digest: bytes) -> dict[str, object]:
@@ -195,5 +214,8 @@ class SqlAuditTrail:
 class DisabledAuditTrail:
     """Writes nothing. Only for the benchmark that measures what the audit costs."""
 
-    def append(self, entries: Sequence[AuditEntry]) -> list[Appended]:
+    def append(
+        self, entries: Sequence[AuditEntry], *, session: Session | None = None
+    ) -> list[Appended]:
+        del session  # nothing is written, in any transaction
         return [Appended(shard=0, seq=0) for _ in entries]

@@ -11,9 +11,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from rempart.audit.events import EventRecorder, Origin
 from rempart.auth.passwords import PasswordHasher, check_password_policy
 from rempart.auth.secretbox import SecretBox
-from rempart.auth.throttle import LoginThrottle
+from rempart.auth.throttle import LoginThrottle, Throttled
 from rempart.auth.tokens import AccessClaims, InvalidToken, TokenSigner
 from rempart.auth.totp import new_secret, provisioning_uri, verify_totp
 from rempart.errors import RempartError
@@ -108,6 +109,7 @@ class AuthService:
         secret_box: SecretBox,
         password_min_length: int,
         totp_issuer: str,
+        events: EventRecorder,
     ) -> None:
         self.hasher = hasher
         self.throttle = throttle
@@ -116,6 +118,7 @@ class AuthService:
         self.secret_box = secret_box
         self.password_min_length = password_min_length
         self.totp_issuer = totp_issuer
+        self.events = events
 
     def create_account(
         self,
@@ -156,6 +159,9 @@ class AuthService:
             session.rollback()
             raise AccountConflict("an account with this login or account id exists") from None
         log.info("account_created", account_id=account_id)
+        self.events.record_event(
+            "account_created", outcome="ok", account_id=account_id, login=login, session=session
+        )
         return AccountCreated(
             account_id=account_id,
             login=login,
@@ -163,39 +169,72 @@ class AuthService:
         )
 
     def login_password(
-        self, session: Session, *, login: str, password: str, address: str
+        self, session: Session, *, login: str, password: str, address: str, user_agent: str = ""
     ) -> LoginChallenge:
         """First step: checks the throttle, then the password; hands a short MFA token."""
-        self.throttle.check(login, address)
+        where = Origin(login=login, client_ip=address, user_agent=user_agent)
+        try:
+            self.throttle.check(login, address)
+        except Throttled:
+            self.events.record_event("login_throttled", outcome="too_many_attempts", origin=where)
+            raise
         account = session.scalars(select(Account).where(Account.login == login)).one_or_none()
         if account is None:
             self.hasher.verify_dummy(password)
             self.throttle.failure(login, address)
             log.info("login_failed", reason="unknown_login")
+            self.events.record_event(
+                "login_failed", outcome="invalid_credentials", reasons="unknown_login", origin=where
+            )
             raise InvalidCredentials()
         if not self.hasher.verify(account.password_hash, password):
             self.throttle.failure(login, address)
             log.info("login_failed", reason="wrong_password", account_id=account.account_id)
+            self.events.record_event(
+                "login_failed",
+                outcome="invalid_credentials",
+                reasons="wrong_password",
+                account_id=account.account_id,
+                origin=where,
+            )
             raise InvalidCredentials()
         if self.hasher.needs_rehash(account.password_hash):
             account.password_hash = self.hasher.hash(password)
             log.info("password_rehashed", account_id=account.account_id)
         if account.status != "active":
             log.info("login_refused", reason="suspended", account_id=account.account_id)
+            self.events.record_event(
+                "login_refused",
+                outcome="account_suspended",
+                account_id=account.account_id,
+                origin=where,
+            )
             raise AccountSuspended()
         token = self.mfa_tokens.issue(account.account_id, login=login, epoch=account.token_epoch)
         log.info("login_password_ok", account_id=account.account_id)
+        self.events.record_event(
+            "login_password_ok",
+            outcome="ok",
+            account_id=account.account_id,
+            session=session,
+            origin=where,
+        )
         return LoginChallenge(mfa_token=token, methods=("totp",))
 
     def login_totp(
-        self, session: Session, *, mfa_token: str, code: str, address: str
+        self, session: Session, *, mfa_token: str, code: str, address: str, user_agent: str = ""
     ) -> IssuedToken:
         """Second step: a TOTP code, never the same one twice; returns the access token."""
         payload = self.mfa_tokens.check(mfa_token)
         account_id, login, epoch = payload.get("sub"), payload.get("login"), payload.get("epoch")
         if not isinstance(account_id, str) or not isinstance(login, str):
             raise InvalidToken()
-        self.throttle.check(login, address)
+        where = Origin(login=login, client_ip=address, user_agent=user_agent)
+        try:
+            self.throttle.check(login, address)
+        except Throttled:
+            self.events.record_event("login_throttled", outcome="too_many_attempts", origin=where)
+            raise
         account = session.get(Account, account_id, with_for_update=True)
         if account is None or account.token_epoch != epoch:
             raise InvalidToken()
@@ -206,6 +245,13 @@ class AuthService:
         if step is None:
             self.throttle.failure(login, address)
             log.info("login_failed", reason="wrong_totp", account_id=account_id)
+            self.events.record_event(
+                "login_failed",
+                outcome="invalid_mfa_code",
+                reasons="wrong_or_reused_totp",
+                account_id=account_id,
+                origin=where,
+            )
             raise InvalidSecondFactor()
         # Conditional update: two requests racing with the same code cannot both win.
         claimed = session.execute(
@@ -215,12 +261,30 @@ class AuthService:
         )
         if getattr(claimed, "rowcount", 0) != 1:
             self.throttle.failure(login, address)
+            session.rollback()  # the refusal is recorded in a transaction of its own
+            self.events.record_event(
+                "login_failed",
+                outcome="invalid_mfa_code",
+                reasons="totp_race",
+                account_id=account_id,
+                origin=where,
+            )
             raise InvalidSecondFactor()
         self.throttle.success(login)
-        token = self.access_tokens.issue_access(
+        token, session_id = self.access_tokens.issue_access(
             account_id, acr=ACR_PASSWORD_TOTP, epoch=account.token_epoch
         )
         log.info("login_succeeded", account_id=account_id, acr=ACR_PASSWORD_TOTP)
+        # No audit record, no token: this raises AuditUnavailable when the trail is down.
+        self.events.record_event(
+            "login_succeeded",
+            outcome="ok",
+            account_id=account_id,
+            session_id=session_id,
+            acr=ACR_PASSWORD_TOTP,
+            session=session,
+            origin=where,
+        )
         return IssuedToken(access_token=token, expires_in=self.access_tokens.ttl_seconds)
 
     def authenticate(self, session: Session, token: str) -> Principal:
@@ -245,4 +309,7 @@ class AuthService:
             .values(status="suspended", token_epoch=Account.token_epoch + 1)
         )
         log.info("account_suspended", account_id=account_id)
+        self.events.record_event(
+            "account_suspended", outcome="ok", account_id=account_id, session=session
+        )
         return bool(getattr(result, "rowcount", 0))

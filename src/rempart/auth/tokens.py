@@ -73,8 +73,10 @@ class TokenSigner:
             raise InvalidToken()
         return payload
 
-    def issue_access(self, account_id: str, *, acr: str, epoch: int) -> str:
-        return self.issue(account_id, sid=secrets.token_urlsafe(16), acr=acr, epoch=epoch)
+    def issue_access(self, account_id: str, *, acr: str, epoch: int) -> tuple[str, str]:
+        """A new session's access token, and the session id it is bound to."""
+        session_id = secrets.token_urlsafe(16)
+        return self.issue(account_id, sid=session_id, acr=acr, epoch=epoch), session_id
 
     def check_access(self, token: str) -> AccessClaims:
         payload = self.check(token)
