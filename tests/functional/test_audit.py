@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from rempart.api import create_app
 from rempart.audit.chain import AuditEntry, CheckpointSigner, entry_hash
+from rempart.audit.export import export_trail, verify_export
 from rempart.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from rempart.audit.trail import SqlAuditTrail, now_us
 from rempart.audit.verify import verify_database
+from rempart.cli import app
 from rempart.config import load_settings
 from rempart.services import Services
 from tests.conftest import FAST_HASHING
@@ -297,3 +304,74 @@ def test_authentication_events_go_through_the_same_trail(
     assert events[2].subject == events[3].subject != ""
     assert pharmacist.login not in str(events)
     assert verify(services) == []
+
+
+def test_an_export_verifies_on_its_own_and_tampering_shows(
+    services: Services, tmp_path: Path
+) -> None:
+    audit = trail(services)
+    append_lookups(audit, 25)
+    verifier = CheckpointSigner(SEED).verifier()
+    out = tmp_path / "export"
+    summary = export_trail(services.audit_engine, out, verifier)
+    assert summary.entries == 25
+    assert (out / "manifest.json").exists()
+    assert list(out.glob("day=*/part-*.parquet"))
+    report = verify_export(out, verifier)
+    assert report.ok
+    assert report.entries == 25
+    assert report.unanchored == []
+    # Alter one value in the Parquet copy: the export alone shows where.
+    part = next(out.glob("day=*/part-*.parquet"))
+    table = pq.read_table(part)
+    subjects = table.column("subject").to_pylist()
+    subjects[4] = "someone-else"
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("subject"), "subject", pa.array(subjects)),
+        part,
+    )
+    broken = verify_export(out, verifier)
+    assert not broken.ok
+    assert "was altered" in str(broken.problems[0])
+
+
+def test_an_empty_range_exports_a_valid_empty_export(services: Services, tmp_path: Path) -> None:
+    append_lookups(trail(services), 3)
+    verifier = CheckpointSigner(SEED).verifier()
+    out = tmp_path / "empty"
+    summary = export_trail(
+        services.audit_engine,
+        out,
+        verifier,
+        since=datetime(2001, 1, 1, tzinfo=UTC),
+        until=datetime(2001, 1, 2, tzinfo=UTC),
+    )
+    assert summary.entries == 0
+    report = verify_export(out, verifier)
+    assert report.ok
+    assert report.entries == 0
+
+
+def test_cli_export_and_verify(services: Services, tmp_path: Path) -> None:
+    services.audit.append(
+        [AuditEntry(seq=0, ts_us=now_us(), event="lookup", account_id="PS1", outcome="ok")]
+    )
+    env = {
+        "REMPART_DATABASE_URL": services.settings.database_url,
+        "REMPART_DATA_DIR": str(services.settings.resolved_data_dir),
+    }
+    runner = CliRunner()
+    verified = runner.invoke(app, ["audit", "verify", "--jobs", "1"], env=env)
+    assert verified.exit_code == 0, verified.output
+    assert "audit trail intact" in verified.output
+    assert runner.invoke(app, ["audit", "checkpoint"], env=env).exit_code == 0
+    out = tmp_path / "export"
+    exported = runner.invoke(app, ["audit", "export", "--out", str(out)], env=env)
+    assert exported.exit_code == 0, exported.output
+    again = runner.invoke(app, ["audit", "verify", "--export", str(out)], env=env)
+    assert again.exit_code == 0, again.output
+    with services.audit_engine.begin() as connection:
+        connection.execute(update(AuditEvent).values(outcome="forged"))
+    broken = runner.invoke(app, ["audit", "verify", "--jobs", "1"], env=env)
+    assert broken.exit_code == 1
+    assert re.search(r"BROKEN shard \d+, entry 1: was altered", broken.output)
