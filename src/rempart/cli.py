@@ -271,11 +271,15 @@ def _utc(moment: datetime | None) -> datetime | None:
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
     """Sign the current head of every chain now (cron it, and run it before an export)."""
+    from rempart.audit.trail import SqlAuditTrail
     from rempart.services import Services
 
     services = Services(settings_or_exit())
     try:
-        written = services.audit.checkpoint_heads()  # type: ignore[attr-defined]
+        audit = services.audit
+        if not isinstance(audit, SqlAuditTrail):
+            raise fail("audit_disabled", "the audit writer is disabled in this configuration")
+        written = audit.checkpoint_heads()
     except SQLAlchemyError as exc:
         raise fail("audit_unavailable", _database_problem(exc)) from None
     finally:

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         default=None, description="Seed of the Ed25519 key that signs audit checkpoints."
     )
     audit_shards: int = Field(default=8, ge=1, le=64)
+    audit_writer: Literal["sql", "noop-benchmark-only"] = Field(
+        default="sql",
+        description="noop-benchmark-only measures what the audit costs; refused in production.",
+    )
     audit_checkpoint_every: int = Field(default=1000, ge=1)
 
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=4 * 3600)
@@ -104,6 +108,8 @@ class Settings(BaseSettings):
         if self.env != "production":
             return self
         problems = []
+        if self.audit_writer != "sql":
+            problems.append("REMPART_AUDIT_WRITER must be sql in production: no audit, no data")
         for name in _SECRET_NAMES:
             secret = getattr(self, name)
             env_name = f"REMPART_{name.upper()}"

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import redis
+import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rempart.audit.chain import CheckpointSigner
 from rempart.audit.events import EventRecorder
-from rempart.audit.trail import AuditTrail, SqlAuditTrail
+from rempart.audit.trail import AuditTrail, DisabledAuditTrail, SqlAuditTrail
 from rempart.auth.passwords import PasswordHasher
 from rempart.auth.secretbox import SecretBox
 from rempart.auth.service import AuthService
@@ -27,6 +28,8 @@ from rempart.config import Settings
 from rempart.store.engine import make_engine
 
 __all__ = ["Services"]
+
+log = structlog.get_logger("rempart.services")
 
 
 @dataclass
@@ -47,6 +50,9 @@ class Services:
 
     @cached_property
     def audit(self) -> AuditTrail:
+        if self.settings.audit_writer == "noop-benchmark-only":
+            log.warning("audit_disabled", reason="REMPART_AUDIT_WRITER=noop-benchmark-only")
+            return DisabledAuditTrail()
         return SqlAuditTrail(
             self.audit_engine,
             CheckpointSigner(self.settings.keys.audit_signing_key),
