@@ -268,6 +268,116 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+@audit_app.command("history")
+def audit_history(
+    nir_stdin: Annotated[
+        bool,
+        typer.Option("--nir-stdin", help="Read the NIR from standard input (never an argument)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Who read one person's record, when, and what (for the DPO, right of access).
+
+    The NIR is read from standard input so that it never lands in a shell history or a
+    process list. The query itself is recorded in the audit trail.
+    """
+    import getpass
+
+    from rich.table import Table
+
+    from rempart.audit.history import access_history
+    from rempart.nir import InvalidNIR, parse_nir
+    from rempart.services import Services
+
+    if not nir_stdin:
+        raise fail("nir_required", "pass the NIR on standard input with --nir-stdin")
+    try:
+        nir = parse_nir(sys.stdin.readline().strip())
+    except InvalidNIR as exc:
+        raise fail("invalid_nir", f"{exc.code.value}: {exc.detail}") from None
+    settings = settings_or_exit()
+    services = Services(settings)
+    try:
+        accesses = access_history(
+            nir=nir,
+            audit_engine=services.audit_engine,
+            data_engine=services.engine,
+            audit=services.audit,
+            pseudonym_key=settings.keys.pseudonym_key,
+            operator=getpass.getuser(),
+        )
+    except RempartError as exc:
+        raise fail(exc.code, exc.detail) from None
+    finally:
+        services.close()
+    if as_json:
+        out.print_json(
+            data=[
+                {
+                    "at": a.at.isoformat(),
+                    "account_id": a.account_id,
+                    "professional": a.professional,
+                    "profession": a.profession,
+                    "found": a.found,
+                    "categories": list(a.categories),
+                    "outcome": a.outcome,
+                }
+                for a in accesses
+            ]
+        )
+        return
+    table = Table("when (UTC)", "account", "professional", "profession", "data read", "answer")
+    for a in accesses:
+        table.add_row(
+            f"{a.at:%Y-%m-%d %H:%M:%S}",
+            a.account_id,
+            a.professional or "-",
+            a.profession or "-",
+            ", ".join(a.categories) or "-",
+            a.outcome,
+        )
+    out.print(table)
+    err.print(f"{len(accesses)} access(es); this query was recorded in the audit trail")
+
+
+@audit_app.command("archive")
+def audit_archive(
+    out_dir: Annotated[Path, typer.Option("--out", help="A new directory for the archive.")],
+    before: Annotated[
+        datetime | None,
+        typer.Option(help="Archive entries older than this (default: the retention period)."),
+    ] = None,
+) -> None:
+    """Move entries older than the retention period to a Parquet archive that keeps the chain."""
+    from datetime import timedelta
+
+    from rempart.audit.chain import CheckpointSigner
+    from rempart.audit.retention import archive_before
+    from rempart.services import Services
+
+    settings = settings_or_exit()
+    cutoff = _utc(before) or datetime.now(UTC) - timedelta(days=settings.audit_retention_days)
+    services = Services(settings)
+    try:
+        summary = archive_before(
+            services.audit_engine,
+            cutoff,
+            out_dir,
+            CheckpointSigner(settings.keys.audit_signing_key),
+        )
+    except FileExistsError as exc:
+        raise fail("export_exists", str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise fail("audit_unavailable", _database_problem(exc)) from None
+    finally:
+        services.close()
+    err.print(
+        f"{summary.entries:,} entries before {cutoff:%Y-%m-%d %H:%M} UTC archived to {out_dir} "
+        f"(sha256 {summary.sha256[:16]}...) and removed from the live trail",
+        highlight=False,
+    )
+
+
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
     """Sign the current head of every chain now (cron it, and run it before an export)."""

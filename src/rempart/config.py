@@ -61,6 +61,7 @@ class Settings(BaseSettings):
         description="noop-benchmark-only measures what the audit costs; refused in production.",
     )
     audit_checkpoint_every: int = Field(default=1000, ge=1)
+    audit_retention_days: int = Field(default=365, ge=1)
 
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=4 * 3600)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)

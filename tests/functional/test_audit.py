@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from rempart.api import create_app
 from rempart.audit.chain import AuditEntry, CheckpointSigner, entry_hash
 from rempart.audit.export import export_trail, verify_export
+from rempart.audit.history import access_history
 from rempart.audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from rempart.audit.retention import archive_before
 from rempart.audit.trail import SqlAuditTrail, now_us
 from rempart.audit.verify import verify_database
 from rempart.cli import app
@@ -375,3 +377,70 @@ def test_cli_export_and_verify(services: Services, tmp_path: Path) -> None:
     broken = runner.invoke(app, ["audit", "verify", "--jobs", "1"], env=env)
     assert broken.exit_code == 1
     assert re.search(r"BROKEN shard \d+, entry 1: was altered", broken.output)
+
+
+def test_access_history_lists_who_read_a_person_and_is_itself_audited(
+    client: TestClient, services: Services, people: list[Person], pharmacist: Login
+) -> None:
+    token = log_in(client, pharmacist)
+    person = people[0]
+    for birth_date in (person.birth_date.isoformat(), "1900-01-01"):
+        client.post(
+            "/api/v1/rights/lookup",
+            json={"nir": person.nir.value, "birth_date": birth_date},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    accesses = access_history(
+        nir=person.nir,
+        audit_engine=services.audit_engine,
+        data_engine=services.engine,
+        audit=services.audit,
+        pseudonym_key=services.settings.keys.pseudonym_key,
+        operator="dpo",
+    )
+    assert [(a.account_id, a.found, a.outcome) for a in accesses] == [
+        (pharmacist.account_id, True, "ok"),
+        (pharmacist.account_id, False, "not_found"),
+    ]
+    assert accesses[0].categories == ("nir", "identity", "treating_doctor", "c2s", "ame", "ald")
+    with services.audit_engine.connect() as connection:
+        recorded = connection.scalar(
+            select(func.count()).where(
+                AuditEvent.event == "access_history", AuditEvent.account_id == "operator:dpo"
+            )
+        )
+    assert recorded == 1
+    env = {
+        "REMPART_DATABASE_URL": services.settings.database_url,
+        "REMPART_DATA_DIR": str(services.settings.resolved_data_dir),
+    }
+    shown = CliRunner().invoke(
+        app, ["audit", "history", "--nir-stdin", "--json"], input=person.nir.value + "\n", env=env
+    )
+    assert shown.exit_code == 0, shown.output
+    assert pharmacist.account_id in shown.stdout
+    assert person.nir.value not in shown.stdout
+
+
+def test_retention_archives_old_entries_and_the_chain_still_verifies(
+    services: Services, tmp_path: Path
+) -> None:
+    audit = trail(services, every=1000)
+    append_lookups(audit, 12)
+    cutoff = datetime.now(UTC)
+    append_lookups(audit, 5)
+    signer = CheckpointSigner(SEED)
+    archived = archive_before(services.audit_engine, cutoff, tmp_path / "archive", signer)
+    assert archived.entries == 12
+    with services.audit_engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(AuditEvent)) == 5
+    assert verify(services) == []
+    assert verify_export(tmp_path / "archive", signer.verifier()).ok
+    # A second archive joins the first one; the live chain still verifies.
+    append_lookups(audit, 3)
+    archive_before(services.audit_engine, datetime.now(UTC), tmp_path / "archive2", signer)
+    assert verify(services) == []
+    second = verify_export(tmp_path / "archive2", signer.verifier())
+    assert second.ok
+    assert second.unanchored == []
+    assert second.entries == 8

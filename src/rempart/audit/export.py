@@ -119,12 +119,15 @@ def export_trail(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    ranges: dict[int, tuple[int, int]] | None = None,
 ) -> ExportSummary:
-    """Write the events of ``[since, until)`` (all when unset) under ``out``, partitioned by day."""
+    """Write the events of ``[since, until)`` (all when unset), or of explicit per-shard
+    sequence ``ranges``, under ``out``, partitioned by day."""
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; an export goes into a new directory")
-    ranges = _ranges(engine, _to_us(since), _to_us(until))
+    if ranges is None:
+        ranges = _ranges(engine, _to_us(since), _to_us(until))
     summary = ExportSummary(shards=ranges)
     counted: list[int] = []
 

@@ -205,6 +205,22 @@ def _verify_shard_with(
     start_seq, start_hash = 0, GENESIS
     if archive is not None:
         start_seq, start_hash = int(archive.up_to_seq), bytes(archive.hash)
+        boundary = checkpoints.get(start_seq)
+        # The live chain resumes where the archive ends; that point must be signed.
+        if (
+            boundary is None
+            or boundary.hash != start_hash
+            or not verifier.valid(
+                start_seq, start_hash, boundary.ts_us, boundary.signature, shard=shard
+            )
+        ):
+            return ShardResult(
+                shard=shard,
+                start_seq=start_seq,
+                problem=Problem(
+                    shard, start_seq, "archive boundary has no valid signed checkpoint"
+                ),
+            )
     if verified is not None and verified.seq > start_seq:
         anchor = checkpoints.get(int(verified.seq))
         # The anchor is trusted only if its checkpoint still stands, signed, unchanged.
