@@ -22,10 +22,17 @@ import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from sqlalchemy import func, select, update
 
 from rempart.api import create_app
+from rempart.audit.chain import CheckpointSigner
+from rempart.audit.export import export_trail, verify_export
+from rempart.audit.history import access_history
+from rempart.audit.models import AuditEvent
+from rempart.audit.verify import verify_database
 from rempart.config import load_settings
 from rempart.logs import configure_logging
+from rempart.nir import parse_nir
 from rempart.progress import progress_bar
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -155,14 +162,16 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
     )
 
     insured = read_table(world_dir, "insured", ["nir", "birth_date", "treating_doctor"]).slice(0, 4)
-    _over_http(console, services, created.login, totp, insured.to_pylist(), serve=serve)
+    people = insured.to_pylist()
+    _over_http(console, services, created.login, totp, people, serve=serve)
+    _audit_chapter(console, services, workdir, people[0]["nir"])
     services.close()
     console.print()
     console.print(
         Panel.fit(
             f"Demo data kept in {workdir}.\n"
-            "Coming next: phishing-resistant login (WebAuthn, Pro Santé Connect), the audit "
-            "trail, the live guard, breach scoping and notification of the people affected.",
+            "Coming next: phishing-resistant login (WebAuthn, Pro Santé Connect), the live "
+            "guard, breach scoping and notification of the people affected.",
             border_style="green",
         )
     )
@@ -266,3 +275,68 @@ def _over_http(
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+
+
+def _audit_chapter(console: Console, services: Services, workdir: Path, nir: str) -> None:
+    """Chapter 8: what the audit trail kept, and what tampering with it looks like."""
+    _step(console, 8, "The audit trail: every lookup recorded before the data left")
+    verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
+    engine = services.audit_engine
+    with engine.connect() as connection:
+        events = connection.execute(
+            select(AuditEvent.event, func.count())
+            .group_by(AuditEvent.event)
+            .order_by(AuditEvent.event)
+        ).all()
+    console.print("  recorded: " + ", ".join(f"{event} {count}" for event, count in events))
+    report = verify_database(engine, verifier)
+    console.print(
+        f"  rempart audit verify → intact: {report.entries} entries, hash-chained, "
+        f"checkpoints signed with Ed25519 key {verifier.key_id}"
+    )
+    accesses = access_history(
+        nir=parse_nir(nir),
+        audit_engine=engine,
+        data_engine=services.engine,
+        audit=services.audit,
+        pseudonym_key=services.settings.keys.pseudonym_key,
+        operator="demo-dpo",
+    )
+    console.print(
+        f"  access history of {_masked(nir)} (for the DPO, right of access): "
+        + "; ".join(
+            f"{a.account_id} at {a.at:%H:%M:%S} read {len(a.categories)} categories"
+            for a in accesses
+        )
+        + " — the NIR itself is nowhere in the trail, only a keyed pseudonym"
+    )
+    with engine.begin() as connection:
+        target = connection.execute(
+            select(AuditEvent.shard, AuditEvent.seq, AuditEvent.account_id)
+            .where(AuditEvent.event == "lookup")
+            .order_by(AuditEvent.seq)
+            .limit(1)
+        ).one()
+        connection.execute(
+            update(AuditEvent)
+            .where(AuditEvent.shard == target.shard, AuditEvent.seq == target.seq)
+            .values(account_id="PS-innocent")
+        )
+    broken = verify_database(engine, verifier)
+    console.print(
+        "  an insider rewrites who did a lookup, straight in the database → "
+        f"[bold red]{'; '.join(str(p) for p in broken.problems)}[/]"
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            update(AuditEvent)
+            .where(AuditEvent.shard == target.shard, AuditEvent.seq == target.seq)
+            .values(account_id=target.account_id)
+        )
+    export_dir = workdir / "audit-export"
+    summary = export_trail(engine, export_dir, verifier)
+    exported = verify_export(export_dir, verifier)
+    console.print(
+        f"  restored; rempart audit export → {summary.entries} entries as Parquet in "
+        f"{export_dir.name}/, verified on their own: {'intact' if exported.ok else 'BROKEN'}"
+    )
