@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 __all__ = ["configure_logging"]
 
 
+class _CurrentStderr(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not at set-up.
+
+    A handler bound to a stream that is later closed or swapped (a test runner's capture,
+    a daemonised process) would otherwise fail on every record.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        return
+
+
 def configure_logging(level: str = "info", *, json: bool = False) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=numeric, force=True)
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=numeric, handlers=[handler], force=True)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -24,6 +43,6 @@ def configure_logging(level: str = "info", *, json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )

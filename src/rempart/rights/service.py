@@ -13,10 +13,11 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from rempart.audit.chain import CATEGORIES, AuditEntry
-from rempart.audit.trail import AuditTrail, now_us
+from rempart.audit.trail import AuditTrail, AuditUnavailable, now_us
 from rempart.errors import RempartError
 from rempart.nir import InvalidNIR, compact, parse_nir, pseudonymize
 from rempart.rights.lookup import NotFound, RightsRecord, lookup_rights
@@ -93,7 +94,13 @@ def audited_lookup(
         categories=ALL_CATEGORIES if record is not None else "",
         outcome=outcome,
     )
-    audit.append([entry])
+    # In the lookup's own transaction (one connection per request), committed here:
+    # durably recorded before anything, data or refusal, goes back to the caller.
+    audit.append([entry], session=session)
+    try:
+        session.commit()
+    except SQLAlchemyError:
+        raise AuditUnavailable() from None
     if failure is not None:
         raise failure
     assert record is not None

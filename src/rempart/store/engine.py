@@ -17,7 +17,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     # WAL lets readers go on while one writer commits; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a committed audit entry survives a power loss, not only a killed process.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
