@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     throttle_address_failures: int = Field(default=20, ge=1)
     throttle_address_attempts: int = Field(default=100, ge=1)
 
+    worker_threads: int = Field(
+        default=8, ge=1, le=200, description="Threads per worker for blocking routes."
+    )
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     trust_proxy_headers: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"

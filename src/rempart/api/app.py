@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from rempart.api.errors import install_error_handlers
@@ -21,6 +22,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Blocking routes run in threads; a few threads keep the database busy, while
+        # dozens only fight over the GIL (measured in bench/bench_lookup.py).
+        to_thread.current_default_thread_limiter().total_tokens = (
+            services.settings.worker_threads
+        )
         yield
         services.close()
 

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,9 @@ __all__ = [
 log = structlog.get_logger("rempart.auth")
 
 ACR_PASSWORD_TOTP = "password+totp"  # noqa: S105 - an assurance level name
+_ACCOUNT_STATE = select(Account.status, Account.token_epoch).where(
+    Account.account_id == bindparam("account_id")
+)
 _LOGIN_SHAPE = re.compile(r"^[A-Za-z0-9._@+-]{3,128}$")
 _ACCOUNT_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -290,11 +293,12 @@ class AuthService:
     def authenticate(self, session: Session, token: str) -> Principal:
         """Checks a bearer token and that its account is still active and not revoked."""
         claims: AccessClaims = self.access_tokens.check_access(token)
-        row = session.execute(
-            select(Account.status, Account.token_epoch).where(
-                Account.account_id == claims.account_id
-            )
-        ).one_or_none()
+        # Core execution (no ORM bookkeeping): this runs on every request.
+        row = (
+            session.connection()
+            .execute(_ACCOUNT_STATE, {"account_id": claims.account_id})
+            .one_or_none()
+        )
         if row is None or row.token_epoch != claims.epoch:
             raise InvalidToken()
         if row.status != "active":

@@ -11,7 +11,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from rempart.errors import RempartError
@@ -54,26 +54,29 @@ class RightsRecord:
 _doctor = aliased(Professional)
 
 
+_LOOKUP = (
+    select(
+        Insured.nir,
+        Insured.last_name,
+        Insured.first_name,
+        Insured.birth_date,
+        Insured.sex,
+        Insured.c2s,
+        Insured.ame,
+        Insured.ald,
+        Insured.treating_doctor,
+        _doctor.first_name.label("doctor_first_name"),
+        _doctor.last_name.label("doctor_last_name"),
+        _doctor.rpps.label("doctor_rpps"),
+    )
+    .outerjoin(_doctor, _doctor.account_id == Insured.treating_doctor)
+    .where(Insured.nir == bindparam("nir"))
+)
+
+
 def lookup_rights(session: Session, nir: NIR, birth_date: date) -> RightsRecord:
     """One query, NIR by primary key, the treating doctor joined in; raises :class:`NotFound`."""
-    row = session.execute(
-        select(
-            Insured.nir,
-            Insured.last_name,
-            Insured.first_name,
-            Insured.birth_date,
-            Insured.sex,
-            Insured.c2s,
-            Insured.ame,
-            Insured.ald,
-            Insured.treating_doctor,
-            _doctor.first_name.label("doctor_first_name"),
-            _doctor.last_name.label("doctor_last_name"),
-            _doctor.rpps.label("doctor_rpps"),
-        )
-        .outerjoin(_doctor, _doctor.account_id == Insured.treating_doctor)
-        .where(Insured.nir == nir.value)
-    ).one_or_none()
+    row = session.connection().execute(_LOOKUP, {"nir": nir.value}).one_or_none()
     # Compare the birth date even when the NIR is unknown, so both cases cost the same.
     stored = row.birth_date.isoformat() if row is not None else "0000-00-00"
     if not hmac.compare_digest(stored, birth_date.isoformat()) or row is None:

@@ -28,9 +28,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # A fixed pool as large as the busiest worker's concurrency: opening a PostgreSQL
+    # connection (a new server process) per request under load costs more than the request.
+    # No pre-ping (a round trip per checkout): a dead connection fails its statement, is
+    # discarded, and the request answers 503.
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 0)
+    kwargs.setdefault("pool_timeout", 10)
+    kwargs.setdefault("pool_recycle", 1800)
     return create_engine(url, **kwargs)
 
 
