@@ -39,7 +39,8 @@ def _world(insured: int, professionals: int) -> Path:
 def _timed_loads(url: str, data_dir: Path, world: Path) -> tuple[float, float, LoadSummary]:
     services = Services(load_settings(database_url=url, data_dir=data_dir))
     try:
-        upgrade(services.engine)
+        upgrade(services.engine, schema="data")
+        upgrade(services.audit_engine, schema="audit")
         began = time.perf_counter()
         summary = load_world(services.engine, world)
         first = time.perf_counter() - began

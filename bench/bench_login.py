@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
             throttle_address_attempts=10**9,
         )
         services = Services(settings)
-        upgrade(services.engine)
+        upgrade(services.engine, schema="data")
+        upgrade(services.audit_engine, schema="audit")
         with session_scope(services.sessions) as session:
             services.auth.create_account(session, login="dr.martin", password=PASSWORD)
         cases = {
