@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit env bench clean lock
+.PHONY: demo test lint typecheck unit env bench bench-deps clean lock
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+# System tools the benchmarks need (wrk, the HTTP load generator), installed when missing.
+bench-deps:
+	command -v wrk || (apt-get update && apt-get install -y wrk)
+
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.run_all
 
 lock: $(STAMP)

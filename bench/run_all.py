@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("bench_generate", "bench_load", "bench_login", "bench_lookup")
+BENCHMARKS = (
+    "bench_generate",
+    "bench_load",
+    "bench_login",
+    "bench_lookup",
+    "bench_audit_cost",
+    "bench_audit_verify",
+)
 
 
 def main() -> None:
