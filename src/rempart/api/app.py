@@ -24,9 +24,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Blocking routes run in threads; a few threads keep the database busy, while
         # dozens only fight over the GIL (measured in bench/bench_lookup.py).
-        to_thread.current_default_thread_limiter().total_tokens = (
-            services.settings.worker_threads
-        )
+        to_thread.current_default_thread_limiter().total_tokens = services.settings.worker_threads
         yield
         services.close()
 
