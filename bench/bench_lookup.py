@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import resource
@@ -25,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,9 +36,11 @@ import httpx
 import numpy as np
 import psycopg
 import pyotp
+import structlog
 from psycopg import sql
 
 from bench.report import write_section
+from rempart.logs import configure_logging
 from rempart.world.io import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,6 +376,31 @@ def run_wrk(
     )
 
 
+def access_log_line_us(lines: int = 20_000) -> float:
+    """CPU time (µs) of one access-log line as the service writes it: structlog JSON to a file."""
+    saved = sys.stderr
+    with tempfile.TemporaryFile("w") as sink:
+        sys.stderr = sink
+        try:
+            configure_logging("info", json=True)
+            log = structlog.get_logger("rempart.access")
+            began = time.process_time()
+            for _ in range(lines):
+                log.info(
+                    "request",
+                    method="POST",
+                    route=LOOKUP_PATH,
+                    status=200,
+                    duration_ms=12.34,
+                    client="127.0.0.1",
+                )
+            seconds = time.process_time() - began
+        finally:
+            sys.stderr = saved
+            structlog.reset_defaults()
+    return 1e6 * seconds / lines
+
+
 # --------------------------------------------------------------------------- servers
 
 
@@ -580,28 +609,71 @@ class Run:
     busy_before: float  # percent of one core, just before the run
     remeasured: int  # runs measured again because other processes disturbed them
     code: str
+    src_tree: str | None
+
+
+def _git(*argv: str) -> str:
+    return subprocess.run(
+        ["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def code_version() -> str:
-    """The commit measured, and whether src/ had uncommitted changes then."""
+    """The commit measured, and whether ``src/`` had uncommitted changes then."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD")
+        dirty = bool(_git("status", "--porcelain", "--", "src"))
     except (OSError, subprocess.CalledProcessError):
         return "unknown (no git)"
     return f"commit `{commit}`" + (" with uncommitted changes in `src/`" if dirty else "")
+
+
+def src_tree() -> str | None:
+    """The hash of the committed ``src/`` tree: it identifies the code measured across
+    commits that leave ``src/`` alone. None with uncommitted changes in ``src/`` (such a
+    run is compared with no other) or without git."""
+    try:
+        if _git("status", "--porcelain", "--", "src"):
+            return None
+        return _git("rev-parse", "HEAD:src")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+HISTORY = OUT / "lookup-history.jsonl"
+
+
+def remember(args: argparse.Namespace, run: Run) -> list[dict[str, float | str]]:
+    """Appends this run to bench/out/lookup-history.jsonl; returns the runs of the same
+    code with the same settings on this machine, this one included."""
+    med = statistics.median
+    lookup = med([r.requests_per_second for r in run.results["lookup"]])
+    bare = med([r.requests_per_second for r in run.results["bare"]])
+    settings = f"{args.duration}s c{args.connections} t{args.threads} {args.log_level}"
+    entry: dict[str, float | str] = {
+        "time": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "src": run.src_tree or "",
+        "settings": settings,
+        "lookup": lookup,
+        "bare": bare,
+        "ratio": med(
+            [
+                lk.requests_per_second / b.requests_per_second
+                for lk, b in zip(run.results["lookup"], run.results["bare"], strict=True)
+            ]
+        ),
+    }
+    if run.src_tree is None:
+        return [entry]
+    with HISTORY.open("a", encoding="utf-8") as history:
+        history.write(json.dumps(entry) + "\n")
+    same = []
+    for line in HISTORY.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            past = json.loads(line)
+            if past.get("src") == run.src_tree and past.get("settings") == settings:
+                same.append(past)
+    return same
 
 
 def base_env(data_dir: Path) -> dict[str, str]:
@@ -620,7 +692,7 @@ def base_env(data_dir: Path) -> dict[str, str]:
 def measure(args: argparse.Namespace) -> Run:
     OUT.mkdir(parents=True, exist_ok=True)
     wait_until_quiet(args.max_wait)  # setting up (loading the world) is heavy work too
-    code = code_version()
+    code, tree = code_version(), src_tree()
     env = base_env(OUT / "lookup-data")
     world, reused = world_dir(env, args.insured, args.professionals)
     print(f"world {'reused' if reused else 'generated'}: {world.relative_to(ROOT)}")
@@ -649,6 +721,7 @@ def measure(args: argparse.Namespace) -> Run:
         busy_before=busy,
         remeasured=remeasured,
         code=code,
+        src_tree=tree,
     )
 
 
@@ -746,7 +819,8 @@ def _spread(values: list[float]) -> str:
     """Relative range, (max - min) / median."""
     if len(values) < 2:
         return "n/a (one round)"
-    return f"{100 * (max(values) - min(values)) / statistics.median(values):.0f} %"
+    spread = 100 * (max(values) - min(values)) / statistics.median(values)
+    return f"{spread:.1f} %" if spread < 10 else f"{spread:.0f} %"
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -774,7 +848,27 @@ def _cpu_line(name: str, results: list[WrkResult]) -> str:
     )
 
 
-def render(args: argparse.Namespace, run: Run) -> str:
+def _between_runs(history: list[dict[str, float | str]]) -> str:
+    if len(history) < 2:
+        return (
+            "this is the first run of this code with these settings here (kept in "
+            "`bench/out/lookup-history.jsonl`): run it again to see the noise between "
+            "invocations"
+        )
+
+    def span(key: str, fmt: str) -> str:
+        values = [float(h[key]) for h in history]
+        return f"{min(values):{fmt}}-{max(values):{fmt}}"
+
+    return (
+        f"between the {len(history)} runs of this code with these settings on this machine "
+        f"(`bench/out/lookup-history.jsonl`), the medians ranged {span('lookup', ',.0f')} "
+        f"requests/s for the lookup and {span('bare', ',.0f')} for the bare endpoint, the "
+        f"ratio {span('ratio', '.3f')}"
+    )
+
+
+def render(args: argparse.Namespace, run: Run, history: list[dict[str, float | str]]) -> str:
     med = statistics.median
     lookups, bares, syncs = (run.results[name] for name in ENDPOINTS)
     ratios = [
@@ -800,19 +894,28 @@ def render(args: argparse.Namespace, run: Run) -> str:
     rounds = "\n".join(
         f"| {i} | {lk.requests_per_second:,.0f} | {lk.p50_ms:.1f} / {lk.p99_ms:.1f} ms "
         f"| {b.requests_per_second:,.0f} | {b.p50_ms:.1f} / {b.p99_ms:.1f} ms "
-        f"| {s.requests_per_second:,.0f} | {r:.2f} |"
+        f"| {s.requests_per_second:,.0f} | {r:.3f} |"
         for i, (lk, b, s, r) in enumerate(zip(lookups, bares, syncs, ratios, strict=True), 1)
     )
     if run.info is not None:
         change = 100 * (
             run.info.requests_per_second / med([r.requests_per_second for r in lookups]) - 1
         )
+        line_us = access_log_line_us()
+        lookup_cpu = [r.cpu.ms_per_request for r in lookups if r.cpu is not None]
+        share = (
+            f", {100 * line_us / 1000 / med(lookup_cpu):.1f} % of a lookup's CPU"
+            if lookup_cpu
+            else ""
+        )
         info_text = (
-            f"- **Access log cost**: one more lookup run with `REMPART_LOG_LEVEL=info` (one "
-            f"JSON line per request, written to a file): "
-            f"{run.info.requests_per_second:,.0f} requests/s, p50 {run.info.p50_ms:.1f} ms, "
-            f"p99 {run.info.p99_ms:.1f} ms, {change:+.0f} % requests/s against the median at "
-            f"`{args.log_level}` (a single run: compare with the noise above)."
+            f"- **Access log cost**: one more lookup run, on a server started with "
+            f"`REMPART_LOG_LEVEL=info` (the default; one JSON line per request, written to a "
+            f"file): {run.info.requests_per_second:,.0f} requests/s, p50 "
+            f"{run.info.p50_ms:.1f} ms, p99 {run.info.p99_ms:.1f} ms, {change:+.0f} % "
+            f"requests/s against the median at `{args.log_level}`. The line itself costs "
+            f"{line_us:.0f} µs of CPU, measured in-process{share}: a difference larger than "
+            f"that is the noise between two server starts (a single run)."
         )
     else:
         info_text = "- **Access log cost**: not measured in this run (`--no-info-run`)."
@@ -822,6 +925,15 @@ def render(args: argparse.Namespace, run: Run) -> str:
         f"{run.remeasured} run(s) measured again because others took over {DISTURBED:.0f} %"
         if run.remeasured
         else f"a run disturbed by over {DISTURBED:.0f} % is measured again; none was"
+    )
+    noise = (
+        f"- **Noise**: one round only, so no spread within the run; {_between_runs(history)}."
+        if len(ratios) < 2
+        else f"- **Noise**: over the rounds, requests/s vary by "
+        f"{_spread([r.requests_per_second for r in lookups])} of the median for the lookup "
+        f"and {_spread([r.requests_per_second for r in bares])} for the bare endpoint, and "
+        f"the ratio stays within {min(ratios):.3f}-{max(ratios):.3f}; "
+        f"{_between_runs(history)}."
     )
     wrk_command = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency"
     reused = ", reused from `bench/out/`" if run.world_reused else ""
@@ -841,9 +953,9 @@ alternating; range in brackets.
 {row("bare")}
 {row("bare-sync")}
 
-**Ratio lookup / bare: {ratio:.2f}** (per round: {", ".join(f"{r:.2f}" for r in ratios)}).
+**Ratio lookup / bare: {ratio:.3f}** (per round: {", ".join(f"{r:.3f}" for r in ratios)}).
 Goal: at least {GOAL_RATIO} of the bare endpoint: **{"met" if met else "NOT met"}**.
-For comparison: lookup / bare `def` endpoint {med(sync_ratios):.2f}; and a plain `def`
+For comparison: lookup / bare `def` endpoint {med(sync_ratios):.3f}; and a plain `def`
 endpoint returning a constant (run in the thread pool, as the lookup route is) reaches
 {sync_share:.2f} of the `async def` one by itself.
 
@@ -851,9 +963,7 @@ endpoint returning a constant (run in the thread pool, as the lookup route is) r
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {rounds}
 
-- **Noise**: over the rounds, requests/s vary by {_spread([r.requests_per_second for r in lookups])}
-  of the median for the lookup and {_spread([r.requests_per_second for r in bares])} for the
-  bare endpoint; the ratio stays within {min(ratios):.2f}-{max(ratios):.2f}.
+{noise}
 {info_text}
 - **Code**: {run.code}.
 - **Reproduce**: `{_command(args)}` (needs `wrk`, see `make bench-deps`, and
@@ -927,7 +1037,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench_lookup: {exc}")
     except psycopg.OperationalError as exc:
         sys.exit(f"bench_lookup: PostgreSQL on 127.0.0.1:5432 is not usable: {exc}")
-    markdown = render(args, run)
+    markdown = render(args, run, remember(args, run))
     if args.no_write:
         print(markdown)
     else:
