@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import os
 import secrets
-import shutil
 import statistics
 import sys
 import time
@@ -45,10 +44,12 @@ from bench.bench_lookup import (
     WrkResult,
     busy_before,
     check_once,
+    check_wrk_args,
     code_version,
     log_in,
     lua_script,
     rempart,
+    require_wrk,
     run_wrk,
     running,
     sample_pairs,
@@ -56,7 +57,7 @@ from bench.bench_lookup import (
     wait_until_quiet,
     world_dir,
 )
-from bench.report import write_section
+from bench.report import publish
 from rempart.audit.chain import CheckpointSigner
 from rempart.audit.verify import verify_database
 from rempart.config import load_settings
@@ -382,21 +383,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-write", action="store_true", help="print the section, leave docs/benchmarks.md"
     )
-    args = parser.parse_args(argv)
-    if min(args.duration, args.connections, args.threads, args.rounds, args.pairs) < 1:
-        parser.error("duration, connections, threads, rounds and pairs must be at least 1")
-    if args.connections < args.threads:
-        parser.error("wrk needs at least one connection per thread")
-    return args
+    return check_wrk_args(parser, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        sys.exit(
-            "bench_audit_cost needs the wrk load generator, which is not installed.\n"
-            "Install it with:  apt-get install -y wrk   (or: make bench-deps)"
-        )
+    require_wrk("bench_audit_cost")
     try:
         run = measure(args)
     except BenchError as exc:
@@ -405,12 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench_audit_cost: PostgreSQL on 127.0.0.1:5432 is not usable: {exc}")
     finally:
         drop_database()
-    markdown = render(args, run)
-    if args.no_write:
-        print(markdown)
-    else:
-        write_section("audit-cost", markdown)
-        print("section 'audit-cost' written to docs/benchmarks.md")
+    publish("audit-cost", render(args, run), dry_run=args.no_write)
 
 
 if __name__ == "__main__":

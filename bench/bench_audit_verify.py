@@ -50,7 +50,7 @@ from psycopg import sql
 from sqlalchemy import Engine, select
 
 from bench.bench_lookup import busy_before, code_version, other_load_generators, wait_until_quiet
-from bench.report import write_section
+from bench.report import publish
 from rempart.audit.chain import (
     CATEGORIES,
     FIELD_NAMES,
@@ -63,7 +63,13 @@ from rempart.audit.chain import (
 from rempart.audit.export import export_trail, verify_export
 from rempart.audit.models import AuditCheckpoint, AuditEvent
 from rempart.audit.trail import SqlAuditTrail
-from rempart.audit.verify import Checkpoint, VerifyReport, _stream, verify_chain, verify_database
+from rempart.audit.verify import (
+    VerifyReport,
+    _stream,
+    load_checkpoints,
+    verify_chain,
+    verify_database,
+)
 from rempart.store.engine import make_engine
 from rempart.store.migrate import upgrade
 
@@ -648,17 +654,7 @@ def _step(name: str, action: Callable[[], object], steps: list[Step]) -> None:
 
 def breakdown(engine: Engine, verifier: CheckpointVerifier, shard: int) -> Breakdown:
     with engine.connect() as connection:
-        checkpoints = {
-            int(c.seq): Checkpoint(int(c.seq), int(c.ts_us), bytes(c.hash), bytes(c.signature))
-            for c in connection.execute(
-                select(
-                    AuditCheckpoint.seq,
-                    AuditCheckpoint.ts_us,
-                    AuditCheckpoint.hash,
-                    AuditCheckpoint.signature,
-                ).where(AuditCheckpoint.shard == shard)
-            )
-        }
+        checkpoints = load_checkpoints(connection, shard)
     rows: list[tuple[object, ...]] = []
     counted: list[int] = []
 
@@ -1119,12 +1115,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.keep_database:
             drop_database()
-    markdown = render(args, results)
-    if args.no_write:
-        print(markdown)
-    else:
-        write_section("audit-verify", markdown)
-        print("section 'audit-verify' written to docs/benchmarks.md")
+    publish("audit-verify", render(args, results), dry_run=args.no_write)
 
 
 if __name__ == "__main__":

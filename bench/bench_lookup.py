@@ -39,7 +39,7 @@ import pyotp
 import structlog
 from psycopg import sql
 
-from bench.report import write_section
+from bench.report import publish
 from rempart.logs import configure_logging
 from rempart.world.io import read_table
 
@@ -1016,7 +1016,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-write", action="store_true", help="print the section, leave docs/benchmarks.md"
     )
-    args = parser.parse_args(argv)
+    return check_wrk_args(parser, parser.parse_args(argv))
+
+
+def check_wrk_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The checks every wrk-driven benchmark makes of its load settings."""
     if min(args.duration, args.connections, args.threads, args.rounds, args.pairs) < 1:
         parser.error("duration, connections, threads, rounds and pairs must be at least 1")
     if args.connections < args.threads:
@@ -1024,25 +1028,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def require_wrk(program: str) -> None:
     if shutil.which("wrk") is None:
         sys.exit(
-            "bench_lookup needs the wrk load generator, which is not installed.\n"
+            f"{program} needs the wrk load generator, which is not installed.\n"
             "Install it with:  apt-get install -y wrk   (or: make bench-deps)"
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    require_wrk("bench_lookup")
     try:
         run = measure(args)
     except BenchError as exc:
         sys.exit(f"bench_lookup: {exc}")
     except psycopg.OperationalError as exc:
         sys.exit(f"bench_lookup: PostgreSQL on 127.0.0.1:5432 is not usable: {exc}")
-    markdown = render(args, run, remember(args, run))
-    if args.no_write:
-        print(markdown)
-    else:
-        write_section("lookup", markdown)
-        print("section 'lookup' written to docs/benchmarks.md")
+    publish("lookup", render(args, run, remember(args, run)), dry_run=args.no_write)
 
 
 if __name__ == "__main__":

@@ -35,3 +35,12 @@ def write_section(name: str, markdown: str) -> None:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
     BENCHMARKS_MD.write_text(text, encoding="utf-8")
+
+
+def publish(name: str, markdown: str, *, dry_run: bool) -> None:
+    """Print the section (``--no-write``) or write it into docs/benchmarks.md."""
+    if dry_run:
+        print(markdown)
+        return
+    write_section(name, markdown)
+    print(f"section '{name}' written to docs/benchmarks.md")

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from rempart.services import Services
 from rempart.store.engine import session_scope
-from tests.functional.conftest import Login, log_in, make_login
+from tests.functional.conftest import Login, make_login
 
 
 def password_step(client: TestClient, login: str, password: str) -> tuple[int, dict[str, object]]:
@@ -124,8 +124,3 @@ def test_suspended_account_cannot_log_in(client: TestClient, services: Services)
     status, body = password_step(client, login.login, login.password)
     assert status == 403
     assert body["error"] == "account_suspended"
-
-
-def test_token_login_flow_end_to_end(client: TestClient, pharmacist: Login) -> None:
-    token = log_in(client, pharmacist)
-    assert token.count(".") == 2

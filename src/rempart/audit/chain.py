@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -73,10 +72,6 @@ class AuditEntry:
 
     def row(self) -> tuple[int | str, ...]:
         return tuple(getattr(self, name) for name in FIELD_NAMES)
-
-    @property
-    def ts(self) -> datetime:
-        return datetime.fromtimestamp(self.ts_us / 1_000_000, tz=UTC)
 
 
 FIELD_NAMES = tuple(f.name for f in fields(AuditEntry))

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, and_, func, select
 
 from rempart.audit.chain import FIELD_NAMES, GENESIS, CheckpointVerifier
 from rempart.audit.models import AuditCheckpoint, AuditEvent
-from rempart.audit.verify import Checkpoint, Problem, ShardResult, verify_chain
+from rempart.audit.verify import Checkpoint, VerifyReport, verify_chain
 
 __all__ = ["ExportSummary", "ExportVerification", "export_trail", "verify_export"]
 
@@ -190,22 +190,9 @@ def export_trail(
 
 
 @dataclass
-class ExportVerification:
-    shards: list[ShardResult] = field(default_factory=list)
+class ExportVerification(VerifyReport):
     unanchored: list[int] = field(default_factory=list)
     """Shards whose first exported entry follows neither the genesis nor a signed checkpoint."""
-
-    @property
-    def problems(self) -> list[Problem]:
-        return [s.problem for s in self.shards if s.problem is not None]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def entries(self) -> int:
-        return sum(s.entries for s in self.shards)
 
 
 def verify_export(directory: Path, verifier: CheckpointVerifier) -> ExportVerification:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +35,21 @@ _FIELDS = FIELD_NAMES
 _LIMITS = {"user_agent": 256, "reasons": 256, "client_ip": 64, "session_id": 64}
 
 
+# Statements of the per-lookup append, built once.
+_TAKE_FREE_HEAD = text(
+    "UPDATE audit_head SET seq = seq + :n WHERE shard = ("
+    " SELECT shard FROM audit_head ORDER BY random()"
+    " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING shard, seq, hash"
+)
+_TAKE_HEAD = text(
+    "UPDATE audit_head SET seq = seq + :n WHERE shard = :s RETURNING shard, seq, hash"
+)
+_TAKE_SQLITE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.shard == 0)
+    .values(seq=AuditHead.seq + bindparam("n"))
+    .returning(AuditHead.shard, AuditHead.seq, AuditHead.hash)
+)
 _EVENT_COLUMNS = ("shard", *FIELD_NAMES, "prev_hash", "hash")
 _INSERT_AND_MOVE_HEAD = text(
     "WITH entry AS (INSERT INTO audit_events ("  # noqa: S608 - column names are ours
@@ -143,30 +158,14 @@ class SqlAuditTrail:
     def _append(self, entries: Sequence[AuditEntry], connection: Connection) -> list[Appended]:
         count = len(entries)
         if self.postgres:
-            head = connection.execute(
-                text(
-                    "UPDATE audit_head SET seq = seq + :n WHERE shard = ("
-                    " SELECT shard FROM audit_head ORDER BY random()"
-                    " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING shard, seq, hash"
-                ),
-                {"n": count},
-            ).one_or_none()
+            head = connection.execute(_TAKE_FREE_HEAD, {"n": count}).one_or_none()
             if head is None:  # every shard busy: wait for any one of them
                 head = connection.execute(
-                    text(
-                        "UPDATE audit_head SET seq = seq + :n WHERE shard = :s"
-                        " RETURNING shard, seq, hash"
-                    ),
-                    {"n": count, "s": int(time.monotonic_ns()) % self.shards},
+                    _TAKE_HEAD, {"n": count, "s": int(time.monotonic_ns()) % self.shards}
                 ).one()
         else:
             # An UPDATE first: SQLite takes its write lock before anything is read.
-            head = connection.execute(
-                update(AuditHead)
-                .where(AuditHead.shard == 0)
-                .values(seq=AuditHead.seq + count)
-                .returning(AuditHead.shard, AuditHead.seq, AuditHead.hash)
-            ).one()
+            head = connection.execute(_TAKE_SQLITE_HEAD, {"n": count}).one()
         shard, last, previous = int(head.shard), int(head.seq), bytes(head.hash)
         rows: list[dict[str, object]] = []
         checkpoints = []

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -35,6 +35,7 @@ __all__ = [
     "Problem",
     "ShardResult",
     "VerifyReport",
+    "load_checkpoints",
     "verify_chain",
     "verify_database",
 ]
@@ -150,6 +151,21 @@ def verify_chain(
     return result
 
 
+def load_checkpoints(connection: Connection, shard: int) -> dict[int, Checkpoint]:
+    """A shard's signed checkpoints, by sequence number."""
+    return {
+        int(c.seq): Checkpoint(int(c.seq), int(c.ts_us), bytes(c.hash), bytes(c.signature))
+        for c in connection.execute(
+            select(
+                AuditCheckpoint.seq,
+                AuditCheckpoint.ts_us,
+                AuditCheckpoint.hash,
+                AuditCheckpoint.signature,
+            ).where(AuditCheckpoint.shard == shard)
+        )
+    }
+
+
 def _stream(engine: Engine, shard: int, after: int) -> Iterator[tuple[object, ...]]:
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=20_000).execute(
@@ -175,17 +191,7 @@ def _verify_shard_with(
     engine: Engine, verifier: CheckpointVerifier, shard: int, incremental: bool
 ) -> ShardResult:
     with engine.connect() as connection:
-        checkpoints = {
-            int(c.seq): Checkpoint(int(c.seq), int(c.ts_us), bytes(c.hash), bytes(c.signature))
-            for c in connection.execute(
-                select(
-                    AuditCheckpoint.seq,
-                    AuditCheckpoint.ts_us,
-                    AuditCheckpoint.hash,
-                    AuditCheckpoint.signature,
-                ).where(AuditCheckpoint.shard == shard)
-            )
-        }
+        checkpoints = load_checkpoints(connection, shard)
         archive = connection.execute(
             select(AuditArchive.up_to_seq, AuditArchive.hash)
             .where(AuditArchive.shard == shard)

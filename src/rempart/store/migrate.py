@@ -9,20 +9,54 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from alembic import command
+from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["Schema", "alembic_config", "schema_problem", "upgrade"]
+from rempart.audit.models import AuditBase
+from rempart.store.engine import make_engine
+from rempart.store.models import Base
+
+__all__ = ["Schema", "alembic_config", "run_environment", "schema_problem", "upgrade"]
 
 Schema = Literal["data", "audit"]
 _LOCATIONS: dict[Schema, tuple[Path, str]] = {
     "data": (Path(__file__).resolve().parent / "migrations", "alembic_version"),
     "audit": (Path(__file__).resolve().parent / "audit_migrations", "audit_alembic_version"),
 }
+
+
+_METADATA: dict[Schema, MetaData] = {"data": Base.metadata, "audit": AuditBase.metadata}
+
+
+def run_environment(schema: Schema) -> None:
+    """The body of each history's ``env.py``: run its migrations on the connection handed
+    over by :func:`upgrade`, or on ``sqlalchemy.url`` for Alembic's own command line."""
+
+    def run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=_METADATA[schema],
+            version_table=_LOCATIONS[schema][1],
+            render_as_batch=connection.dialect.name == "sqlite",
+            # Both histories may share one database: each compares only its own tables.
+            include_name=lambda name, kind, _parent: (
+                kind != "table" or (name or "").startswith("audit") == (schema == "audit")
+            ),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = make_engine(context.config.get_main_option("sqlalchemy.url") or "")
+    with engine.connect() as own:
+        run(own)
 
 
 def alembic_config(url: str | None = None, schema: Schema = "data") -> Config:
