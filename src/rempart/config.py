@@ -12,8 +12,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
+from email.headerregistry import Address
+from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -28,6 +31,9 @@ __all__ = ["ConfigError", "Keys", "Settings", "load_settings"]
 _DEV_KEYS_FILE = "dev-keys.json"
 _MIN_SECRET_LENGTH = 32
 _SECRET_NAMES = ("token_secret", "pseudonym_key", "data_key", "audit_signing_key")
+_RP_ID_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_RP_ID_SHAPE = re.compile(rf"^(?=.{{1,253}}$){_RP_ID_LABEL}(\.{_RP_ID_LABEL})*$")
+_ORIGIN_SHAPE = re.compile(r"^(?P<scheme>https?)://(?P<host>[a-z0-9.-]{1,253})(:[0-9]{1,5})?$")
 
 
 class ConfigError(Exception):
@@ -63,19 +69,75 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
 
-    access_token_ttl_seconds: int = Field(default=900, ge=30, le=4 * 3600)
+    # Sessions: the access token lives until the absolute end; idleness and revocation
+    # are checked server-side on every request (the token names its session).
+    session_idle_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
+    session_absolute_seconds: int = Field(default=4 * 3600, ge=300, le=7 * 24 * 3600)
+    new_origin_requires_phishing_resistant: bool = Field(
+        default=False,
+        description="A login from a network or device never seen for the account must use "
+        "WebAuthn or the CPS card.",
+    )
+    recovery_code_count: int = Field(default=10, ge=4, le=20)
+    reset_code_ttl_days: int = Field(default=14, ge=1, le=60)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
     totp_issuer: str = "Rempart"
+
+    webauthn_rp_id: str = Field(
+        default="localhost",
+        description="WebAuthn relying-party id: the site's domain (or a parent domain of it).",
+    )
+    webauthn_rp_name: str = Field(default="Rempart", min_length=1, max_length=64)
+    webauthn_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8000"],
+        min_length=1,
+        description="Origins WebAuthn ceremonies may come from (JSON list), e.g. "
+        '["https://portail.example.fr"]; each must be on the relying-party id\'s domain.',
+    )
 
     password_min_length: int = Field(default=12, ge=8, le=128)
     argon2_time_cost: int = Field(default=3, ge=1, le=10)
     argon2_memory_kib: int = Field(default=65536, ge=8192, le=1_048_576)
     argon2_parallelism: int = Field(default=4, ge=1, le=16)
 
-    throttle_window_seconds: int = Field(default=900, ge=1)
-    throttle_account_failures: int = Field(default=5, ge=1)
-    throttle_address_failures: int = Field(default=20, ge=1)
+    # Login throttling (rempart.auth.throttle explains the policy). An "address" is an
+    # IPv4 address or an IPv6 /64; a "network" an IPv4 /24 or an IPv6 /48.
+    throttle_window_seconds: int = Field(
+        default=900, ge=1, le=86400, description="Window of the per-source limits."
+    )
     throttle_address_attempts: int = Field(default=100, ge=1)
+    throttle_address_failures: int = Field(default=20, ge=1)
+    throttle_address_logins: int = Field(
+        default=20, ge=1, description="Distinct logins tried from one address per window."
+    )
+    throttle_address_failed_logins: int = Field(
+        default=8, ge=1, description="Distinct logins failing from one address per window."
+    )
+    throttle_network_logins: int = Field(default=60, ge=1)
+    throttle_network_failed_logins: int = Field(default=24, ge=1)
+    throttle_account_failures: int = Field(
+        default=5, ge=1, description="Failures on one account from one address before back-off."
+    )
+    throttle_account_wide_failures: int = Field(
+        default=10,
+        ge=1,
+        description="Failures on one account from addresses it never logged in from, "
+        "before the account-wide back-off.",
+    )
+    throttle_backoff_base_seconds: int = Field(default=30, ge=1, le=300)
+    throttle_backoff_cap_seconds: int = Field(
+        default=900, ge=1, le=3600, description="Longest wait: a back-off, never a lock."
+    )
+    throttle_account_wide_cap_seconds: int = Field(default=300, ge=1, le=900)
+    throttle_failure_decay_seconds: int = Field(
+        default=900, ge=60, le=86400, description="One failure is forgotten per period."
+    )
+    throttle_global_failures_per_minute: int = Field(
+        default=120, ge=1, description="Above this the service is under attack (alert)."
+    )
+    throttle_under_attack_divisor: int = Field(
+        default=4, ge=1, le=100, description="Per-source limits are divided by it under attack."
+    )
 
     worker_threads: int = Field(
         default=8, ge=1, le=200, description="Threads per worker for blocking routes."
@@ -83,6 +145,44 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     trust_proxy_headers: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # E-mail: without an SMTP server, messages are written as .eml files into
+    # <data_dir>/outbox/ (the embedded default needs no mail server).
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://host:port, smtp+starttls://user:password@host:587 or "
+        "smtps://user:password@host:465 (the password is percent-encoded, never logged).",
+    )
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    mail_from: str = Field(default="Rempart <no-reply@rempart.example>", min_length=3)
+    security_contact: str = Field(
+        default="le service sécurité de votre caisse",
+        min_length=3,
+        max_length=120,
+        description="Who a professional calls if a notification was not them, as it completes "
+        "'contactez sans attendre …', e.g. 'le service sécurité de votre caisse au 01 23 45 "
+        "67 89'. Never a link.",
+    )
+
+    # Pro Santé Connect (or any OpenID Connect provider shaped like it): set the four
+    # of discovery URL, client id, secret and redirect URI, or none (PSC disabled).
+    psc_discovery_url: str | None = Field(
+        default=None,
+        description="The provider's /.well-known/openid-configuration (sandbox, production "
+        "or a local provider).",
+    )
+    psc_client_id: str | None = None
+    psc_client_secret: SecretStr | None = None
+    psc_redirect_uri: str | None = Field(
+        default=None, description="Rempart's callback, e.g. https://…/api/v1/auth/psc/callback"
+    )
+    psc_min_acr: Literal["eidas1", "eidas2", "eidas3"] = "eidas1"
+    psc_scopes: str = "openid scope_all"
+    psc_card_amr: list[str] = Field(
+        default_factory=lambda: ["sc", "hwk"],
+        description="amr values of an ID token that show the CPS smart card (JSON list).",
+    )
+    psc_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("database_url", "audit_database_url")
     @classmethod
@@ -100,12 +200,64 @@ class Settings(BaseSettings):
             value = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        # Imported here: the notify package pulls in templates and models, not needed by config.
+        from rempart.notify.mail import SmtpEndpoint  # noqa: PLC0415
+
+        SmtpEndpoint.from_url(value.get_secret_value())  # its errors never quote the URL
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        name, address = parseaddr(value)
+        try:
+            Address(display_name=name, addr_spec=address)
+        except (ValueError, IndexError):
+            raise ValueError("not an e-mail address (e.g. Rempart <no-reply@example.fr>)") from None
+        if "@" not in address or "\n" in value or "\r" in value:
+            raise ValueError("not an e-mail address (e.g. Rempart <no-reply@example.fr>)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @model_validator(mode="after")
+    def _webauthn_origins_on_rp_id(self) -> Settings:
+        rp_id = self.webauthn_rp_id
+        if not _RP_ID_SHAPE.match(rp_id):
+            raise ValueError("REMPART_WEBAUTHN_RP_ID must be a bare domain name, e.g. example.fr")
+        for origin in self.webauthn_origins:
+            match = _ORIGIN_SHAPE.match(origin)
+            if match is None:
+                raise ValueError(
+                    f"REMPART_WEBAUTHN_ORIGINS: {origin!r} is not an origin (scheme://host[:port])"
+                )
+            host = match.group("host")
+            if host != rp_id and not host.endswith("." + rp_id):
+                raise ValueError(
+                    f"REMPART_WEBAUTHN_ORIGINS: {origin!r} is not on the relying-party id {rp_id!r}"
+                )
+            if match.group("scheme") == "http" and host != "localhost" and self.env == "production":
+                raise ValueError(f"REMPART_WEBAUTHN_ORIGINS: {origin!r} must use https")
+        return self
+
+    @model_validator(mode="after")
+    def _throttle_backoff_consistent(self) -> Settings:
+        base = self.throttle_backoff_base_seconds
+        if base > min(self.throttle_backoff_cap_seconds, self.throttle_account_wide_cap_seconds):
+            raise ValueError(
+                "REMPART_THROTTLE_BACKOFF_BASE_SECONDS cannot exceed the back-off caps"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
@@ -126,6 +278,24 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _psc_all_or_nothing(self) -> Settings:
+        names = ("psc_discovery_url", "psc_client_id", "psc_client_secret", "psc_redirect_uri")
+        missing = [f"REMPART_{n.upper()}" for n in names if not getattr(self, n)]
+        if len(missing) == len(names):
+            return self
+        if missing:
+            raise ValueError(f"Pro Santé Connect is half configured: set {', '.join(missing)}")
+        if self.env == "production":
+            for name in ("psc_discovery_url", "psc_redirect_uri"):
+                if not str(getattr(self, name)).startswith("https://"):
+                    raise ValueError(f"REMPART_{name.upper()} must use https in production")
+        return self
+
+    @property
+    def psc_configured(self) -> bool:
+        return bool(self.psc_discovery_url)
 
     @property
     def is_sqlite(self) -> bool:

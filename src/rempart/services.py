@@ -13,9 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from rempart.audit.chain import CheckpointSigner
 from rempart.audit.events import EventRecorder
 from rempart.audit.trail import AuditTrail, DisabledAuditTrail, SqlAuditTrail
+from rempart.auth.challenges import ChallengeStore
+from rempart.auth.origins import OriginTracker
 from rempart.auth.passwords import PasswordHasher
+from rempart.auth.psc import PscClient
 from rempart.auth.secretbox import SecretBox
 from rempart.auth.service import AuthService
+from rempart.auth.sessions import SessionPolicy, SessionStore
 from rempart.auth.throttle import (
     CounterStore,
     LoginThrottle,
@@ -24,7 +28,10 @@ from rempart.auth.throttle import (
     ThrottleLimits,
 )
 from rempart.auth.tokens import TokenSigner
+from rempart.auth.webauthn import WebAuthnService
 from rempart.config import Settings
+from rempart.notify.mail import MailSender, sender_from_settings
+from rempart.notify.outbox import Outbox
 from rempart.store.engine import make_engine
 
 __all__ = ["Services"]
@@ -85,15 +92,11 @@ class Services:
             ),
             throttle=LoginThrottle(
                 self.counter_store,
-                ThrottleLimits(
-                    window_seconds=s.throttle_window_seconds,
-                    account_failures=s.throttle_account_failures,
-                    address_failures=s.throttle_address_failures,
-                    address_attempts=s.throttle_address_attempts,
-                ),
+                ThrottleLimits.from_settings(s),
+                secret=keys.for_purpose("throttle"),
             ),
             access_tokens=TokenSigner(
-                keys.for_purpose("access"), purpose="access", ttl_seconds=s.access_token_ttl_seconds
+                keys.for_purpose("access"), purpose="access", ttl_seconds=s.session_absolute_seconds
             ),
             mfa_tokens=TokenSigner(
                 keys.for_purpose("mfa"), purpose="mfa", ttl_seconds=s.mfa_token_ttl_seconds
@@ -102,7 +105,56 @@ class Services:
             password_min_length=s.password_min_length,
             totp_issuer=s.totp_issuer,
             events=EventRecorder(self.audit, keys.pseudonym_key),
+            sessions=SessionStore(
+                SessionPolicy(
+                    idle_seconds=s.session_idle_seconds,
+                    absolute_seconds=s.session_absolute_seconds,
+                )
+            ),
+            origins=OriginTracker(keys.for_purpose("origins")),
+            new_origin_requires_phishing_resistant=s.new_origin_requires_phishing_resistant,
         )
+
+    @cached_property
+    def webauthn(self) -> WebAuthnService:
+        s = self.settings
+        return WebAuthnService(
+            rp_id=s.webauthn_rp_id,
+            rp_name=s.webauthn_rp_name,
+            origins=s.webauthn_origins,
+            challenges=ChallengeStore(),
+            events=self.auth.events,
+            user_handle_key=s.keys.for_purpose("webauthn-user"),
+        )
+
+    @cached_property
+    def psc(self) -> PscClient | None:
+        """The Pro Santé Connect client, or None when PSC is not configured."""
+        s = self.settings
+        if not s.psc_configured:
+            return None
+        assert s.psc_client_id is not None
+        assert s.psc_client_secret is not None
+        assert s.psc_redirect_uri is not None
+        return PscClient(
+            discovery_url=str(s.psc_discovery_url),
+            client_id=s.psc_client_id,
+            client_secret=s.psc_client_secret.get_secret_value(),
+            redirect_uri=s.psc_redirect_uri,
+            scopes=s.psc_scopes,
+            min_acr=s.psc_min_acr,
+            card_amr=tuple(s.psc_card_amr),
+            timeout_seconds=s.psc_timeout_seconds,
+        )
+
+    @cached_property
+    def mail_sender(self) -> MailSender:
+        """SMTP (``REMPART_SMTP_URL``) or ``.eml`` files in ``<data_dir>/outbox/``."""
+        return sender_from_settings(self.settings)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox.from_settings(self.settings)
 
     def close(self) -> None:
         if "audit_engine" in self.__dict__ and self.audit_engine is not self.__dict__.get("engine"):

@@ -219,8 +219,8 @@ def test_suspending_an_account_revokes_its_tokens(
     with session_scope(services.sessions) as session:
         assert services.auth.suspend(session, pharmacist.account_id)
     status, body = lookup(client, token, person.nir.value, "1985-03-14")
-    assert status == 401
-    assert body["error"] == "invalid_token"
+    assert status == 403
+    assert body["error"] == "account_suspended"
 
 
 def test_no_nir_in_any_log_line(

@@ -300,7 +300,7 @@ def test_authentication_events_go_through_the_same_trail(
         ("login_failed", "unknown_login"),
         ("login_failed", "wrong_password"),
         ("login_password_ok", ""),
-        ("login_succeeded", ""),
+        ("login_succeeded", "totp"),
     ]
     assert events[2].account_id == pharmacist.account_id
     assert events[2].subject == events[3].subject != ""

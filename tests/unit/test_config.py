@@ -65,9 +65,7 @@ def test_production_accepts_real_keys(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(
-            database_url="mysql://x/y", redis_url="http://nope", access_token_ttl_seconds=1
-        )
+        load_settings(database_url="mysql://x/y", redis_url="http://nope", session_idle_seconds=1)
     assert len(caught.value.problems) == 3
 
 

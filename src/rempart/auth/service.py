@@ -5,20 +5,25 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rempart.audit.events import EventRecorder, Origin
+from rempart.auth.levels import ACR_PASSWORD_TOTP, PHISHING_RESISTANT, StepUpRequired
+from rempart.auth.origins import OriginTracker
 from rempart.auth.passwords import PasswordHasher, check_password_policy
 from rempart.auth.secretbox import SecretBox
+from rempart.auth.sessions import SessionExpired, SessionStore
 from rempart.auth.throttle import LoginThrottle, Throttled
 from rempart.auth.tokens import AccessClaims, InvalidToken, TokenSigner
 from rempart.auth.totp import new_secret, provisioning_uri, verify_totp
 from rempart.errors import RempartError
-from rempart.store.models import Account
+from rempart.store.models import Account, Professional, WebAuthnCredential
 from rempart.world.schema import PROFESSIONS
 
 __all__ = [
@@ -26,17 +31,25 @@ __all__ = [
     "AccountCreated",
     "AuthService",
     "InvalidCredentials",
+    "IssuedToken",
+    "Notifier",
     "Principal",
 ]
 
 log = structlog.get_logger("rempart.auth")
 
-ACR_PASSWORD_TOTP = "password+totp"  # noqa: S105 - an assurance level name
-_ACCOUNT_STATE = select(Account.status, Account.token_epoch).where(
-    Account.account_id == bindparam("account_id")
-)
 _LOGIN_SHAPE = re.compile(r"^[A-Za-z0-9._@+-]{3,128}$")
 _ACCOUNT_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_EMAIL_SHAPE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
+
+
+_METHOD_NAMES = {
+    "totp": "mot de passe et code à usage unique",
+    "webauthn": "clé de sécurité",
+    "webauthn_step_up": "clé de sécurité",
+    "psc": "Pro Santé Connect",
+    "recovery_code": "mot de passe et code de secours",
+}
 
 
 class InvalidCredentials(RempartError):
@@ -82,11 +95,28 @@ class AccountCreated:
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller of a request."""
+    """The authenticated caller of a request: who, in which session, authenticated how and when."""
 
     account_id: str
     session_id: str
     acr: str
+    auth_time: int
+    channel: str = "portal"
+    client_id: str | None = None
+
+
+class Notifier(Protocol):
+    """Queues an e-mail in the caller's transaction (``rempart.notify.outbox.Outbox``)."""
+
+    def enqueue(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        recipient: str,
+        account_id: str | None,
+        context: dict[str, object],
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,10 @@ class AuthService:
         password_min_length: int,
         totp_issuer: str,
         events: EventRecorder,
+        sessions: SessionStore,
+        origins: OriginTracker,
+        notifier: Notifier | None = None,
+        new_origin_requires_phishing_resistant: bool = False,
     ) -> None:
         self.hasher = hasher
         self.throttle = throttle
@@ -122,6 +156,10 @@ class AuthService:
         self.password_min_length = password_min_length
         self.totp_issuer = totp_issuer
         self.events = events
+        self.sessions = sessions
+        self.origins = origins
+        self.notifier = notifier
+        self.new_origin_requires_phishing_resistant = new_origin_requires_phishing_resistant
 
     def create_account(
         self,
@@ -131,6 +169,7 @@ class AuthService:
         password: str,
         profession: str | None = None,
         account_id: str | None = None,
+        email: str | None = None,
     ) -> AccountCreated:
         if not _LOGIN_SHAPE.match(login):
             raise InvalidAccountInput(
@@ -140,6 +179,8 @@ class AuthService:
             raise InvalidAccountInput("an account id has 1-64 letters, digits or . _ : -")
         if profession is not None and profession not in PROFESSIONS:
             raise InvalidAccountInput(f"profession must be one of: {', '.join(PROFESSIONS)}")
+        if email is not None and not _EMAIL_SHAPE.match(email):
+            raise InvalidAccountInput("the e-mail address is not valid")
         check_password_policy(
             password, min_length=self.password_min_length, user_inputs=[login, account_id or ""]
         )
@@ -149,6 +190,7 @@ class AuthService:
             account_id=account_id,
             login=login,
             profession=profession,
+            email=email,
             password_hash=self.hasher.hash(password),
             totp_secret_encrypted=self.secret_box.seal(secret, context=account_id),
             totp_last_step=0,
@@ -222,7 +264,11 @@ class AuthService:
             session=session,
             origin=where,
         )
-        return LoginChallenge(mfa_token=token, methods=("totp",))
+        has_key = session.scalar(
+            select(exists().where(WebAuthnCredential.account_id == account.account_id))
+        )
+        methods = ("webauthn", "totp", "recovery_code") if has_key else ("totp", "recovery_code")
+        return LoginChallenge(mfa_token=token, methods=methods)
 
     def login_totp(
         self, session: Session, *, mfa_token: str, code: str, address: str, user_agent: str = ""
@@ -273,47 +319,180 @@ class AuthService:
                 origin=where,
             )
             raise InvalidSecondFactor()
-        self.throttle.success(login)
-        token, session_id = self.access_tokens.issue_access(
-            account_id, acr=ACR_PASSWORD_TOTP, epoch=account.token_epoch
+        self.throttle.success(login, address)
+        return self.complete_login(
+            session, account_id=account_id, acr=ACR_PASSWORD_TOTP, origin=where, method="totp"
         )
-        log.info("login_succeeded", account_id=account_id, acr=ACR_PASSWORD_TOTP)
+
+    def complete_login(
+        self,
+        session: Session,
+        *,
+        account_id: str,
+        acr: str,
+        origin: Origin,
+        method: str,
+        replaces_session_id: str | None = None,
+    ) -> IssuedToken:
+        """Where every successful authentication ends (TOTP, WebAuthn, Pro Santé Connect,
+        recovery code, step-up): the account must be active, a never-seen network or
+        device is reported (and may demand a phishing-resistant factor), a server-side
+        session is opened and the event recorded with it. A step-up
+        (``replaces_session_id``) ends the session it replaces.
+        """
+        account = session.get(Account, account_id)
+        if account is None:
+            raise InvalidToken()
+        if account.status != "active":
+            session.rollback()  # a refusal is recorded in a transaction of its own
+            self.events.record_event(
+                "login_refused", outcome="account_suspended", account_id=account_id, origin=origin
+            )
+            raise AccountSuspended()
+        novelty = self.origins.check(session, account_id, origin)
+        if (
+            novelty.any
+            and self.new_origin_requires_phishing_resistant
+            and acr not in PHISHING_RESISTANT
+        ):
+            session.rollback()  # a refusal is recorded in a transaction of its own
+            self.events.record_event(
+                "login_refused",
+                outcome="phishing_resistant_required",
+                reasons=f"new_{novelty.reasons}",
+                account_id=account_id,
+                acr=acr,
+                origin=origin,
+            )
+            raise StepUpRequired(
+                tuple(sorted(PHISHING_RESISTANT)),
+                detail="first login from this network or device: use a security key "
+                "or the CPS card",
+            )
+        self.origins.remember(session, account_id, origin)
+        opened = self.sessions.open(session, account_id=account_id, acr=acr, origin=origin)
+        if replaces_session_id is not None:
+            self.sessions.revoke(session, replaces_session_id, reason="step_up")
+        token = self.access_tokens.issue_access(
+            account_id,
+            session_id=opened.session_id,
+            acr=acr,
+            epoch=account.token_epoch,
+            auth_time=int(opened.auth_time.timestamp()),
+            expires_at=int(opened.expires_at.timestamp()),
+        )
+        if novelty.any:
+            log.info("login_new_origin", account_id=account_id, new=novelty.reasons)
+            self.events.record_event(
+                "login_new_origin",
+                outcome="notified",
+                reasons=novelty.reasons,
+                account_id=account_id,
+                session_id=opened.session_id,
+                acr=acr,
+                session=session,
+                origin=origin,
+            )
+            self.notify_professional(
+                session,
+                account_id,
+                "login_new_origin",
+                when=opened.auth_time,
+                network=f"adresse IP {origin.client_ip}",
+                device=origin.user_agent[:120] or "navigateur inconnu",
+                method=_METHOD_NAMES.get(method, method),
+            )
+        event = "step_up_succeeded" if replaces_session_id is not None else "login_succeeded"
+        log.info(event, account_id=account_id, acr=acr, method=method)
         # No audit record, no token: this raises AuditUnavailable when the trail is down.
         self.events.record_event(
-            "login_succeeded",
+            event,
             outcome="ok",
+            reasons=method,
             account_id=account_id,
-            session_id=session_id,
-            acr=ACR_PASSWORD_TOTP,
+            session_id=opened.session_id,
+            acr=acr,
             session=session,
-            origin=where,
+            origin=origin,
         )
-        return IssuedToken(access_token=token, expires_in=self.access_tokens.ttl_seconds)
+        expires_in = int((opened.expires_at - opened.auth_time).total_seconds())
+        return IssuedToken(access_token=token, expires_in=expires_in)
+
+    def notify_professional(
+        self, session: Session, account_id: str, kind: str, **context: object
+    ) -> bool:
+        """Queue a French e-mail to the professional, in the caller's transaction.
+
+        The address is the account's own, else the insurer's directory entry. Returns
+        False (and logs) when there is none or no notifier is configured.
+        """
+        if self.notifier is None:
+            return False
+        recipient = session.scalar(select(Account.email).where(Account.account_id == account_id))
+        if not recipient:
+            recipient = session.scalar(
+                select(Professional.email).where(Professional.account_id == account_id)
+            )
+        if not recipient:
+            log.warning("notification_skipped", kind=kind, account_id=account_id, reason="no_email")
+            return False
+        context.setdefault("when", datetime.now(UTC))
+        self.notifier.enqueue(
+            session, kind=kind, recipient=recipient, account_id=account_id, context=context
+        )
+        return True
 
     def authenticate(self, session: Session, token: str) -> Principal:
-        """Checks a bearer token and that its account is still active and not revoked."""
+        """Checks a bearer token, its session (open, not idle, not revoked) and its account."""
         claims: AccessClaims = self.access_tokens.check_access(token)
-        # Core execution (no ORM bookkeeping): this runs on every request.
-        row = (
-            session.connection()
-            .execute(_ACCOUNT_STATE, {"account_id": claims.account_id})
-            .one_or_none()
-        )
-        if row is None or row.token_epoch != claims.epoch:
+        state = self.sessions.resolve(session, claims.session_id, claims.account_id)
+        if state.account_status != "active":
+            raise AccountSuspended()  # said plainly: the professional must call the insurer
+        if not state.live:
+            raise SessionExpired()
+        if state.token_epoch != claims.epoch:
             raise InvalidToken()
-        if row.status != "active":
-            raise AccountSuspended()
-        return Principal(account_id=claims.account_id, session_id=claims.session_id, acr=claims.acr)
+        return Principal(
+            account_id=claims.account_id,
+            session_id=claims.session_id,
+            acr=state.acr,
+            auth_time=int(state.auth_time.timestamp()),
+            channel=state.channel,
+            client_id=state.client_id,
+        )
 
-    def suspend(self, session: Session, account_id: str) -> bool:
-        """Suspends an account and revokes every token it holds."""
-        result = session.execute(
+    def log_out(self, session: Session, principal: Principal, origin: Origin) -> None:
+        self.sessions.revoke(session, principal.session_id, reason="logout")
+        self.events.record_event(
+            "logout",
+            outcome="ok",
+            account_id=principal.account_id,
+            session_id=principal.session_id,
+            acr=principal.acr,
+            session=session,
+            origin=origin,
+        )
+
+    def revoke_sessions(self, session: Session, account_id: str, *, reason: str) -> int:
+        """Ends every session and token of an account at once."""
+        session.execute(
             update(Account)
             .where(Account.account_id == account_id)
-            .values(status="suspended", token_epoch=Account.token_epoch + 1)
+            .values(token_epoch=Account.token_epoch + 1)
         )
+        return self.sessions.revoke_all(session, account_id, reason=reason)
+
+    def suspend(self, session: Session, account_id: str) -> bool:
+        """Suspends an account and revokes every session and token it holds."""
+        result = session.execute(
+            update(Account).where(Account.account_id == account_id).values(status="suspended")
+        )
+        if not getattr(result, "rowcount", 0):
+            return False
+        self.revoke_sessions(session, account_id, reason="suspended")
         log.info("account_suspended", account_id=account_id)
         self.events.record_event(
             "account_suspended", outcome="ok", account_id=account_id, session=session
         )
-        return bool(getattr(result, "rowcount", 0))
+        self.notify_professional(session, account_id, "account_suspended")
+        return True

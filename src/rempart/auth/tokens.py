@@ -35,6 +35,7 @@ class AccessClaims:
     acr: str
     epoch: int
     expires_at: int
+    auth_time: int
 
 
 class TokenSigner:
@@ -73,20 +74,48 @@ class TokenSigner:
             raise InvalidToken()
         return payload
 
-    def issue_access(self, account_id: str, *, acr: str, epoch: int) -> tuple[str, str]:
-        """A new session's access token, and the session id it is bound to."""
-        session_id = secrets.token_urlsafe(16)
-        return self.issue(account_id, sid=session_id, acr=acr, epoch=epoch), session_id
+    def issue_access(
+        self,
+        account_id: str,
+        *,
+        session_id: str,
+        acr: str,
+        epoch: int,
+        auth_time: int,
+        expires_at: int,
+    ) -> str:
+        """An access token bound to a server-side session; it lives until the session's
+        absolute end, while idleness and revocation are checked on the session itself."""
+        issued = int(time.time())
+        return self.issue(
+            account_id,
+            now=issued,
+            sid=session_id,
+            acr=acr,
+            epoch=epoch,
+            auth_time=auth_time,
+            exp=expires_at,
+        )
 
     def check_access(self, token: str) -> AccessClaims:
         payload = self.check(token)
-        sub, sid, acr, epoch, exp = (payload.get(k) for k in ("sub", "sid", "acr", "epoch", "exp"))
+        sub, sid, acr, epoch, exp, auth_time = (
+            payload.get(k) for k in ("sub", "sid", "acr", "epoch", "exp", "auth_time")
+        )
         if not (
             isinstance(sub, str)
             and isinstance(sid, str)
             and isinstance(acr, str)
             and isinstance(epoch, int)
             and isinstance(exp, int)
+            and isinstance(auth_time, int)
         ):
             raise InvalidToken()
-        return AccessClaims(account_id=sub, session_id=sid, acr=acr, epoch=epoch, expires_at=exp)
+        return AccessClaims(
+            account_id=sub,
+            session_id=sid,
+            acr=acr,
+            epoch=epoch,
+            expires_at=exp,
+            auth_time=auth_time,
+        )

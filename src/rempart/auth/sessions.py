@@ -1,0 +1,194 @@
+"""Server-side login sessions: idle and absolute timeouts, revocation.
+
+The access token names its session (``sid``); :meth:`SessionStore.resolve` reads
+the session and its account in one statement on every request, so a revoked or
+idle session stops working at once, whatever the token's own expiry says.
+``last_seen_at`` is written at most once per ``touch_seconds`` (a write per
+request would cost a row lock on the hot path); idleness is therefore measured
+to within that interval.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from rempart.audit.events import Origin
+from rempart.errors import RempartError
+from rempart.store.models import Account, AuthSession
+
+__all__ = ["OpenSession", "SessionExpired", "SessionPolicy", "SessionState", "SessionStore"]
+
+
+class SessionExpired(RempartError):
+    code = "session_expired"
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the session has ended; log in again",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    idle_seconds: int = 3600
+    absolute_seconds: int = 4 * 3600
+    touch_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    session_id: str
+    auth_time: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What a request learns about its session and account."""
+
+    session_id: str
+    account_id: str
+    acr: str
+    channel: str
+    client_id: str | None
+    auth_time: datetime
+    account_status: str
+    token_epoch: int
+    live: bool  # open: not revoked, not idle, not past its absolute end
+
+
+_RESOLVE = (
+    select(
+        AuthSession.account_id,
+        AuthSession.acr,
+        AuthSession.channel,
+        AuthSession.client_id,
+        AuthSession.auth_time,
+        AuthSession.last_seen_at,
+        AuthSession.expires_at,
+        AuthSession.revoked_at,
+        Account.status,
+        Account.token_epoch,
+    )
+    .join(Account, Account.account_id == AuthSession.account_id)
+    .where(AuthSession.session_id == bindparam("session_id"))
+)
+_TOUCH = (
+    update(AuthSession)
+    .where(AuthSession.session_id == bindparam("session_id"))
+    .values(last_seen_at=bindparam("now"))
+)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were stored in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class SessionStore:
+    def __init__(self, policy: SessionPolicy) -> None:
+        self.policy = policy
+
+    def open(
+        self,
+        session: Session,
+        *,
+        account_id: str,
+        acr: str,
+        origin: Origin,
+        channel: str = "portal",
+        client_id: str | None = None,
+        now: datetime | None = None,
+    ) -> OpenSession:
+        now = now or datetime.now(UTC)
+        opened = OpenSession(
+            session_id=secrets.token_urlsafe(24),
+            auth_time=now,
+            expires_at=now + timedelta(seconds=self.policy.absolute_seconds),
+        )
+        session.add(
+            AuthSession(
+                session_id=opened.session_id,
+                account_id=account_id,
+                acr=acr,
+                channel=channel,
+                client_id=client_id,
+                auth_time=now,
+                last_seen_at=now,
+                expires_at=opened.expires_at,
+                client_ip=origin.client_ip[:64],
+                user_agent=origin.user_agent[:256],
+            )
+        )
+        session.flush()
+        return opened
+
+    def resolve(
+        self, session: Session, session_id: str, account_id: str, *, now: datetime | None = None
+    ) -> SessionState:
+        """The session behind a token (:class:`SessionExpired` if there is none); the
+        caller decides, from ``live`` and the account's state, what to answer."""
+        now = now or datetime.now(UTC)
+        connection = session.connection()
+        row = connection.execute(_RESOLVE, {"session_id": session_id}).one_or_none()
+        if row is None or row.account_id != account_id:
+            raise SessionExpired()
+        last_seen = _aware(row.last_seen_at)
+        live = (
+            row.revoked_at is None
+            and now < _aware(row.expires_at)
+            and (now - last_seen).total_seconds() < self.policy.idle_seconds
+        )
+        if live and (now - last_seen).total_seconds() >= self.policy.touch_seconds:
+            connection.execute(_TOUCH, {"session_id": session_id, "now": now})
+        return SessionState(
+            session_id=session_id,
+            account_id=row.account_id,
+            acr=row.acr,
+            channel=row.channel,
+            client_id=row.client_id,
+            auth_time=_aware(row.auth_time),
+            account_status=row.status,
+            token_epoch=row.token_epoch,
+            live=live,
+        )
+
+    def revoke(self, session: Session, session_id: str, *, reason: str) -> bool:
+        result = session.execute(
+            update(AuthSession)
+            .where(AuthSession.session_id == session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC), revoked_reason=reason[:32])
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    def revoke_all(self, session: Session, account_id: str, *, reason: str) -> int:
+        """Ends every open session of an account at once (suspension, password change)."""
+        result = session.execute(
+            update(AuthSession)
+            .where(AuthSession.account_id == account_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC), revoked_reason=reason[:32])
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def list_open(
+        self, session: Session, account_id: str, *, now: datetime | None = None
+    ) -> list[AuthSession]:
+        now = now or datetime.now(UTC)
+        rows = session.scalars(
+            select(AuthSession)
+            .where(AuthSession.account_id == account_id, AuthSession.revoked_at.is_(None))
+            .order_by(AuthSession.auth_time)
+        ).all()
+        idle = timedelta(seconds=self.policy.idle_seconds)
+        return [
+            row
+            for row in rows
+            if _aware(row.expires_at) > now and _aware(row.last_seen_at) + idle > now
+        ]
