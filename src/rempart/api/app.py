@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from rempart.api.errors import install_error_handlers
 from rempart.api.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from rempart.api.routes import router
+from rempart.api.webauthn_routes import router as webauthn_router
 from rempart.config import Settings, load_settings
 from rempart.services import Services
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(webauthn_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from rempart.auth.webauthn import AuthenticationCredentialJSON, RegistrationCredentialJSON
 
 
 class StrictBody(BaseModel):
@@ -59,3 +62,49 @@ class RightsResponse(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     detail: str
+
+
+# -- WebAuthn (security keys and passkeys) ------------------------------------------------
+
+
+class WebAuthnOptionsResponse(BaseModel):
+    handle: str = Field(description="Send it back with the credential")
+    options: dict[str, Any] = Field(
+        description="For navigator.credentials.create() / .get() (binary values in base64url)"
+    )
+
+
+class WebAuthnRegisterRequest(StrictBody):
+    handle: str = Field(min_length=1, max_length=128)
+    credential: RegistrationCredentialJSON
+    label: str = Field(default="", max_length=64, description="A name to recognise the key")
+
+
+class WebAuthnRegistered(BaseModel):
+    credential_id: str
+
+
+class WebAuthnCredentialOut(BaseModel):
+    credential_id: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class WebAuthnCredentialList(BaseModel):
+    credentials: list[WebAuthnCredentialOut]
+
+
+class MfaWebAuthnOptionsRequest(StrictBody):
+    mfa_token: str = Field(min_length=1, max_length=4096)
+
+
+class MfaWebAuthnRequest(StrictBody):
+    mfa_token: str = Field(min_length=1, max_length=4096)
+    handle: str = Field(min_length=1, max_length=128)
+    credential: AuthenticationCredentialJSON
+
+
+class StepUpWebAuthnRequest(StrictBody):
+    handle: str = Field(min_length=1, max_length=128)
+    credential: AuthenticationCredentialJSON
