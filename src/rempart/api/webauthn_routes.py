@@ -1,0 +1,305 @@
+"""HTTP routes for WebAuthn: registering keys, the login second factor, the step-up.
+
+Registration is guarded so that a phished password + TOTP session cannot plant the
+attacker's own key on an account that already has one: adding (or removing) a key
+then needs a phishing-resistant session. The first key needs a recent login.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
+
+from rempart.api.deps import ERROR_RESPONSES, bearer_token, origin_of, services_of
+from rempart.api.schemas import (
+    MfaWebAuthnOptionsRequest,
+    MfaWebAuthnRequest,
+    StepUpWebAuthnRequest,
+    TokenResponse,
+    WebAuthnCredentialList,
+    WebAuthnCredentialOut,
+    WebAuthnOptionsResponse,
+    WebAuthnRegistered,
+    WebAuthnRegisterRequest,
+)
+from rempart.audit.events import Origin
+from rempart.auth.levels import (
+    ACR_CPS,
+    ACR_PASSWORD_TOTP,
+    ACR_PSC,
+    ACR_WEBAUTHN,
+    PHISHING_RESISTANT_REQUIREMENT,
+    AuthRequirement,
+)
+from rempart.auth.service import AccountSuspended, Principal
+from rempart.auth.throttle import Throttled
+from rempart.auth.tokens import InvalidToken
+from rempart.auth.webauthn import (
+    PURPOSE_LOGIN,
+    PURPOSE_STEP_UP,
+    WebAuthnChallengeInvalid,
+    WebAuthnCloneSuspected,
+    WebAuthnInvalid,
+)
+from rempart.services import Services
+from rempart.store.engine import session_scope
+from rempart.store.models import Account
+
+__all__ = ["FIRST_KEY_REQUIREMENT", "router"]
+
+router = APIRouter(prefix="/api/v1/auth", tags=["webauthn"])
+
+# What a refused key answer raises (recorded as a failed login or step-up).
+_REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
+
+# A first key may be added from any complete login, if it is recent.
+FIRST_KEY_REQUIREMENT = AuthRequirement(
+    (ACR_PASSWORD_TOTP, ACR_PSC, ACR_CPS, ACR_WEBAUTHN), max_age=600
+)
+
+
+def _registration_allowed(services: Services, session: Session, principal: Principal) -> None:
+    """A further key needs a phishing-resistant session; the first one a recent login."""
+    if services.webauthn.has_credentials(session, principal.account_id):
+        PHISHING_RESISTANT_REQUIREMENT.check(principal)
+    else:
+        FIRST_KEY_REQUIREMENT.check(principal)
+
+
+# -- managing the keys of an account -------------------------------------------------------
+
+
+@router.post(
+    "/webauthn/register/options", response_model=WebAuthnOptionsResponse, responses=ERROR_RESPONSES
+)
+def register_options(request: Request) -> WebAuthnOptionsResponse:
+    """Options for ``navigator.credentials.create()``, to add a security key or passkey.
+
+    Answers ``401 insufficient_user_authentication`` (RFC 9470) when the session is
+    not strong or recent enough: step up, then retry.
+    """
+    services = services_of(request)
+    token = bearer_token(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, token)
+        _registration_allowed(services, session, principal)
+        ceremony = services.webauthn.registration_options(
+            session, account_id=principal.account_id, session_id=principal.session_id
+        )
+    return WebAuthnOptionsResponse(handle=ceremony.handle, options=ceremony.options)
+
+
+@router.post(
+    "/webauthn/register",
+    status_code=201,
+    response_model=WebAuthnRegistered,
+    responses=ERROR_RESPONSES,
+)
+def register(body: WebAuthnRegisterRequest, request: Request) -> WebAuthnRegistered:
+    """The answer of ``navigator.credentials.create()``; the professional is told by e-mail."""
+    services = services_of(request)
+    token = bearer_token(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, token)
+        _registration_allowed(services, session, principal)
+        row = services.webauthn.register(
+            session,
+            account_id=principal.account_id,
+            handle=body.handle,
+            credential=body.credential,
+            label=body.label,
+            session_id=principal.session_id,
+            origin=origin_of(request),
+        )
+        services.auth.notify_professional(
+            session,
+            principal.account_id,
+            "webauthn_registered",
+            label=row.label,
+            when=row.created_at,
+        )
+    return WebAuthnRegistered(credential_id=row.credential_id)
+
+
+@router.get(
+    "/webauthn/credentials", response_model=WebAuthnCredentialList, responses=ERROR_RESPONSES
+)
+def list_credentials(request: Request) -> WebAuthnCredentialList:
+    """The security keys and passkeys of the caller's account."""
+    services = services_of(request)
+    token = bearer_token(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, token)
+        rows = services.webauthn.credentials(session, principal.account_id)
+        return WebAuthnCredentialList(
+            credentials=[
+                WebAuthnCredentialOut(
+                    credential_id=row.credential_id,
+                    label=row.label,
+                    created_at=row.created_at,
+                    last_used_at=row.last_used_at,
+                )
+                for row in rows
+            ]
+        )
+
+
+@router.delete("/webauthn/credentials/{credential_id}", status_code=204, responses=ERROR_RESPONSES)
+def remove_credential(credential_id: str, request: Request) -> Response:
+    """Removes a key; needs a phishing-resistant session. The professional is told by e-mail."""
+    services = services_of(request)
+    token = bearer_token(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, token)
+        PHISHING_RESISTANT_REQUIREMENT.check(principal)
+        row = services.webauthn.remove(
+            session,
+            account_id=principal.account_id,
+            credential_id=credential_id[:1400],
+            session_id=principal.session_id,
+            origin=origin_of(request),
+        )
+        services.auth.notify_professional(
+            session, principal.account_id, "webauthn_removed", label=row.label
+        )
+    return Response(status_code=204)
+
+
+# -- login second factor -------------------------------------------------------------------
+
+
+def _mfa_account(services: Services, session: Session, mfa_token: str) -> tuple[str, str]:
+    """The account (and login) an MFA token was issued to, if it still holds."""
+    payload = services.auth.mfa_tokens.check(mfa_token)
+    account_id, login, epoch = payload.get("sub"), payload.get("login"), payload.get("epoch")
+    if not isinstance(account_id, str) or not isinstance(login, str):
+        raise InvalidToken()
+    account = session.get(Account, account_id)
+    if account is None or account.token_epoch != epoch:
+        raise InvalidToken()
+    if account.status != "active":
+        raise AccountSuspended()
+    return account_id, login
+
+
+def _throttle_check(services: Services, login: str, where: Origin) -> None:
+    try:
+        services.auth.throttle.check(login, where.client_ip)
+    except Throttled:
+        services.auth.events.record_event(
+            "login_throttled", outcome="too_many_attempts", origin=where
+        )
+        raise
+
+
+@router.post(
+    "/mfa/webauthn/options", response_model=WebAuthnOptionsResponse, responses=ERROR_RESPONSES
+)
+def mfa_webauthn_options(
+    body: MfaWebAuthnOptionsRequest, request: Request
+) -> WebAuthnOptionsResponse:
+    """After the password: options for ``navigator.credentials.get()`` with the account's keys."""
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        account_id, _ = _mfa_account(services, session, body.mfa_token)
+        ceremony = services.webauthn.authentication_options(
+            session, account_id=account_id, purpose=PURPOSE_LOGIN
+        )
+    return WebAuthnOptionsResponse(handle=ceremony.handle, options=ceremony.options)
+
+
+@router.post("/mfa/webauthn", response_model=TokenResponse, responses=ERROR_RESPONSES)
+def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
+    """Second step with a security key or passkey. Answers with the bearer access token."""
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        account_id, login = _mfa_account(services, session, body.mfa_token)
+        where = origin_of(request, login=login)
+        _throttle_check(services, login, where)
+        try:
+            services.webauthn.authenticate(
+                session,
+                account_id=account_id,
+                handle=body.handle,
+                credential=body.credential,
+                purpose=PURPOSE_LOGIN,
+                origin=where,
+            )
+        except _REFUSALS as exc:
+            session.rollback()  # the refusal is recorded in a transaction of its own
+            services.auth.throttle.failure(login, where.client_ip)
+            services.auth.events.record_event(
+                "login_failed",
+                outcome=exc.code,
+                reasons="webauthn",
+                account_id=account_id,
+                origin=where,
+            )
+            raise
+        services.auth.throttle.success(login, where.client_ip)
+        issued = services.auth.complete_login(
+            session, account_id=account_id, acr=ACR_WEBAUTHN, origin=where, method="webauthn"
+        )
+    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+
+
+# -- step-up (RFC 9470) ----------------------------------------------------------------------
+
+
+@router.post(
+    "/step-up/webauthn/options", response_model=WebAuthnOptionsResponse, responses=ERROR_RESPONSES
+)
+def step_up_options(request: Request) -> WebAuthnOptionsResponse:
+    """Options to re-authenticate the current session with a key (after a 401 step-up)."""
+    services = services_of(request)
+    token = bearer_token(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, token)
+        ceremony = services.webauthn.authentication_options(
+            session,
+            account_id=principal.account_id,
+            purpose=PURPOSE_STEP_UP,
+            session_id=principal.session_id,
+        )
+    return WebAuthnOptionsResponse(handle=ceremony.handle, options=ceremony.options)
+
+
+@router.post("/step-up/webauthn", response_model=TokenResponse, responses=ERROR_RESPONSES)
+def step_up(body: StepUpWebAuthnRequest, request: Request) -> TokenResponse:
+    """The key's answer: a new token (acr ``webauthn``) replaces the session's; retry with it."""
+    services = services_of(request)
+    token = bearer_token(request)
+    where = origin_of(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, token)
+        try:
+            services.webauthn.authenticate(
+                session,
+                account_id=principal.account_id,
+                handle=body.handle,
+                credential=body.credential,
+                purpose=PURPOSE_STEP_UP,
+                session_id=principal.session_id,
+                origin=where,
+            )
+        except _REFUSALS as exc:
+            session.rollback()  # the refusal is recorded in a transaction of its own
+            services.auth.events.record_event(
+                "step_up_failed",
+                outcome=exc.code,
+                reasons="webauthn",
+                account_id=principal.account_id,
+                session_id=principal.session_id,
+                acr=principal.acr,
+                origin=where,
+            )
+            raise
+        issued = services.auth.complete_login(
+            session,
+            account_id=principal.account_id,
+            acr=ACR_WEBAUTHN,
+            origin=where,
+            method="webauthn_step_up",
+            replaces_session_id=principal.session_id,
+        )
+    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
