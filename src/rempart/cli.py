@@ -33,6 +33,8 @@ app.add_typer(world_app, name="world")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
+outbox_app = typer.Typer(help="E-mails waiting in the outbox (REMPART_SMTP_URL, or .eml files).")
+app.add_typer(outbox_app, name="outbox")
 
 err = Console(stderr=True)
 out = Console()
@@ -395,6 +397,37 @@ def audit_checkpoint() -> None:
     finally:
         services.close()
     err.print(f"{written} checkpoint(s) signed")
+
+
+@outbox_app.command("deliver")
+def outbox_deliver(
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="E-mails to send at most.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Send the e-mails that are due; exit 1 if any could not be sent (they stay pending)."""
+    from rempart.services import Services
+
+    services = Services(settings_or_exit())
+    try:
+        report = services.outbox.deliver_pending(
+            services.sessions, services.mail_sender, limit=limit
+        )
+    except SQLAlchemyError as exc:
+        raise fail("database_unavailable", _database_problem(exc)) from None
+    finally:
+        services.close()
+    counts = {
+        "sent": report.sent,
+        "failed": report.failed,
+        "remaining": report.remaining,
+        "abandoned": report.abandoned,
+    }
+    if as_json:
+        out.print_json(data=counts)
+    else:
+        out.print(", ".join(f"{name} {count}" for name, count in counts.items()), highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command("serve")
