@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import email
+import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,11 +19,15 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from rempart.cli import app
-from rempart.notify.mail import DirectorySender, SmtpSender
+from rempart.notify.mail import DirectorySender, MailDeliveryError, SmtpSender, compose_message
 from rempart.notify.outbox import MAX_ATTEMPTS, Outbox
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -358,3 +364,77 @@ def test_the_cli_delivers_and_prints_counts(services: Services, tmp_path: Path) 
     )
     assert down.exit_code == 0, down.output  # nothing pending: nothing failed
     assert down.stdout.strip() == "sent 0, failed 0, remaining 0, abandoned 0"
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, the test's own authority."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("scheme", ["smtp+starttls", "smtps"])
+def test_tls_and_credentials_reach_a_real_server(tmp_path: Path, scheme: str) -> None:
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    inbox, port = Inbox(), free_port()
+    options: dict[str, Any] = (
+        {"tls_context": server_tls, "require_starttls": True}  # AUTH only after STARTTLS
+        if scheme == "smtp+starttls"
+        else {"ssl_context": server_tls, "auth_require_tls": False}  # TLS from the first byte
+    )
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port, authenticator=inbox.authenticate, **options
+    )
+    controller.start()
+    try:
+        url = f"{scheme}://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{port}"
+        trusting = SmtpSender(url, tls_context=ssl.create_default_context(cafile=str(cert)))
+        trusting.send(
+            compose_message(
+                mail_from="Rempart <no-reply@rempart.example>",
+                recipient=RECIPIENT,
+                subject="Votre compte Rempart est suspendu",
+                text="Bonjour,\n",
+                html=None,
+            )
+        )
+        assert inbox.logins == [SMTP_USER]
+        assert [r.message["Subject"] for r in inbox.received] == [
+            "Votre compte Rempart est suspendu"
+        ]
+        # The system's authorities do not know the test's certificate: refused, nothing sent.
+        with pytest.raises(MailDeliveryError) as caught:
+            SmtpSender(url).send(inbox.received[0].message)
+        assert caught.value.code == "mail_server_unavailable"
+        assert caught.value.connection
+        assert SMTP_PASSWORD not in str(caught.value)
+        assert len(inbox.received) == 1
+    finally:
+        controller.stop()
