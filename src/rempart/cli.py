@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +20,11 @@ from rempart.errors import RempartError
 from rempart.logs import configure_logging
 from rempart.progress import progress_bar
 from rempart.world.io import WorldFormatError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from rempart.auth.clients import ClientRegistry, ClientSecret
 
 app = typer.Typer(
     name="rempart",
@@ -35,6 +42,8 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
 outbox_app = typer.Typer(help="E-mails waiting in the outbox (REMPART_SMTP_URL, or .eml files).")
 app.add_typer(outbox_app, name="outbox")
+clients_app = typer.Typer(help="API clients (practice software): OAuth 2.0 client credentials.")
+app.add_typer(clients_app, name="clients")
 
 err = Console(stderr=True)
 out = Console()
@@ -133,6 +142,10 @@ def accounts_create(
     account_id: Annotated[
         str | None, typer.Option(help="The professional's account id in the world.")
     ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Where security notices go (else the world's directory entry)."),
+    ] = None,
 ) -> None:
     """Create a professional account; prints its TOTP provisioning URI (otpauth://)."""
     from rempart.services import Services
@@ -150,6 +163,7 @@ def accounts_create(
                 password=password,
                 profession=profession,
                 account_id=account_id,
+                email=email,
             )
     except RempartError as exc:
         raise fail(exc.code, exc.detail) from None
@@ -157,6 +171,79 @@ def accounts_create(
         services.close()
     err.print(f"account {created.account_id} created for login {created.login}")
     out.print(created.otpauth_uri, highlight=False, soft_wrap=True)
+
+
+OperatorOption = Annotated[
+    str,
+    typer.Option(help="Who does this (recorded in the audit trail).", min=1),
+]
+
+
+def _operator_action(account_id: str, operator: str, action: str) -> str | bool:
+    """Runs one operator action on an account in a transaction; exits with a code on error."""
+    from rempart.services import Services
+    from rempart.store.engine import session_scope
+
+    if not operator.strip():
+        raise fail("operator_required", "name the operator with --operator")
+    services = Services(settings_or_exit())
+    try:
+        with session_scope(services.sessions) as session:
+            if action == "reset-code":
+                return services.recovery.issue_reset_code(session, account_id, operator=operator)
+            if action == "reset-mfa":
+                return services.recovery.reset_second_factor(session, account_id, operator=operator)
+            if action == "suspend":
+                return services.auth.suspend(session, account_id, by=f"operator:{operator}")
+            return services.auth.restore(session, account_id, operator=operator)
+    except RempartError as exc:
+        raise fail(exc.code, exc.detail) from None
+    finally:
+        services.close()
+
+
+@accounts_app.command("issue-reset-code")
+def accounts_issue_reset_code(
+    account_id: Annotated[str, typer.Option(help="The account.")], operator: OperatorOption
+) -> None:
+    """Issue a one-time password-reset code, to send to the professional by post.
+
+    The code is printed once on standard output; only its keyed hash is kept.
+    """
+    code = _operator_action(account_id, operator, "reset-code")
+    err.print(f"reset code issued for {account_id}; valid for the configured number of days")
+    out.print(str(code), highlight=False)
+
+
+@accounts_app.command("reset-mfa")
+def accounts_reset_mfa(
+    account_id: Annotated[str, typer.Option(help="The account.")], operator: OperatorOption
+) -> None:
+    """Reset a lost second factor: new TOTP secret (URI printed), security keys and recovery
+    codes removed, every session ended; the professional is told by e-mail."""
+    uri = _operator_action(account_id, operator, "reset-mfa")
+    err.print(f"second factor reset for {account_id}")
+    out.print(str(uri), highlight=False, soft_wrap=True)
+
+
+@accounts_app.command("suspend")
+def accounts_suspend(
+    account_id: Annotated[str, typer.Option(help="The account.")], operator: OperatorOption
+) -> None:
+    """Suspend an account and end all its sessions."""
+    if not _operator_action(account_id, operator, "suspend"):
+        raise fail("unknown_account", "no account has this id")
+    err.print(f"account {account_id} suspended")
+
+
+@accounts_app.command("restore")
+def accounts_restore(
+    account_id: Annotated[str, typer.Option(help="The account.")], operator: OperatorOption
+) -> None:
+    """Lift a suspension (the guard's or an operator's)."""
+    if not _operator_action(account_id, operator, "restore"):
+        raise fail("not_suspended", "no suspended account has this id")
+    err.print(f"account {account_id} restored")
 
 
 @audit_app.command("verify")
@@ -428,6 +515,114 @@ def outbox_deliver(
         out.print(", ".join(f"{name} {count}" for name, count in counts.items()), highlight=False)
     if report.failed:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _client_registry() -> Iterator[tuple[ClientRegistry, Session]]:
+    """The API-client registry and a transaction; exits with the error's code on failure."""
+    from rempart.services import Services
+    from rempart.store.engine import session_scope
+
+    services = Services(settings_or_exit())
+    try:
+        with session_scope(services.sessions) as session:
+            yield services.clients, session
+    except RempartError as exc:
+        raise fail(exc.code, exc.detail) from None
+    except SQLAlchemyError as exc:
+        raise fail("database_unavailable", _database_problem(exc)) from None
+    finally:
+        services.close()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _print_secret(issued: ClientSecret, as_json: bool) -> None:
+    if as_json:
+        out.print_json(
+            data={
+                "client_id": issued.client_id,
+                "client_secret": issued.client_secret,
+                "organization_id": issued.organization_id,
+                "label": issued.label,
+                "previous_valid_until": _iso(issued.previous_valid_until),
+            }
+        )
+        return
+    out.print(f"client_id={issued.client_id}", highlight=False, markup=False)
+    out.print(f"client_secret={issued.client_secret}", highlight=False, markup=False)
+    err.print("the secret is shown once: store it in the practice software now", highlight=False)
+
+
+@clients_app.command("create")
+def clients_create(
+    organization: Annotated[str, typer.Option(help="The organization_id it acts for.")],
+    label: Annotated[str, typer.Option(help="A name to recognise it (software, site).")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create an API client bound to an organization; prints its id and secret, once."""
+    with _client_registry() as (registry, session):
+        issued = registry.create(session, organization_id=organization, label=label)
+    _print_secret(issued, as_json)
+
+
+@clients_app.command("rotate")
+def clients_rotate(
+    client_id: Annotated[str, typer.Argument(help="The client.")],
+    grace_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0, max=720, help="How long the former secret keeps working (default: settings)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Give a client a new secret (printed once); the former one works until the grace ends."""
+    with _client_registry() as (registry, session):
+        issued = registry.rotate(session, client_id, grace_hours=grace_hours)
+    if issued.previous_valid_until is not None:
+        err.print(f"the former secret works until {_iso(issued.previous_valid_until)}")
+    _print_secret(issued, as_json)
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: Annotated[str, typer.Argument(help="The client.")]) -> None:
+    """Revoke a client: its secrets and every token it holds stop working at once."""
+    with _client_registry() as (registry, session):
+        changed = registry.revoke(session, client_id)
+    err.print(f"client {client_id} {'revoked' if changed else 'was already revoked'}")
+
+
+@clients_app.command("list")
+def clients_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the API clients (never their secrets)."""
+    with _client_registry() as (registry, session):
+        clients = registry.list(session)
+    rows = [
+        {
+            "client_id": info.client_id,
+            "organization_id": info.organization_id,
+            "label": info.label,
+            "status": info.status,
+            "created_at": _iso(info.created_at),
+            "rotated_at": _iso(info.rotated_at),
+            "previous_valid_until": _iso(info.previous_valid_until),
+        }
+        for info in clients
+    ]
+    if as_json:
+        out.print_json(data=rows)
+        return
+    for row in rows:
+        out.print(
+            f"{row['client_id']}  {row['organization_id']}  {row['status']}  {row['label']}",
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command("serve")

@@ -79,8 +79,17 @@ class Settings(BaseSettings):
         "WebAuthn or the CPS card.",
     )
     recovery_code_count: int = Field(default=10, ge=4, le=20)
+    mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
     reset_code_ttl_days: int = Field(default=14, ge=1, le=60)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
+    # API clients (practice software): OAuth 2.0 client-credentials tokens.
+    client_token_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
+    client_rotation_grace_hours: int = Field(
+        default=24,
+        ge=0,
+        le=720,
+        description="How long the former secret keeps working after a rotation.",
+    )
     totp_issuer: str = "Rempart"
 
     webauthn_rp_id: str = Field(

@@ -14,9 +14,11 @@ from rempart.audit.chain import CheckpointSigner
 from rempart.audit.events import EventRecorder
 from rempart.audit.trail import AuditTrail, DisabledAuditTrail, SqlAuditTrail
 from rempart.auth.challenges import ChallengeStore
+from rempart.auth.clients import CLIENT_TOKEN_PURPOSE, ClientRegistry
 from rempart.auth.origins import OriginTracker
 from rempart.auth.passwords import PasswordHasher
 from rempart.auth.psc import PscClient
+from rempart.auth.recovery import RecoveryService
 from rempart.auth.secretbox import SecretBox
 from rempart.auth.service import AuthService
 from rempart.auth.sessions import SessionPolicy, SessionStore
@@ -113,6 +115,7 @@ class Services:
             ),
             origins=OriginTracker(keys.for_purpose("origins")),
             new_origin_requires_phishing_resistant=s.new_origin_requires_phishing_resistant,
+            notifier=self.outbox,
         )
 
     @cached_property
@@ -155,6 +158,31 @@ class Services:
     @cached_property
     def outbox(self) -> Outbox:
         return Outbox.from_settings(self.settings)
+
+    @cached_property
+    def recovery(self) -> RecoveryService:
+        return RecoveryService(
+            self.auth,
+            code_key=self.settings.keys.for_purpose("account-codes"),
+            recovery_code_count=self.settings.recovery_code_count,
+            reset_code_ttl_days=self.settings.reset_code_ttl_days,
+        )
+
+    @cached_property
+    def clients(self) -> ClientRegistry:
+        """API clients (practice software) and their OAuth 2.0 client-credentials tokens."""
+        s = self.settings
+        return ClientRegistry(
+            secret_key=s.keys.for_purpose("client-secrets"),
+            tokens=TokenSigner(
+                s.keys.for_purpose(CLIENT_TOKEN_PURPOSE),
+                purpose=CLIENT_TOKEN_PURPOSE,
+                ttl_seconds=s.client_token_ttl_seconds,
+            ),
+            events=self.auth.events,
+            throttle=self.auth.throttle,
+            default_grace_hours=s.client_rotation_grace_hours,
+        )
 
     def close(self) -> None:
         if "audit_engine" in self.__dict__ and self.audit_engine is not self.__dict__.get("engine"):

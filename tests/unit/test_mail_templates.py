@@ -31,6 +31,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "password_changed": {"when": WHEN},
     "mfa_reset": {"when": WHEN},
     "recovery_codes_created": {"when": WHEN, "count": 10},
+    "recovery_code_used": {"when": WHEN},
     "reset_code_issued": {"when": WHEN},
     "account_suspended": {"when": WHEN},
 }

@@ -8,8 +8,12 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 
+from rempart.api.account_routes import router as account_router
 from rempart.api.errors import install_error_handlers
+from rempart.api.mail_pump import MailPump
 from rempart.api.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from rempart.api.oauth_routes import router as oauth_router
+from rempart.api.psc_routes import router as psc_router
 from rempart.api.routes import router
 from rempart.api.webauthn_routes import router as webauthn_router
 from rempart.config import Settings, load_settings
@@ -26,7 +30,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # Blocking routes run in threads; a few threads keep the database busy, while
         # dozens only fight over the GIL (measured in bench/bench_lookup.py).
         to_thread.current_default_thread_limiter().total_tokens = services.settings.worker_threads
+        pump = MailPump(services, interval_seconds=services.settings.mail_poll_seconds)
+        pump.start()
         yield
+        pump.stop()
         services.close()
 
     app = FastAPI(
@@ -40,7 +47,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(account_router)
+    app.include_router(psc_router)
     app.include_router(webauthn_router)
+    app.include_router(oauth_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -13,7 +13,10 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["AccessLogMiddleware", "BodyLimitMiddleware"]
+__all__ = ["OAUTH_TOKEN_PATH", "AccessLogMiddleware", "BodyLimitMiddleware"]
+
+OAUTH_TOKEN_PATH = "/api/v1/oauth/token"  # noqa: S105 - a path, not a secret
+_FORM = b"application/x-www-form-urlencoded"
 
 log = structlog.get_logger("rempart.access")
 
@@ -63,11 +66,15 @@ class BodyLimitMiddleware:
             if int(declared) > self.max_bytes:
                 await _reply(send, 413, "payload_too_large", self._too_large())
                 return
-        if scope["path"].startswith("/api/"):
+        # A body-less POST (log out, end sessions) has no media type to check.
+        has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
+        if scope["path"].startswith("/api/") and has_body:
             media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if media != b"application/json":
+            # The OAuth token endpoint takes a form body (RFC 6749 section 4.4.2), and only it.
+            expected = _FORM if scope["path"] == OAUTH_TOKEN_PATH else b"application/json"
+            if media != expected:
                 await _reply(
-                    send, 415, "unsupported_media_type", "send the body as application/json"
+                    send, 415, "unsupported_media_type", f"send the body as {expected.decode()}"
                 )
                 return
 

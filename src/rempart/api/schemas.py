@@ -35,6 +35,39 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
+class RecoveryLoginRequest(StrictBody):
+    mfa_token: str = Field(min_length=1, max_length=4096)
+    code: str = Field(min_length=1, max_length=64)
+
+
+class PasswordResetRequest(StrictBody):
+    login: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=1024)
+    method: Literal["totp", "recovery_code", "operator_code"]
+    code: str = Field(min_length=1, max_length=64)
+
+
+class PasswordChangeRequest(StrictBody):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class RecoveryCodesResponse(BaseModel):
+    codes: list[str]
+
+
+class SessionOut(BaseModel):
+    session_id_hint: str = Field(description="the first characters of the session id")
+    acr: str
+    channel: str
+    auth_time: str
+    last_seen_at: str
+    expires_at: str
+    client_ip: str
+    user_agent: str
+    current: bool
+
+
 class LookupRequest(StrictBody):
     nir: str = Field(
         min_length=1, max_length=64, description="15 characters; spaces and dots are ignored"

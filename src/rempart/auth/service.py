@@ -43,15 +43,6 @@ _ACCOUNT_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _EMAIL_SHAPE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
 
 
-_METHOD_NAMES = {
-    "totp": "mot de passe et code à usage unique",
-    "webauthn": "clé de sécurité",
-    "webauthn_step_up": "clé de sécurité",
-    "psc": "Pro Santé Connect",
-    "recovery_code": "mot de passe et code de secours",
-}
-
-
 class InvalidCredentials(RempartError):
     code = "invalid_credentials"
     status = 401
@@ -400,7 +391,7 @@ class AuthService:
                 when=opened.auth_time,
                 network=f"adresse IP {origin.client_ip}",
                 device=origin.user_agent[:120] or "navigateur inconnu",
-                method=_METHOD_NAMES.get(method, method),
+                method=method,
             )
         event = "step_up_succeeded" if replaces_session_id is not None else "login_succeeded"
         log.info(event, account_id=account_id, acr=acr, method=method)
@@ -437,9 +428,16 @@ class AuthService:
             log.warning("notification_skipped", kind=kind, account_id=account_id, reason="no_email")
             return False
         context.setdefault("when", datetime.now(UTC))
-        self.notifier.enqueue(
-            session, kind=kind, recipient=recipient, account_id=account_id, context=context
-        )
+        try:
+            self.notifier.enqueue(
+                session, kind=kind, recipient=recipient, account_id=account_id, context=context
+            )
+        except RempartError as exc:
+            if exc.code != "invalid_recipient":
+                raise
+            # A bad address in the directory must not block a login; it is logged instead.
+            log.warning("notification_skipped", kind=kind, account_id=account_id, reason=exc.code)
+            return False
         return True
 
     def authenticate(self, session: Session, token: str) -> Principal:
@@ -482,8 +480,10 @@ class AuthService:
         )
         return self.sessions.revoke_all(session, account_id, reason=reason)
 
-    def suspend(self, session: Session, account_id: str) -> bool:
-        """Suspends an account and revokes every session and token it holds."""
+    def suspend(self, session: Session, account_id: str, *, by: str = "") -> bool:
+        """Suspends an account and revokes every session and token it holds.
+
+        ``by`` says who decided (``operator:NAME``, later the guard), for the trail."""
         result = session.execute(
             update(Account).where(Account.account_id == account_id).values(status="suspended")
         )
@@ -492,7 +492,26 @@ class AuthService:
         self.revoke_sessions(session, account_id, reason="suspended")
         log.info("account_suspended", account_id=account_id)
         self.events.record_event(
-            "account_suspended", outcome="ok", account_id=account_id, session=session
+            "account_suspended", outcome="ok", reasons=by, account_id=account_id, session=session
         )
         self.notify_professional(session, account_id, "account_suspended")
+        return True
+
+    def restore(self, session: Session, account_id: str, *, operator: str) -> bool:
+        """An operator lifts a suspension. Sessions ended by it stay ended."""
+        result = session.execute(
+            update(Account)
+            .where(Account.account_id == account_id, Account.status != "active")
+            .values(status="active")
+        )
+        if not getattr(result, "rowcount", 0):
+            return False
+        log.info("account_restored", account_id=account_id, operator=operator)
+        self.events.record_event(
+            "account_restored",
+            outcome="ok",
+            reasons=f"operator:{operator}",
+            account_id=account_id,
+            session=session,
+        )
         return True

@@ -82,7 +82,7 @@ _RESOLVE = (
 )
 _TOUCH = (
     update(AuthSession)
-    .where(AuthSession.session_id == bindparam("session_id"))
+    .where(AuthSession.session_id == bindparam("sid"))
     .values(last_seen_at=bindparam("now"))
 )
 
@@ -147,7 +147,7 @@ class SessionStore:
             and (now - last_seen).total_seconds() < self.policy.idle_seconds
         )
         if live and (now - last_seen).total_seconds() >= self.policy.touch_seconds:
-            connection.execute(_TOUCH, {"session_id": session_id, "now": now})
+            connection.execute(_TOUCH, {"sid": session_id, "now": now})
         return SessionState(
             session_id=session_id,
             account_id=row.account_id,

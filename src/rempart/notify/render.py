@@ -51,6 +51,7 @@ KINDS: dict[str, frozenset[str]] = {
     "password_changed": frozenset({"when"}),
     "mfa_reset": frozenset({"when"}),
     "recovery_codes_created": frozenset({"when", "count"}),
+    "recovery_code_used": frozenset({"when"}),
     "reset_code_issued": frozenset({"when"}),
     "account_suspended": frozenset({"when"}),
 }

@@ -1,0 +1,130 @@
+"""The professional's own account: recovery, password, sessions.
+
+There is deliberately no route that sends anything to a mailbox to recover an
+account: see :mod:`rempart.auth.recovery`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from rempart.api.deps import ERROR_RESPONSES, bearer_token, origin_of, services_of
+from rempart.api.schemas import (
+    PasswordChangeRequest,
+    PasswordResetRequest,
+    RecoveryCodesResponse,
+    RecoveryLoginRequest,
+    SessionOut,
+    TokenResponse,
+)
+from rempart.store.engine import session_scope
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/auth", tags=["account"], responses=ERROR_RESPONSES)
+
+
+@router.post("/mfa/recovery", response_model=TokenResponse)
+def login_recovery_code(body: RecoveryLoginRequest, request: Request) -> TokenResponse:
+    """Second login step with a single-use recovery code instead of the TOTP code."""
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        issued = services.recovery.login_with_recovery_code(
+            session, mfa_token=body.mfa_token, code=body.code, origin=origin_of(request)
+        )
+    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+
+
+@router.post("/password/reset", status_code=204)
+def reset_password(body: PasswordResetRequest, request: Request) -> Response:
+    """A forgotten password: reset with the TOTP code, a recovery code, or the code an
+    operator sent by post. Every session of the account ends."""
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        services.recovery.reset_password(
+            session,
+            login=body.login,
+            new_password=body.new_password,
+            method=body.method,
+            code=body.code,
+            origin=origin_of(request, body.login),
+        )
+    return Response(status_code=204)
+
+
+@router.post("/password/change", status_code=204)
+def change_password(body: PasswordChangeRequest, request: Request) -> Response:
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, bearer_token(request))
+        services.recovery.change_password(
+            session,
+            principal,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            origin=origin_of(request),
+        )
+    return Response(status_code=204)
+
+
+@router.post("/recovery-codes", response_model=RecoveryCodesResponse, status_code=201)
+def create_recovery_codes(request: Request) -> RecoveryCodesResponse:
+    """New single-use recovery codes, shown this once; earlier ones stop working. Needs a
+    recent login, or the security key on accounts that have one (else 401 step-up)."""
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, bearer_token(request))
+        codes = services.recovery.create_recovery_codes(session, principal, origin_of(request))
+    return RecoveryCodesResponse(codes=codes)
+
+
+@router.post("/logout", status_code=204)
+def log_out(request: Request) -> Response:
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, bearer_token(request))
+        services.auth.log_out(session, principal, origin_of(request))
+    return Response(status_code=204)
+
+
+@router.get("/sessions", response_model=list[SessionOut])
+def list_sessions(request: Request) -> list[SessionOut]:
+    """The account's open sessions, to spot one that is not the professional's."""
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, bearer_token(request))
+        rows = services.auth.sessions.list_open(session, principal.account_id)
+        return [
+            SessionOut(
+                session_id_hint=row.session_id[:6],
+                acr=row.acr,
+                channel=row.channel,
+                auth_time=row.auth_time.isoformat(),
+                last_seen_at=row.last_seen_at.isoformat(),
+                expires_at=row.expires_at.isoformat(),
+                client_ip=row.client_ip,
+                user_agent=row.user_agent,
+                current=row.session_id == principal.session_id,
+            )
+            for row in rows
+        ]
+
+
+@router.post("/sessions/revoke-all", status_code=204)
+def revoke_all_sessions(request: Request) -> Response:
+    """Ends every session of the account, this one included."""
+    services = services_of(request)
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, bearer_token(request))
+        ended = services.auth.revoke_sessions(session, principal.account_id, reason="user")
+        services.auth.events.record_event(
+            "sessions_revoked",
+            outcome="ok",
+            reasons=f"count:{ended}",
+            account_id=principal.account_id,
+            session_id=principal.session_id,
+            acr=principal.acr,
+            session=session,
+            origin=origin_of(request),
+        )
+    return Response(status_code=204)
