@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit env bench bench-deps clean lock
+.PHONY: demo test lint typecheck unit env bench bench-deps clean lock oidc-provider
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,17 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 env: $(STAMP)
+
+# The local OpenID Connect provider (npm's oidc-provider on Node.js) the Pro Santé
+# Connect tests log in against; reinstalled from the lock when it changes.
+OIDC_TOOL := tools/oidc-provider
+OIDC_STAMP := $(OIDC_TOOL)/node_modules/.installed
+
+$(OIDC_STAMP): $(OIDC_TOOL)/package.json $(OIDC_TOOL)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the PSC tests will skip (and fail under CI)"; exit 0; }; \
+	npm ci --prefix $(OIDC_TOOL) --no-audit --no-fund && touch $(OIDC_STAMP)
+
+oidc-provider: $(OIDC_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rempart demo
@@ -26,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
@@ -42,4 +53,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache rempart-data rempart.db
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache rempart-data rempart.db $(OIDC_TOOL)/node_modules

@@ -1,0 +1,111 @@
+"""Pro Santé Connect login: send the browser to the provider, take its answer back.
+
+``GET /api/v1/auth/psc/start`` redirects to the provider (or, asked for JSON,
+names the URL). The provider sends the browser back to
+``GET /api/v1/auth/psc/callback?code=…&state=…``, which answers with the same
+bearer token as the other logins. Every refusal has a stable code, a generic
+detail and an event in the trail with the precise reason.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
+
+from rempart.api.deps import ERROR_RESPONSES, origin_of, services_of
+from rempart.api.schemas import TokenResponse
+from rempart.auth.psc import PscCallbackInvalid, PscClient, PscError, PscNotConfigured
+from rempart.services import Services
+from rempart.store.engine import session_scope
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/auth/psc", tags=["auth"])
+
+_MAX_CODE_LENGTH = 2048
+_MAX_STATE_LENGTH = 256
+# Rempart's states are URL-safe base64; codes are printable ASCII (RFC 6749 A.11).
+_STATE_SHAPE = re.compile(r"[A-Za-z0-9_-]+")
+_CODE_SHAPE = re.compile(r"[\x21-\x7e]+")
+
+
+class PscStartResponse(BaseModel):
+    authorization_url: str
+
+
+def _psc(services: Services) -> PscClient:
+    client = services.psc
+    if client is None:
+        raise PscNotConfigured()
+    return client
+
+
+def _refused(request: Request, exc: PscError) -> PscError:
+    services_of(request).auth.events.record_event(
+        "login_failed", outcome=exc.code, reasons=exc.reason, origin=origin_of(request)
+    )
+    return exc
+
+
+@router.get(
+    "/start",
+    responses={
+        302: {"description": "Redirect to the provider's authorization endpoint"},
+        200: {"model": PscStartResponse, "description": "With Accept: application/json"},
+        **ERROR_RESPONSES,
+    },
+    response_class=Response,
+)
+def psc_start(request: Request) -> Response:
+    """Begins a Pro Santé Connect login: a single-use state, a nonce and a PKCE
+    verifier are kept server-side for 10 minutes."""
+    services = services_of(request)
+    psc = _psc(services)
+    try:
+        with session_scope(services.sessions) as session:
+            url = psc.start(session)
+    except PscError as exc:
+        raise _refused(request, exc) from None
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"authorization_url": url})
+    return RedirectResponse(url, status_code=302)
+
+
+@router.get("/callback", response_model=TokenResponse, responses=ERROR_RESPONSES)
+def psc_callback(request: Request) -> JSONResponse:
+    """Where the provider sends the browser back: ``code`` and ``state``, each once."""
+    services = services_of(request)
+    psc = _psc(services)
+    query = request.query_params
+    try:
+        if any(len(query.getlist(name)) > 1 for name in query):
+            raise PscCallbackInvalid("duplicated_parameter")
+        state = query.get("state", "")
+        if "error" in query:
+            if len(state) <= _MAX_STATE_LENGTH and _STATE_SHAPE.fullmatch(state):
+                with session_scope(services.sessions) as session:
+                    psc.abandon(session, state=state)
+            raise PscCallbackInvalid("provider_error")
+        code = query.get("code", "")
+        if not code or not state:
+            raise PscCallbackInvalid("missing_parameter")
+        if len(code) > _MAX_CODE_LENGTH or len(state) > _MAX_STATE_LENGTH:
+            raise PscCallbackInvalid("oversized_parameter")
+        if not _CODE_SHAPE.fullmatch(code) or not _STATE_SHAPE.fullmatch(state):
+            raise PscCallbackInvalid("malformed_parameter")
+        with session_scope(services.sessions) as session:
+            identity = psc.finish(session, code=code, state=state, iss=query.get("iss"))
+            issued = services.auth.complete_login(
+                session,
+                account_id=identity.account_id,
+                acr=identity.acr,
+                origin=origin_of(request),
+                method="psc",
+            )
+    except PscError as exc:
+        raise _refused(request, exc) from None
+    body = TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+    return JSONResponse(body.model_dump())
