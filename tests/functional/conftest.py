@@ -96,6 +96,7 @@ def make_login(services: Services, login: str, account_id: str | None = None) ->
             password=PASSWORD,
             profession="pharmacie",
             account_id=account_id,
+            email=f"{login}@officine.example",
         )
     secret = pyotp.parse_uri(created.otpauth_uri).secret
     return Login(

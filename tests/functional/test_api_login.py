@@ -111,7 +111,7 @@ def test_unknown_logins_are_throttled_like_real_ones(
 def test_one_address_trying_many_accounts_is_throttled(
     client: TestClient, services: Services
 ) -> None:
-    limit = services.settings.throttle_address_failures
+    limit = services.settings.throttle_address_failed_logins
     statuses = [
         password_step(client, f"victim{i}", "leaked password 2022")[0] for i in range(limit + 1)
     ]
