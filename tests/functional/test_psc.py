@@ -539,7 +539,17 @@ def test_provider_down(
     assert reasons == ["discovery_unreachable", "token_endpoint_failed"]
 
 
-def test_not_configured(client: TestClient, services: Services) -> None:
-    services.__dict__["psc"] = None
-    assert_refused(client.get("/api/v1/auth/psc/start"), 404, "psc_not_configured")
-    assert_refused(callback(client, "code=a&state=b"), 404, "psc_not_configured")
+def test_not_configured(database_url: str, tmp_path: Path) -> None:
+    # No PSC setting at all (and no provider needed): both routes answer 404.
+    plain = Services(
+        load_settings(database_url=database_url, data_dir=tmp_path / "data", **FAST_HASHING)
+    )
+    try:
+        upgrade(plain.engine, schema="data")
+        upgrade(plain.audit_engine, schema="audit")
+        assert plain.psc is None
+        with TestClient(create_app(services=plain)) as client:
+            assert_refused(client.get("/api/v1/auth/psc/start"), 404, "psc_not_configured")
+            assert_refused(callback(client, "code=a&state=b"), 404, "psc_not_configured")
+    finally:
+        plain.close()
