@@ -13,13 +13,13 @@ from sqlalchemy import select
 
 from rempart.audit.models import AuditEvent
 from rempart.config import Settings, load_settings
+from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import MailOutbox
 from tests.conftest import FAST_HASHING
 from tests.functional.conftest import Login
 from tests.functional.test_webauthn import ORIGIN, register_key
-from tests.soft_authenticator import SoftAuthenticator
 
 OFFICE = {
     "X-Forwarded-For": "203.0.113.7",

@@ -19,12 +19,17 @@ from sqlalchemy import select, update
 
 from rempart.audit.models import AuditEvent
 from rempart.config import Settings, load_settings
+from rempart.devtools.soft_authenticator import (
+    NotAllowed,
+    SoftAuthenticator,
+    SoftCredential,
+    b64url,
+)
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, AuthChallenge, AuthSession, MailOutbox
 from tests.conftest import FAST_HASHING
 from tests.functional.conftest import Login, Person, log_in, make_login
-from tests.soft_authenticator import NotAllowed, SoftAuthenticator, SoftCredential, b64url
 
 ORIGIN = "http://testserver"
 PHISHING_ORIGIN = "https://ameli-pro-connexion.example"

@@ -19,7 +19,7 @@ from webauthn import (
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
 from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 
-from tests.soft_authenticator import NotAllowed, SoftAuthenticator, from_b64url
+from rempart.devtools.soft_authenticator import NotAllowed, SoftAuthenticator, from_b64url
 
 RP_ID = "localhost"
 ORIGIN = "http://localhost:8000"

@@ -19,6 +19,8 @@ from rempart.store.models import AuthChallenge
 
 __all__ = ["Challenge", "ChallengeStore"]
 
+_PURGE_ONE_IN = 64
+
 
 @dataclass(frozen=True)
 class Challenge:
@@ -50,6 +52,10 @@ class ChallengeStore:
                 expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
             )
         )
+        if secrets.randbelow(_PURGE_ONE_IN) == 0:
+            # Anyone may start a login (and so write a row): expired rows are swept as
+            # they come, without a scheduler, at a cost spread over many requests.
+            self.purge_expired(session)
         session.flush()
         return handle
 

@@ -40,7 +40,7 @@ class Professional(Base):
     __tablename__ = "professionals"
 
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    rpps: Mapped[str | None] = mapped_column(String(11))
+    rpps: Mapped[str | None] = mapped_column(String(11), index=True)  # Pro Santé Connect
     profession: Mapped[str] = mapped_column(String(32))
     department: Mapped[str] = mapped_column(String(3))
     organization_id: Mapped[str | None] = mapped_column(String(64), index=True)

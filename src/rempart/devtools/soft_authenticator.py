@@ -1,4 +1,5 @@
-"""A software WebAuthn authenticator (and the browser's part of the ceremony) for tests.
+"""A software WebAuthn authenticator (and the browser's part of the ceremony) for the
+demo and the tests.
 
 It answers the options a relying party hands out (``options_to_json`` parsed) with the
 JSON that ``navigator.credentials.create()`` / ``.get()`` and ``PublicKeyCredential.toJSON()``
