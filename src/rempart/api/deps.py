@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from fastapi import Request
+from sqlalchemy.orm import Session
 
 from rempart.api.schemas import ErrorBody
 from rempart.audit.events import Origin
+from rempart.auth.clients import is_client_token
+from rempart.auth.service import Principal
 from rempart.auth.tokens import InvalidToken
 from rempart.services import Services
 
-__all__ = ["ERROR_RESPONSES", "bearer_token", "client_address", "origin_of", "services_of"]
+__all__ = [
+    "ACTING_PROFESSIONAL_HEADER",
+    "ERROR_RESPONSES",
+    "authenticate_request",
+    "bearer_token",
+    "client_address",
+    "origin_of",
+    "services_of",
+]
+
+ACTING_PROFESSIONAL_HEADER = "X-Acting-Professional"
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -43,3 +56,22 @@ def bearer_token(request: Request) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("a bearer access token is required")
     return token.strip()
+
+
+def authenticate_request(request: Request, session: Session) -> Principal:
+    """The caller of a request: a professional's session token, or a practice software's
+    client token with the professional it acts for (``X-Acting-Professional``).
+
+    The token's unverified ``typ`` only chooses the signer that checks it; each signer
+    checks the signature and the purpose, so a token of one kind never passes as the other.
+    """
+    services = services_of(request)
+    token = bearer_token(request)
+    if is_client_token(token):
+        return services.clients.authenticate(
+            session,
+            token,
+            acting=request.headers.get(ACTING_PROFESSIONAL_HEADER),
+            origin=origin_of(request),
+        )
+    return services.auth.authenticate(session, token)

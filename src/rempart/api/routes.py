@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from rempart.api.deps import ERROR_RESPONSES, bearer_token, client_address, services_of
+from rempart.api.deps import (
+    ERROR_RESPONSES,
+    authenticate_request,
+    client_address,
+    services_of,
+)
 from rempart.api.schemas import (
     LoginRequest,
     LoginResponse,
@@ -65,16 +70,15 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
     cannot be written, the answer is ``503 audit_unavailable`` and no data.
     """
     services = services_of(request)
-    token = bearer_token(request)
     with session_scope(services.sessions) as session:
-        principal: Principal = services.auth.authenticate(session, token)
+        principal: Principal = authenticate_request(request, session)
         caller = Caller(
             account_id=principal.account_id,
             session_id=principal.session_id,
             acr=principal.acr,
             client_ip=client_address(request),
             user_agent=request.headers.get("user-agent", ""),
-            channel="portal",
+            channel=principal.channel,
         )
         record = audited_lookup(
             session,
