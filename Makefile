@@ -27,7 +27,7 @@ $(OIDC_STAMP): $(OIDC_TOOL)/package.json $(OIDC_TOOL)/package-lock.json
 
 oidc-provider: $(OIDC_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/rempart demo
 
 lint: $(STAMP)

@@ -6,12 +6,13 @@ as a professional's browser or practice software would.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ from rempart.audit.history import access_history
 from rempart.audit.models import AuditEvent
 from rempart.audit.verify import verify_database
 from rempart.config import load_settings
+from rempart.demo_login import (
+    chapter_practice_software,
+    chapter_psc,
+    chapter_stolen_mailbox,
+    psc_provider_config,
+)
+from rempart.devtools.oidc_provider import LocalProvider, ProviderUnavailable, running_provider
 from rempart.logs import configure_logging
 from rempart.nir import parse_nir
 from rempart.progress import progress_bar
@@ -38,6 +46,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.load_world import load_world
 from rempart.store.migrate import upgrade
+from rempart.store.models import Professional
 from rempart.world.generator import generate_world
 from rempart.world.io import read_table
 
@@ -47,6 +56,8 @@ DEMO_INSURED = 20_000
 DEMO_PROFESSIONALS = 400
 DEMO_SEED = 2022
 DEMO_PASSWORD = "pharmacie du port, comptoir 2 !"  # noqa: S105 - the demo's own throwaway account
+DEMO_DOCTOR_ACCOUNT = "dr-demo-psc"
+DEMO_DOCTOR_RPPS = "10003456789"
 
 
 def _free_port() -> int:
@@ -99,8 +110,43 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
         shutil.rmtree(workdir)
     world_dir = workdir / "world"
     world_dir.mkdir(parents=True)
+    with ExitStack() as stack:
+        _run(console, workdir, world_dir, stack, serve=serve)
+
+
+def _start_provider(
+    console: Console, stack: ExitStack, workdir: Path, port: int
+) -> tuple[LocalProvider | None, dict[str, object]]:
+    """The local Pro Santé Connect stand-in, when Node.js and its package are here."""
+    redirect_uri = f"http://localhost:{port}/api/v1/auth/psc/callback"
+    secret = secrets.token_urlsafe(24)
+    config = psc_provider_config("rempart-demo", secret, redirect_uri, DEMO_DOCTOR_RPPS)
+    try:
+        provider = stack.enter_context(running_provider(config, workdir / "oidc-provider"))
+    except ProviderUnavailable as exc:
+        console.print(f"  [yellow]Pro Santé Connect chapter skipped:[/] {exc}")
+        return None, {}
+    return provider, {
+        "psc_discovery_url": provider.discovery_url,
+        "psc_client_id": "rempart-demo",
+        "psc_client_secret": secret,
+        "psc_redirect_uri": redirect_uri,
+    }
+
+
+def _run(
+    console: Console, workdir: Path, world_dir: Path, stack: ExitStack, *, serve: bool
+) -> None:
+    port = _free_port()
+    provider, psc = _start_provider(console, stack, workdir, port)
     settings = load_settings(
-        database_url=f"sqlite:///{workdir / 'rempart.db'}", data_dir=workdir / "rempart-data"
+        database_url=f"sqlite:///{workdir / 'rempart.db'}",
+        data_dir=workdir / "rempart-data",
+        # The demo plays a remote attacker with X-Forwarded-For, as if behind a proxy.
+        trust_proxy_headers=True,
+        webauthn_rp_id="localhost",
+        webauthn_origins=[f"http://localhost:{port}"],
+        **psc,
     )
     services = Services(settings)
 
@@ -143,8 +189,14 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
 
     _step(console, 3, "A pharmacist's account: password + mandatory TOTP second factor")
     professionals = read_table(world_dir, "professionals")
-    pharmacies = professionals.filter(pc.equal(professionals.column("profession"), "pharmacie"))
+    pharmacies = professionals.filter(
+        pc.and_(
+            pc.equal(professionals.column("profession"), "pharmacie"),
+            pc.is_valid(professionals.column("organization_id")),
+        )
+    )
     account_id = str(pharmacies.column("account_id")[0])
+    organization_id = str(pharmacies.column("organization_id")[0])
     with session_scope(services.sessions) as session:
         created = services.auth.create_account(
             session,
@@ -152,6 +204,7 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
             password=DEMO_PASSWORD,
             profession="pharmacie",
             account_id=account_id,
+            email="pharmacie.du.port@officine.example",
         )
     totp = pyotp.TOTP(pyotp.parse_uri(created.otpauth_uri).secret)
     console.print(f"  account [bold]{account_id}[/], login [bold]{created.login}[/]")
@@ -163,15 +216,25 @@ def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = Fal
 
     insured = read_table(world_dir, "insured", ["nir", "birth_date", "treating_doctor"]).slice(0, 4)
     people = insured.to_pylist()
-    _over_http(console, services, created.login, totp, people, serve=serve)
+    _over_http(
+        console,
+        services,
+        created.login,
+        totp,
+        people,
+        serve=serve,
+        port=port,
+        provider=provider,
+        pharmacy=(account_id, organization_id),
+    )
     _audit_chapter(console, services, workdir, people[0]["nir"])
     services.close()
     console.print()
     console.print(
         Panel.fit(
             f"Demo data kept in {workdir}.\n"
-            "Coming next: phishing-resistant login (WebAuthn, Pro Santé Connect), the live "
-            "guard, breach scoping and notification of the people affected.",
+            "Coming next: the live guard, breach scoping and notification of the people "
+            "affected.",
             border_style="green",
         )
     )
@@ -185,10 +248,12 @@ def _over_http(
     people: list[dict[str, Any]],
     *,
     serve: bool,
+    port: int,
+    provider: LocalProvider | None,
+    pharmacy: tuple[str, str],
 ) -> None:
-    """Chapters 4-7: the professional's side, over real HTTP."""
+    """Chapters 4-10: the professional's side, over real HTTP."""
     settings = services.settings
-    port = _free_port()
     with _running_server(services, port) as base_url, httpx.Client(base_url=base_url) as http:
         _step(console, 4, f"Log in over HTTP ({base_url})")
         first = http.post("/api/v1/auth/login", json={"login": login, "password": DEMO_PASSWORD})
@@ -252,21 +317,37 @@ def _over_http(
         )
         console.print(f"  no bearer token → {no_token.status_code} {no_token.json()['error']}")
 
-        _step(console, 7, "A robot with a leaked password guesses")
-        for attempt in range(1, settings.throttle_account_failures + 2):
+        _step(console, 7, "A robot with a leaked password guesses (from its own network)")
+        robot = {"X-Forwarded-For": "203.0.113.66", "User-Agent": "python-requests/2.32.3"}
+        for attempt in range(1, settings.throttle_account_failures + 4):
             response = http.post(
                 "/api/v1/auth/login",
                 json={"login": login, "password": f"leaked-password-{attempt}"},
+                headers=robot,
             )
             retry = response.headers.get("retry-after")
             console.print(
                 f"  attempt {attempt}: {response.status_code} {response.json()['error']}"
                 + (f", Retry-After: {retry} s" if retry else "")
             )
+            if response.status_code == 429:
+                break
         console.print(
-            "  Throttling is checked before the password (the failed TOTP replay above counted "
-            "too): the robot cannot keep guessing, and an unknown login gets exactly the same "
-            "answers as a real one."
+            "  Throttling is checked before the password and backs off exponentially (never a "
+            "permanent lock); the pharmacist's own network is not slowed by the robot's "
+            "failures, and an unknown login gets exactly the same answers as a real one."
+        )
+        _login_chapters(
+            console,
+            services,
+            http,
+            login=login,
+            totp=totp,
+            counter_session=token["access_token"],
+            port=port,
+            provider=provider,
+            pharmacy=pharmacy,
+            people=people,
         )
         if serve:
             console.print(f"\n  The service stays up at {base_url} (Ctrl-C to stop).")
@@ -277,9 +358,90 @@ def _over_http(
                 pass
 
 
+def _login_chapters(
+    console: Console,
+    services: Services,
+    http: httpx.Client,
+    *,
+    login: str,
+    totp: pyotp.TOTP,
+    counter_session: str,
+    port: int,
+    provider: LocalProvider | None,
+    pharmacy: tuple[str, str],
+    people: list[dict[str, Any]],
+) -> None:
+    """Chapters 8-10: strong login, Pro Santé Connect, practice software."""
+    mail_seen: set[str] = set()
+    _step(console, 8, "A stolen password and mailbox are not enough; nor is a phished code")
+    chapter_stolen_mailbox(
+        console,
+        services,
+        http,
+        login=login,
+        password=DEMO_PASSWORD,
+        totp=totp,
+        counter_session=counter_session,
+        origin=f"http://localhost:{port}",
+        mail_seen=mail_seen,
+    )
+    _step(console, 9, "Pro Santé Connect: a doctor logs in with the CPS card")
+    if provider is not None:
+        _enrol_doctor(services)
+    chapter_psc(
+        console,
+        services,
+        http,
+        provider=provider,
+        account="docteur-carte",
+        nir=people[0]["nir"],
+        birth_date=people[0]["birth_date"].isoformat(),
+    )
+    _step(
+        console,
+        10,
+        "Practice software: OAuth 2.0 client credentials, an acting professional",
+    )
+    chapter_practice_software(
+        console,
+        services,
+        http,
+        organization_id=pharmacy[1],
+        acting_account=pharmacy[0],
+        outsider_account=DEMO_DOCTOR_ACCOUNT,
+        nir=people[1]["nir"],
+        birth_date=people[1]["birth_date"].isoformat(),
+    )
+
+
+def _enrol_doctor(services: Services) -> None:
+    """A doctor in the insurer's directory (RPPS known) with a Rempart account."""
+    with session_scope(services.sessions) as session:
+        session.add(
+            Professional(
+                account_id=DEMO_DOCTOR_ACCOUNT,
+                rpps=DEMO_DOCTOR_RPPS,
+                profession="generaliste",
+                department="75",
+                organization_id=None,
+                last_name="Lemaire",
+                first_name="Hélène",
+                email="helene.lemaire@cabinet.example",
+            )
+        )
+        session.flush()
+        services.auth.create_account(
+            session,
+            login="dr.lemaire",
+            password=secrets.token_urlsafe(24),
+            profession="generaliste",
+            account_id=DEMO_DOCTOR_ACCOUNT,
+        )
+
+
 def _audit_chapter(console: Console, services: Services, workdir: Path, nir: str) -> None:
     """Chapter 8: what the audit trail kept, and what tampering with it looks like."""
-    _step(console, 8, "The audit trail: every lookup recorded before the data left")
+    _step(console, 11, "The audit trail: every lookup recorded before the data left")
     verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
     engine = services.audit_engine
     with engine.connect() as connection:
