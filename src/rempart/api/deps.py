@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from rempart.api.schemas import ErrorBody
 from rempart.audit.events import Origin
 from rempart.auth.clients import is_client_token
+from rempart.auth.levels import AuthRequirement
 from rempart.auth.service import Principal
 from rempart.auth.tokens import InvalidToken
 from rempart.services import Services
@@ -58,9 +59,14 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate_request(request: Request, session: Session) -> Principal:
+def authenticate_request(
+    request: Request, session: Session, requirement: AuthRequirement | None = None
+) -> Principal:
     """The caller of a request: a professional's session token, or a practice software's
     client token with the professional it acts for (``X-Acting-Professional``).
+
+    With a ``requirement`` (the assurance level the route needs), a caller below it gets
+    RFC 9470's ``401 insufficient_user_authentication`` challenge.
 
     The token's unverified ``typ`` only chooses the signer that checks it; each signer
     checks the signature and the purpose, so a token of one kind never passes as the other.
@@ -68,10 +74,14 @@ def authenticate_request(request: Request, session: Session) -> Principal:
     services = services_of(request)
     token = bearer_token(request)
     if is_client_token(token):
-        return services.clients.authenticate(
+        principal = services.clients.authenticate(
             session,
             token,
             acting=request.headers.get(ACTING_PROFESSIONAL_HEADER),
             origin=origin_of(request),
         )
-    return services.auth.authenticate(session, token)
+    else:
+        principal = services.auth.authenticate(session, token)
+    if requirement is not None:
+        requirement.check(principal)
+    return principal

@@ -19,6 +19,7 @@ from rempart.api.schemas import (
     TotpRequest,
     TreatingDoctorOut,
 )
+from rempart.auth.levels import LOOKUP_REQUIREMENT
 from rempart.auth.service import Principal
 from rempart.rights.service import Caller, audited_lookup
 from rempart.store.engine import session_scope
@@ -71,7 +72,7 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
     """
     services = services_of(request)
     with session_scope(services.sessions) as session:
-        principal: Principal = authenticate_request(request, session)
+        principal: Principal = authenticate_request(request, session, LOOKUP_REQUIREMENT)
         caller = Caller(
             account_id=principal.account_id,
             session_id=principal.session_id,

@@ -23,6 +23,7 @@ __all__ = [
     "ACR_PSC",
     "ACR_WEBAUTHN",
     "KNOWN_ACRS",
+    "LOOKUP_REQUIREMENT",
     "PHISHING_RESISTANT",
     "PHISHING_RESISTANT_REQUIREMENT",
     "AuthRequirement",
@@ -102,3 +103,8 @@ class AuthRequirement:
 
 
 PHISHING_RESISTANT_REQUIREMENT = AuthRequirement(tuple(sorted(PHISHING_RESISTANT)))
+# Reading rights: any two-factor login, or practice software acting for a professional.
+# The guard raises this per lookup when an account's behaviour calls for more.
+LOOKUP_REQUIREMENT = AuthRequirement(
+    (ACR_PASSWORD_TOTP, ACR_PASSWORD_RECOVERY, ACR_WEBAUTHN, ACR_PSC, ACR_CPS, ACR_CLIENT)
+)
