@@ -117,14 +117,11 @@ def revoke_all_sessions(request: Request) -> Response:
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, bearer_token(request))
         ended = services.auth.revoke_sessions(session, principal.account_id, reason="user")
-        services.auth.events.record_event(
+        services.auth.record_for(
             "sessions_revoked",
-            outcome="ok",
-            reasons=f"count:{ended}",
-            account_id=principal.account_id,
-            session_id=principal.session_id,
-            acr=principal.acr,
+            principal,
+            origin_of(request),
             session=session,
-            origin=origin_of(request),
+            reasons=f"count:{ended}",
         )
     return Response(status_code=204)

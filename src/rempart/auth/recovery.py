@@ -144,15 +144,7 @@ class RecoveryService:
             for code in codes
         )
         session.flush()
-        self.auth.events.record_event(
-            "recovery_codes_created",
-            outcome="ok",
-            account_id=principal.account_id,
-            session_id=principal.session_id,
-            acr=principal.acr,
-            session=session,
-            origin=origin,
-        )
+        self.auth.record_for("recovery_codes_created", principal, origin, session=session)
         self.auth.notify_professional(
             session, principal.account_id, "recovery_codes_created", count=len(codes)
         )
@@ -272,15 +264,7 @@ class RecoveryService:
         account.password_hash = self.auth.hasher.hash(new_password)
         account.password_changed_at = datetime.now(UTC)
         self.auth.revoke_sessions(session, principal.account_id, reason="password_changed")
-        self.auth.events.record_event(
-            "password_changed",
-            outcome="ok",
-            account_id=principal.account_id,
-            session_id=principal.session_id,
-            acr=principal.acr,
-            session=session,
-            origin=origin,
-        )
+        self.auth.record_for("password_changed", principal, origin, session=session)
         self.auth.notify_professional(session, principal.account_id, "password_changed")
 
     # -- operators ---------------------------------------------------------------------

@@ -459,17 +459,30 @@ class AuthService:
             client_id=state.client_id,
         )
 
-    def log_out(self, session: Session, principal: Principal, origin: Origin) -> None:
-        self.sessions.revoke(session, principal.session_id, reason="logout")
+    def record_for(
+        self,
+        event: str,
+        principal: Principal,
+        origin: Origin,
+        *,
+        session: Session,
+        reasons: str = "",
+    ) -> None:
+        """Records what an authenticated caller did, committed with the change it made."""
         self.events.record_event(
-            "logout",
+            event,
             outcome="ok",
+            reasons=reasons,
             account_id=principal.account_id,
             session_id=principal.session_id,
             acr=principal.acr,
             session=session,
             origin=origin,
         )
+
+    def log_out(self, session: Session, principal: Principal, origin: Origin) -> None:
+        self.sessions.revoke(session, principal.session_id, reason="logout")
+        self.record_for("logout", principal, origin, session=session)
 
     def revoke_sessions(self, session: Session, account_id: str, *, reason: str) -> int:
         """Ends every session and token of an account at once."""
