@@ -5,7 +5,7 @@ import time
 import jwt
 import pytest
 
-from rempart.auth.tokens import InvalidToken, TokenSigner
+from rempart.auth.tokens import AccessClaims, InvalidToken, TokenSigner
 
 KEY = b"k" * 32
 
@@ -57,3 +57,37 @@ def test_expired_tampered_foreign_and_cross_purpose_tokens_are_refused() -> None
             access.check_access(token)
     with pytest.raises(InvalidToken):
         access.check(mfa.issue("acct-1"))
+
+
+def test_a_remembered_token_is_the_exact_string_and_only_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    access = TokenSigner(KEY, purpose="access", ttl_seconds=60)
+    full_checks: list[str] = []
+    check = access._check_access
+
+    def counted(token: str) -> AccessClaims:
+        full_checks.append(token)
+        return check(token)
+
+    monkeypatch.setattr(access, "_check_access", counted)
+    now = int(time.time())
+    good = _access(access, expires_at=now + 100)
+    assert access.check_access(good).session_id == "sess-1"
+    assert access.check_access(good).session_id == "sess-1"
+    assert full_checks == [good]  # the second use was remembered
+    header, payload, signature = good.split(".")
+    for altered in (f"{header}.{payload}.{signature[:-2]}AA", f"{good} ", good[:-1]):
+        with pytest.raises(InvalidToken):
+            access.check_access(altered)  # any other string is checked in full
+    assert len(full_checks) == 4
+
+    class Later:
+        @staticmethod
+        def time() -> float:
+            return now + 101.0
+
+    monkeypatch.setattr("rempart.auth.tokens.time", Later)
+    access.check_access(good)
+    assert full_checks[-1] == good  # past its exp, it is not served from memory
+    assert len(full_checks) == 5
