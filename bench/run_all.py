@@ -11,6 +11,7 @@ BENCHMARKS = (
     "bench_lookup",
     "bench_audit_cost",
     "bench_audit_verify",
+    "bench_auth",
 )
 
 
