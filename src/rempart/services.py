@@ -8,6 +8,7 @@ from functools import cached_property
 import redis
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rempart.audit.chain import CheckpointSigner
@@ -62,12 +63,19 @@ class Services:
         if self.settings.audit_writer == "noop-benchmark-only":
             log.warning("audit_disabled", reason="REMPART_AUDIT_WRITER=noop-benchmark-only")
             return DisabledAuditTrail()
-        return SqlAuditTrail(
+        trail = SqlAuditTrail(
             self.audit_engine,
             CheckpointSigner(self.settings.keys.audit_signing_key),
             shards=self.settings.audit_shards,
             checkpoint_every=self.settings.audit_checkpoint_every,
         )
+        try:
+            # Before any request holds a transaction (and, on SQLite, the write lock).
+            trail.ensure_heads()
+        except SQLAlchemyError as exc:
+            # Unreachable or not migrated yet: the first append tries again (or answers 503).
+            log.warning("audit_heads_not_ready", error_type=type(exc).__name__)
+        return trail
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

@@ -444,3 +444,17 @@ def test_retention_archives_old_entries_and_the_chain_still_verifies(
     assert second.ok
     assert second.unanchored == []
     assert second.entries == 8
+
+
+def test_a_first_append_that_rolls_back_leaves_the_trail_usable(services: Services) -> None:
+    """The shard heads are made in a transaction of their own: a first writer whose own
+    transaction rolls back cannot take them with it (and leave every later append failing)."""
+    fresh = trail(services)
+    with services.sessions() as session:
+        entry = AuditEntry(seq=0, ts_us=now_us(), event="lookup", account_id="PS1")
+        fresh.append([entry], session=session)
+        session.rollback()
+    later = AuditEntry(seq=0, ts_us=now_us(), event="lookup", account_id="PS2")
+    [appended] = fresh.append([later])
+    assert appended.seq == 1
+    assert verify(services) == []

@@ -117,16 +117,13 @@ class SqlAuditTrail:
         self.checkpoint_every = checkpoint_every
         self._ready = False
 
-    def ensure_heads(self, connection: Connection | None = None) -> None:
-        """Create the head row of every shard that has none (idempotent)."""
-        if connection is None:
-            with self.engine.begin() as own:
-                self._ensure_heads(own)
-        else:
-            self._ensure_heads(connection)
-
-    def _ensure_heads(self, connection: Connection) -> None:
-        if not self._ready:
+    def ensure_heads(self) -> None:
+        """Create the head row of every shard that has none (idempotent), in a transaction
+        of its own: the trail counts as ready only once that has committed, so no writer
+        ever looks for a head that another transaction has not yet made visible."""
+        if self._ready:
+            return
+        with self.engine.begin() as connection:
             present = set(connection.scalars(select(AuditHead.shard)))
             missing = [s for s in range(self.shards) if s not in present]
             if missing:
@@ -137,18 +134,16 @@ class SqlAuditTrail:
                     .values([{"shard": s, "seq": 0, "hash": bytes(32)} for s in missing])
                     .on_conflict_do_nothing(index_elements=["shard"])
                 )
-            self._ready = True
+        self._ready = True
 
     def append(
         self, entries: Sequence[AuditEntry], *, session: Session | None = None
     ) -> list[Appended]:
         try:
+            self.ensure_heads()  # normally done once at start (Services.audit)
             if session is not None and session.get_bind() is self.engine:
-                connection = session.connection()
-                self._ensure_heads(connection)
-                return self._append(entries, connection)
+                return self._append(entries, session.connection())
             with self.engine.begin() as connection:
-                self._ensure_heads(connection)
                 return self._append(entries, connection)
         except SQLAlchemyError as exc:
             # The type only: a traceback could carry the statement's values.
