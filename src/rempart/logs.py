@@ -44,5 +44,8 @@ def configure_logging(level: str = "info", *, json: bool = False) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the level of its first use, so a process that
+        # configures logging again (the demo, the CLI run in-process, tests) would keep
+        # the old level in every module logger. A few µs per line.
+        cache_logger_on_first_use=False,
     )
