@@ -553,3 +553,16 @@ def test_not_configured(database_url: str, tmp_path: Path) -> None:
             assert_refused(callback(client, "code=a&state=b"), 404, "psc_not_configured")
     finally:
         plain.close()
+
+
+def test_one_source_cannot_start_logins_without_end(
+    client: TestClient, services: Services, provider: LocalProvider
+) -> None:
+    """Each start stores a challenge: a source is throttled like any login attempt."""
+    limit = services.settings.throttle_address_attempts
+    answers = [
+        client.get("/api/v1/auth/psc/start", headers={"Accept": "application/json"}).status_code
+        for _ in range(limit + 1)
+    ]
+    assert answers[:limit] == [200] * limit
+    assert answers[-1] == 429

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
-from rempart.api.deps import ERROR_RESPONSES, origin_of, services_of
+from rempart.api.deps import ERROR_RESPONSES, client_address, origin_of, services_of
 from rempart.api.schemas import TokenResponse
 from rempart.auth.psc import PscCallbackInvalid, PscClient, PscError, PscNotConfigured
 from rempart.services import Services
@@ -64,6 +64,9 @@ def psc_start(request: Request) -> Response:
     verifier are kept server-side for 10 minutes."""
     services = services_of(request)
     psc = _psc(services)
+    # Anyone may start a login, and each start stores a challenge: counted per address
+    # like any login attempt, so one source cannot fill the table.
+    services.auth.throttle.check("psc:start", client_address(request))
     try:
         with session_scope(services.sessions) as session:
             url = psc.start(session)
