@@ -674,6 +674,40 @@ def demo(
     run_demo(workdir, console=out, serve=serve)
 
 
+guard_app = typer.Typer(help="The guard: decisions on lookups, offline replay of a world.")
+app.add_typer(guard_app, name="guard")
+
+
+@guard_app.command("replay")
+def guard_replay(
+    world_dir: Annotated[Path, typer.Argument(help="A world directory (Parquet files).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Decisions file to write (Parquet).")],
+    config: Annotated[
+        Path | None, typer.Option(help="Guard configuration (TOML); default: the shipped one.")
+    ] = None,
+) -> None:
+    """Run the guard over a world's lookups and claims in time order; write its decisions."""
+    from rempart.guard.config import GuardConfigError, load_config
+    from rempart.guard.replay import replay_world
+
+    try:
+        guard_config = load_config(config)
+    except GuardConfigError as exc:
+        raise fail("guard_bad_config", str(exc), exit_code=2) from None
+    try:
+        with progress_bar(err, "guard: ") as progress:
+            summary = replay_world(world_dir, out_file, config=guard_config, progress=progress)
+    except WorldFormatError as exc:
+        raise fail(exc.code, f"{exc.detail}; nothing was written") from None
+    rate = summary.lookups / summary.seconds if summary.seconds > 0 else 0.0
+    window = ", ".join(f"{k} {v:,}" for k, v in summary.window_counts.items())
+    err.print(
+        f"{summary.lookups:,} lookups and {summary.claims:,} claims replayed "
+        f"({rate:,.0f} lookups/s); window: {window}; decisions in {out_file}",
+        highlight=False,
+    )
+
+
 def _database_problem(exc: Exception) -> str:
     # The exception class and the server's first line, never parameters.
     first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[:1]

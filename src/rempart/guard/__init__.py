@@ -1,0 +1,73 @@
+"""The guard: for every lookup, ``allow``, ``step_up`` or ``deny``, before data leaves.
+
+One engine (:class:`~rempart.guard.engine.Guard`) serves both drivers: inline in
+the API and offline in ``rempart guard replay`` (:mod:`rempart.guard.replay`).
+It is causal (a decision uses only the lookups and claims that came before it),
+deterministic, and never modifies its input. Thresholds and weights come from
+a validated TOML file (:mod:`rempart.guard.config`, ``default.toml``).
+
+What it reads
+    :mod:`~rempart.guard.directory`: accounts (profession, department, unit =
+    organisation or the account itself), insured persons (birth date,
+    department, declared doctor) and care links. :mod:`~rempart.guard.state`:
+    what it remembers (per-account record; registries of claims, persons
+    already read, networks and devices).
+
+Explained lookups
+    A lookup is *explained* when the person has a care link with the account's
+    unit, has declared one of the unit's doctors, or was billed by the unit
+    before the lookup. Explained lookups, re-reads of a person the account
+    already read, and not-found lookups expose no one new and cost nothing.
+
+The exposure budget
+    Every lookup of an existing person that is not explained (a *new
+    unexplained person*) costs 1, plus a weight per anomaly seen with it: a
+    patient living far from the practice (less for accounts used to far
+    patients), a network or device the account never vouched for (a network
+    becomes known after ``network.known_after`` explained lookups from it, or
+    any use in the trusted history), an hour the account hardly ever works, a
+    network or device that other unrelated units use (campaign), and a recent
+    conversion of unexplained lookups into claims far below the account's own
+    (or its peers') rate (attackers never bill).
+
+    Each account has a daily capacity: ``budget.factor`` times its decaying
+    high-water mark of unexplained lookups per clean day, plus a margin,
+    clamped to [``budget.min``, ``budget.max``]; accounts with little history
+    lean on their peer group (profession and department, else profession). The
+    day's spending starts from yesterday's overspending (``max(0, spent -
+    capacity)``): an attacker who keeps trying after a step-up stays in debt
+    for days, while an honest professional's unusual day is forgotten by the
+    next. The worst case an account can leak before a step-up is its capacity
+    (a few for most accounts; attack lookups cost 3-5 each, so a robot on a
+    pharmacy stops after a handful), and after it only explained persons pass.
+
+The rules, most severe first
+    * ``deny`` (and suspension until an operator restores the account):
+      enumeration (many not-found lookups, most of the recent ones), a robot
+      (velocity over ``velocity.deny_factor`` times its limit with the budget
+      spent), or spending ``budget.deny_factor`` times the capacity in a day;
+      a suspended account is denied everything.
+    * ``step_up``: enumeration starting; velocity over the limit at any scale
+      (limit: the floor, or ``velocity.peak_factor`` times the account's learnt
+      peak); a session used from a network the account never used; then, for new
+      unexplained persons and not-found lookups only: the account was already
+      challenged today, a campaign seen by ``campaign.step_up_units`` units, or
+      the budget would overflow.
+    * otherwise ``allow``, with the anomalies as reason codes.
+
+    After a step-up the account is *challenged* until the day ends: the
+    legitimate user passes the step-up and goes on with their own patients
+    (explained lookups pass), an attacker cannot pass it and gets nothing new.
+
+Learning
+    Lookups before ``history_until`` are trusted: they teach baselines (hours,
+    far share, velocity peaks, daily unexplained volume, conversion rate,
+    networks and devices) without spending budget. Afterwards a day teaches the
+    daily baselines only if nothing in it was judged suspicious, networks become
+    known only through explained lookups, and hours and far shares learn only
+    from allowed lookups. Peer baselines are computed at the end of history.
+
+The score is the pressure on the account: the largest of budget spent over
+capacity, velocity over its limit, and the enumeration ratio; about 1 where
+the rules start to act.
+"""

@@ -1,0 +1,439 @@
+"""The guard's engine: one decision per lookup, from what came before it only.
+
+See the package docstring (:mod:`rempart.guard`) for the budget and the rules.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from rempart.guard.config import GuardConfig
+from rempart.guard.directory import Directory, Professional, birth_day, department_distance
+from rempart.guard.events import (
+    ALLOW,
+    DAY_US,
+    DENY,
+    HOUR_US,
+    STEP_UP,
+    ClaimEvent,
+    Decision,
+    DecisionKind,
+)
+from rempart.guard.events import LookupEvent as Lookup
+from rempart.guard.signals import (
+    budget_capacity,
+    campaign_level,
+    decayed,
+    enumeration_level,
+    far_weight,
+    low_conversion,
+    malformed,
+    network_of,
+    off_hours,
+    session_moved,
+    velocity_limits,
+)
+from rempart.guard.state import AccountState, GuardState, StaleRecord
+
+__all__ = ["Guard", "UnknownAccount"]
+
+
+class UnknownAccount(LookupError):
+    """A lookup or claim names an account the directory does not know."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"unknown account {account_id!r}")
+        self.account_id = account_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Peer:
+    """A peer group's baselines: what an account with a short history leans on."""
+
+    accounts: int
+    high_unexplained: float
+    peaks: tuple[float, ...]
+    hours: tuple[int, ...]
+    conversion: float
+
+
+@dataclass(slots=True)
+class _Account:
+    """Static facts about an account, cached by the engine."""
+
+    professional: Professional
+    peer: _Peer | None
+
+
+_MAX_RETRIES = 5
+
+
+class Guard:
+    """Decides ``allow``, ``step_up`` or ``deny`` for each lookup; learns from claims.
+
+    Lookups with ``ts < history_until`` are trusted history: decided as usual (the
+    decision is not acted upon) and learnt from without suspicion. Peer baselines
+    are computed when the first lookup at or after ``history_until`` arrives (or by
+    :meth:`refresh_peers`). Deterministic: the same events in the same order give
+    the same decisions. Events are never modified.
+    """
+
+    def __init__(
+        self,
+        directory: Directory,
+        state: GuardState,
+        config: GuardConfig,
+        *,
+        history_until: int | None = None,
+    ) -> None:
+        self._dir = directory
+        self._state = state
+        self._cfg = config
+        self._history_until = history_until
+        self._history_done = history_until is None
+        self._accounts: dict[str, _Account] = {}
+        self._peers: dict[str, _Peer] = {}
+        self._scales_us = [s * 1_000_000.0 for s in config.velocity.scales]
+        self._enum_scale_us = config.enumeration.scale * 1_000_000.0
+        self._conv_scale_us = config.conversion.scale * 1_000_000.0
+        self._horizon_us = config.conversion.horizon * 1_000_000
+        self._unit_cap = max(config.campaign.popular_units, config.campaign.step_up_units + 1)
+        self._births: dict[str | None, int | None] = {}
+
+    # -- claims ---------------------------------------------------------------------------
+
+    def observe_claim(self, claim: ClaimEvent) -> None:
+        info = self._account(claim.account_id)
+        self._state.add_claim(info.professional.unit, claim.nir, claim.ts)
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def decide(self, lookup: Lookup) -> Decision:
+        if not self._history_done and lookup.ts >= (self._history_until or 0):
+            self.refresh_peers(end_of_history=True)
+        for _ in range(_MAX_RETRIES):
+            try:
+                return self._decide(lookup)
+            except StaleRecord:
+                continue
+        raise RuntimeError(f"account {lookup.account_id!r} record kept changing under us")
+
+    def _decide(self, lookup: Lookup) -> Decision:  # noqa: PLR0912, PLR0915
+        cfg = self._cfg
+        ts = lookup.ts
+        account_id = lookup.account_id
+        info = self._account(account_id)
+        pro = info.professional
+        unit = pro.unit
+        peer = info.peer
+        trusted = self._history_until is not None and ts < self._history_until
+        state = self._state
+        rec = state.account(account_id)
+        day = ts // DAY_US
+        if rec.day != day:
+            self._roll(rec, day, peer)
+        if rec.suspended:
+            rec.day_flagged = True
+            state.save_account(account_id, rec)
+            return Decision(lookup.event_id, DENY, cfg.budget.deny_factor, ("account_suspended",))
+
+        nir = lookup.nir
+        network = network_of(lookup.ip, cfg.network.ipv4_prefix, cfg.network.ipv6_prefix)
+        device = lookup.user_agent
+        ctx = state.context(
+            account_id, unit, nir, network=network, device=device, session_id=lookup.session_id
+        )
+        reasons: list[str] = []
+
+        # Who is read, and is it explained?
+        person = self._dir.person(nir)
+        births = self._births
+        given = births.get(lookup.birth_date, -2)
+        if given == -2:
+            given = births[lookup.birth_date] = birth_day(lookup.birth_date)
+        found = person is not None and given == person.birth_day
+        explained = False
+        if person is not None and found:
+            explained = (
+                person.doctor_unit == unit
+                or 0 <= ctx.claimed_at <= ts
+                or self._dir.care_linked(unit, person)
+            )
+        missed = not found
+        if missed:
+            reasons.append("malformed_nir" if person is None and malformed(nir) else "not_found")
+        new_exposure = found and not explained and not ctx.seen
+
+        # Velocity at several scales.
+        vel = rec.velocity
+        if not vel:
+            vel = rec.velocity = [0.0] * len(self._scales_us)
+            rec.velocity_day_max = [0.0] * len(self._scales_us)
+        last = rec.velocity_ts
+        new_vel = [decayed(v, last, ts, s) + 1.0 for v, s in zip(vel, self._scales_us, strict=True)]
+        limits = velocity_limits(
+            cfg.velocity.floor,
+            rec.peaks,
+            peer.peaks if peer is not None else None,
+            cfg.velocity.peak_factor,
+            trusted_history=rec.days >= cfg.learning.min_days,
+        )
+        velocity_ratio = max(v / lim for v, lim in zip(new_vel, limits, strict=True))
+
+        # Enumeration: not-found and malformed rates.
+        enum_total = decayed(rec.enum_total, rec.enum_ts, ts, self._enum_scale_us) + 1.0
+        enum_missed = decayed(rec.enum_missed, rec.enum_ts, ts, self._enum_scale_us) + missed
+        enumeration = enumeration_level(enum_total, enum_missed, cfg.enumeration)
+
+        # Conversion: unexplained lookups that matured with or without a claim.
+        matured, converted = self._mature(rec, ts)
+        base = rec.conversion_base if rec.conversion_base >= 0 else -1.0
+        if base < 0 and peer is not None:
+            base = peer.conversion
+        poor_conversion = low_conversion(matured, converted, base, cfg.conversion)
+
+        # Networks and devices.
+        known_after = cfg.network.known_after
+        network_known = ctx.network_known >= known_after
+        device_known = ctx.device_known >= known_after
+        moved = session_moved(ctx.session_network, network, network_known)
+        campaign = max(
+            campaign_level(network_known, ctx.network_popular, ctx.network_units, cfg.campaign),
+            campaign_level(device_known, ctx.device_popular, ctx.device_units, cfg.campaign),
+        )
+
+        # The cost of a new unexplained person against the day's budget.
+        weights = cfg.weights
+        cost = 0.0
+        if new_exposure:
+            assert person is not None
+            reasons.append("unexplained")
+            cost = 1.0
+            far = far_weight(
+                department_distance(person.department, pro.department),
+                rec.far_seen,
+                rec.near_seen,
+                weights.far_patient,
+            )
+            if far > 0:
+                cost += far
+                reasons.append("far_patient")
+            if not network_known:
+                cost += weights.new_network
+                reasons.append("new_network")
+            if not device_known:
+                cost += weights.new_device
+                reasons.append("new_device")
+            hours = rec.hours
+            if sum(hours) < cfg.hours.min_lookups and peer is not None:
+                hours = list(peer.hours)
+            if off_hours(hours, (ts % DAY_US) // HOUR_US, cfg.hours):
+                cost += weights.off_hours
+                reasons.append("off_hours")
+            if campaign:
+                cost += weights.campaign
+                if ctx.network_units > ctx.device_units:
+                    reasons.append("campaign_network")
+                else:
+                    reasons.append("campaign_device")
+            if poor_conversion:
+                cost += weights.low_conversion
+                reasons.append("low_conversion")
+        capacity = self._capacity(rec, peer)
+        spent = rec.spent + cost
+        score = max(
+            spent / capacity,
+            velocity_ratio,
+            enum_missed / cfg.enumeration.min_count * min(1.0, enum_missed / enum_total),
+        )
+
+        # The rules, most severe first.
+        decision: DecisionKind = ALLOW
+        rule = ""
+        if enumeration == 2:
+            decision, rule = DENY, "enumeration"
+        elif velocity_ratio > cfg.velocity.deny_factor and spent >= capacity:
+            decision, rule = DENY, "robot"
+        elif new_exposure and spent >= cfg.budget.deny_factor * capacity:
+            decision, rule = DENY, "budget_far_exceeded"
+        elif enumeration == 1:
+            decision, rule = STEP_UP, "enumeration"
+        elif velocity_ratio > 1.0:
+            decision, rule = STEP_UP, "velocity"
+        elif moved:
+            decision, rule = STEP_UP, "session_new_network"
+        elif new_exposure or missed:
+            if rec.challenged:
+                decision, rule = STEP_UP, "challenged"
+            elif new_exposure and campaign == 2:
+                decision, rule = STEP_UP, "campaign"
+            elif new_exposure and spent > capacity:
+                decision, rule = STEP_UP, "budget_exhausted"
+        if rule == "campaign":
+            rule = reasons[-1] if reasons[-1].startswith("campaign") else "campaign_network"
+            reasons.remove(rule)
+        if rule:
+            reasons.insert(0, rule)
+
+        # Change the record in one block.
+        rec.velocity = new_vel
+        rec.velocity_ts = ts
+        day_max = rec.velocity_day_max
+        for i, v in enumerate(new_vel):
+            day_max[i] = max(day_max[i], v)
+        rec.enum_total, rec.enum_missed, rec.enum_ts = enum_total, enum_missed, ts
+        rec.day_lookups += 1
+        if new_exposure:
+            rec.day_unexplained += 1
+        allowed = decision == ALLOW or trusted
+        if trusted:
+            pass  # history teaches; it neither spends nor flags
+        else:
+            rec.spent = spent
+            if decision != ALLOW:
+                rec.day_flagged = True
+                if decision == STEP_UP:
+                    rec.challenged = True
+                else:
+                    rec.suspended = True
+                    rec.suspended_reason = rule
+        if allowed:
+            hour = (ts % DAY_US) // HOUR_US
+            rec.hours[hour] += 1
+            if found and person is not None:
+                if department_distance(person.department, pro.department) == 2:
+                    rec.far_seen += 1
+                else:
+                    rec.near_seen += 1
+            if new_exposure:
+                rec.pending.append((ts, unit + "|" + nir))
+        state.save_account(account_id, rec)
+        vouch = 0
+        if allowed and (explained or trusted):
+            vouch = known_after if trusted else 1
+        state.remember(
+            account_id,
+            unit,
+            nir if found else None,
+            network=network,
+            device=device,
+            session_id=lookup.session_id,
+            read=allowed and found,
+            vouch=vouch,
+            cap=self._unit_cap,
+        )
+        return Decision(lookup.event_id, decision, round(score, 4), tuple(reasons))
+
+    # -- baselines ------------------------------------------------------------------------
+
+    def _capacity(self, rec: AccountState, peer: _Peer | None) -> float:
+        return budget_capacity(
+            rec.high_unexplained,
+            rec.days,
+            peer.high_unexplained if peer is not None else None,
+            self._cfg.learning.min_days,
+            self._cfg.budget,
+        )
+
+    def _mature(self, rec: AccountState, ts: int) -> tuple[float, float]:
+        """Settle pending unexplained lookups older than the horizon; decayed counts."""
+        scale = self._conv_scale_us
+        matured = decayed(rec.conv_matured, rec.conv_ts, ts, scale)
+        converted = decayed(rec.conv_converted, rec.conv_ts, ts, scale)
+        pending = rec.pending
+        horizon = self._horizon_us
+        while pending and pending[0][0] + horizon <= ts:
+            looked_at, key = pending.popleft()
+            claim_unit, _, nir = key.partition("|")
+            claimed = self._state.claimed_at(claim_unit, nir)
+            matured += 1.0
+            if looked_at <= claimed <= looked_at + horizon:
+                converted += 1.0
+        rec.conv_matured, rec.conv_converted, rec.conv_ts = matured, converted, ts
+        return matured, converted
+
+    def _roll(self, rec: AccountState, day: int, peer: _Peer | None) -> None:
+        """A new budget day: fold a clean day into the baselines, carry any overspending."""
+        if rec.day >= 0 and rec.day_lookups > 0 and not rec.day_flagged:
+            rec.days += 1
+            rec.high_unexplained = max(
+                rec.high_unexplained * self._cfg.learning.high_decay, float(rec.day_unexplained)
+            )
+            if rec.velocity_day_max:
+                if len(rec.peaks) != len(rec.velocity_day_max):
+                    rec.peaks = [0.0] * len(rec.velocity_day_max)
+                rec.peaks = [
+                    max(a, b) for a, b in zip(rec.peaks, rec.velocity_day_max, strict=True)
+                ]
+        rec.spent = max(0.0, rec.spent - self._capacity(rec, peer))
+        rec.day = day
+        rec.challenged = False
+        rec.day_lookups = 0
+        rec.day_unexplained = 0
+        rec.day_flagged = False
+        rec.velocity_day_max = [0.0] * len(self._scales_us)
+
+    def refresh_peers(self, *, end_of_history: bool = False) -> None:
+        """Recompute the peer groups' baselines from the accounts' own.
+
+        At the end of history this also fixes each account's conversion rate, clears
+        what history spent, and freezes which networks and devices are common.
+        """
+        cfg = self._cfg
+        groups: dict[str, list[AccountState]] = {}
+        for pro in self._dir.accounts():
+            rec = self._state.account(pro.account_id)
+            if end_of_history:
+                rec.spent = 0.0
+                if rec.conv_matured >= cfg.conversion.min_matured:
+                    rec.conversion_base = rec.conv_converted / rec.conv_matured
+                self._state.save_account(pro.account_id, rec)
+            if rec.days < 1:
+                continue
+            for key in _peer_keys(pro):
+                groups.setdefault(key, []).append(rec)
+        scales = len(cfg.velocity.scales)
+        peers: dict[str, _Peer] = {}
+        for key, members in groups.items():
+            peaks = tuple(
+                statistics.median(m.peaks[i] if len(m.peaks) == scales else 0.0 for m in members)
+                for i in range(scales)
+            )
+            hours = tuple(sum(m.hours[h] for m in members) for h in range(24))
+            rates = [m.conversion_base for m in members if m.conversion_base >= 0]
+            peers[key] = _Peer(
+                accounts=len(members),
+                high_unexplained=statistics.median(m.high_unexplained for m in members),
+                peaks=peaks,
+                hours=hours,
+                conversion=statistics.median(rates) if rates else -1.0,
+            )
+        self._peers = peers
+        self._accounts.clear()
+        if end_of_history:
+            self._state.freeze_popular(cfg.campaign.popular_units)
+            self._history_done = True
+
+    def _account(self, account_id: str) -> _Account:
+        info = self._accounts.get(account_id)
+        if info is not None:
+            return info
+        pro = self._dir.professional(account_id)
+        if pro is None:
+            raise UnknownAccount(account_id)
+        peer = None
+        for key in _peer_keys(pro):
+            candidate = self._peers.get(key)
+            if candidate is not None and candidate.accounts >= self._cfg.learning.peer_min_accounts:
+                peer = candidate
+                break
+        if peer is None:
+            peer = self._peers.get(_peer_keys(pro)[-1])
+        info = self._accounts[account_id] = _Account(pro, peer)
+        return info
+
+
+def _peer_keys(pro: Professional) -> tuple[str, str]:
+    """Peer groups, narrowest first: (profession, department), then the profession."""
+    return (f"{pro.profession}|{pro.department}", pro.profession)

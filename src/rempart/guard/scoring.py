@@ -1,0 +1,176 @@
+"""Scores a decisions file against a world's ground truth, as DESIGN.md defines it.
+
+Window rows only (the lookups that ``labels.parquet`` lists):
+
+* **exposure** of an attacked account (one ``attack`` scenario on one account):
+  distinct existing insured persons (NIR and birth date match) its lookups read
+  with ``allow``;
+* **contained**: the guard stepped up or denied at least one of its lookups and
+  its exposure stayed at most ``contained_max`` (25 by default: the 2022 family's
+  ceiling). This definition is Rempart's; DESIGN.md does not spell one out;
+* **legitimate friction** / **blocks**: share of legitimate account-days (UTC
+  days with at least one legitimate lookup of the account) with at least one
+  ``step_up`` / ``deny`` on a legitimate lookup.
+
+Families are the ``attack`` values as written in the labels.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rempart.guard.events import DAY_US
+from rempart.world.io import WorldFormatError, read_table
+
+__all__ = ["FamilyScore", "ReplayScore", "score_decisions", "score_tables"]
+
+
+@dataclass(frozen=True)
+class FamilyScore:
+    family: str
+    accounts: int
+    median_exposure: float
+    max_exposure: int
+    contained: float
+    """Share of the family's attacked accounts that were contained."""
+
+
+@dataclass(frozen=True)
+class ReplayScore:
+    families: dict[str, FamilyScore]
+    attacked_accounts: int
+    median_exposure: float
+    contained: float
+    legit_account_days: int
+    friction: float
+    blocks: float
+    exposures: dict[tuple[str, str], int]
+    """Exposure per (family, account)."""
+    friction_unattacked: float
+    blocks_unattacked: float
+    """The same shares over accounts no attack touched (a suspended account's owner is
+    blocked until an operator restores it, which a replay never does)."""
+
+
+def score_decisions(
+    world_dir: Path, decisions_path: Path, *, contained_max: int = 25
+) -> ReplayScore:
+    decisions = pq.read_table(decisions_path, columns=["event_id", "decision"])
+    return score_tables(
+        read_table(world_dir, "lookups", ["event_id", "ts", "account_id", "nir", "birth_date"]),
+        read_table(world_dir, "labels"),
+        read_table(world_dir, "insured", ["nir", "birth_date"]),
+        decisions,
+        contained_max=contained_max,
+    )
+
+
+def score_tables(
+    lookups: pa.Table,
+    labels: pa.Table,
+    insured: pa.Table,
+    decisions: pa.Table,
+    *,
+    contained_max: int = 25,
+) -> ReplayScore:
+    rows = labels.join(lookups, "event_id", join_type="inner")
+    if rows.num_rows != labels.num_rows:
+        raise WorldFormatError("world_bad_labels", "labels.parquet names lookups that do not exist")
+    rows = rows.join(decisions.select(["event_id", "decision"]), "event_id", join_type="inner")
+    if rows.num_rows != labels.num_rows:
+        raise WorldFormatError("decisions_incomplete", "the decisions file misses window lookups")
+    people = insured.select(["nir", "birth_date"]).set_column(
+        1, "known_birth", pc.strftime(insured.column("birth_date"), format="%Y-%m-%d")
+    )
+    rows = rows.join(people, "nir", join_type="left outer")
+    exists = pc.fill_null(pc.equal(rows.column("birth_date"), rows.column("known_birth")), False)
+    allowed = pc.equal(rows.column("decision"), "allow")
+    attack = rows.column("attack")
+    is_attack = pc.is_valid(attack)
+
+    # Attacked accounts, their exposure and containment.
+    attacks = rows.filter(is_attack)
+    a_allowed = pc.equal(attacks.column("decision"), "allow")
+    pairs = {
+        (f, a)
+        for f, a in zip(
+            attacks.column("attack").to_pylist(),
+            attacks.column("account_id").to_pylist(),
+            strict=True,
+        )
+    }
+    stopped = {
+        (f, a)
+        for f, a in zip(
+            attacks.filter(pc.invert(a_allowed)).column("attack").to_pylist(),
+            attacks.filter(pc.invert(a_allowed)).column("account_id").to_pylist(),
+            strict=True,
+        )
+    }
+    exposed_rows = rows.filter(pc.and_(pc.and_(is_attack, allowed), exists))
+    exposed: dict[tuple[str, str], set[str]] = {}
+    for f, a, n in zip(
+        exposed_rows.column("attack").to_pylist(),
+        exposed_rows.column("account_id").to_pylist(),
+        exposed_rows.column("nir").to_pylist(),
+        strict=True,
+    ):
+        exposed.setdefault((f, a), set()).add(n)
+    exposures = {pair: len(exposed.get(pair, ())) for pair in sorted(pairs)}
+    contained = {pair: pair in stopped and exposures[pair] <= contained_max for pair in pairs}
+    families: dict[str, FamilyScore] = {}
+    for family in sorted({f for f, _ in pairs}):
+        members = [p for p in pairs if p[0] == family]
+        values = [exposures[p] for p in members]
+        families[family] = FamilyScore(
+            family=family,
+            accounts=len(members),
+            median_exposure=float(statistics.median(values)),
+            max_exposure=max(values),
+            contained=sum(contained[p] for p in members) / len(members),
+        )
+
+    # Legitimate account-days.
+    legit = rows.filter(pc.invert(is_attack))
+    days = np.asarray(
+        pc.cast(legit.column("ts"), pa.int64()).to_numpy(zero_copy_only=False) // DAY_US
+    )
+    accounts = legit.column("account_id").to_pylist()
+    kinds = legit.column("decision").to_pylist()
+    all_days: set[tuple[str, int]] = set()
+    friction: set[tuple[str, int]] = set()
+    blocks: set[tuple[str, int]] = set()
+    for account, day, kind in zip(accounts, days.tolist(), kinds, strict=True):
+        key = (account, day)
+        all_days.add(key)
+        if kind == "step_up":
+            friction.add(key)
+        elif kind == "deny":
+            blocks.add(key)
+    total_days = len(all_days)
+    values = list(exposures.values())
+    attacked = {a for _, a in pairs}
+    clean_days = {k for k in all_days if k[0] not in attacked}
+    return ReplayScore(
+        families=families,
+        attacked_accounts=len(pairs),
+        median_exposure=float(statistics.median(values)) if values else 0.0,
+        contained=sum(contained.values()) / len(pairs) if pairs else 1.0,
+        legit_account_days=total_days,
+        friction=len(friction) / total_days if total_days else 0.0,
+        blocks=len(blocks) / total_days if total_days else 0.0,
+        exposures=exposures,
+        friction_unattacked=_share(friction, clean_days),
+        blocks_unattacked=_share(blocks, clean_days),
+    )
+
+
+def _share(flagged: set[tuple[str, int]], days: set[tuple[str, int]]) -> float:
+    return len(flagged & days) / len(days) if days else 0.0

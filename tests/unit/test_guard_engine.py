@@ -1,0 +1,262 @@
+"""The guard's engine on a tiny hand-built world: each rule, and what it leaves alone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rempart.guard.config import default_config
+from rempart.guard.directory import MemoryDirectory
+from rempart.guard.engine import Guard, UnknownAccount
+from rempart.guard.events import ClaimEvent, Decision, LookupEvent, to_micros
+from rempart.guard.state import MemoryState
+from tests.guard_world import ADDRESS, WINDOW_START, TinyWorld, tiny_world
+
+DAY2 = WINDOW_START + timedelta(days=1)  # a Tuesday
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyWorld, MemoryDirectory]:
+    world = tiny_world(window=False)
+    out = world.write(tmp_path_factory.mktemp("tiny"))
+    return world, MemoryDirectory.from_world(out)
+
+
+class Driver:
+    """A guard that learnt the tiny world's history, and a way to send it lookups."""
+
+    def __init__(self, world: TinyWorld, directory: MemoryDirectory) -> None:
+        self.world = world
+        self.guard = Guard(
+            directory, MemoryState(), default_config(), history_until=to_micros(WINDOW_START)
+        )
+        self.next_id = 1_000_000
+        events: list[tuple[datetime, int, object]] = []
+        for row in world.lookups:
+            events.append((row["ts"], 0, row))  # type: ignore[arg-type]
+        for ts, account, nir in world.claims:
+            if ts < WINDOW_START:
+                events.append((ts, 1, ClaimEvent(to_micros(ts), account, nir)))
+        events.sort(key=lambda e: (e[0], e[1]))
+        for _, kind, payload in events:
+            if kind == 1:
+                assert isinstance(payload, ClaimEvent)
+                self.guard.observe_claim(payload)
+            else:
+                self.lookup_row(payload)  # type: ignore[arg-type]
+
+    def lookup_row(self, row: dict[str, object]) -> Decision:
+        self.next_id += 1
+        return self.guard.decide(
+            LookupEvent(
+                self.next_id,
+                to_micros(row["ts"]),  # type: ignore[arg-type]
+                str(row["account_id"]),
+                str(row["nir"]),
+                row["birth_date"],  # type: ignore[arg-type]
+                str(row["ip"]),
+                str(row["user_agent"]),
+                str(row["session_id"]),
+                str(row["auth"]),
+                str(row["channel"]),
+            )
+        )
+
+    def lookup(
+        self,
+        ts: datetime,
+        account: str,
+        person: int | None,
+        *,
+        nir: str | None = None,
+        birth: str | None = None,
+        ip: str | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+    ) -> Decision:
+        p = self.world.people[person] if person is not None else None
+        home_ip, home_agent = ADDRESS[account]
+        return self.lookup_row(
+            {
+                "ts": ts,
+                "account_id": account,
+                "nir": nir if nir is not None else (p.nir if p else ""),
+                "birth_date": birth if birth is not None else (p.birth.isoformat() if p else None),
+                "ip": ip or home_ip,
+                "user_agent": agent or home_agent,
+                "session_id": session or f"{account}-{ts.date()}",
+                "auth": "totp",
+                "channel": "portal",
+            }
+        )
+
+
+@pytest.fixture
+def driver(world: tuple[TinyWorld, MemoryDirectory]) -> Driver:
+    return Driver(*world)
+
+
+def strangers(world: TinyWorld, account: str, department: str) -> list[int]:
+    """People of ``department`` whom nothing ties to ``account``."""
+    linked = set(world.care[account])
+    return [i for i in world.by_department(department) if i not in linked]
+
+
+def test_an_own_patient_is_allowed_without_reasons(driver: Driver) -> None:
+    patient = driver.world.care["gp1"][0]
+    decision = driver.lookup(DAY2 + timedelta(hours=9), "gp1", patient)
+    assert decision.decision == "allow"
+    assert decision.reasons == ()
+
+
+def test_a_stranger_is_allowed_but_marked_unexplained(driver: Driver) -> None:
+    person = strangers(driver.world, "gp1", "75")[0]
+    decision = driver.lookup(DAY2 + timedelta(hours=9), "gp1", person)
+    assert decision.decision == "allow"
+    assert decision.reasons == ("unexplained",)
+
+
+def test_an_earlier_claim_explains_and_a_later_one_does_not(driver: Driver) -> None:
+    person = strangers(driver.world, "ph2", "75")[0]
+    nir = driver.world.people[person].nir
+    at = DAY2 + timedelta(hours=10)
+    driver.guard.observe_claim(ClaimEvent(to_micros(at + timedelta(minutes=5)), "ph2", nir))
+    assert "unexplained" in driver.lookup(at, "ph2", person).reasons
+    other = strangers(driver.world, "ph2", "75")[1]
+    other_nir = driver.world.people[other].nir
+    driver.guard.observe_claim(ClaimEvent(to_micros(at), "ph2", other_nir))
+    assert driver.lookup(at + timedelta(minutes=1), "ph2", other).reasons == ()
+
+
+def test_a_colleague_of_the_same_organisation_is_explained(driver: Driver) -> None:
+    patient = driver.world.care["ph1a"][0]
+    if patient in driver.world.care["ph1b"]:
+        patient = next(p for p in driver.world.care["ph1a"] if p not in driver.world.care["ph1b"])
+    assert driver.lookup(DAY2 + timedelta(hours=9), "ph1b", patient).reasons == ()
+
+
+def test_an_unknown_account_is_an_error(driver: Driver) -> None:
+    with pytest.raises(UnknownAccount):
+        driver.guard.decide(
+            LookupEvent(
+                1, to_micros(DAY2), "nobody", "1", None, "1.2.3.4", "ua", "s", "totp", "portal"
+            )
+        )
+
+
+def test_unexplained_lookups_spend_a_budget_then_step_up_for_the_day(driver: Driver) -> None:
+    far = strangers(driver.world, "gp1", "13")
+    decisions = [
+        driver.lookup(DAY2 + timedelta(hours=9, minutes=3 * k), "gp1", far[k]) for k in range(40)
+    ]
+    kinds = [d.decision for d in decisions]
+    first = kinds.index("step_up")
+    assert 3 <= first <= 20
+    assert decisions[first].reasons[0] == "budget_exhausted"
+    assert decisions[first + 1].reasons[0] == "challenged"
+    # Going on far beyond the budget ends in a denial (and a suspension).
+    denied = kinds.index("deny")
+    assert set(kinds[first:denied]) == {"step_up"}
+    assert decisions[denied].reasons[0] == "budget_far_exceeded"
+
+
+def test_own_patients_pass_after_a_step_up_and_overspending_carries_over(driver: Driver) -> None:
+    far = strangers(driver.world, "gp1", "13")
+    kinds = [
+        driver.lookup(DAY2 + timedelta(hours=9, minutes=3 * k), "gp1", far[k]).decision
+        for k in range(15)
+    ]
+    assert kinds[-1] == "step_up"
+    patient = driver.world.care["gp1"][1]
+    assert driver.lookup(DAY2 + timedelta(hours=15), "gp1", patient).decision == "allow"
+    next_day = driver.lookup(DAY2 + timedelta(days=1, hours=9), "gp1", far[45])
+    assert next_day.decision == "step_up"
+    assert next_day.reasons[0] == "budget_exhausted"
+
+
+def test_a_robot_is_stepped_up_within_a_handful_then_denied(driver: Driver) -> None:
+    people = strangers(driver.world, "ph1b", "13")
+    decisions = [
+        driver.lookup(
+            DAY2 + timedelta(hours=2, seconds=k),
+            "ph1b",
+            people[k % len(people)],
+            ip="185.220.101.7",
+            agent="python-requests/2.31",
+            session="stolen",
+        )
+        for k in range(600)
+    ]
+    allowed = [d for d in decisions if d.decision == "allow"]
+    assert len(allowed) <= 10
+    assert decisions[-1].decision == "deny"
+    assert decisions[-1].reasons == ("account_suspended",)
+    # The suspension holds for the owner too, until an operator lifts it.
+    patient = driver.world.care["ph1b"][0]
+    assert driver.lookup(DAY2 + timedelta(hours=9), "ph1b", patient).decision == "deny"
+
+
+def test_made_up_numbers_are_enumeration(driver: Driver) -> None:
+    base = DAY2 + timedelta(hours=11)
+    kinds = []
+    for k in range(40):
+        decision = driver.lookup(
+            base + timedelta(seconds=30 * k),
+            "gp3",
+            None,
+            nir=f"1850375{k:06d}00",
+            birth="1985-03-01",
+        )
+        kinds.append((decision.decision, decision.reasons[0]))
+    assert kinds[0] == ("allow", "malformed_nir")
+    assert ("step_up", "enumeration") in kinds
+    assert kinds[-1][0] == "deny"
+
+
+def test_a_session_used_from_a_new_network_is_stepped_up(driver: Driver) -> None:
+    patient = driver.world.care["gp2"][0]
+    at = DAY2 + timedelta(hours=9)
+    assert driver.lookup(at, "gp2", patient, session="s-gp2").decision == "allow"
+    moved = driver.lookup(
+        at + timedelta(minutes=5), "gp2", patient, session="s-gp2", ip="192.0.2.1"
+    )
+    assert moved.decision == "step_up"
+    assert moved.reasons[0] == "session_new_network"
+
+
+def test_shared_infrastructure_across_unrelated_accounts_is_a_campaign(driver: Driver) -> None:
+    at = DAY2 + timedelta(hours=10)
+    kinds = []
+    for n, account in enumerate(("gp1", "gp2", "gp3", "inf1", "ph2")):
+        department = {"gp1": "75", "gp2": "13", "gp3": "69", "inf1": "69", "ph2": "13"}[account]
+        person = strangers(driver.world, account, department)[n]
+        decision = driver.lookup(
+            at + timedelta(minutes=n),
+            account,
+            person,
+            ip="198.51.100.66",
+            agent="curl/8.5",
+            session=f"camp-{account}",
+        )
+        kinds.append(decision)
+    assert kinds[0].decision == "allow"
+    assert any(r.startswith("campaign") for r in kinds[2].reasons)
+    assert kinds[-1].decision == "step_up"
+    assert kinds[-1].reasons[0].startswith("campaign")
+
+
+def test_decisions_leave_the_event_as_it_was(driver: Driver) -> None:
+    event = LookupEvent(
+        7, to_micros(DAY2), "gp1", "x", None, "1.2.3.4", "ua", "s", "totp", "portal"
+    )
+    before = replace(event)
+    driver.guard.decide(event)
+    assert event == before
+
+
+def test_micros_need_aware_datetimes() -> None:
+    assert to_micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1_000_000
+    with pytest.raises(ValueError, match="timezone"):
+        to_micros(datetime(2025, 1, 1))  # noqa: DTZ001
