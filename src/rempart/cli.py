@@ -71,14 +71,45 @@ def settings_or_exit() -> Settings:
 @world_app.command("generate")
 def world_generate(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the world into.")],
+    *,
     insured: Annotated[int, typer.Option(min=1, help="Insured persons.")] = 10_000,
     professionals: Annotated[int, typer.Option(min=1, help="Professional accounts.")] = 200,
     days: Annotated[int, typer.Option(min=1, max=3650, help="Days of data.")] = 28,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+    history_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Days of legitimate history before the evaluation window "
+            "(default: three quarters of the days).",
+        ),
+    ] = None,
+    attacks: Annotated[
+        str,
+        typer.Option(
+            help="Attack scenarios in the window: 'all', 'none', or "
+            "family[:knob=value...] separated by commas (families: scrape_2022, "
+            "slow_scrape, campaign, enumeration, off_hours, stolen_session)."
+        ),
+    ] = "all",
+    no_attacks: Annotated[
+        bool, typer.Option("--no-attacks", help="Legitimate traffic only.")
+    ] = False,
+    volume: Annotated[
+        float, typer.Option(min=0.0, help="Multiplies every account's daily lookups.")
+    ] = 1.0,
 ) -> None:
-    """Write a synthetic world (Parquet files and world.json)."""
+    """Write a synthetic world (Parquet files and world.json), with traffic and attacks."""
+    from rempart.world.attacks import parse_scenarios
     from rempart.world.generator import generate_world
+    from rempart.world.traffic import TrafficParams
 
+    if history_days is not None and history_days >= days:
+        raise fail("world_bad_option", "--history-days must be less than --days", 2)
+    try:
+        scenarios = [] if no_attacks else parse_scenarios(attacks)
+    except ValueError as exc:
+        raise fail("world_bad_option", str(exc), 2) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     with progress_bar(err, "generate: ") as progress:
         summary = generate_world(
@@ -87,6 +118,9 @@ def world_generate(
             professionals=professionals,
             days=days,
             seed=seed,
+            history_days=history_days,
+            attacks=scenarios,
+            traffic=TrafficParams(volume=volume),
             progress=progress,
         )
     counts = ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())

@@ -63,11 +63,13 @@ def test_world_json_and_summary(tmp_path: Path) -> None:
     assert end == REFERENCE_END  # fixed, never today's date
     assert (end - start).days == 20
     assert (window - start).days == 15
-    assert set(summary.paths) == {"insured", "professionals", "care", "world"}
+    assert set(summary.paths) == {
+        "insured", "professionals", "care", "claims", "lookups", "labels", "world",
+    }  # fmt: skip
     assert all(p.is_file() for p in summary.paths.values())
     # A handful of calls per step, ending complete.
     steps = {step for step, _, _ in calls}
-    assert steps == {"professionals", "insured", "care", "write"}
+    assert steps == {"professionals", "insured", "care", "traffic", "attacks", "write"}
     assert len(calls) < 40
     for step in steps:
         done, total = next((d, t) for s, d, t in reversed(calls) if s == step)
