@@ -86,6 +86,7 @@ __all__ = [
     "TrafficParams",
     "Vocab",
     "build_traffic",
+    "by_key_then_time",
     "local_offsets",
     "random_ips",
     "session_tokens",
@@ -352,25 +353,27 @@ class Vocab:
 
     def __init__(self, base: pa.Array | None = None) -> None:
         self._base = base if base is not None else pa.array([], pa.string())
-        self._extra: list[str] = []
+        self._chunks: list[pa.Array] = [self._base]
+        self._size = len(self._base)
 
     def __len__(self) -> int:
-        return len(self._base) + len(self._extra)
+        return self._size
 
-    def add(self, values: Sequence[str]) -> IntArray:
-        first = len(self)
-        self._extra.extend(values)
-        return np.arange(first, first + len(values), dtype=np.int64)
+    def add(self, values: Sequence[str] | pa.Array) -> IntArray:
+        """Append strings; returns their indices."""
+        chunk = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+        first = self._size
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        return np.arange(first, self._size, dtype=np.int64)
 
     def __getitem__(self, index: int) -> str:
-        if index < len(self._base):
-            return str(self._base[index].as_py())
-        return self._extra[index - len(self._base)]
+        return self.values(np.array([index], dtype=np.int64))[0]
 
     def take(self, indices: IntArray) -> pa.Array:
         if not len(indices) or int(indices.max()) < len(self._base):
             return self._base.take(pa.array(indices, pa.int64()))
-        values = pa.concat_arrays([self._base, pa.array(self._extra, pa.string())])
+        values = pa.concat_arrays(self._chunks)
         return values.take(pa.array(indices, pa.int64()))
 
     def values(self, indices: IntArray) -> list[str]:
@@ -606,10 +609,24 @@ def random_ips(
     return [f"{w}.{x}.{y}.{z}" for w, x, y, z in zip(a, b, c, d, strict=True)]
 
 
-def session_tokens(rng: np.random.Generator, count: int) -> list[str]:
-    """Opaque session identifiers (128 random bits, hex)."""
-    words = rng.integers(0, 2**63, size=(count, 2), dtype=np.int64)
-    return [f"{hi:016x}{lo:016x}" for hi, lo in words.tolist()]
+def session_tokens(rng: np.random.Generator, count: int) -> pa.Array:
+    """Opaque session identifiers (128 random bits, 32 hex digits)."""
+    data = rng.bytes(16 * count).hex().encode("ascii")
+    offsets = np.arange(0, 32 * count + 1, 32, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+
+
+def by_key_then_time(key: IntArray, ts: IntArray) -> IntArray:
+    """Stable order by ``key`` (non-negative), then time."""
+    if not len(ts):
+        return np.zeros(0, dtype=np.int64)
+    low = int(ts.min())
+    span = int(ts.max()) - low + 1
+    if (int(key.max()) + 1) * span < 2**62:
+        order: IntArray = np.argsort(key * span + (ts - low), kind="stable").astype(np.int64)
+    else:
+        order = np.lexsort((ts, key)).astype(np.int64)
+    return order
 
 
 # --------------------------------------------------------------------------- accounts
@@ -1118,19 +1135,21 @@ def _claims(
     rows = rows[rng.random(len(rows)) < _profile_array("bill")[prof]]
     prof = acc.profession[events.account[rows]]
     # Delay: pick a range of the profession's mixture, then a point in it.
-    delay = np.zeros(len(rows))
-    u = rng.random(len(rows))
-    v = rng.random(len(rows))
+    width = max(len(PROFILES[p].delays) for p in PROFESSIONS)
+    bounds = np.ones((len(PROFESSIONS), width))
+    low = np.zeros((len(PROFESSIONS), width))
+    high = np.zeros((len(PROFESSIONS), width))
     for code, name in enumerate(PROFESSIONS):
-        mine = prof == code
         ranges = PROFILES[name].delays
         weights = np.cumsum([r[0] for r in ranges])
-        pick = np.minimum(
-            np.searchsorted(weights / weights[-1], u[mine], side="right"), len(ranges) - 1
-        )
-        low = np.array([r[1] for r in ranges])[pick]
-        high = np.array([r[2] for r in ranges])[pick]
-        delay[mine] = low + v[mine] * (high - low)
+        bounds[code, : len(ranges)] = weights / weights[-1]
+        low[code, : len(ranges)] = [r[1] for r in ranges]
+        high[code, : len(ranges)] = [r[2] for r in ranges]
+    u = rng.random(len(rows))
+    pick = np.zeros(len(rows), dtype=np.int64)
+    for k in range(width - 1):
+        pick += u >= bounds[prof, k]
+    delay = low[prof, pick] + rng.random(len(rows)) * (high[prof, pick] - low[prof, pick])
     ts = events.ts[rows] + (delay * HOUR_US).astype(np.int64)
     account, person = events.account[rows], events.person[rows]
     # One claim per person, account and day of the visit; claims after the end are not seen.
@@ -1139,8 +1158,7 @@ def _claims(
     ] // DAY_US
     _, first = np.unique(key, return_index=True)
     keep = first[ts[first] < end_us]
-    order = np.lexsort((person[keep], account[keep], ts[keep]))
-    keep = keep[order]
+    keep = keep[np.argsort(ts[keep], kind="stable")]  # ties stay by account and person
     return ts[keep], account[keep], person[keep]
 
 
@@ -1169,7 +1187,7 @@ def build_traffic(
 
     account, day, minute, p_new = _base_lookups(acc, days, rng)
     ts = to_utc(calendar, offsets, acc.department[account], day, minute)
-    order = np.lexsort((ts, account))
+    order = by_key_then_time(account, ts)
     account, day, ts, p_new = account[order], day[order], ts[order], p_new[order]
     locality = Locality.of(ins.department.astype(np.int64))
     person = _patients(population, acc, locality=locality, account=account, p_new=p_new, rng=rng)
@@ -1187,9 +1205,8 @@ def build_traffic(
     events = _typos(events, params.typo_rate, nirs, births, rng)
     start_us = int(calendar.start.timestamp()) * SECOND_US
     end_us = int(calendar.end.timestamp()) * SECOND_US
-    inside = (events.ts >= start_us) & (events.ts < end_us)
-    events = events.take(np.flatnonzero(inside))
-    events = events.take(np.lexsort((events.ts, events.account)))
+    inside = np.flatnonzero((events.ts >= start_us) & (events.ts < end_us))
+    events = events.take(inside[by_key_then_time(events.account[inside], events.ts[inside])])
     report("traffic", 3, steps)
 
     claim_ts, claim_account, claim_person = _claims(acc, events, end_us, rng)
@@ -1229,7 +1246,7 @@ def traffic_tables(
 ) -> dict[str, pa.Table]:
     """``claims``, ``lookups`` (by time, ``event_id`` from 1) and ``labels`` (the window's)."""
     events = Events.concat([traffic.events, attacks])
-    events = events.take(np.lexsort((np.arange(len(events)), events.ts)))
+    events = events.take(np.argsort(events.ts, kind="stable"))
     n = len(events)
     event_id = pa.array(np.arange(1, n + 1, dtype=np.int64), pa.int64())
     account_ids = population.professionals.table.column("account_id").combine_chunks()
