@@ -50,7 +50,7 @@ bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.run_all
 
 lock: $(STAMP)
-	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra bench --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache rempart-data rempart.db $(OIDC_TOOL)/node_modules
