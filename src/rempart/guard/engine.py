@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from math import exp
 
 from rempart.guard.config import GuardConfig
-from rempart.guard.directory import Directory, Professional, birth_day, department_distance
+from rempart.guard.directory import (
+    Directory,
+    Person,
+    Professional,
+    birth_day,
+    department_distance,
+)
 from rempart.guard.events import (
     ALLOW,
     DAY_US,
@@ -31,7 +38,6 @@ from rempart.guard.signals import (
     malformed,
     network_of,
     off_hours,
-    session_moved,
     velocity_limits,
 )
 from rempart.guard.state import AccountState, GuardState, StaleRecord
@@ -58,15 +64,31 @@ class _Peer:
     conversion: float
 
 
-@dataclass(slots=True)
 class _Account:
-    """Static facts about an account, cached by the engine."""
+    """Facts about an account cached by the engine: its directory entry, its peer
+    group, and the velocity limits and budget capacity of its current baselines.
 
-    professional: Professional
-    peer: _Peer | None
+    The limits and the capacity depend on the record's ``peaks``,
+    ``high_unexplained`` and ``days`` (and on the peer group), and the first two
+    change only when a clean day is folded in, which increments ``days``: the
+    cache is keyed by ``days`` (``limits_days``). Peer groups are cached until
+    :meth:`Guard.refresh_peers`, which drops every entry.
+    """
+
+    __slots__ = ("capacity", "department", "limits", "limits_days", "peer", "professional", "unit")
+
+    def __init__(self, professional: Professional, peer: _Peer | None) -> None:
+        self.professional = professional
+        self.peer = peer
+        self.unit = professional.unit
+        self.department = professional.department
+        self.limits: list[float] = []
+        self.capacity = 0.0
+        self.limits_days = -1
 
 
 _MAX_RETRIES = 5
+_SUSPENDED = ("account_suspended",)
 
 
 class Guard:
@@ -100,61 +122,112 @@ class Guard:
         self._horizon_us = config.conversion.horizon * 1_000_000
         self._unit_cap = max(config.campaign.popular_units, config.campaign.step_up_units + 1)
         self._births: dict[str | None, int | None] = {}
+        self._known_after = config.network.known_after
+        self._velocity_deny = config.velocity.deny_factor
+        self._deny_factor = config.budget.deny_factor
 
     # -- claims ---------------------------------------------------------------------------
 
     def observe_claim(self, claim: ClaimEvent) -> None:
-        info = self._account(claim.account_id)
-        self._state.add_claim(info.professional.unit, claim.nir, claim.ts)
+        self.observe_claim_resolved(claim.ts, claim.account_id, claim.nir)
+
+    def observe_claim_resolved(self, ts: int, account_id: str, nir: str) -> None:
+        """:meth:`observe_claim` without building the event."""
+        info = self._accounts.get(account_id)
+        if info is None:
+            info = self._account(account_id)
+        self._state.add_claim(info.unit, nir, ts)
 
     # -- decisions ------------------------------------------------------------------------
 
     def decide(self, lookup: Lookup) -> Decision:
-        if not self._history_done and lookup.ts >= (self._history_until or 0):
-            self.refresh_peers(end_of_history=True)
-        for _ in range(_MAX_RETRIES):
-            try:
-                return self._decide(lookup)
-            except StaleRecord:
-                continue
-        raise RuntimeError(f"account {lookup.account_id!r} record kept changing under us")
-
-    def _decide(self, lookup: Lookup) -> Decision:  # noqa: PLR0912, PLR0915
-        cfg = self._cfg
-        ts = lookup.ts
-        account_id = lookup.account_id
-        info = self._account(account_id)
-        pro = info.professional
-        unit = pro.unit
-        peer = info.peer
-        trusted = self._history_until is not None and ts < self._history_until
-        state = self._state
-        rec = state.account(account_id)
-        day = ts // DAY_US
-        if rec.day != day:
-            self._roll(rec, day, peer)
-        if rec.suspended:
-            rec.day_flagged = True
-            state.save_account(account_id, rec)
-            return Decision(lookup.event_id, DENY, cfg.budget.deny_factor, ("account_suspended",))
-
-        nir = lookup.nir
-        network = network_of(lookup.ip, cfg.network.ipv4_prefix, cfg.network.ipv6_prefix)
-        device = lookup.user_agent
-        ctx = state.context(
-            account_id, unit, nir, network=network, device=device, session_id=lookup.session_id
-        )
-        reasons: list[str] = []
-
-        # Who is read, and is it explained?
-        person = self._dir.person(nir)
+        person = self._dir.person(lookup.nir)
         births = self._births
         given = births.get(lookup.birth_date, -2)
         if given == -2:
             given = births[lookup.birth_date] = birth_day(lookup.birth_date)
+        network = network_of(
+            lookup.ip, self._cfg.network.ipv4_prefix, self._cfg.network.ipv6_prefix
+        )
+        kind, score, reasons = self.decide_resolved(
+            lookup.ts,
+            lookup.account_id,
+            lookup.nir,
+            person,
+            given,
+            network,
+            lookup.user_agent,
+            lookup.session_id,
+        )
+        return Decision(lookup.event_id, kind, score, reasons)
+
+    def decide_resolved(  # noqa: PLR0917
+        self,
+        ts: int,
+        account_id: str,
+        nir: str,
+        person: Person | None,
+        given: int | None,
+        network: str,
+        device: str,
+        session_id: str,
+    ) -> tuple[DecisionKind, float, tuple[str, ...]]:
+        """:meth:`decide` for a lookup whose reference facts the caller already resolved.
+
+        ``person`` is ``directory.person(nir)``, ``given`` the day number of the given
+        birth date (:func:`~rempart.guard.directory.birth_day`), ``network``
+        :func:`~rempart.guard.signals.network_of` the address with the configured
+        prefixes, ``device`` the user agent. The offline replay resolves each distinct
+        value once; the answer is the same as :meth:`decide`'s.
+        """
+        if not self._history_done and ts >= (self._history_until or 0):
+            self.refresh_peers(end_of_history=True)
+        for _ in range(_MAX_RETRIES):
+            try:
+                return self._decide(ts, account_id, nir, person, given, network, device, session_id)
+            except StaleRecord:
+                continue
+        raise RuntimeError(f"account {account_id!r} record kept changing under us")
+
+    def _decide(  # noqa: PLR0912, PLR0915, PLR0917
+        self,
+        ts: int,
+        account_id: str,
+        nir: str,
+        person: Person | None,
+        given: int | None,
+        network: str,
+        device: str,
+        session_id: str,
+    ) -> tuple[DecisionKind, float, tuple[str, ...]]:
+        cfg = self._cfg
+        info = self._accounts.get(account_id)
+        if info is None:
+            info = self._account(account_id)
+        unit = info.unit
+        peer = info.peer
+        history_until = self._history_until
+        trusted = history_until is not None and ts < history_until
+        state = self._state
+        rec = state.account(account_id)
+        day = ts // DAY_US
+        if rec.day != day:
+            self._roll(rec, day, info)
+        if rec.suspended:
+            rec.day_flagged = True
+            state.save_account(account_id, rec)
+            return DENY, self._deny_factor, _SUSPENDED
+
+        ctx = state.context(
+            account_id, unit, nir, network=network, device=device, session_id=session_id
+        )
+        reasons: list[str] = []
+
+        # Who is read, and is it explained?
         found = person is not None and given == person.birth_day
         explained = False
-        if person is not None and found:
+        if found:
+            assert person is not None
             explained = (
                 person.doctor_unit == unit
                 or 0 <= ctx.claimed_at <= ts
@@ -165,26 +238,38 @@ class Guard:
             reasons.append("malformed_nir" if person is None and malformed(nir) else "not_found")
         new_exposure = found and not explained and not ctx.seen
 
+        # The decayed counters all last changed at the same instant (the previous
+        # decision): velocity_ts == enum_ts == conv_ts.
+        last = rec.velocity_ts
+        elapsed = last - ts if ts > last else 0
+
         # Velocity at several scales.
         vel = rec.velocity
         if not vel:
             vel = rec.velocity = [0.0] * len(self._scales_us)
             rec.velocity_day_max = [0.0] * len(self._scales_us)
-        last = rec.velocity_ts
-        new_vel = [decayed(v, last, ts, s) + 1.0 for v, s in zip(vel, self._scales_us, strict=True)]
-        limits = velocity_limits(
-            cfg.velocity.floor,
-            rec.peaks,
-            peer.peaks if peer is not None else None,
-            cfg.velocity.peak_factor,
-            trusted_history=rec.days >= cfg.learning.min_days,
-        )
-        velocity_ratio = max(v / lim for v, lim in zip(new_vel, limits, strict=True))
+        if elapsed:
+            new_vel = [
+                v * exp(elapsed / s) + 1.0 for v, s in zip(vel, self._scales_us, strict=True)
+            ]
+        else:
+            new_vel = [v + 1.0 for v in vel]
+        if info.limits_days != rec.days:
+            self._refresh_limits(rec, info)
+        velocity_ratio = max([v / lim for v, lim in zip(new_vel, info.limits, strict=True)])
 
         # Enumeration: not-found and malformed rates.
-        enum_total = decayed(rec.enum_total, rec.enum_ts, ts, self._enum_scale_us) + 1.0
-        enum_missed = decayed(rec.enum_missed, rec.enum_ts, ts, self._enum_scale_us) + missed
-        enumeration = enumeration_level(enum_total, enum_missed, cfg.enumeration)
+        if rec.enum_ts < ts:
+            enum_decay = exp((rec.enum_ts - ts) / self._enum_scale_us)
+            enum_total = rec.enum_total * enum_decay + 1.0
+            enum_missed = rec.enum_missed * enum_decay + missed
+        else:
+            enum_total = rec.enum_total + 1.0
+            enum_missed = rec.enum_missed + missed
+        ecfg = cfg.enumeration
+        enumeration = 0
+        if enum_missed >= ecfg.min_count:  # validated: deny_count >= min_count
+            enumeration = enumeration_level(enum_total, enum_missed, ecfg)
 
         # Conversion: unexplained lookups that matured with or without a claim.
         matured, converted = self._mature(rec, ts)
@@ -194,24 +279,28 @@ class Guard:
         poor_conversion = low_conversion(matured, converted, base, cfg.conversion)
 
         # Networks and devices.
-        known_after = cfg.network.known_after
+        known_after = self._known_after
         network_known = ctx.network_known >= known_after
         device_known = ctx.device_known >= known_after
-        moved = session_moved(ctx.session_network, network, network_known)
-        campaign = max(
-            campaign_level(network_known, ctx.network_popular, ctx.network_units, cfg.campaign),
-            campaign_level(device_known, ctx.device_popular, ctx.device_units, cfg.campaign),
+        moved = (
+            ctx.session_network is not None and ctx.session_network != network and not network_known
         )
+        campaign = 0
+        if ctx.network_units or ctx.device_units:  # validated: min_units >= 1
+            campaign = max(
+                campaign_level(network_known, ctx.network_popular, ctx.network_units, cfg.campaign),
+                campaign_level(device_known, ctx.device_popular, ctx.device_units, cfg.campaign),
+            )
 
         # The cost of a new unexplained person against the day's budget.
-        weights = cfg.weights
         cost = 0.0
         if new_exposure:
             assert person is not None
+            weights = cfg.weights
             reasons.append("unexplained")
             cost = 1.0
             far = far_weight(
-                department_distance(person.department, pro.department),
+                department_distance(person.department, info.department),
                 rec.far_seen,
                 rec.near_seen,
                 weights.far_patient,
@@ -240,12 +329,12 @@ class Guard:
             if poor_conversion:
                 cost += weights.low_conversion
                 reasons.append("low_conversion")
-        capacity = self._capacity(rec, peer)
+        capacity = info.capacity
         spent = rec.spent + cost
         score = max(
             spent / capacity,
             velocity_ratio,
-            enum_missed / cfg.enumeration.min_count * min(1.0, enum_missed / enum_total),
+            enum_missed / ecfg.min_count * min(1.0, enum_missed / enum_total),
         )
 
         # The rules, most severe first.
@@ -253,9 +342,9 @@ class Guard:
         rule = ""
         if enumeration == 2:
             decision, rule = DENY, "enumeration"
-        elif velocity_ratio > cfg.velocity.deny_factor and spent >= capacity:
+        elif velocity_ratio > self._velocity_deny and spent >= capacity:
             decision, rule = DENY, "robot"
-        elif new_exposure and spent >= cfg.budget.deny_factor * capacity:
+        elif new_exposure and spent >= self._deny_factor * capacity:
             decision, rule = DENY, "budget_far_exceeded"
         elif enumeration == 1:
             decision, rule = STEP_UP, "enumeration"
@@ -279,9 +368,9 @@ class Guard:
         # Change the record in one block.
         rec.velocity = new_vel
         rec.velocity_ts = ts
-        day_max = rec.velocity_day_max
-        for i, v in enumerate(new_vel):
-            day_max[i] = max(day_max[i], v)
+        rec.velocity_day_max = [
+            v if v > m else m for v, m in zip(new_vel, rec.velocity_day_max, strict=True)
+        ]
         rec.enum_total, rec.enum_missed, rec.enum_ts = enum_total, enum_missed, ts
         rec.day_lookups += 1
         if new_exposure:
@@ -299,10 +388,10 @@ class Guard:
                     rec.suspended = True
                     rec.suspended_reason = rule
         if allowed:
-            hour = (ts % DAY_US) // HOUR_US
-            rec.hours[hour] += 1
-            if found and person is not None:
-                if department_distance(person.department, pro.department) == 2:
+            rec.hours[(ts % DAY_US) // HOUR_US] += 1
+            if found:
+                assert person is not None
+                if department_distance(person.department, info.department) == 2:
                     rec.far_seen += 1
                 else:
                     rec.near_seen += 1
@@ -318,23 +407,34 @@ class Guard:
             nir if found else None,
             network=network,
             device=device,
-            session_id=lookup.session_id,
+            session_id=session_id,
             read=allowed and found,
             vouch=vouch,
             cap=self._unit_cap,
         )
-        return Decision(lookup.event_id, decision, round(score, 4), tuple(reasons))
+        return decision, round(score, 4), tuple(reasons)
 
     # -- baselines ------------------------------------------------------------------------
 
-    def _capacity(self, rec: AccountState, peer: _Peer | None) -> float:
-        return budget_capacity(
+    def _refresh_limits(self, rec: AccountState, info: _Account) -> None:
+        """Velocity limits and budget capacity of the account's current baselines."""
+        cfg = self._cfg
+        peer = info.peer
+        info.limits = velocity_limits(
+            cfg.velocity.floor,
+            rec.peaks,
+            peer.peaks if peer is not None else None,
+            cfg.velocity.peak_factor,
+            trusted_history=rec.days >= cfg.learning.min_days,
+        )
+        info.capacity = budget_capacity(
             rec.high_unexplained,
             rec.days,
             peer.high_unexplained if peer is not None else None,
-            self._cfg.learning.min_days,
-            self._cfg.budget,
+            cfg.learning.min_days,
+            cfg.budget,
         )
+        info.limits_days = rec.days
 
     def _mature(self, rec: AccountState, ts: int) -> tuple[float, float]:
         """Settle pending unexplained lookups older than the horizon; decayed counts."""
@@ -353,7 +453,7 @@ class Guard:
         rec.conv_matured, rec.conv_converted, rec.conv_ts = matured, converted, ts
         return matured, converted
 
-    def _roll(self, rec: AccountState, day: int, peer: _Peer | None) -> None:
+    def _roll(self, rec: AccountState, day: int, info: _Account) -> None:
         """A new budget day: fold a clean day into the baselines, carry any overspending."""
         if rec.day >= 0 and rec.day_lookups > 0 and not rec.day_flagged:
             rec.days += 1
@@ -366,7 +466,9 @@ class Guard:
                 rec.peaks = [
                     max(a, b) for a, b in zip(rec.peaks, rec.velocity_day_max, strict=True)
                 ]
-        rec.spent = max(0.0, rec.spent - self._capacity(rec, peer))
+        if info.limits_days != rec.days:
+            self._refresh_limits(rec, info)
+        rec.spent = max(0.0, rec.spent - info.capacity)
         rec.day = day
         rec.challenged = False
         rec.day_lookups = 0

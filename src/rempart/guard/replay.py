@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rempart.guard.config import GuardConfig, default_config
-from rempart.guard.directory import MemoryDirectory
+from rempart.guard.directory import MemoryDirectory, birth_day
 from rempart.guard.engine import Guard
-from rempart.guard.events import AUTH_METHODS, CHANNELS, ClaimEvent, LookupEvent, to_micros
+from rempart.guard.events import ALLOW, AUTH_METHODS, CHANNELS, DENY, STEP_UP, to_micros
+from rempart.guard.signals import network_of
 from rempart.guard.state import MemoryState
 from rempart.world.io import WorldFormatError, read_table
 
@@ -40,7 +42,7 @@ DECISIONS = pa.schema(
 )
 
 Progress = Callable[[str, int, int], None]
-_REPORT_EVERY = 50_000
+_CHUNK = 65_536
 
 
 @dataclass(frozen=True)
@@ -150,76 +152,19 @@ def replay_world(
     """
     report = progress or (lambda _s, _d, _t: None)
     directory, lookups, claims, window_start = _load(world_dir)
-    guard = Guard(directory, MemoryState(), config or default_config(), history_until=window_start)
+    cfg = config or default_config()
+    guard = Guard(directory, MemoryState(), cfg, history_until=window_start)
 
-    claims = claims.take(pc.sort_indices(claims, sort_keys=[("ts", "ascending")]))
-    c_ts = _micros(claims.column("ts")).tolist()
-    c_account = claims.column("account_id").to_pylist()
-    c_nir = claims.column("nir").to_pylist()
-
-    n = lookups.num_rows
-    l_ts = _micros(lookups.column("ts")).tolist()
-    columns = [
-        lookups.column(name).to_pylist()
-        for name in (
-            "event_id",
-            "account_id",
-            "nir",
-            "birth_date",
-            "ip",
-            "user_agent",
-            "session_id",
-            "auth",
-            "channel",
-        )
-    ]
-    event_id, account_id, nir, birth, ip, agent, session, auth, channel = columns
-
-    decisions: list[str] = [""] * n
-    scores: list[float] = [0.0] * n
-    reasons: list[str] = [""] * n
-    in_window = 0
-    n_claims = len(c_ts)
-    c = 0
-    started = time.perf_counter()
-    report("replay", 0, n)
-    decide = guard.decide
-    observe = guard.observe_claim
-    for i in range(n):
-        t = l_ts[i]
-        while c < n_claims and c_ts[c] < t:
-            observe(ClaimEvent(c_ts[c], c_account[c], c_nir[c]))
-            c += 1
-        d = decide(
-            LookupEvent(
-                event_id[i],
-                t,
-                account_id[i],
-                nir[i],
-                birth[i],
-                ip[i],
-                agent[i],
-                session[i],
-                auth[i],
-                channel[i],
-            )
-        )
-        decisions[i] = d.decision
-        scores[i] = d.score
-        reasons[i] = ",".join(d.reasons)
-        if t >= window_start:
-            in_window += 1
-        if i % _REPORT_EVERY == 0:
-            report("replay", i, n)
-    seconds = time.perf_counter() - started
-    report("replay", n, n)
+    decided, scores, reasons, l_ts, seconds = _decide_all(
+        guard, directory, cfg, lookups, claims, report
+    )
 
     table = pa.Table.from_arrays(
         [
             lookups.column("event_id"),
-            pa.array(decisions, pa.string()),
-            pa.array(scores, pa.float64()),
-            pa.array(reasons, pa.string()),
+            decided,
+            scores,
+            reasons,
         ],
         schema=DECISIONS,
     )
@@ -228,13 +173,139 @@ def replay_world(
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(out)
 
-    kinds = ("allow", "step_up", "deny")
-    counts = {k: decisions.count(k) for k in kinds}
-    window = decisions[n - in_window :]
+    first_in_window = int(np.searchsorted(l_ts, window_start, side="left"))
     return ReplaySummary(
-        lookups=n,
-        claims=n_claims,
-        counts=counts,
-        window_counts={k: window.count(k) for k in kinds},
+        lookups=lookups.num_rows,
+        claims=claims.num_rows,
+        counts=_counts(decided),
+        window_counts=_counts(decided.slice(first_in_window)),
         seconds=seconds,
     )
+
+
+_Columns = tuple[
+    pa.ChunkedArray,
+    pa.ChunkedArray,
+    pa.ChunkedArray,
+    np.ndarray[tuple[int], np.dtype[np.int64]],
+    float,
+]
+
+
+def _decide_all(  # noqa: PLR0917
+    guard: Guard,
+    directory: MemoryDirectory,
+    cfg: GuardConfig,
+    lookups: pa.Table,
+    claims: pa.Table,
+    report: Progress,
+) -> _Columns:
+    """Feed claims and lookups to the guard in time order: decisions, scores, reasons
+    (in input order), the lookups' timestamps, and the seconds the loop took."""
+    claims = claims.take(pc.sort_indices(claims, sort_keys=[("ts", "ascending")]))
+    n = lookups.num_rows
+    n_claims = claims.num_rows
+    # Each distinct string becomes one Python object, shared by every row that has it
+    # (and its hash computed once); per-row columns are compact integer codes, turned
+    # into Python objects one chunk at a time.
+    account_values, account_codes = _encode(
+        lookups.column("account_id"), claims.column("account_id")
+    )
+    nir_values, nir_codes = _encode(lookups.column("nir"), claims.column("nir"))
+    birth_values, (birth_codes,) = _encode(lookups.column("birth_date"))
+    ip_values, (ip_codes,) = _encode(lookups.column("ip"))
+    agent_values, (agent_codes,) = _encode(lookups.column("user_agent"))
+    session_values, (session_codes,) = _encode(lookups.column("session_id"))
+    # Reference facts, resolved once per distinct value.
+    persons = _objects([directory.person(v) for v in nir_values[:-1].tolist()])
+    births = _objects([birth_day(v) for v in birth_values[:-1].tolist()])
+    prefixes = (cfg.network.ipv4_prefix, cfg.network.ipv6_prefix)
+    networks = _objects([network_of(v, *prefixes) for v in ip_values[:-1].tolist()])
+
+    c_ts = _micros(claims.column("ts")).tolist()
+    c_account = account_values[account_codes[1]].tolist()
+    c_nir = nir_values[nir_codes[1]].tolist()
+    l_ts = _micros(lookups.column("ts"))
+    l_account, l_nir = account_codes[0], nir_codes[0]
+
+    decision_chunks: list[pa.Array] = []
+    score_chunks: list[pa.Array] = []
+    reason_chunks: list[pa.Array] = []
+    c = 0
+    started = time.perf_counter()
+    report("replay", 0, n)
+    decide = guard.decide_resolved
+    observe = guard.observe_claim_resolved
+    for start in range(0, n, _CHUNK):
+        rows = slice(start, min(n, start + _CHUNK))
+        nir_c = l_nir[rows]
+        decisions: list[str] = []
+        scores: list[float] = []
+        reasons: list[str] = []
+        for t, account, nir, person, given, network, agent, session in zip(
+            l_ts[rows].tolist(),
+            account_values[l_account[rows]].tolist(),
+            nir_values[nir_c].tolist(),
+            persons[nir_c].tolist(),
+            births[birth_codes[rows]].tolist(),
+            networks[ip_codes[rows]].tolist(),
+            agent_values[agent_codes[rows]].tolist(),
+            session_values[session_codes[rows]].tolist(),
+            strict=True,
+        ):
+            while c < n_claims and c_ts[c] < t:
+                observe(c_ts[c], c_account[c], c_nir[c])
+                c += 1
+            kind, score, why = decide(t, account, nir, person, given, network, agent, session)
+            decisions.append(kind)
+            scores.append(score)
+            reasons.append(",".join(why))
+        decision_chunks.append(pa.array(decisions, pa.string()))
+        score_chunks.append(pa.array(scores, pa.float64()))
+        reason_chunks.append(pa.array(reasons, pa.string()))
+        report("replay", rows.stop, n)
+    seconds = time.perf_counter() - started
+    return (
+        pa.chunked_array(decision_chunks, pa.string()),
+        pa.chunked_array(score_chunks, pa.float64()),
+        pa.chunked_array(reason_chunks, pa.string()),
+        l_ts,
+        seconds,
+    )
+
+
+def _counts(decided: pa.ChunkedArray) -> dict[str, int]:
+    counts = dict.fromkeys((ALLOW, STEP_UP, DENY), 0)
+    for item in pc.value_counts(decided).to_pylist():
+        counts[item["values"]] = item["counts"]
+    return counts
+
+
+def _objects(values: list[Any]) -> np.ndarray[tuple[int], np.dtype[np.object_]]:
+    """A NumPy array of Python objects (tuples stay whole), ``None`` appended for nulls."""
+    out = np.empty(len(values) + 1, dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
+def _encode(
+    *columns: pa.ChunkedArray,
+) -> tuple[
+    np.ndarray[tuple[int], np.dtype[np.object_]], list[np.ndarray[tuple[int], np.dtype[np.int32]]]
+]:
+    """Distinct strings of ``columns`` (one dictionary for all) and each column's codes
+    into them; a null's code points at a trailing ``None``."""
+    whole = pa.concat_arrays([chunk for column in columns for chunk in column.chunks])
+    encoded = pc.dictionary_encode(whole)
+    values = _objects(encoded.dictionary.to_pylist())
+    null_code = len(values) - 1
+    codes = np.asarray(
+        pc.fill_null(encoded.indices, null_code).to_numpy(zero_copy_only=False), dtype=np.int32
+    )
+    parts = []
+    offset = 0
+    for column in columns:
+        parts.append(codes[offset : offset + len(column)])
+        offset += len(column)
+    return values, parts
