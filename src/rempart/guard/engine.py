@@ -31,7 +31,6 @@ from rempart.guard.events import LookupEvent as Lookup
 from rempart.guard.signals import (
     budget_capacity,
     campaign_level,
-    decayed,
     enumeration_level,
     far_weight,
     low_conversion,
@@ -123,6 +122,7 @@ class Guard:
         self._unit_cap = max(config.campaign.popular_units, config.campaign.step_up_units + 1)
         self._births: dict[str | None, int | None] = {}
         self._known_after = config.network.known_after
+        self._four_scales = len(self._scales_us) == 4
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
 
@@ -248,15 +248,32 @@ class Guard:
         if not vel:
             vel = rec.velocity = [0.0] * len(self._scales_us)
             rec.velocity_day_max = [0.0] * len(self._scales_us)
-        if elapsed:
-            new_vel = [
-                v * exp(elapsed / s) + 1.0 for v, s in zip(vel, self._scales_us, strict=True)
-            ]
-        else:
-            new_vel = [v + 1.0 for v in vel]
         if info.limits_days != rec.days:
             self._refresh_limits(rec, info)
-        velocity_ratio = max([v / lim for v, lim in zip(new_vel, info.limits, strict=True)])
+        if self._four_scales:  # the usual configuration, unrolled (same arithmetic)
+            v0, v1, v2, v3 = vel
+            if elapsed:
+                s0, s1, s2, s3 = self._scales_us
+                v0 = v0 * exp(elapsed / s0) + 1.0
+                v1 = v1 * exp(elapsed / s1) + 1.0
+                v2 = v2 * exp(elapsed / s2) + 1.0
+                v3 = v3 * exp(elapsed / s3) + 1.0
+            else:
+                v0 += 1.0
+                v1 += 1.0
+                v2 += 1.0
+                v3 += 1.0
+            new_vel = [v0, v1, v2, v3]
+            l0, l1, l2, l3 = info.limits
+            velocity_ratio = max(v0 / l0, v1 / l1, v2 / l2, v3 / l3)
+        else:
+            if elapsed:
+                new_vel = [
+                    v * exp(elapsed / s) + 1.0 for v, s in zip(vel, self._scales_us, strict=True)
+                ]
+            else:
+                new_vel = [v + 1.0 for v in vel]
+            velocity_ratio = max([v / lim for v, lim in zip(new_vel, info.limits, strict=True)])
 
         # Enumeration: not-found and malformed rates.
         if rec.enum_ts < ts:
@@ -368,9 +385,16 @@ class Guard:
         # Change the record in one block.
         rec.velocity = new_vel
         rec.velocity_ts = ts
-        rec.velocity_day_max = [
-            v if v > m else m for v, m in zip(new_vel, rec.velocity_day_max, strict=True)
-        ]
+        day_max = rec.velocity_day_max
+        if self._four_scales:
+            day_max[0] = v0 if v0 > day_max[0] else day_max[0]
+            day_max[1] = v1 if v1 > day_max[1] else day_max[1]
+            day_max[2] = v2 if v2 > day_max[2] else day_max[2]
+            day_max[3] = v3 if v3 > day_max[3] else day_max[3]
+        else:
+            rec.velocity_day_max = [
+                v if v > m else m for v, m in zip(new_vel, day_max, strict=True)
+            ]
         rec.enum_total, rec.enum_missed, rec.enum_ts = enum_total, enum_missed, ts
         rec.day_lookups += 1
         if new_exposure:
@@ -438,9 +462,12 @@ class Guard:
 
     def _mature(self, rec: AccountState, ts: int) -> tuple[float, float]:
         """Settle pending unexplained lookups older than the horizon; decayed counts."""
-        scale = self._conv_scale_us
-        matured = decayed(rec.conv_matured, rec.conv_ts, ts, scale)
-        converted = decayed(rec.conv_converted, rec.conv_ts, ts, scale)
+        matured = rec.conv_matured
+        converted = rec.conv_converted
+        if rec.conv_ts < ts:  # decayed(), one exp for both counters
+            decay = exp((rec.conv_ts - ts) / self._conv_scale_us)
+            matured *= decay
+            converted *= decay
         pending = rec.pending
         horizon = self._horizon_us
         while pending and pending[0][0] + horizon <= ts:

@@ -149,16 +149,40 @@ class GuardState(Protocol):
         ...
 
 
+class _Local:
+    """One account's registry entries in :class:`MemoryState`."""
+
+    __slots__ = ("devices", "networks", "read")
+
+    def __init__(self) -> None:
+        self.read: set[str] = set()
+        """Persons (NIR) the account read with ``allow``."""
+        self.networks: dict[str, int] = {}
+        """Explained lookups per network (vouches)."""
+        self.devices: dict[str, int] = {}
+
+
+_NO_LOCAL = _Local()
+_new_context = tuple.__new__  # Context(...) without the NamedTuple's Python-level __new__
+
+
 class MemoryState:
-    """The in-process store (embedded default, offline replay)."""
+    """The in-process store (embedded default, offline replay).
+
+    The registries are nested by their first key (account, unit, network or
+    device) rather than keyed by joined strings: the same facts as the flat keys
+    a shared store uses, found without building a key per lookup; persons and
+    networks are held by reference to the caller's strings.
+    """
 
     def __init__(self) -> None:
         self._accounts: dict[str, AccountState] = {}
-        self._claims: dict[str, int] = {}
-        self._read: set[str] = set()
-        self._known: dict[str, int] = {}
-        self._units: dict[str, set[str]] = {}
-        self._popular: set[str] = set()
+        self._claims: dict[str, dict[str, int]] = {}
+        self._locals: dict[str, _Local] = {}
+        self._network_units: dict[str, set[str]] = {}
+        self._device_units: dict[str, set[str]] = {}
+        self._popular_networks: set[str] = set()
+        self._popular_devices: set[str] = set()
         self._sessions: dict[str, str] = {}
 
     def account(self, account_id: str) -> AccountState:
@@ -184,20 +208,23 @@ class MemoryState:
         device: str,
         session_id: str,
     ) -> Context:
-        known = self._known
-        units = self._units
-        net_units = units.get("n:" + network)
-        dev_units = units.get("d:" + device)
-        return Context(
-            self._claims.get(unit + "|" + nir, -1),
-            (account_id + "|" + nir) in self._read,
-            known.get(account_id + "|n:" + network, 0),
-            known.get(account_id + "|d:" + device, 0),
-            0 if net_units is None else len(net_units) - (unit in net_units),
-            0 if dev_units is None else len(dev_units) - (unit in dev_units),
-            ("n:" + network) in self._popular,
-            ("d:" + device) in self._popular,
-            self._sessions.get(session_id),
+        local = self._locals.get(account_id, _NO_LOCAL)
+        claims = self._claims.get(unit)
+        net_units = self._network_units.get(network)
+        dev_units = self._device_units.get(device)
+        return _new_context(
+            Context,
+            (
+                -1 if claims is None else claims.get(nir, -1),
+                nir in local.read,
+                local.networks.get(network, 0),
+                local.devices.get(device, 0),
+                0 if net_units is None else len(net_units) - (unit in net_units),
+                0 if dev_units is None else len(dev_units) - (unit in dev_units),
+                network in self._popular_networks,
+                device in self._popular_devices,
+                self._sessions.get(session_id),
+            ),
         )
 
     def remember(
@@ -213,28 +240,43 @@ class MemoryState:
         vouch: int,
         cap: int,
     ) -> None:
-        if read and nir is not None:
-            self._read.add(account_id + "|" + nir)
-        if vouch:
-            known = self._known
-            for key in (account_id + "|n:" + network, account_id + "|d:" + device):
-                known[key] = known.get(key, 0) + vouch
-        units = self._units
-        for key in ("n:" + network, "d:" + device):
-            members = units.get(key)
-            if members is None:
-                units[key] = {unit}
-            elif len(members) < cap:
-                members.add(unit)
-        self._sessions.setdefault(session_id, network)
+        if (read and nir is not None) or vouch:
+            local = self._locals.get(account_id)
+            if local is None:
+                local = self._locals[account_id] = _Local()
+            if read and nir is not None:
+                local.read.add(nir)
+            if vouch:
+                local.networks[network] = local.networks.get(network, 0) + vouch
+                local.devices[device] = local.devices.get(device, 0) + vouch
+        members = self._network_units.get(network)
+        if members is None:
+            self._network_units[network] = {unit}
+        elif len(members) < cap:
+            members.add(unit)
+        members = self._device_units.get(device)
+        if members is None:
+            self._device_units[device] = {unit}
+        elif len(members) < cap:
+            members.add(unit)
+        if session_id not in self._sessions:
+            self._sessions[session_id] = network
 
     def add_claim(self, unit: str, nir: str, ts: int) -> None:
-        key = unit + "|" + nir
-        if ts > self._claims.get(key, -1):
-            self._claims[key] = ts
+        claims = self._claims.get(unit)
+        if claims is None:
+            claims = self._claims[unit] = {}
+        if ts > claims.get(nir, -1):
+            claims[nir] = ts
 
     def claimed_at(self, unit: str, nir: str) -> int:
-        return self._claims.get(unit + "|" + nir, -1)
+        claims = self._claims.get(unit)
+        return -1 if claims is None else claims.get(nir, -1)
 
     def freeze_popular(self, popular_units: int) -> None:
-        self._popular = {key for key, units in self._units.items() if len(units) >= popular_units}
+        self._popular_networks = {
+            key for key, units in self._network_units.items() if len(units) >= popular_units
+        }
+        self._popular_devices = {
+            key for key, units in self._device_units.items() if len(units) >= popular_units
+        }
