@@ -12,6 +12,7 @@ BENCHMARKS = (
     "bench_audit_cost",
     "bench_audit_verify",
     "bench_auth",
+    "bench_guard",
 )
 
 
