@@ -211,8 +211,7 @@ class MemoryDirectory:
         if pos is None:
             return False
         row = person.ref
-        units = self._care_unit
-        return any(units[i] == pos for i in range(self._care_ptr[row], self._care_ptr[row + 1]))
+        return pos in self._care_unit[self._care_ptr[row] : self._care_ptr[row + 1]]
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -123,6 +123,7 @@ class Guard:
         self._births: dict[str | None, int | None] = {}
         self._known_after = config.network.known_after
         self._four_scales = len(self._scales_us) == 4
+        self._min_matured = config.conversion.min_matured
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
 
@@ -289,11 +290,25 @@ class Guard:
             enumeration = enumeration_level(enum_total, enum_missed, ecfg)
 
         # Conversion: unexplained lookups that matured with or without a claim.
-        matured, converted = self._mature(rec, ts)
+        pending = rec.pending
+        if pending and pending[0][0] + self._horizon_us <= ts:
+            matured, converted = self._mature(rec, ts)
+        else:  # nothing matures: _mature's decay alone
+            matured = rec.conv_matured
+            converted = rec.conv_converted
+            if rec.conv_ts < ts:
+                decay = exp((rec.conv_ts - ts) / self._conv_scale_us)
+                matured *= decay
+                converted *= decay
+            rec.conv_matured, rec.conv_converted, rec.conv_ts = matured, converted, ts
         base = rec.conversion_base if rec.conversion_base >= 0 else -1.0
         if base < 0 and peer is not None:
             base = peer.conversion
-        poor_conversion = low_conversion(matured, converted, base, cfg.conversion)
+        poor_conversion = (
+            base > 0
+            and matured >= self._min_matured
+            and low_conversion(matured, converted, base, cfg.conversion)
+        )
 
         # Networks and devices.
         known_after = self._known_after
@@ -351,7 +366,9 @@ class Guard:
         score = max(
             spent / capacity,
             velocity_ratio,
-            enum_missed / ecfg.min_count * min(1.0, enum_missed / enum_total),
+            enum_missed / ecfg.min_count * min(1.0, enum_missed / enum_total)
+            if enum_missed
+            else 0.0,
         )
 
         # The rules, most severe first.
