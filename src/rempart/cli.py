@@ -742,6 +742,53 @@ def guard_replay(
     )
 
 
+@guard_app.command("alerts")
+def guard_alerts(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    status: Annotated[
+        str | None, typer.Option(help="Only alerts in this state: open or acknowledged.")
+    ] = None,
+    account_id: Annotated[str | None, typer.Option(help="Only this account's alerts.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 1000,
+) -> None:
+    """List the guard's alerts, newest first (one per denied lookup and suspension)."""
+    import json
+
+    from rempart.guard.alerts import ALERT_STATUSES, list_alerts
+    from rempart.services import Services
+    from rempart.store.engine import session_scope
+
+    if status is not None and status not in ALERT_STATUSES:
+        raise fail("bad_status", f"--status must be one of: {', '.join(ALERT_STATUSES)}")
+    services = Services(settings_or_exit())
+    try:
+        with session_scope(services.sessions) as session:
+            alerts = list_alerts(
+                session,
+                status=status,
+                account_id=account_id,
+                limit=limit,
+            )
+    except SQLAlchemyError as exc:
+        raise fail("database_unavailable", _database_problem(exc)) from None
+    finally:
+        services.close()
+    if as_json:
+        typer.echo(json.dumps([alert.as_json() for alert in alerts]))
+        return
+    if not alerts:
+        err.print("no alerts")
+        return
+    for alert in alerts:
+        out.print(
+            f"#{alert.alert_id} {alert.created_at:%Y-%m-%d %H:%M:%S} {alert.status:<12} "
+            f"{alert.account_id} {alert.decision} score {alert.score:g} "
+            f"{','.join(alert.reasons)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def _database_problem(exc: Exception) -> str:
     # The exception class and the server's first line, never parameters.
     first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[:1]

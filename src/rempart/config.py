@@ -26,6 +26,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from rempart.guard.config import GuardConfigError
+from rempart.guard.config import load_config as load_guard_config
+
 __all__ = ["ConfigError", "Keys", "Settings", "load_settings"]
 
 _DEV_KEYS_FILE = "dev-keys.json"
@@ -77,6 +80,13 @@ class Settings(BaseSettings):
         default=False,
         description="A login from a network or device never seen for the account must use "
         "WebAuthn or the CPS card.",
+    )
+    guard_enabled: bool = Field(
+        default=True, description="Decide every lookup with the guard before the rights are read."
+    )
+    guard_config: Path | None = Field(
+        default=None,
+        description="The guard's thresholds and weights (TOML); default: the shipped file.",
     )
     recovery_code_count: int = Field(default=10, ge=4, le=20)
     mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
@@ -230,6 +240,16 @@ class Settings(BaseSettings):
             raise ValueError("not an e-mail address (e.g. Rempart <no-reply@example.fr>)") from None
         if "@" not in address or "\n" in value or "\r" in value:
             raise ValueError("not an e-mail address (e.g. Rempart <no-reply@example.fr>)")
+        return value
+
+    @field_validator("guard_config")
+    @classmethod
+    def _guard_config_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                load_guard_config(value)
+            except GuardConfigError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("redis_url")

@@ -214,7 +214,19 @@ def _run(
         + "secret=<hidden>&issuer=Rempart"
     )
 
-    insured = read_table(world_dir, "insured", ["nir", "birth_date", "treating_doctor"]).slice(0, 4)
+    # The pharmacist reads the pharmacy's own customers (care links of its organisation):
+    # lookups the guard finds explained, as an honest professional's are.
+    colleagues = professionals.filter(
+        pc.equal(professionals.column("organization_id"), organization_id)
+    ).column("account_id")
+    care = read_table(world_dir, "care", ["account_id", "nir"])
+    customers = care.filter(
+        pc.is_in(care.column("account_id"), value_set=colleagues.combine_chunks())
+    ).column("nir")
+    insured = read_table(world_dir, "insured", ["nir", "birth_date", "treating_doctor"])
+    insured = insured.filter(
+        pc.is_in(insured.column("nir"), value_set=pc.unique(customers.combine_chunks()))
+    ).slice(0, 4)
     people = insured.to_pylist()
     _over_http(
         console,

@@ -33,6 +33,8 @@ from rempart.auth.throttle import (
 from rempart.auth.tokens import TokenSigner
 from rempart.auth.webauthn import WebAuthnService
 from rempart.config import Settings
+from rempart.guard.config import load_config
+from rempart.guard.inline import InlineGuard
 from rempart.notify.mail import MailSender, sender_from_settings
 from rempart.notify.outbox import Outbox
 from rempart.store.engine import make_engine
@@ -190,6 +192,20 @@ class Services:
             events=self.auth.events,
             throttle=self.auth.throttle,
             default_grace_hours=s.client_rotation_grace_hours,
+        )
+
+    @cached_property
+    def guard(self) -> InlineGuard | None:
+        """The guard inline in the API (in-process state), or None when disabled."""
+        if not self.settings.guard_enabled:
+            log.warning("guard_disabled", reason="REMPART_GUARD_ENABLED=false")
+            return None
+        return InlineGuard.for_database(
+            load_config(self.settings.guard_config),
+            self.sessions,
+            auth=self.auth,
+            audit=self.audit,
+            pseudonym_key=self.settings.keys.pseudonym_key,
         )
 
     def close(self) -> None:

@@ -81,6 +81,13 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
             user_agent=request.headers.get("user-agent", ""),
             channel=principal.channel,
         )
+        # The guard decides before the rights are read (a refusal raises, recorded).
+        guard = services.guard
+        verdict = (
+            guard.check(session, caller, raw_nir=body.nir, raw_birth_date=body.birth_date)
+            if guard is not None
+            else None
+        )
         record = audited_lookup(
             session,
             services.audit,
@@ -88,6 +95,8 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
             raw_nir=body.nir,
             raw_birth_date=body.birth_date,
             pseudonym_key=services.settings.keys.pseudonym_key,
+            guard_decision=verdict.decision if verdict else "",
+            guard_reasons=verdict.reasons if verdict else "",
         )
     doctor = record.treating_doctor
     return RightsResponse(

@@ -66,6 +66,8 @@ def audited_lookup(
     raw_nir: str,
     raw_birth_date: str,
     pseudonym_key: bytes,
+    guard_decision: str = "",
+    guard_reasons: str = "",
 ) -> RightsRecord:
     subject = pseudonymize(compact(raw_nir)[:32], pseudonym_key)
     record: RightsRecord | None = None
@@ -92,6 +94,8 @@ def audited_lookup(
         subject=subject,
         found=1 if record is not None else (0 if isinstance(failure, NotFound) else -1),
         categories=ALL_CATEGORIES if record is not None else "",
+        decision=guard_decision,
+        reasons=guard_reasons,
         outcome=outcome,
     )
     # In the lookup's own transaction (one connection per request), committed here:

@@ -1,0 +1,550 @@
+"""The guard inline in the API: a decision on every lookup, before the rights are read.
+
+:class:`InlineGuard` is the API's driver of the one engine (:class:`~rempart.guard.engine.Guard`);
+``rempart guard replay`` is the other. For each lookup it builds the engine's
+input from the authenticated request, asks the engine, and acts:
+
+``allow``
+    the lookup goes on (``audited_lookup``); the audit entry carries the decision
+    and its reason codes.
+``step_up``
+    RFC 9470's ``401 insufficient_user_authentication`` with the phishing-resistant
+    ``acr_values`` (WebAuthn, CPS card). A session that is *already*
+    phishing-resistant passes: the step-up exists so that a relayed (phished)
+    password+TOTP session gets nothing new, and a WebAuthn or card session is what
+    the challenge asks for. Such a pass is recorded as decision ``step_up`` with
+    the reason ``step_up_passed`` first and outcome ``ok``. ``deny`` is never
+    passed, whatever the session.
+``deny``
+    the account is suspended (``AuthService.suspend(by="guard:RULE")``: every
+    session and token revoked, the professional notified), an alert is stored
+    (:mod:`rempart.guard.alerts`), and the answer is ``403 account_suspended``
+    (DESIGN's code for a suspended account: to the caller, a guard denial *is* a
+    suspension). Only an operator lifts it (``rempart accounts restore``).
+
+Every decision, refusals included, is in the lookup's audit entry (``decision``,
+``reasons``); a refused lookup's entry has ``found = -1``, no categories, and the
+error code as ``outcome``: no data left.
+
+Fail closed: if the engine or its state store fails, the lookup is refused with
+``503 guard_unavailable`` (recorded in the trail), never let through.
+
+Mapping the session to the world's ``auth`` names (DESIGN, ``lookups.parquet``):
+``password+totp`` → ``totp``, ``password+recovery`` → ``password`` (a recovery
+code is no second factor in use), ``webauthn``, ``psc``, ``cps`` as they are, and
+``client`` (practice software with an OAuth client secret, acting for a
+professional) → ``password``: a secret held by the software proves no factor of
+the person, so it is recorded as the weakest level. The engine does not weigh
+``auth`` today; the mapping keeps inline events in the replay's format.
+
+Reference data: :class:`DatabaseDirectory` reads the database (the professional
+and unit of the account, the person's birth date, department, declared doctor's
+unit and care-linked units) with one query per person and a bounded TTL cache.
+It is resolved *outside* the engine's lock (on the request's own session), and
+the engine is then called through :meth:`Guard.decide_resolved`, which finds the
+care links in that cache: no database I/O happens under the lock. An in-memory
+copy loaded at start would cost the whole insured table in memory (about 150 MB
+per million persons) and go stale after ``db load-world``; a lookup already reads
+the person's row, so one more indexed query costs little (see
+``bench/bench_guard_inline.py``).
+
+Claims: the API has no claims feed yet, so the inline engine sees no claims
+(claims explain nothing and the conversion signal never fires). :meth:`observe_claim`
+is the hook for a future feed.
+
+History: the inline engine starts with no history (no ``history_until``): every
+account starts on the configured cold-start budget (``budget.min``) and learns
+its baselines from its own clean days. Warming it from the audit trail or a
+world's history is left to a later step.
+
+Operator restore: the in-process state remembers a suspension. The database is
+the authority: a request that authenticated comes from an active account, so a
+guard record still marked suspended means an operator restored the account; the
+record is then reset (suspension, challenge and carried-over debt cleared) before
+the decision. Suspensions being written by this process are not mistaken for
+that (``_suspending``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Final
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from rempart.audit.chain import AuditEntry
+from rempart.audit.trail import AuditTrail, AuditUnavailable
+from rempart.auth.levels import (
+    ACR_CLIENT,
+    ACR_CPS,
+    ACR_PASSWORD_RECOVERY,
+    ACR_PASSWORD_TOTP,
+    ACR_PSC,
+    ACR_WEBAUTHN,
+    PHISHING_RESISTANT,
+    StepUpRequired,
+)
+from rempart.auth.service import AccountSuspended, AuthService
+from rempart.errors import RempartError
+from rempart.guard.alerts import raise_alert
+from rempart.guard.config import GuardConfig
+from rempart.guard.directory import Person, Professional, birth_day
+from rempart.guard.engine import Guard
+from rempart.guard.events import DENY, STEP_UP, ClaimEvent, DecisionKind
+from rempart.guard.signals import network_of
+from rempart.guard.state import GuardState, MemoryState
+from rempart.nir import InvalidNIR, compact, parse_nir, pseudonymize
+from rempart.rights.service import Caller
+from rempart.store.models import Account, CareLink, Insured
+from rempart.store.models import Professional as ProfessionalRow
+
+__all__ = [
+    "AUTH_OF_ACR",
+    "DatabaseDirectory",
+    "GuardUnavailable",
+    "GuardVerdict",
+    "InlineGuard",
+]
+
+log = structlog.get_logger("rempart.guard.inline")
+
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+
+AUTH_OF_ACR: dict[str, str] = {
+    ACR_PASSWORD_TOTP: "totp",
+    ACR_PASSWORD_RECOVERY: "password",
+    ACR_WEBAUTHN: "webauthn",
+    ACR_PSC: "psc",
+    ACR_CPS: "cps",
+    ACR_CLIENT: "password",
+}
+_STEP_UP_ACRS: Final = tuple(sorted(PHISHING_RESISTANT))
+_STEP_UP_DETAIL: Final = (
+    "the guard asks for a phishing-resistant authentication (WebAuthn or CPS card)"
+)
+
+
+class GuardUnavailable(RempartError):
+    """The guard could not decide (its state store failed): the lookup is refused."""
+
+    code = "guard_unavailable"
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("the guard cannot decide right now; no data was read, try again later")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardVerdict:
+    """What the lookup's audit entry records about the guard (the lookup may go on)."""
+
+    decision: str
+    reasons: str
+
+
+class _Cached:
+    __slots__ = ("expires", "value")
+
+    def __init__(self, value: object, expires: float) -> None:
+        self.value = value
+        self.expires = expires
+
+
+class DatabaseDirectory:
+    """The guard's reference data read from the database, with a bounded TTL cache.
+
+    :meth:`prefetch` resolves an account and a person on the caller's session (one
+    indexed query each, when not cached); the :class:`~rempart.guard.directory.Directory`
+    methods then answer from the cache, or with a session of their own.
+
+    An account with no ``professionals`` row (created with ``rempart accounts
+    create`` and no world loaded) is its own unit, with the account's profession and
+    no known department (every patient then counts as living far away).
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], *, ttl_seconds: float = 300.0, size: int = 65_536
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl_seconds
+        self._size = size
+        self._pros: OrderedDict[str, _Cached] = OrderedDict()
+        self._persons: OrderedDict[str, _Cached] = OrderedDict()
+        self._care: dict[int, frozenset[str]] = {}
+        self._refs = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- cache ----------------------------------------------------------------------------
+
+    def _get(self, cache: OrderedDict[str, _Cached], key: str) -> _Cached | None:
+        with self._lock:
+            hit = cache.get(key)
+            if hit is None or hit.expires < time.monotonic():
+                return None
+            cache.move_to_end(key)
+            return hit
+
+    def _put(self, cache: OrderedDict[str, _Cached], key: str, value: object) -> None:
+        with self._lock:
+            cache[key] = _Cached(value, time.monotonic() + self._ttl)
+            cache.move_to_end(key)
+            while len(cache) > self._size:
+                _, old = cache.popitem(last=False)
+                if isinstance(old.value, Person):
+                    self._care.pop(old.value.ref, None)
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _load_professional(self, session: Session, account_id: str) -> Professional | None:
+        row = session.execute(
+            select(
+                ProfessionalRow.profession,
+                ProfessionalRow.department,
+                ProfessionalRow.organization_id,
+            ).where(ProfessionalRow.account_id == account_id)
+        ).first()
+        if row is not None:
+            return Professional(account_id, row[0], row[1], row[2] or account_id)
+        profession = session.execute(
+            select(Account.profession).where(Account.account_id == account_id)
+        ).first()
+        if profession is None:
+            return None
+        return Professional(account_id, profession[0] or "", "", account_id)
+
+    def _load_person(self, session: Session, nir: str) -> Person | None:
+        doctor_unit = func.coalesce(ProfessionalRow.organization_id, Insured.treating_doctor)
+        row = session.execute(
+            select(Insured.birth_date, Insured.department, doctor_unit)
+            .outerjoin(ProfessionalRow, ProfessionalRow.account_id == Insured.treating_doctor)
+            .where(Insured.nir == nir)
+        ).first()
+        if row is None:
+            return None
+        care = frozenset(
+            unit
+            for (unit,) in session.execute(
+                select(func.coalesce(ProfessionalRow.organization_id, CareLink.account_id))
+                .select_from(CareLink)
+                .outerjoin(ProfessionalRow, ProfessionalRow.account_id == CareLink.account_id)
+                .where(CareLink.nir == nir)
+            )
+        )
+        ref = next(self._refs)
+        with self._lock:
+            self._care[ref] = care
+        born: date = row[0]
+        return Person(born.toordinal() - _EPOCH_ORDINAL, row[1], row[2], ref)
+
+    def prefetch(self, session: Session, account_id: str, nir: str) -> Person | None:
+        """Resolve the account and the person on ``session``; the person (None: unknown)."""
+        if self._get(self._pros, account_id) is None:
+            self._put(self._pros, account_id, self._load_professional(session, account_id))
+        hit = self._get(self._persons, nir)
+        if hit is not None:
+            cached: Person | None = hit.value  # type: ignore[assignment]
+            return cached
+        person = self._load_person(session, nir)
+        self._put(self._persons, nir, person)
+        return person
+
+    # -- the Directory interface ------------------------------------------------------------
+
+    def professional(self, account_id: str) -> Professional | None:
+        hit = self._get(self._pros, account_id)
+        if hit is not None:
+            cached: Professional | None = hit.value  # type: ignore[assignment]
+            return cached
+        with self._sessions() as session:
+            pro = self._load_professional(session, account_id)
+        self._put(self._pros, account_id, pro)
+        return pro
+
+    def person(self, nir: str) -> Person | None:
+        hit = self._get(self._persons, nir)
+        if hit is not None:
+            cached: Person | None = hit.value  # type: ignore[assignment]
+            return cached
+        with self._sessions() as session:
+            person = self._load_person(session, nir)
+        self._put(self._persons, nir, person)
+        return person
+
+    def care_linked(self, unit: str, person: Person) -> bool:
+        with self._lock:
+            units = self._care.get(person.ref)
+        if units is None:
+            # Evicted between resolving and deciding (65,536 other persons in between):
+            # never guess; the lookup fails closed.
+            raise LookupError("care links of a person left the cache before the decision")
+        return unit in units
+
+    def accounts(self) -> Iterable[Professional]:
+        return list(self._iter_accounts())
+
+    def _iter_accounts(self) -> Iterator[Professional]:
+        with self._sessions() as session:
+            seen: set[str] = set()
+            for account_id, profession, department, org in session.execute(
+                select(
+                    ProfessionalRow.account_id,
+                    ProfessionalRow.profession,
+                    ProfessionalRow.department,
+                    ProfessionalRow.organization_id,
+                )
+            ):
+                seen.add(account_id)
+                yield Professional(account_id, profession, department, org or account_id)
+            for other_id, other_profession in session.execute(
+                select(Account.account_id, Account.profession)
+            ):
+                if other_id not in seen:
+                    yield Professional(other_id, other_profession or "", "", other_id)
+
+
+class InlineGuard:
+    """The API's driver of the engine. Thread-safe: one decision at a time in the engine."""
+
+    def __init__(
+        self,
+        config: GuardConfig,
+        directory: DatabaseDirectory,
+        *,
+        auth: AuthService,
+        audit: AuditTrail,
+        pseudonym_key: bytes,
+        state: GuardState | None = None,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.state: GuardState = state if state is not None else MemoryState()
+        self.engine = Guard(directory, self.state, config)
+        self._auth = auth
+        self._audit = audit
+        self._pseudonym_key = pseudonym_key
+        self._lock = threading.Lock()
+        self._events = itertools.count(1)
+        self._suspending: set[str] = set()
+        self._v4 = config.network.ipv4_prefix
+        self._v6 = config.network.ipv6_prefix
+
+    @classmethod
+    def for_database(
+        cls,
+        config: GuardConfig,
+        sessions: sessionmaker[Session],
+        *,
+        auth: AuthService,
+        audit: AuditTrail,
+        pseudonym_key: bytes,
+    ) -> InlineGuard:
+        return cls(
+            config,
+            DatabaseDirectory(sessions),
+            auth=auth,
+            audit=audit,
+            pseudonym_key=pseudonym_key,
+        )
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def decide(
+        self,
+        session: Session,
+        caller: Caller,
+        *,
+        raw_nir: str,
+        raw_birth_date: str | None,
+        ts_us: int | None = None,
+    ) -> tuple[DecisionKind, float, tuple[str, ...]]:
+        """The engine's decision on one lookup (no action taken). Fails closed."""
+        nir = _guard_nir(raw_nir)
+        ts = time.time_ns() // 1000 if ts_us is None else ts_us
+        try:
+            person = self.directory.prefetch(session, caller.account_id, nir)
+            given = birth_day(raw_birth_date)
+            network = network_of(caller.client_ip, self._v4, self._v6)
+            account_id = caller.account_id
+            with self._lock:
+                self._forget_restored(account_id)
+                return self.engine.decide_resolved(
+                    ts,
+                    account_id,
+                    nir,
+                    person,
+                    given,
+                    network,
+                    caller.user_agent,
+                    caller.session_id,
+                )
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the lookup fails closed
+            # The type alone, no traceback: a message could carry a NIR into the log.
+            log.error("guard_failed", error_type=type(exc).__name__)  # noqa: TRY400
+            raise GuardUnavailable() from None
+
+    def check(
+        self,
+        session: Session,
+        caller: Caller,
+        *,
+        raw_nir: str,
+        raw_birth_date: str | None,
+    ) -> GuardVerdict:
+        """Decide, and act: return the verdict for the audit entry when the lookup may go
+        on; otherwise record the refusal in the trail (and, for ``deny``, suspend and
+        alert), commit, and raise the answer's error."""
+        try:
+            kind, score, reasons = self.decide(
+                session, caller, raw_nir=raw_nir, raw_birth_date=raw_birth_date
+            )
+        except GuardUnavailable as exc:
+            self._refuse(
+                session,
+                caller,
+                raw_nir,
+                decision="error",
+                reasons=("guard_unavailable",),
+                outcome=exc.code,
+            )
+            raise
+        if kind == STEP_UP and caller.acr in PHISHING_RESISTANT:
+            return GuardVerdict(STEP_UP, _codes(("step_up_passed", *reasons)))
+        if kind == STEP_UP:
+            self._refuse(
+                session,
+                caller,
+                raw_nir,
+                decision=kind,
+                reasons=reasons,
+                outcome=StepUpRequired.code,
+            )
+            raise StepUpRequired(_STEP_UP_ACRS, detail=_STEP_UP_DETAIL)
+        if kind == DENY:
+            self._deny(session, caller, raw_nir, score, reasons)
+            raise AccountSuspended()
+        return GuardVerdict(kind, _codes(reasons))
+
+    def observe_claim(self, account_id: str, nir: str, ts_us: int) -> None:
+        """Hook for a future claims feed: care billed explains later lookups."""
+        with self._lock:
+            self.engine.observe_claim(ClaimEvent(ts_us, account_id, nir))
+
+    # -- acting -----------------------------------------------------------------------------
+
+    def _entry(
+        self, caller: Caller, raw_nir: str, decision: str, reasons: tuple[str, ...], outcome: str
+    ) -> AuditEntry:
+        return AuditEntry(
+            seq=0,
+            ts_us=time.time_ns() // 1000,
+            event="lookup",
+            account_id=caller.account_id,
+            session_id=caller.session_id,
+            acr=caller.acr,
+            client_ip=caller.client_ip,
+            user_agent=caller.user_agent,
+            channel=caller.channel,
+            subject=pseudonymize(compact(raw_nir)[:32], self._pseudonym_key),
+            found=-1,
+            categories="",
+            decision=decision,
+            reasons=_codes(reasons),
+            outcome=outcome,
+        )
+
+    def _refuse(
+        self,
+        session: Session,
+        caller: Caller,
+        raw_nir: str,
+        *,
+        decision: str,
+        reasons: tuple[str, ...],
+        outcome: str,
+    ) -> None:
+        self._audit.append(
+            [self._entry(caller, raw_nir, decision, reasons, outcome)], session=session
+        )
+        try:
+            session.commit()
+        except SQLAlchemyError:
+            raise AuditUnavailable() from None
+
+    def _deny(
+        self,
+        session: Session,
+        caller: Caller,
+        raw_nir: str,
+        score: float,
+        reasons: tuple[str, ...],
+    ) -> None:
+        account_id = caller.account_id
+        entry = self._entry(caller, raw_nir, DENY, reasons, AccountSuspended.code)
+        if reasons and reasons[0] == "account_suspended":
+            # Already suspended by an earlier decision: nothing new to act on.
+            self._refuse(
+                session,
+                caller,
+                raw_nir,
+                decision=DENY,
+                reasons=reasons,
+                outcome=AccountSuspended.code,
+            )
+            return
+        with self._lock:
+            self._suspending.add(account_id)
+        self._audit.append([entry], session=session)
+        rule = reasons[0] if reasons else "deny"
+        self._auth.suspend(session, account_id, by=f"guard:{rule}")
+        raise_alert(
+            session,
+            account_id=account_id,
+            session_id=caller.session_id,
+            decision=DENY,
+            score=score,
+            reasons=reasons,
+            audit_ts_us=entry.ts_us,
+        )
+        try:
+            session.commit()
+        except SQLAlchemyError:
+            raise AuditUnavailable() from None
+        with self._lock:
+            self._suspending.discard(account_id)
+        log.warning("guard_denied", account_id=account_id, reasons=",".join(reasons))
+
+    def _forget_restored(self, account_id: str) -> None:
+        """Called under the lock: the account authenticated, so it is active in the
+        database; a guard record still suspended means an operator restored it."""
+        if account_id in self._suspending:
+            return
+        rec = self.state.account(account_id)
+        if rec.suspended:
+            rec.suspended = False
+            rec.suspended_reason = ""
+            rec.spent = 0.0
+            rec.challenged = False
+            self.state.save_account(account_id, rec)
+            log.info("guard_record_restored", account_id=account_id)
+
+
+def _codes(reasons: tuple[str, ...]) -> str:
+    """Reason codes as the audit trail stores them (comma-separated, at most 256 chars)."""
+    return ",".join(reasons)[:256]
+
+
+def _guard_nir(raw: str) -> str:
+    """The NIR as the directory keys it when it parses; else the compacted input."""
+    try:
+        return parse_nir(raw).value
+    except InvalidNIR:
+        return compact(raw)[:32]
