@@ -60,9 +60,10 @@ world's history is left to a later step.
 Operator restore: the in-process state remembers a suspension. The database is
 the authority: a request that authenticated comes from an active account, so a
 guard record still marked suspended means an operator restored the account; the
-record is then reset (suspension, challenge and carried-over debt cleared) before
-the decision. Suspensions being written by this process are not mistaken for
-that (``_suspending``).
+record is then reset (suspension, challenge, carried-over debt, velocity and
+enumeration counters cleared: the incident is judged) before the decision.
+Suspensions being written by this process are not mistaken for that
+(``_suspending``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Final
@@ -334,6 +335,8 @@ class InlineGuard:
         self._lock = threading.Lock()
         self._events = itertools.count(1)
         self._suspending: set[str] = set()
+        self.clock: Callable[[], int] = _now_us
+        """Microseconds since the epoch of a decision (tests replay a day's pace with it)."""
         self._v4 = config.network.ipv4_prefix
         self._v6 = config.network.ipv6_prefix
 
@@ -368,7 +371,7 @@ class InlineGuard:
     ) -> tuple[DecisionKind, float, tuple[str, ...]]:
         """The engine's decision on one lookup (no action taken). Fails closed."""
         nir = _guard_nir(raw_nir)
-        ts = time.time_ns() // 1000 if ts_us is None else ts_us
+        ts = self.clock() if ts_us is None else ts_us
         try:
             person = self.directory.prefetch(session, caller.account_id, nir)
             given = birth_day(raw_birth_date)
@@ -533,8 +536,16 @@ class InlineGuard:
             rec.suspended_reason = ""
             rec.spent = 0.0
             rec.challenged = False
+            # The burst that led to the suspension is judged: it must not weigh on
+            # the owner's first lookups after the restore.
+            rec.velocity = [0.0] * len(rec.velocity)
+            rec.enum_total = rec.enum_missed = 0.0
             self.state.save_account(account_id, rec)
             log.info("guard_record_restored", account_id=account_id)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
 
 
 def _codes(reasons: tuple[str, ...]) -> str:

@@ -1,0 +1,341 @@
+"""The guard inline in the API, through real HTTP, on SQLite and on PostgreSQL.
+
+A scripted robot with a valid password + TOTP session is contained within a
+handful of records and its account suspended (an alert is listed, an operator
+restores it); an honest pharmacist reading the pharmacy's own customers passes;
+a step-up answered with a security key goes on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from rempart.audit.models import AuditEvent
+from rempart.cli import app
+from rempart.config import Settings, load_settings
+from rempart.devtools.soft_authenticator import SoftAuthenticator
+from rempart.nir import make_nir
+from rempart.services import Services
+from rempart.store.engine import session_scope
+from rempart.store.models import Account, CareLink, Insured, Professional
+from tests.conftest import FAST_HASHING
+from tests.functional.conftest import Login, Person, log_in, make_login
+
+ORIGIN = "http://testserver"
+API = "/api/v1/auth"
+STEP_UP_ACRS = 'acr_values="cps webauthn"'
+runner = CliRunner()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        webauthn_rp_id="testserver",
+        webauthn_origins=[ORIGIN],
+        **FAST_HASHING,
+    )
+
+
+def _person(session: Any, order: int, department: str, born: date) -> Person:
+    nir = make_nir(
+        sex=1 + order % 2,
+        year=born.year,
+        month=born.month,
+        department=department,
+        commune="055",
+        order=order,
+    )
+    session.add(
+        Insured(
+            nir=nir.value,
+            birth_date=born,
+            sex=1 + order % 2,
+            last_name=f"Nom{order}",
+            first_name="Camille",
+            department=department,
+            treating_doctor=None,
+            c2s=False,
+            ame=False,
+            ald=False,
+            email=None,
+            street="1 rue des Lilas",
+            postcode="75011",
+            city="Paris",
+        )
+    )
+    return Person(nir=nir, birth_date=born, last_name=f"Nom{order}")
+
+
+@pytest.fixture
+def town(services: Services) -> tuple[list[Person], list[Person]]:
+    """A pharmacy in Paris (two accounts, one organisation); 12 customers with care links
+    to it (some through the colleague's account), and 40 strangers living in Marseille."""
+    customers: list[Person] = []
+    strangers: list[Person] = []
+    with session_scope(services.sessions) as session:
+        for account_id in ("ph-lilas", "ph-lilas-2"):
+            session.add(
+                Professional(
+                    account_id=account_id,
+                    rpps=None,
+                    profession="pharmacie",
+                    department="75",
+                    organization_id="org-lilas",
+                    last_name="Lilas",
+                    first_name="Pharmacie",
+                    email=f"{account_id}@officine.example",
+                )
+            )
+        session.flush()
+        for i in range(12):
+            customers.append(_person(session, 100 + i, "75", date(1950 + i, 1 + i % 12, 15)))
+        for i in range(40):
+            strangers.append(_person(session, 300 + i, "13", date(1960 + i % 40, 1 + i % 12, 3)))
+        session.flush()
+        for i, person in enumerate(customers):
+            session.add(
+                CareLink(
+                    account_id="ph-lilas" if i % 2 else "ph-lilas-2",
+                    nir=person.nir.value,
+                    since=date(2024, 1, 1),
+                )
+            )
+    return customers, strangers
+
+
+@pytest.fixture
+def pharmacist(services: Services) -> Login:
+    return make_login(services, "pharmacie.lilas", account_id="ph-lilas")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def lookup(client: TestClient, token: str, person: Person) -> Any:
+    return client.post(
+        "/api/v1/rights/lookup",
+        json={"nir": person.nir.value, "birth_date": person.birth_date.isoformat()},
+        headers=bearer(token),
+    )
+
+
+def totp_session(client: TestClient, login: Login, *, ahead: int = 0) -> str:
+    """A password + TOTP login; ``ahead`` steps of 30 s ahead (a code serves once)."""
+    first = client.post(f"{API}/login", json={"login": login.login, "password": login.password})
+    assert first.status_code == 200, first.text
+    second = client.post(
+        f"{API}/mfa/totp",
+        json={
+            "mfa_token": first.json()["mfa_token"],
+            "code": login.totp.at(time.time() + 30 * ahead),
+        },
+    )
+    assert second.status_code == 200, second.text
+    token: str = second.json()["access_token"]
+    return token
+
+
+def lookup_entries(services: Services, account_id: str) -> list[AuditEvent]:
+    with session_scope(services.sessions) as session:
+        return list(
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.event == "lookup", AuditEvent.account_id == account_id)
+                .order_by(AuditEvent.ts_us)
+            )
+        )
+
+
+def cli_env(services: Services) -> dict[str, str]:
+    settings = services.settings
+    env = {
+        "REMPART_DATABASE_URL": services.engine.url.render_as_string(hide_password=False),
+        "REMPART_DATA_DIR": str(settings.data_dir),
+    }
+    env.update({f"REMPART_{k.upper()}": str(v) for k, v in FAST_HASHING.items()})
+    return env
+
+
+def test_a_robot_is_contained_suspended_alerted_then_restored(
+    client: TestClient,
+    services: Services,
+    pharmacist: Login,
+    town: tuple[list[Person], list[Person]],
+) -> None:
+    customers, strangers = town
+    robot = log_in(client, pharmacist)  # a phished password + TOTP: a valid session
+    statuses: list[int] = []
+    for person in strangers:
+        response = lookup(client, robot, person)
+        statuses.append(response.status_code)
+        if response.status_code == 401 and "insufficient_user_authentication" in response.text:
+            assert STEP_UP_ACRS in response.headers["www-authenticate"]
+        if response.status_code == 403:
+            assert response.json()["error"] == "account_suspended"
+            break
+    # Contained within a handful of records, then suspended.
+    assert statuses.count(200) <= 3, statuses
+    assert 401 in statuses, statuses
+    assert statuses[-1] == 403, statuses
+    assert len(statuses) <= 15, statuses
+    # The account is suspended: the robot gets nothing more, refused before the guard.
+    after = lookup(client, robot, strangers[-1])
+    assert after.status_code == 403
+    assert after.json()["error"] == "account_suspended"
+    with session_scope(services.sessions) as session:
+        status = session.scalar(select(Account.status).where(Account.account_id == "ph-lilas"))
+    assert status == "suspended"
+
+    # Every decision is in the trail, refusals included; refused lookups read nothing.
+    entries = lookup_entries(services, "ph-lilas")
+    assert [e.decision for e in entries] == [
+        {200: "allow", 401: "step_up", 403: "deny"}[s] for s in statuses
+    ]
+    for entry, code in zip(entries, statuses, strict=True):
+        assert entry.reasons, entry
+        if code != 200:
+            assert entry.found == -1
+            assert entry.categories == ""
+            assert entry.outcome in {"insufficient_user_authentication", "account_suspended"}
+    assert "unexplained" in entries[0].reasons.split(",")
+
+    # The alert, listed by the CLI.
+    env = cli_env(services)
+    listed = runner.invoke(app, ["guard", "alerts", "--json", "--status", "open"], env=env)
+    assert listed.exit_code == 0, listed.output
+    alerts = json.loads(listed.stdout)
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["account_id"] == "ph-lilas"
+    assert alert["decision"] == "deny"
+    assert alert["status"] == "open"
+    assert alert["reasons"] == entries[-1].reasons.split(",")
+    assert alert["audit_ts_us"] == entries[-1].ts_us
+    acknowledged = runner.invoke(
+        app, ["guard", "alerts", "--json", "--status", "acknowledged"], env=env
+    )
+    assert json.loads(acknowledged.stdout) == []
+    assert runner.invoke(app, ["guard", "alerts", "--status", "closed"], env=env).exit_code != 0
+
+    # Suspended: no login either, until an operator restores the account.
+    refused = client.post(
+        f"{API}/login", json={"login": pharmacist.login, "password": pharmacist.password}
+    )
+    assert refused.status_code in {401, 403}
+    restored = runner.invoke(
+        app, ["accounts", "restore", "--account-id", "ph-lilas", "--operator", "alice"], env=env
+    )
+    assert restored.exit_code == 0, restored.output
+    # The owner, after the restore: the pharmacy's customers pass again.
+    token = totp_session(client, pharmacist, ahead=1)
+    for person in customers[:4]:
+        response = lookup(client, token, person)
+        assert response.status_code == 200, lookup_entries(services, "ph-lilas")[-1].reasons
+    assert lookup_entries(services, "ph-lilas")[-1].decision == "allow"
+
+
+def test_an_honest_pharmacists_day_passes(
+    client: TestClient,
+    services: Services,
+    pharmacist: Login,
+    town: tuple[list[Person], list[Person]],
+) -> None:
+    customers, strangers = town
+    # A day's pace: a lookup every four minutes from 08:00 UTC (the guard's clock; the
+    # service runs as usual). At machine speed the velocity rule would rightly act.
+    guard = services.guard
+    assert guard is not None
+    day = int(time.time()) // 86_400 * 86_400
+    moments = itertools.count(day * 1_000_000 + 8 * 3_600_000_000, 240_000_000)
+    guard.clock = lambda: next(moments)
+    token = log_in(client, pharmacist)
+    # Every customer (care links of either account of the pharmacy), several times a day,
+    # a typo, and one walk-in customer the pharmacy has never seen.
+    for _ in range(3):
+        for person in customers:
+            response = lookup(client, token, person)
+            assert response.status_code == 200, response.text
+    typo = client.post(
+        "/api/v1/rights/lookup",
+        json={"nir": customers[0].nir.value, "birth_date": "1900-01-01"},
+        headers=bearer(token),
+    )
+    assert typo.status_code == 404
+    assert lookup(client, token, strangers[0]).status_code == 200
+    entries = lookup_entries(services, "ph-lilas")
+    assert len(entries) == 3 * len(customers) + 2
+    assert {e.decision for e in entries} == {"allow"}
+    assert "unexplained" in entries[-1].reasons.split(",")
+    assert entries[0].reasons == ""  # an explained lookup has nothing to say
+    with session_scope(services.sessions) as session:
+        status = session.scalar(select(Account.status).where(Account.account_id == "ph-lilas"))
+    assert status == "active"
+    listed = runner.invoke(app, ["guard", "alerts", "--json"], env=cli_env(services))
+    assert json.loads(listed.stdout) == []
+
+
+def test_a_step_up_answered_with_a_security_key_goes_on(
+    client: TestClient,
+    services: Services,
+    pharmacist: Login,
+    town: tuple[list[Person], list[Person]],
+) -> None:
+    _, strangers = town
+    key = SoftAuthenticator.security_key(origin=ORIGIN)
+    first = log_in(client, pharmacist)
+    options = client.post(f"{API}/webauthn/register/options", json={}, headers=bearer(first))
+    assert options.status_code == 200, options.text
+    registered = client.post(
+        f"{API}/webauthn/register",
+        json={
+            "handle": options.json()["handle"],
+            "credential": key.create(options.json()["options"]),
+            "label": "Clé USB",
+        },
+        headers=bearer(first),
+    )
+    assert registered.status_code == 201, registered.text
+
+    token = first
+    stepped_at = None
+    for i, person in enumerate(strangers[:6]):
+        response = lookup(client, token, person)
+        if response.status_code == 401:
+            assert STEP_UP_ACRS in response.headers["www-authenticate"]
+            challenge = client.post(
+                f"{API}/step-up/webauthn/options", json={}, headers=bearer(token)
+            )
+            assert challenge.status_code == 200, challenge.text
+            answered = client.post(
+                f"{API}/step-up/webauthn",
+                json={
+                    "handle": challenge.json()["handle"],
+                    "credential": key.get(challenge.json()["options"]),
+                },
+                headers=bearer(token),
+            )
+            assert answered.status_code == 200, answered.text
+            token = answered.json()["access_token"]
+            stepped_at = i
+            response = lookup(client, token, person)  # the retry
+        assert response.status_code == 200, response.text
+    assert stepped_at is not None
+    assert stepped_at <= 3
+    entries = lookup_entries(services, "ph-lilas")
+    passed = [e for e in entries if e.decision == "step_up" and e.outcome == "ok"]
+    assert passed, [(e.decision, e.outcome) for e in entries]
+    assert all(e.reasons.split(",")[0] == "step_up_passed" for e in passed)
+    assert all(e.acr == "webauthn" for e in passed)
