@@ -9,9 +9,11 @@ per lookup, in input order, atomically.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -233,37 +235,38 @@ def _decide_all(  # noqa: PLR0917
     reason_chunks: list[pa.Array] = []
     c = 0
     started = time.perf_counter()
-    report("replay", 0, n)
-    decide = guard.decide_resolved
-    observe = guard.observe_claim_resolved
-    for start in range(0, n, _CHUNK):
-        rows = slice(start, min(n, start + _CHUNK))
-        nir_c = l_nir[rows]
-        decisions: list[str] = []
-        scores: list[float] = []
-        reasons: list[str] = []
-        for t, account, nir, person, given, network, agent, session in zip(
-            l_ts[rows].tolist(),
-            account_values[l_account[rows]].tolist(),
-            nir_values[nir_c].tolist(),
-            persons[nir_c].tolist(),
-            births[birth_codes[rows]].tolist(),
-            networks[ip_codes[rows]].tolist(),
-            agent_values[agent_codes[rows]].tolist(),
-            session_values[session_codes[rows]].tolist(),
-            strict=True,
-        ):
-            while c < n_claims and c_ts[c] < t:
-                observe(c_ts[c], c_account[c], c_nir[c])
-                c += 1
-            kind, score, why = decide(t, account, nir, person, given, network, agent, session)
-            decisions.append(kind)
-            scores.append(score)
-            reasons.append(",".join(why))
-        decision_chunks.append(pa.array(decisions, pa.string()))
-        score_chunks.append(pa.array(scores, pa.float64()))
-        reason_chunks.append(pa.array(reasons, pa.string()))
-        report("replay", rows.stop, n)
+    with _collector_paused():
+        report("replay", 0, n)
+        decide = guard.decide_resolved
+        observe = guard.observe_claim_resolved
+        for start in range(0, n, _CHUNK):
+            rows = slice(start, min(n, start + _CHUNK))
+            nir_c = l_nir[rows]
+            decisions: list[str] = []
+            scores: list[float] = []
+            reasons: list[str] = []
+            for t, account, nir, person, given, network, agent, session in zip(
+                l_ts[rows].tolist(),
+                account_values[l_account[rows]].tolist(),
+                nir_values[nir_c].tolist(),
+                persons[nir_c].tolist(),
+                births[birth_codes[rows]].tolist(),
+                networks[ip_codes[rows]].tolist(),
+                agent_values[agent_codes[rows]].tolist(),
+                session_values[session_codes[rows]].tolist(),
+                strict=True,
+            ):
+                while c < n_claims and c_ts[c] < t:
+                    observe(c_ts[c], c_account[c], c_nir[c])
+                    c += 1
+                kind, score, why = decide(t, account, nir, person, given, network, agent, session)
+                decisions.append(kind)
+                scores.append(score)
+                reasons.append(",".join(why))
+            decision_chunks.append(pa.array(decisions, pa.string()))
+            score_chunks.append(pa.array(scores, pa.float64()))
+            reason_chunks.append(pa.array(reasons, pa.string()))
+            report("replay", rows.stop, n)
     seconds = time.perf_counter() - started
     return (
         pa.chunked_array(decision_chunks, pa.string()),
@@ -272,6 +275,19 @@ def _decide_all(  # noqa: PLR0917
         l_ts,
         seconds,
     )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The decision loop makes millions of small containers and no reference cycles:
+    the cyclic collector would only walk the growing state again and again."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _counts(decided: pa.ChunkedArray) -> dict[str, int]:
