@@ -30,7 +30,6 @@ from rempart.guard.events import (
 from rempart.guard.events import LookupEvent as Lookup
 from rempart.guard.signals import (
     budget_capacity,
-    campaign_level,
     enumeration_level,
     far_weight,
     low_conversion,
@@ -74,7 +73,16 @@ class _Account:
     :meth:`Guard.refresh_peers`, which drops every entry.
     """
 
-    __slots__ = ("capacity", "department", "limits", "limits_days", "peer", "professional", "unit")
+    __slots__ = (
+        "capacity",
+        "department",
+        "distances",
+        "limits",
+        "limits_days",
+        "peer",
+        "professional",
+        "unit",
+    )
 
     def __init__(self, professional: Professional, peer: _Peer | None) -> None:
         self.professional = professional
@@ -84,6 +92,14 @@ class _Account:
         self.limits: list[float] = []
         self.capacity = 0.0
         self.limits_days = -1
+        self.distances: dict[str, int] = {}
+
+    def distance(self, department: str) -> int:
+        """:func:`department_distance` from the account's department, remembered."""
+        found = self.distances.get(department)
+        if found is None:
+            found = self.distances[department] = department_distance(department, self.department)
+        return found
 
 
 _MAX_RETRIES = 5
@@ -124,6 +140,8 @@ class Guard:
         self._known_after = config.network.known_after
         self._four_scales = len(self._scales_us) == 4
         self._min_matured = config.conversion.min_matured
+        self._campaign_min = config.campaign.min_units
+        self._campaign_step = config.campaign.step_up_units
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
 
@@ -317,12 +335,18 @@ class Guard:
         moved = (
             ctx.session_network is not None and ctx.session_network != network and not network_known
         )
+        # campaign_level() of both, inline; validated: step_up_units >= min_units >= 1.
         campaign = 0
-        if ctx.network_units or ctx.device_units:  # validated: min_units >= 1
-            campaign = max(
-                campaign_level(network_known, ctx.network_popular, ctx.network_units, cfg.campaign),
-                campaign_level(device_known, ctx.device_popular, ctx.device_units, cfg.campaign),
-            )
+        min_units = self._campaign_min
+        if not network_known and ctx.network_units >= min_units and not ctx.network_popular:
+            campaign = 2 if ctx.network_units >= self._campaign_step else 1
+        if (
+            campaign < 2
+            and not device_known
+            and ctx.device_units >= min_units
+            and not ctx.device_popular
+        ):
+            campaign = 2 if ctx.device_units >= self._campaign_step else 1
 
         # The cost of a new unexplained person against the day's budget.
         cost = 0.0
@@ -332,7 +356,7 @@ class Guard:
             reasons.append("unexplained")
             cost = 1.0
             far = far_weight(
-                department_distance(person.department, info.department),
+                info.distance(person.department),
                 rec.far_seen,
                 rec.near_seen,
                 weights.far_patient,
@@ -432,7 +456,7 @@ class Guard:
             rec.hours[(ts % DAY_US) // HOUR_US] += 1
             if found:
                 assert person is not None
-                if department_distance(person.department, info.department) == 2:
+                if info.distance(person.department) == 2:
                     rec.far_seen += 1
                 else:
                     rec.near_seen += 1
