@@ -247,7 +247,11 @@ def main(argv: list[str] | None = None) -> None:
         "guard's throughput is its decision loop one event at a time; the cap, the "
         "threshold and IsolationForest are computed vectorised over the recorded world "
         "(an inline deployment would pay per-lookup overhead), so their rates are upper "
-        "bounds, not like-for-like.",
+        "bounds, not like-for-like. Legitimate blocks on attacked accounts are their "
+        "owners' own lookups after a deny suspended the account (a replay never restores "
+        "it; the cap, which does not suspend, blocks them on the attacked day only): the "
+        "unattacked column leaves those out. Rates vary between seeds as the 2 cores are "
+        "shared with other work.",
     ]
     publish("guard", "\n".join(lines), dry_run=args.no_write)
 
