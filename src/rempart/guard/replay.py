@@ -5,6 +5,14 @@ Reads ``insured``, ``professionals``, ``care``, ``claims``, ``lookups`` and
 at a time in ``ts`` order (a claim at the same instant as a lookup comes after
 it: a decision uses only what came strictly before), and writes one decision
 per lookup, in input order, atomically.
+
+The loop is the guard's hot path (goal: 100,000 lookups/s in one process). Each
+string column is dictionary-encoded once, so every distinct account, NIR,
+address, user agent and session is one Python object (its hash computed once)
+and rows are compact integer codes, decoded one chunk of rows at a time; the
+person, birth day and network of each distinct value are resolved once, and the
+engine is fed through :meth:`Guard.decide_resolved`, which gives the same
+decisions as :meth:`Guard.decide` without building an event per lookup.
 """
 
 from __future__ import annotations
