@@ -52,10 +52,19 @@ Claims: the API has no claims feed yet, so the inline engine sees no claims
 (claims explain nothing and the conversion signal never fires). :meth:`observe_claim`
 is the hook for a future feed.
 
-History: the inline engine starts with no history (no ``history_until``): every
-account starts on the configured cold-start budget (``budget.min``) and learns
-its baselines from its own clean days. Warming it from the audit trail or a
-world's history is left to a later step.
+History and first contact: the inline engine starts with no history (no
+``history_until``, no peer groups): every account starts on the configured
+cold-start budget (``budget.min``) and learns its baselines from its own clean
+days. An account the guard has never seen has no network or device to compare
+with, and every one would count as new (``new_network`` + ``new_device`` on top of
+``unexplained``: an honest professional's second stranger would already be
+stepped up). So the first lookup's network and device become the account's
+baseline, as the networks of the history do in a replay; novelty weighs from the
+next network on. The budget still bounds a never-seen account taken over: with
+the default file, three far-away strangers before a step-up. (This is a driver
+policy today; it belongs in the engine, behind a configuration key, so that the
+replay treats an account first seen in its window the same way. Warming the
+inline engine from the audit trail or an insurer's history is a later step.)
 
 Operator restore: the in-process state remembers a suspension. The database is
 the authority: a request that authenticated comes from an active account, so a
@@ -78,9 +87,9 @@ from datetime import date
 from typing import Final
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from rempart.audit.chain import AuditEntry
 from rempart.audit.trail import AuditTrail, AuditUnavailable
@@ -206,45 +215,27 @@ class DatabaseDirectory:
     # -- loading --------------------------------------------------------------------------
 
     def _load_professional(self, session: Session, account_id: str) -> Professional | None:
-        row = session.execute(
-            select(
-                ProfessionalRow.profession,
-                ProfessionalRow.department,
-                ProfessionalRow.organization_id,
-            ).where(ProfessionalRow.account_id == account_id)
-        ).first()
+        connection = session.connection()
+        row = connection.execute(_PROFESSIONAL, {"account_id": account_id}).first()
         if row is not None:
             return Professional(account_id, row[0], row[1], row[2] or account_id)
-        profession = session.execute(
-            select(Account.profession).where(Account.account_id == account_id)
-        ).first()
-        if profession is None:
+        account = connection.execute(_ACCOUNT, {"account_id": account_id}).first()
+        if account is None:
             return None
-        return Professional(account_id, profession[0] or "", "", account_id)
+        return Professional(account_id, account[0] or "", "", account_id)
 
     def _load_person(self, session: Session, nir: str) -> Person | None:
-        doctor_unit = func.coalesce(ProfessionalRow.organization_id, Insured.treating_doctor)
-        row = session.execute(
-            select(Insured.birth_date, Insured.department, doctor_unit)
-            .outerjoin(ProfessionalRow, ProfessionalRow.account_id == Insured.treating_doctor)
-            .where(Insured.nir == nir)
-        ).first()
-        if row is None:
+        # One query: the person, the declared doctor's unit, one row per care-linked unit.
+        rows = session.connection().execute(_PERSON, {"nir": nir}).all()
+        if not rows:
             return None
-        care = frozenset(
-            unit
-            for (unit,) in session.execute(
-                select(func.coalesce(ProfessionalRow.organization_id, CareLink.account_id))
-                .select_from(CareLink)
-                .outerjoin(ProfessionalRow, ProfessionalRow.account_id == CareLink.account_id)
-                .where(CareLink.nir == nir)
-            )
-        )
+        care = frozenset(row[3] for row in rows if row[3] is not None)
         ref = next(self._refs)
         with self._lock:
             self._care[ref] = care
-        born: date = row[0]
-        return Person(born.toordinal() - _EPOCH_ORDINAL, row[1], row[2], ref)
+        first = rows[0]
+        born: date = first[0]
+        return Person(born.toordinal() - _EPOCH_ORDINAL, first[1], first[2], ref)
 
     def prefetch(self, session: Session, account_id: str, nir: str) -> Person | None:
         """Resolve the account and the person on ``session``; the person (None: unknown)."""
@@ -312,6 +303,27 @@ class DatabaseDirectory:
                     yield Professional(other_id, other_profession or "", "", other_id)
 
 
+_Doctor = aliased(ProfessionalRow)
+_Carer = aliased(ProfessionalRow)
+_PROFESSIONAL = select(
+    ProfessionalRow.profession, ProfessionalRow.department, ProfessionalRow.organization_id
+).where(ProfessionalRow.account_id == bindparam("account_id"))
+_ACCOUNT = select(Account.profession).where(Account.account_id == bindparam("account_id"))
+_PERSON = (
+    select(
+        Insured.birth_date,
+        Insured.department,
+        func.coalesce(_Doctor.organization_id, Insured.treating_doctor),
+        func.coalesce(_Carer.organization_id, CareLink.account_id),
+    )
+    .select_from(Insured)
+    .outerjoin(_Doctor, _Doctor.account_id == Insured.treating_doctor)
+    .outerjoin(CareLink, CareLink.nir == Insured.nir)
+    .outerjoin(_Carer, _Carer.account_id == CareLink.account_id)
+    .where(Insured.nir == bindparam("nir"))
+)
+
+
 class InlineGuard:
     """The API's driver of the engine. Thread-safe: one decision at a time in the engine."""
 
@@ -337,6 +349,8 @@ class InlineGuard:
         self._suspending: set[str] = set()
         self.clock: Callable[[], int] = _now_us
         """Microseconds since the epoch of a decision (tests replay a day's pace with it)."""
+        # As the engine caps the units it remembers per network and device.
+        self._unit_cap = max(config.campaign.popular_units, config.campaign.step_up_units + 1)
         self._v4 = config.network.ipv4_prefix
         self._v6 = config.network.ipv6_prefix
 
@@ -379,6 +393,7 @@ class InlineGuard:
             account_id = caller.account_id
             with self._lock:
                 self._forget_restored(account_id)
+                self._first_contact(account_id, network, caller)
                 return self.engine.decide_resolved(
                     ts,
                     account_id,
@@ -524,6 +539,26 @@ class InlineGuard:
         with self._lock:
             self._suspending.discard(account_id)
         log.warning("guard_denied", account_id=account_id, reasons=",".join(reasons))
+
+    def _first_contact(self, account_id: str, network: str, caller: Caller) -> None:
+        """Called under the lock: an account the guard has never seen has no network or
+        device to compare with; the first lookup's become its baseline."""
+        if self.state.account(account_id).day >= 0:
+            return
+        pro = self.directory.professional(account_id)
+        if pro is None:
+            return  # the engine refuses an unknown account (fails closed)
+        self.state.remember(
+            account_id,
+            pro.unit,
+            None,
+            network=network,
+            device=caller.user_agent,
+            session_id=caller.session_id,
+            read=False,
+            vouch=self.config.network.known_after,
+            cap=self._unit_cap,
+        )
 
     def _forget_restored(self, account_id: str) -> None:
         """Called under the lock: the account authenticated, so it is active in the
