@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from email.headerregistry import Address
 from email.utils import parseaddr
 from functools import cached_property
@@ -83,6 +84,11 @@ class Settings(BaseSettings):
     )
     guard_enabled: bool = Field(
         default=True, description="Decide every lookup with the guard before the rights are read."
+    )
+    guard_learn_until: datetime | None = Field(
+        default=None,
+        description="Until then (ISO 8601, with a time zone) the guard records and learns, "
+        "and does not act.",
     )
     guard_config: Path | None = Field(
         default=None,
@@ -240,6 +246,13 @@ class Settings(BaseSettings):
             raise ValueError("not an e-mail address (e.g. Rempart <no-reply@example.fr>)") from None
         if "@" not in address or "\n" in value or "\r" in value:
             raise ValueError("not an e-mail address (e.g. Rempart <no-reply@example.fr>)")
+        return value
+
+    @field_validator("guard_learn_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone (e.g. 2026-12-01T00:00:00+00:00)")
         return value
 
     @field_validator("guard_config")

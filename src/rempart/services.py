@@ -34,6 +34,7 @@ from rempart.auth.tokens import TokenSigner
 from rempart.auth.webauthn import WebAuthnService
 from rempart.config import Settings
 from rempart.guard.config import load_config
+from rempart.guard.events import to_micros
 from rempart.guard.inline import InlineGuard
 from rempart.notify.mail import MailSender, sender_from_settings
 from rempart.notify.outbox import Outbox
@@ -206,6 +207,7 @@ class Services:
             auth=self.auth,
             audit=self.audit,
             pseudonym_key=self.settings.keys.pseudonym_key,
+            learn_until=to_micros(learn) if (learn := self.settings.guard_learn_until) else None,
         )
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from rempart.audit.models import AuditEvent
 from rempart.cli import app
 from rempart.config import Settings, load_settings
 from rempart.devtools.soft_authenticator import SoftAuthenticator
+from rempart.guard.inline import InlineGuard
 from rempart.nir import make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -370,3 +371,35 @@ def test_a_step_up_answered_with_a_security_key_goes_on(
     assert passed, [(e.decision, e.outcome) for e in entries]
     assert all(e.reasons.split(",")[0] == "step_up_passed" for e in passed)
     assert all(e.acr == "webauthn" for e in passed)
+
+
+def test_in_the_learning_window_the_guard_records_and_does_not_act(
+    client: TestClient,
+    services: Services,
+    pharmacist: Login,
+    town: tuple[list[Person], list[Person]],
+) -> None:
+    _, strangers = town
+    guard = services.guard
+    assert guard is not None
+    services.guard = InlineGuard.for_database(
+        guard.config,
+        services.sessions,
+        auth=services.auth,
+        audit=services.audit,
+        pseudonym_key=services.settings.keys.pseudonym_key,
+        learn_until=(int(time.time()) + 3600) * 1_000_000,
+    )
+    token = log_in(client, pharmacist)
+    for person in strangers[:20]:
+        response = lookup(client, token, person, ROBOT)
+        assert response.status_code == 200, response.text
+    entries = lookup_entries(services, "ph-lilas")
+    assert len(entries) == 20
+    assert all(e.reasons.split(",")[0] == "learning" for e in entries)
+    assert all(e.outcome == "ok" for e in entries)
+    # What the guard would have done is on record.
+    assert {e.decision for e in entries} > {"allow"}
+    with session_scope(services.sessions) as session:
+        status = session.scalar(select(Account.status).where(Account.account_id == "ph-lilas"))
+    assert status == "active"
