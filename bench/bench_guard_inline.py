@@ -17,9 +17,12 @@ alone (:meth:`Guard.decide` with the in-memory directory of the same world).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
             memory.decide(event)
             alone.append(time.perf_counter_ns() - began)
 
+        window_start = to_micros(
+            datetime.fromisoformat(json.loads((world / "world.json").read_text())["window_start"])
+        )
+        honest = sum(1 for moment in ts if moment < window_start) / max(1, len(ts))
         first = to_micros(rows[0]["ts"]) if rows else 0
         span_days = (ts[-1] - first) / 86_400e6 if rows else 0.0
         lines = [
@@ -165,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
             "- decisions: "
             + ", ".join(f"{k} {v:,}" for k, v in decisions.items())
             + " (a denied account's later lookups are skipped: the service refuses them)",
+            f"- {honest:.0%} of these lookups come before the world's evaluation window (all "
+            "honest): step-ups and denies there are the engine's strictness without history "
+            "(what `REMPART_GUARD_LEARN_UNTIL` is for), not detections",
+            f"- machine load average during the run: {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores (other work shared the machine)",
             "- not measured here: the state in Redis (next step), the HTTP request around it",
         ]
         publish("guard-inline", "\n".join(lines), dry_run=args.no_write)

@@ -13,6 +13,7 @@ BENCHMARKS = (
     "bench_audit_verify",
     "bench_auth",
     "bench_guard",
+    "bench_guard_inline",
 )
 
 

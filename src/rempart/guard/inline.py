@@ -358,7 +358,6 @@ class InlineGuard:
         self._audit = audit
         self._pseudonym_key = pseudonym_key
         self._lock = threading.Lock()
-        self._events = itertools.count(1)
         self._suspending: set[str] = set()
         self.clock: Callable[[], int] = _now_us
         """Microseconds since the epoch of a decision (tests replay a day's pace with it)."""
