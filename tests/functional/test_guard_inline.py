@@ -24,7 +24,7 @@ from rempart.audit.models import AuditEvent
 from rempart.cli import app
 from rempart.config import Settings, load_settings
 from rempart.devtools.soft_authenticator import SoftAuthenticator
-from rempart.guard.inline import InlineGuard
+from rempart.guard.inline import DatabaseDirectory, InlineGuard
 from rempart.nir import make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -403,3 +403,35 @@ def test_in_the_learning_window_the_guard_records_and_does_not_act(
     with session_scope(services.sessions) as session:
         status = session.scalar(select(Account.status).where(Account.account_id == "ph-lilas"))
     assert status == "active"
+
+
+def test_a_guard_that_cannot_decide_refuses_the_lookup(
+    client: TestClient,
+    services: Services,
+    pharmacist: Login,
+    town: tuple[list[Person], list[Person]],
+) -> None:
+    # A directory whose cache keeps nothing: a person's care links are gone by the time
+    # the engine asks for them, and the guard must not guess.
+    _, strangers = town
+    guard = services.guard
+    assert guard is not None
+    services.guard = InlineGuard(
+        guard.config,
+        DatabaseDirectory(services.sessions, size=0),
+        auth=services.auth,
+        audit=services.audit,
+        pseudonym_key=services.settings.keys.pseudonym_key,
+    )
+    token = log_in(client, pharmacist)
+    response = lookup(client, token, strangers[0])
+    assert response.status_code == 503
+    assert response.json()["error"] == "guard_unavailable"
+    assert "last_name" not in response.text
+    (entry,) = lookup_entries(services, "ph-lilas")
+    assert (entry.decision, entry.reasons, entry.outcome) == (
+        "error",
+        "guard_unavailable",
+        "guard_unavailable",
+    )
+    assert entry.found == -1
