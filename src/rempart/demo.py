@@ -159,7 +159,7 @@ def _run(
         )
     )
 
-    _step(console, 1, "A synthetic world: insured persons, professionals, care links")
+    _step(console, 1, "A synthetic world: insured persons, professionals, care links, traffic")
     with progress_bar(console, "  ") as progress:
         summary = generate_world(
             world_dir,
@@ -245,8 +245,9 @@ def _run(
     console.print(
         Panel.fit(
             f"Demo data kept in {workdir}.\n"
-            "Coming next: the live guard, breach scoping and notification of the people "
-            "affected.",
+            "Every lookup above also went through the guard (allowed: the pharmacy's own "
+            "customers). Coming next: the guard's story, breach scoping and notification of "
+            "the people affected.",
             border_style="green",
         )
     )
