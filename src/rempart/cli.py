@@ -19,6 +19,7 @@ from rempart.config import ConfigError, Settings, load_settings
 from rempart.errors import RempartError
 from rempart.logs import configure_logging
 from rempart.progress import progress_bar
+from rempart.store.engine import as_utc
 from rempart.world.io import WorldFormatError
 
 if TYPE_CHECKING:
@@ -369,8 +370,8 @@ def audit_export(
             services.audit_engine,
             out_dir,
             signer.verifier(),
-            since=_utc(since),
-            until=_utc(until),
+            since=as_utc(since),
+            until=as_utc(until),
         )
     except FileExistsError as exc:
         raise fail("export_exists", str(exc)) from None
@@ -383,12 +384,6 @@ def audit_export(
         f"{summary.checkpoints:,} checkpoint(s) written to {out_dir}",
         highlight=False,
     )
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 @audit_app.command("history")
@@ -479,7 +474,7 @@ def audit_archive(
     from rempart.services import Services
 
     settings = settings_or_exit()
-    cutoff = _utc(before) or datetime.now(UTC) - timedelta(days=settings.audit_retention_days)
+    cutoff = as_utc(before) or datetime.now(UTC) - timedelta(days=settings.audit_retention_days)
     services = Services(settings)
     try:
         summary = archive_before(

@@ -22,7 +22,6 @@ from rempart.api.schemas import (
     WebAuthnRegistered,
     WebAuthnRegisterRequest,
 )
-from rempart.audit.events import Origin
 from rempart.auth.levels import (
     ACR_CPS,
     ACR_PASSWORD_TOTP,
@@ -31,9 +30,7 @@ from rempart.auth.levels import (
     PHISHING_RESISTANT_REQUIREMENT,
     AuthRequirement,
 )
-from rempart.auth.service import AccountSuspended, Principal
-from rempart.auth.throttle import Throttled
-from rempart.auth.tokens import InvalidToken
+from rempart.auth.service import Principal
 from rempart.auth.webauthn import (
     PURPOSE_LOGIN,
     PURPOSE_STEP_UP,
@@ -43,7 +40,6 @@ from rempart.auth.webauthn import (
 )
 from rempart.services import Services
 from rempart.store.engine import session_scope
-from rempart.store.models import Account
 
 __all__ = ["FIRST_KEY_REQUIREMENT", "router"]
 
@@ -168,30 +164,6 @@ def remove_credential(credential_id: str, request: Request) -> Response:
 # -- login second factor -------------------------------------------------------------------
 
 
-def _mfa_account(services: Services, session: Session, mfa_token: str) -> tuple[str, str]:
-    """The account (and login) an MFA token was issued to, if it still holds."""
-    payload = services.auth.mfa_tokens.check(mfa_token)
-    account_id, login, epoch = payload.get("sub"), payload.get("login"), payload.get("epoch")
-    if not isinstance(account_id, str) or not isinstance(login, str):
-        raise InvalidToken()
-    account = session.get(Account, account_id)
-    if account is None or account.token_epoch != epoch:
-        raise InvalidToken()
-    if account.status != "active":
-        raise AccountSuspended()
-    return account_id, login
-
-
-def _throttle_check(services: Services, login: str, where: Origin) -> None:
-    try:
-        services.auth.throttle.check(login, where.client_ip)
-    except Throttled:
-        services.auth.events.record_event(
-            "login_throttled", outcome="too_many_attempts", origin=where
-        )
-        raise
-
-
 @router.post(
     "/mfa/webauthn/options", response_model=WebAuthnOptionsResponse, responses=ERROR_RESPONSES
 )
@@ -201,7 +173,10 @@ def mfa_webauthn_options(
     """After the password: options for ``navigator.credentials.get()`` with the account's keys."""
     services = services_of(request)
     with session_scope(services.sessions) as session:
-        account_id, _ = _mfa_account(services, session, body.mfa_token)
+        account, _ = services.auth.second_step(
+            session, body.mfa_token, origin_of(request), count_attempt=False
+        )
+        account_id = account.account_id
         ceremony = services.webauthn.authentication_options(
             session, account_id=account_id, purpose=PURPOSE_LOGIN
         )
@@ -213,9 +188,8 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
     """Second step with a security key or passkey. Answers with the bearer access token."""
     services = services_of(request)
     with session_scope(services.sessions) as session:
-        account_id, login = _mfa_account(services, session, body.mfa_token)
-        where = origin_of(request, login=login)
-        _throttle_check(services, login, where)
+        account, where = services.auth.second_step(session, body.mfa_token, origin_of(request))
+        account_id, login = account.account_id, where.login
         try:
             services.webauthn.authenticate(
                 session,

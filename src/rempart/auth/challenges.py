@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from rempart.store.engine import as_utc
 from rempart.store.models import AuthChallenge
 
 __all__ = ["Challenge", "ChallengeStore"]
@@ -68,10 +69,7 @@ class ChallengeStore:
         ).one_or_none()
         if row is None:
             return None
-        expires_at = row.expires_at
-        if expires_at.tzinfo is None:  # SQLite returns naive datetimes (stored as UTC)
-            expires_at = expires_at.replace(tzinfo=UTC)
-        if expires_at <= datetime.now(UTC):
+        if as_utc(row.expires_at) <= datetime.now(UTC):
             return None
         payload = json.loads(row.payload)
         if not isinstance(payload, dict):

@@ -88,6 +88,7 @@ from rempart.auth.service import IssuedToken, Principal
 from rempart.auth.throttle import LoginThrottle, Throttled
 from rempart.auth.tokens import InvalidToken, TokenSigner
 from rempart.errors import RempartError
+from rempart.store.engine import as_utc
 from rempart.store.models import Account, ApiClient, Professional
 
 __all__ = [
@@ -198,13 +199,6 @@ class ClientInfo:
     created_at: datetime | None
     rotated_at: datetime | None
     previous_valid_until: datetime | None
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; they were stored in UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _fingerprint(secret_hash: str) -> str:
@@ -381,9 +375,9 @@ class ClientRegistry:
                 organization_id=row.organization_id,
                 label=row.label,
                 status=row.status,
-                created_at=_aware(row.created_at),
-                rotated_at=_aware(row.rotated_at),
-                previous_valid_until=_aware(row.previous_valid_until),
+                created_at=as_utc(row.created_at),
+                rotated_at=as_utc(row.rotated_at),
+                previous_valid_until=as_utc(row.previous_valid_until),
             )
             for row in rows
         ]
@@ -438,7 +432,7 @@ class ClientRegistry:
         if self._matches(client_id, client_secret, client.secret_hash):
             used = client.secret_hash
         elif self._matches(client_id, client_secret, client.previous_secret_hash):
-            until = _aware(client.previous_valid_until)
+            until = as_utc(client.previous_valid_until)
             if until is None or now >= until:
                 return self._bad_secret(session, "expired_secret", client_id, origin)
             used = client.previous_secret_hash
@@ -507,7 +501,7 @@ class ClientRegistry:
             self._refuse_request(session, "organization_changed", session_id, origin)
             raise InvalidToken()
         current = sfp == _fingerprint(first.secret_hash)
-        until = _aware(first.previous_valid_until)
+        until = as_utc(first.previous_valid_until)
         previous = (
             first.previous_secret_hash is not None
             and sfp == _fingerprint(first.previous_secret_hash)

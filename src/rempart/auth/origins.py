@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,20 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rempart.audit.events import Origin
+from rempart.network import network_of
 from rempart.store.models import KnownOrigin
 
-__all__ = ["NewOrigin", "OriginTracker", "network_of"]
-
-
-def network_of(address: str) -> str:
-    """The network an address belongs to, as text (``203.0.113.0/24``); the address
-    itself when it is not an IP address (a test client, a unix socket)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    prefix = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+__all__ = ["NewOrigin", "OriginTracker"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,6 @@ from rempart.auth.service import (
     IssuedToken,
     Principal,
 )
-from rempart.auth.throttle import Throttled
-from rempart.auth.tokens import InvalidToken
 from rempart.auth.totp import new_secret, provisioning_uri, verify_totp
 from rempart.errors import RempartError
 from rempart.store.models import Account, AccountCode, WebAuthnCredential
@@ -154,15 +152,8 @@ class RecoveryService:
         self, session: Session, *, mfa_token: str, code: str, origin: Origin
     ) -> IssuedToken:
         """Second login step with a recovery code instead of the TOTP (a lost phone)."""
-        payload = self.auth.mfa_tokens.check(mfa_token)
-        account_id, login, epoch = payload.get("sub"), payload.get("login"), payload.get("epoch")
-        if not isinstance(account_id, str) or not isinstance(login, str):
-            raise InvalidToken()
-        where = Origin(login=login, client_ip=origin.client_ip, user_agent=origin.user_agent)
-        self._throttle_check(where)
-        account = session.get(Account, account_id)
-        if account is None or account.token_epoch != epoch:
-            raise InvalidToken()
+        account, where = self.auth.second_step(session, mfa_token, origin)
+        account_id, login = account.account_id, where.login
         if not self._consume(session, account_id, "recovery", code):
             self._refuse(session, where, account_id, "login_failed", "wrong_recovery_code")
             raise InvalidCredentials()
@@ -192,7 +183,7 @@ class RecoveryService:
         answer. Every session of the account ends.
         """
         where = Origin(login=login, client_ip=origin.client_ip, user_agent=origin.user_agent)
-        self._throttle_check(where)
+        self.auth.check_throttle(where)
         account = session.scalars(select(Account).where(Account.login == login)).one_or_none()
         if account is None:
             self._refuse(session, where, "", "password_reset_failed", "unknown_login")
@@ -320,15 +311,6 @@ class RecoveryService:
         return provisioning_uri(secret, login=account.login, issuer=self.auth.totp_issuer)
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _throttle_check(self, where: Origin) -> None:
-        try:
-            self.auth.throttle.check(where.login, where.client_ip)
-        except Throttled:
-            self.auth.events.record_event(
-                "login_throttled", outcome="too_many_attempts", origin=where
-            )
-            raise
 
     def _refuse(
         self, session: Session, where: Origin, account_id: str, event: str, reason: str

@@ -204,16 +204,49 @@ class AuthService:
             otpauth_uri=provisioning_uri(secret, login=login, issuer=self.totp_issuer),
         )
 
+    def check_throttle(self, where: Origin) -> None:
+        """Lets an attempt through the throttle, or records that it was throttled and raises."""
+        try:
+            self.throttle.check(where.login, where.client_ip)
+        except Throttled:
+            self.events.record_event("login_throttled", outcome="too_many_attempts", origin=where)
+            raise
+
+    def second_step(
+        self,
+        session: Session,
+        mfa_token: str,
+        origin: Origin,
+        *,
+        lock: bool = False,
+        count_attempt: bool = True,
+    ) -> tuple[Account, Origin]:
+        """The account an MFA token was issued to, if the token still holds for it (same
+        epoch, account active), and the origin with the login typed at the first step.
+
+        Every second factor (TOTP, key, recovery code) starts here; ``count_attempt``
+        passes the attempt through the throttle (not for fetching a key's options).
+        """
+        payload = self.mfa_tokens.check(mfa_token)
+        account_id, login, epoch = payload.get("sub"), payload.get("login"), payload.get("epoch")
+        if not isinstance(account_id, str) or not isinstance(login, str):
+            raise InvalidToken()
+        where = Origin(login=login, client_ip=origin.client_ip, user_agent=origin.user_agent)
+        if count_attempt:
+            self.check_throttle(where)
+        account = session.get(Account, account_id, with_for_update=lock)
+        if account is None or account.token_epoch != epoch:
+            raise InvalidToken()
+        if account.status != "active":
+            raise AccountSuspended()
+        return account, where
+
     def login_password(
         self, session: Session, *, login: str, password: str, address: str, user_agent: str = ""
     ) -> LoginChallenge:
         """First step: checks the throttle, then the password; hands a short MFA token."""
         where = Origin(login=login, client_ip=address, user_agent=user_agent)
-        try:
-            self.throttle.check(login, address)
-        except Throttled:
-            self.events.record_event("login_throttled", outcome="too_many_attempts", origin=where)
-            raise
+        self.check_throttle(where)
         account = session.scalars(select(Account).where(Account.login == login)).one_or_none()
         if account is None:
             self.hasher.verify_dummy(password)
@@ -265,21 +298,10 @@ class AuthService:
         self, session: Session, *, mfa_token: str, code: str, address: str, user_agent: str = ""
     ) -> IssuedToken:
         """Second step: a TOTP code, never the same one twice; returns the access token."""
-        payload = self.mfa_tokens.check(mfa_token)
-        account_id, login, epoch = payload.get("sub"), payload.get("login"), payload.get("epoch")
-        if not isinstance(account_id, str) or not isinstance(login, str):
-            raise InvalidToken()
-        where = Origin(login=login, client_ip=address, user_agent=user_agent)
-        try:
-            self.throttle.check(login, address)
-        except Throttled:
-            self.events.record_event("login_throttled", outcome="too_many_attempts", origin=where)
-            raise
-        account = session.get(Account, account_id, with_for_update=True)
-        if account is None or account.token_epoch != epoch:
-            raise InvalidToken()
-        if account.status != "active":
-            raise AccountSuspended()
+        account, where = self.second_step(
+            session, mfa_token, Origin(client_ip=address, user_agent=user_agent), lock=True
+        )
+        account_id, login = account.account_id, where.login
         secret = self.secret_box.open(account.totp_secret_encrypted, context=account.account_id)
         step = verify_totp(secret, code, last_step=account.totp_last_step)
         if step is None:

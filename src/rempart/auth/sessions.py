@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from rempart.audit.events import Origin
 from rempart.errors import RempartError
+from rempart.store.engine import as_utc
 from rempart.store.models import Account, AuthSession
 
 __all__ = ["OpenSession", "SessionExpired", "SessionPolicy", "SessionState", "SessionStore"]
@@ -87,11 +88,6 @@ _TOUCH = (
 )
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were stored in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 class SessionStore:
     def __init__(self, policy: SessionPolicy) -> None:
         self.policy = policy
@@ -140,12 +136,8 @@ class SessionStore:
         row = connection.execute(_RESOLVE, {"session_id": session_id}).one_or_none()
         if row is None or row.account_id != account_id:
             raise SessionExpired()
-        last_seen = _aware(row.last_seen_at)
-        live = (
-            row.revoked_at is None
-            and now < _aware(row.expires_at)
-            and (now - last_seen).total_seconds() < self.policy.idle_seconds
-        )
+        last_seen = as_utc(row.last_seen_at)
+        live = row.revoked_at is None and self._open_at(row.expires_at, last_seen, now)
         if live and (now - last_seen).total_seconds() >= self.policy.touch_seconds:
             connection.execute(_TOUCH, {"sid": session_id, "now": now})
         return SessionState(
@@ -154,7 +146,7 @@ class SessionStore:
             acr=row.acr,
             channel=row.channel,
             client_id=row.client_id,
-            auth_time=_aware(row.auth_time),
+            auth_time=as_utc(row.auth_time),
             account_status=row.status,
             token_epoch=row.token_epoch,
             live=live,
@@ -186,9 +178,11 @@ class SessionStore:
             .where(AuthSession.account_id == account_id, AuthSession.revoked_at.is_(None))
             .order_by(AuthSession.auth_time)
         ).all()
-        idle = timedelta(seconds=self.policy.idle_seconds)
-        return [
-            row
-            for row in rows
-            if _aware(row.expires_at) > now and _aware(row.last_seen_at) + idle > now
-        ]
+        return [row for row in rows if self._open_at(row.expires_at, row.last_seen_at, now)]
+
+    def _open_at(self, expires_at: datetime, last_seen: datetime, now: datetime) -> bool:
+        """Neither past its absolute end nor idle for too long at ``now``."""
+        return (
+            now < as_utc(expires_at)
+            and (now - as_utc(last_seen)).total_seconds() < self.policy.idle_seconds
+        )

@@ -122,8 +122,8 @@ from rempart.guard.engine import Guard
 from rempart.guard.events import DENY, STEP_UP, ClaimEvent, DecisionKind
 from rempart.guard.signals import network_of
 from rempart.guard.state import GuardState, MemoryState
-from rempart.nir import InvalidNIR, compact, parse_nir, pseudonymize
-from rempart.rights.service import Caller
+from rempart.nir import InvalidNIR, compact, parse_nir
+from rempart.rights.service import Caller, lookup_entry
 from rempart.store.models import Account, CareLink, Insured
 from rempart.store.models import Professional as ProfessionalRow
 
@@ -478,22 +478,15 @@ class InlineGuard:
     def _entry(
         self, caller: Caller, raw_nir: str, decision: str, reasons: tuple[str, ...], outcome: str
     ) -> AuditEntry:
-        return AuditEntry(
-            seq=0,
-            ts_us=time.time_ns() // 1000,
-            event="lookup",
-            account_id=caller.account_id,
-            session_id=caller.session_id,
-            acr=caller.acr,
-            client_ip=caller.client_ip,
-            user_agent=caller.user_agent,
-            channel=caller.channel,
-            subject=pseudonymize(compact(raw_nir)[:32], self._pseudonym_key),
+        return lookup_entry(
+            caller,
+            raw_nir,
+            self._pseudonym_key,
             found=-1,
             categories="",
+            outcome=outcome,
             decision=decision,
             reasons=_codes(reasons),
-            outcome=outcome,
         )
 
     def _refuse(

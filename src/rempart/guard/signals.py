@@ -6,7 +6,6 @@ combines their answers; none of them keeps anything between calls.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -19,6 +18,7 @@ from rempart.guard.config import (
     HoursConfig,
 )
 from rempart.guard.directory import Person
+from rempart.network import network_of
 from rempart.nir import is_valid_nir
 
 __all__ = [
@@ -180,20 +180,6 @@ def session_moved(session_network: str | None, network: str, network_known: bool
 
 
 @lru_cache(maxsize=65_536)
-def network_of(ip: str, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> str:
-    """The network an address belongs to (a prefix); an unparsable address stands alone.
-
-    >>> network_of("192.0.2.77"), network_of("2001:db8:1:2::5")
-    ('192.0.2.0/24', '2001:db8:1::/48')
-    """
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return "?" + ip
-    prefix = ipv4_prefix if address.version == 4 else ipv6_prefix
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-
-
 @lru_cache(maxsize=65_536)
 def malformed(nir: str) -> bool:
     """Whether a NIR that the directory does not know is not even a valid number."""

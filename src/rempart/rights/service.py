@@ -22,7 +22,7 @@ from rempart.errors import RempartError
 from rempart.nir import InvalidNIR, compact, parse_nir, pseudonymize
 from rempart.rights.lookup import NotFound, RightsRecord, lookup_rights
 
-__all__ = ["Caller", "InvalidBirthDate", "audited_lookup", "parse_birth_date"]
+__all__ = ["Caller", "InvalidBirthDate", "audited_lookup", "lookup_entry", "parse_birth_date"]
 
 ALL_CATEGORIES = ",".join(CATEGORIES)
 _DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -58,6 +58,38 @@ class Caller:
     channel: str
 
 
+def lookup_entry(
+    caller: Caller,
+    raw_nir: str,
+    pseudonym_key: bytes,
+    *,
+    found: int,
+    categories: str,
+    outcome: str,
+    decision: str = "",
+    reasons: str = "",
+) -> AuditEntry:
+    """The audit entry of one lookup, answered or refused (here or by the guard): the
+    NIR as typed is kept only as its keyed pseudonym."""
+    return AuditEntry(
+        seq=0,
+        ts_us=now_us(),
+        event="lookup",
+        account_id=caller.account_id,
+        session_id=caller.session_id,
+        acr=caller.acr,
+        client_ip=caller.client_ip,
+        user_agent=caller.user_agent,
+        channel=caller.channel,
+        subject=pseudonymize(compact(raw_nir)[:32], pseudonym_key),
+        found=found,
+        categories=categories,
+        decision=decision,
+        reasons=reasons,
+        outcome=outcome,
+    )
+
+
 def audited_lookup(
     session: Session,
     audit: AuditTrail,
@@ -69,7 +101,6 @@ def audited_lookup(
     guard_decision: str = "",
     guard_reasons: str = "",
 ) -> RightsRecord:
-    subject = pseudonymize(compact(raw_nir)[:32], pseudonym_key)
     record: RightsRecord | None = None
     failure: RempartError | InvalidNIR | None = None
     outcome = "ok"
@@ -81,22 +112,15 @@ def audited_lookup(
         failure, outcome = exc, "invalid_nir"
     except RempartError as exc:
         failure, outcome = exc, exc.code
-    entry = AuditEntry(
-        seq=0,
-        ts_us=now_us(),
-        event="lookup",
-        account_id=caller.account_id,
-        session_id=caller.session_id,
-        acr=caller.acr,
-        client_ip=caller.client_ip,
-        user_agent=caller.user_agent,
-        channel=caller.channel,
-        subject=subject,
+    entry = lookup_entry(
+        caller,
+        raw_nir,
+        pseudonym_key,
         found=1 if record is not None else (0 if isinstance(failure, NotFound) else -1),
         categories=ALL_CATEGORIES if record is not None else "",
+        outcome=outcome,
         decision=guard_decision,
         reasons=guard_reasons,
-        outcome=outcome,
     )
     # In the lookup's own transaction (one connection per request), committed here:
     # durably recorded before anything, data or refusal, goes back to the caller.
