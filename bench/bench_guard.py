@@ -94,21 +94,23 @@ class Result:
     def min_contained(self) -> tuple[float, str]:
         return min(((self.contained(f), f) for f in self.families()), default=(1.0, "-"))
 
-    def _pooled(self, attr: str) -> float:
-        days = sum(s.legit_account_days for s in self.scores)
-        return float(sum(getattr(s, attr) * s.legit_account_days for s in self.scores)) / days
+    def _pooled(self, attr: str, days_attr: str = "legit_account_days") -> float:
+        days = sum(getattr(s, days_attr) for s in self.scores)
+        total = sum(getattr(s, attr) * getattr(s, days_attr) for s in self.scores)
+        return float(total) / days if days else 0.0
 
-    def friction(self) -> float:
+    def friction_all(self) -> float:
         return self._pooled("friction")
 
-    def blocks(self) -> float:
+    def blocks_all(self) -> float:
         return self._pooled("blocks")
 
-    def blocks_unattacked(self) -> float:
-        return self._pooled("blocks_unattacked")
+    def friction(self) -> float:
+        """Outside compromise: the target's measure (see rempart.guard.scoring)."""
+        return self._pooled("friction_uncompromised", "uncompromised_days")
 
-    def friction_unattacked(self) -> float:
-        return self._pooled("friction_unattacked")
+    def blocks(self) -> float:
+        return self._pooled("blocks_uncompromised", "uncompromised_days")
 
     def rate(self) -> float:
         return self.lookups / self.seconds if self.seconds else 0.0
@@ -130,7 +132,7 @@ def _row(name: str, r: Result) -> str:
         f"| {low:.0%} {family} ({_mark(low >= CONTAINED_MIN)}) "
         f"| {r.friction():.2%} ({_mark(r.friction() <= FRICTION_MAX)}) "
         f"| {r.blocks():.2%} ({_mark(r.blocks() <= BLOCKS_MAX)}) "
-        f"| {r.friction_unattacked():.2%} / {r.blocks_unattacked():.2%} "
+        f"| {r.friction_all():.2%} / {r.blocks_all():.2%} "
         f"| {r.rate():,.0f} ({_mark(r.rate() >= RATE_MIN)}) |"
     )
 
@@ -200,11 +202,13 @@ def main(argv: list[str] | None = None) -> None:
         "`rempart.guard.scoring` on the same decisions format; the baselines and their "
         "operating points are described in `rempart.guard.baselines` (thresholds set on "
         "history only). Seeds pooled: exposures over every attacked account, friction and "
-        f"blocks over every legitimate account-day. Whole run {elapsed:.0f} s.",
+        "blocks over every legitimate account-day outside compromise (an attacked "
+        "account's days from its attack's first day are left out: see below). "
+        f"Whole run {elapsed:.0f} s.",
         "",
         "| detector | median exposure (<= 10) | max exposure, 2022 family (<= 25) "
         "| contained, worst family (>= 95%) | legit friction (<= 1%) "
-        "| legit blocks (<= 0.1%) | friction / blocks, unattacked accounts "
+        "| legit blocks (<= 0.1%) | friction / blocks, every legit account-day "
         "| lookups/s, one process (>= 100,000) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *(_row(name, results[name]) for name in DETECTORS),
@@ -237,8 +241,9 @@ def main(argv: list[str] | None = None) -> None:
             one = Result([score])
             low, _ = one.min_contained()
             cells.append(
-                f"{one.median():g} / {one.max_2022()} / {low:.0%} / {score.friction:.2%} / "
-                f"{score.blocks:.2%} / {rate:,.0f}"
+                f"{one.median():g} / {one.max_2022()} / {low:.0%} / "
+                f"{score.friction_uncompromised:.2%} / {score.blocks_uncompromised:.2%} / "
+                f"{rate:,.0f}"
             )
         lines.append(f"| {seed} | {lookups:,} | " + " | ".join(cells) + " |")
     lines += [
@@ -247,11 +252,13 @@ def main(argv: list[str] | None = None) -> None:
         "guard's throughput is its decision loop one event at a time; the cap, the "
         "threshold and IsolationForest are computed vectorised over the recorded world "
         "(an inline deployment would pay per-lookup overhead), so their rates are upper "
-        "bounds, not like-for-like. Legitimate blocks on attacked accounts are their "
-        "owners' own lookups after a deny suspended the account (a replay never restores "
-        "it; the cap, which does not suspend, blocks them on the attacked day only): the "
-        "unattacked column leaves those out. Rates vary between seeds as the 2 cores are "
-        "shared with other work.",
+        "bounds, not like-for-like. Friction and blocks leave out an attacked account's "
+        "days from the day its attack began: from then on its owner meets what the "
+        "attacker set off (a denied account stays suspended until an operator restores "
+        "it after resetting the credentials, which a replay never does; the cap, which "
+        "does not suspend, blocks them on the attacked day only). The column 'every legit "
+        "account-day' keeps them: DESIGN.md's plain definition. Rates vary between seeds "
+        "as the 2 cores are shared with other work.",
     ]
     publish("guard", "\n".join(lines), dry_run=args.no_write)
 

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"- attacked accounts {score.attacked_accounts}, median exposure "
                 f"{score.median_exposure:g}, contained {score.contained:.0%}; legitimate "
                 f"friction {score.friction:.2%}, blocks {score.blocks:.2%} "
-                f"(unattacked accounts: {score.friction_unattacked:.2%}, "
-                f"{score.blocks_unattacked:.2%})"
+                f"(outside compromise: {score.friction_uncompromised:.2%}, "
+                f"{score.blocks_uncompromised:.2%})"
             )
             lines.extend(
                 f"  - {f.family}: {f.accounts} accounts, median exposure {f.median_exposure:g}, "

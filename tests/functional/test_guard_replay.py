@@ -80,8 +80,8 @@ def test_robots_are_contained_and_honest_professionals_left_alone(
     assert score.exposures[("robot_2022", "ph1b")] <= 10
     assert score.exposures[("slow_scraping", "gp2")] <= 10
     assert score.contained == 1.0
-    assert score.friction_unattacked == 0.0
-    assert score.blocks_unattacked == 0.0
+    assert score.friction_uncompromised == 0.0
+    assert score.blocks_uncompromised == 0.0
     # An honest general practitioner's window days: every lookup allowed.
     lookups = pq.read_table(world / "lookups.parquet")
     gp1 = pc.and_(

@@ -226,6 +226,71 @@ def test_a_session_used_from_a_new_network_is_stepped_up(driver: Driver) -> None
     assert moved.reasons[0] == "session_new_network"
 
 
+STRANGER_PLACE = {
+    "ip": "192.0.2.77",
+    "agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+    "session": "stranger",
+}
+
+
+def test_a_new_place_used_alongside_the_practice_is_refused_even_for_own_patients(
+    driver: Driver,
+) -> None:
+    at = DAY2 + timedelta(hours=9)
+    patients = driver.world.care["gp2"]
+    assert driver.lookup(at, "gp2", patients[0]).decision == "allow"
+    # Ten minutes later, the same account from a network and a browser it never used.
+    other = driver.lookup(at + timedelta(minutes=10), "gp2", patients[1], **STRANGER_PLACE)
+    assert other.decision == "step_up"
+    assert other.reasons[0] == "concurrent_new_network"
+    # That place stays refused the next days, own patients included, practice or not.
+    later = driver.lookup(at + timedelta(days=1, hours=3), "gp2", patients[2], **STRANGER_PLACE)
+    assert later.decision == "step_up"
+    assert later.reasons[0] == "refused_network"
+    # The owner, from the practice, is not challenged by what the stranger did.
+    own = driver.lookup(at + timedelta(days=1, hours=3, minutes=1), "gp2", patients[3])
+    assert own.decision == "allow"
+
+
+def test_a_new_place_alone_is_not_concurrent_use(driver: Driver) -> None:
+    # A new network and browser with nothing else in use for hours (a locum, a new
+    # computer at home): no concurrency, own patients are read.
+    at = DAY2 + timedelta(hours=20)
+    patients = driver.world.care["gp2"]
+    decision = driver.lookup(at, "gp2", patients[0], **STRANGER_PLACE)
+    assert decision.decision == "allow"
+    assert "concurrent_new_network" not in decision.reasons
+
+
+def test_a_new_place_on_probation_vouches_for_nothing(driver: Driver) -> None:
+    # A robot reading the practice's own patients before it opens: its explained
+    # lookups do not make its network known, so when the practice shows up the robot's
+    # next lookup is concurrent use.
+    at = DAY2 + timedelta(hours=6)
+    patients = driver.world.care["gp2"]
+    for n in range(4):
+        early = driver.lookup(at + timedelta(minutes=n), "gp2", patients[n], **STRANGER_PLACE)
+        assert early.decision == "allow"
+    opening = at + timedelta(hours=2, minutes=30)
+    assert driver.lookup(opening, "gp2", patients[5]).decision == "allow"
+    robot = driver.lookup(opening + timedelta(minutes=2), "gp2", patients[6], **STRANGER_PLACE)
+    assert robot.decision == "step_up"
+    assert robot.reasons[0] == "concurrent_new_network"
+
+
+def test_a_known_browser_on_a_new_network_is_not_a_stranger(driver: Driver) -> None:
+    # The practice's own browser on a mobile network, alongside the practice line (a
+    # laptop on a phone's connection during a home visit, logged in anew): new network,
+    # known device, no refusal.
+    at = DAY2 + timedelta(hours=10)
+    patients = driver.world.care["gp2"]
+    assert driver.lookup(at, "gp2", patients[0]).decision == "allow"
+    mobile = driver.lookup(
+        at + timedelta(minutes=5), "gp2", patients[1], ip="192.0.2.200", session="mobile"
+    )
+    assert mobile.decision == "allow"
+
+
 def test_shared_infrastructure_across_unrelated_accounts_is_a_campaign(driver: Driver) -> None:
     at = DAY2 + timedelta(hours=10)
     kinds = []

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 __all__ = [
     "BudgetConfig",
     "CampaignConfig",
+    "ConcurrencyConfig",
     "ConversionConfig",
     "EnumerationConfig",
     "GuardConfig",
@@ -114,6 +115,12 @@ class CampaignConfig(_Section):
         return self
 
 
+class ConcurrencyConfig(_Section):
+    window: int = Field(gt=0)
+    probation: int = Field(ge=0)
+    refuse_for: int = Field(gt=0)
+
+
 class ConversionConfig(_Section):
     horizon: int = Field(gt=0)
     scale: int = Field(gt=0)
@@ -141,6 +148,7 @@ class GuardConfig(_Section):
     network: NetworkConfig
     enumeration: EnumerationConfig
     campaign: CampaignConfig
+    concurrency: ConcurrencyConfig
     conversion: ConversionConfig
     hours: HoursConfig
     learning: LearningConfig

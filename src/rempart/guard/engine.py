@@ -104,6 +104,7 @@ class _Account:
 
 _MAX_RETRIES = 5
 _SUSPENDED = ("account_suspended",)
+_STRANGER_RULES = frozenset(("refused_network", "concurrent_new_network"))
 
 
 class Guard:
@@ -144,6 +145,9 @@ class Guard:
         self._campaign_step = config.campaign.step_up_units
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
+        self._window_us = config.concurrency.window * 1_000_000
+        self._probation_us = config.concurrency.probation * 1_000_000
+        self._refuse_us = config.concurrency.refuse_for * 1_000_000
 
     # -- claims ---------------------------------------------------------------------------
 
@@ -348,6 +352,24 @@ class Guard:
         ):
             campaign = 2 if ctx.device_units >= self._campaign_step else 1
 
+        # Concurrent use: a network and a device both new to the account while another
+        # network of it was in use moments ago (a personal account in two places).
+        token = state.token
+        net_key = token(network)
+        other_ts = rec.net_prev_ts if rec.net_last == net_key else rec.net_last_ts
+        fresh_pair = not network_known and not device_known
+        concurrent_new = fresh_pair and other_ts >= 0 and ts - other_ts <= self._window_us
+        pair_key = ""
+        refused = False
+        if concurrent_new or rec.refused:
+            pair_key = net_key + "|" + token(device)
+            refused_at = rec.refused.get(pair_key, -1)
+            refused = refused_at >= 0 and ts - refused_at < self._refuse_us
+        on_probation = False
+        if rec.probation:
+            since = rec.probation.get(net_key, -1)
+            on_probation = since >= 0 and ts - since < self._probation_us
+
         # The cost of a new unexplained person against the day's budget.
         cost = 0.0
         if new_exposure:
@@ -410,6 +432,10 @@ class Guard:
             decision, rule = STEP_UP, "velocity"
         elif moved:
             decision, rule = STEP_UP, "session_new_network"
+        elif refused:
+            decision, rule = STEP_UP, "refused_network"
+        elif concurrent_new:
+            decision, rule = STEP_UP, "concurrent_new_network"
         elif new_exposure or missed:
             if rec.challenged:
                 decision, rule = STEP_UP, "challenged"
@@ -437,6 +463,11 @@ class Guard:
                 v if v > m else m for v, m in zip(new_vel, day_max, strict=True)
             ]
         rec.enum_total, rec.enum_missed, rec.enum_ts = enum_total, enum_missed, ts
+        if rec.net_last == net_key:
+            rec.net_last_ts = ts
+        else:
+            rec.net_prev, rec.net_prev_ts = rec.net_last, rec.net_last_ts
+            rec.net_last, rec.net_last_ts = net_key, ts
         rec.day_lookups += 1
         if new_exposure:
             rec.day_unexplained += 1
@@ -444,11 +475,20 @@ class Guard:
         if trusted:
             pass  # history teaches; it neither spends nor flags
         else:
-            rec.spent = spent
+            if rule not in _STRANGER_RULES:  # a stranger's refused lookups are not the owner's
+                rec.spent = spent
+            if fresh_pair and net_key not in rec.probation:
+                rec.probation[net_key] = ts
+                on_probation = self._probation_us > 0
             if decision != ALLOW:
                 rec.day_flagged = True
                 if decision == STEP_UP:
-                    rec.challenged = True
+                    # A refused network and device answer for themselves: the owner's
+                    # own network is not challenged by what a stranger did.
+                    if rule == "concurrent_new_network":
+                        rec.refused[pair_key] = ts
+                    elif rule != "refused_network":
+                        rec.challenged = True
                 else:
                     rec.suspended = True
                     rec.suspended_reason = rule
@@ -464,7 +504,7 @@ class Guard:
                 rec.pending.append((ts, unit + "|" + nir))
         state.save_account(account_id, rec)
         vouch = 0
-        if allowed and (explained or trusted):
+        if allowed and (explained or trusted) and not on_probation:
             vouch = known_after if trusted else 1
         state.remember(
             account_id,
@@ -537,6 +577,12 @@ class Guard:
         if info.limits_days != rec.days:
             self._refresh_limits(rec, info)
         rec.spent = max(0.0, rec.spent - info.capacity)
+        if rec.probation or rec.refused:
+            start = day * DAY_US
+            rec.probation = {
+                k: t for k, t in rec.probation.items() if start - t < self._probation_us
+            }
+            rec.refused = {k: t for k, t in rec.refused.items() if start - t < self._refuse_us}
         rec.day = day
         rec.challenged = False
         rec.day_lookups = 0

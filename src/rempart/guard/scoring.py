@@ -10,7 +10,14 @@ Window rows only (the lookups that ``labels.parquet`` lists):
   ceiling). This definition is Rempart's; DESIGN.md does not spell one out;
 * **legitimate friction** / **blocks**: share of legitimate account-days (UTC
   days with at least one legitimate lookup of the account) with at least one
-  ``step_up`` / ``deny`` on a legitimate lookup.
+  ``step_up`` / ``deny`` on a legitimate lookup;
+* the same shares **outside compromise** (``*_uncompromised``): without an
+  attacked account's days from the day its attack began. From then on the
+  owner's own lookups meet what the attacker set off: a denied account stays
+  suspended until an operator restores it (after resetting the credentials),
+  which a replay never does, so every later day of the owner counts as blocked
+  in the plain figure. Rempart judges its false-alarm targets on this share,
+  and reports both.
 
 Families are the ``attack`` values as written in the labels.
 """
@@ -53,10 +60,10 @@ class ReplayScore:
     blocks: float
     exposures: dict[tuple[str, str], int]
     """Exposure per (family, account)."""
-    friction_unattacked: float
-    blocks_unattacked: float
-    """The same shares over accounts no attack touched (a suspended account's owner is
-    blocked until an operator restores it, which a replay never does)."""
+    uncompromised_days: int
+    friction_uncompromised: float
+    blocks_uncompromised: float
+    """The same shares without an attacked account's days from its attack's first day."""
 
 
 def score_decisions(
@@ -114,6 +121,15 @@ def score_tables(
             strict=True,
         )
     }
+    attack_days = np.asarray(
+        pc.cast(attacks.column("ts"), pa.int64()).to_numpy(zero_copy_only=False) // DAY_US
+    )
+    compromised_from: dict[str, int] = {}
+    for account, day in zip(
+        attacks.column("account_id").to_pylist(), attack_days.tolist(), strict=True
+    ):
+        if day < compromised_from.get(account, day + 1):
+            compromised_from[account] = day
     exposed_rows = rows.filter(pc.and_(pc.and_(is_attack, allowed), exists))
     exposed: dict[tuple[str, str], set[str]] = {}
     for f, a, n in zip(
@@ -156,8 +172,7 @@ def score_tables(
             blocks.add(key)
     total_days = len(all_days)
     values = list(exposures.values())
-    attacked = {a for _, a in pairs}
-    clean_days = {k for k in all_days if k[0] not in attacked}
+    clean_days = {k for k in all_days if k[1] < compromised_from.get(k[0], k[1] + 1)}
     return ReplayScore(
         families=families,
         attacked_accounts=len(pairs),
@@ -167,8 +182,9 @@ def score_tables(
         friction=len(friction) / total_days if total_days else 0.0,
         blocks=len(blocks) / total_days if total_days else 0.0,
         exposures=exposures,
-        friction_unattacked=_share(friction, clean_days),
-        blocks_unattacked=_share(blocks, clean_days),
+        uncompromised_days=len(clean_days),
+        friction_uncompromised=_share(friction, clean_days),
+        blocks_uncompromised=_share(blocks, clean_days),
     )
 
 

@@ -80,6 +80,16 @@ class AccountState:
     near_seen: int = 0
     conversion_base: float = -1.0
     """The account's conversion rate at the end of its history (-1: unknown)."""
+    # Concurrent use: the last two distinct networks used and their latest use, as
+    # GuardState.token()s (a shared store keeps no network or device in clear).
+    net_last: str = ""
+    net_last_ts: int = -1
+    net_prev: str = ""
+    net_prev_ts: int = -1
+    probation: dict[str, int] = field(default_factory=dict)
+    """Networks first seen with a new device -> first use: they vouch for nothing yet."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """``network|device`` tokens stepped up for concurrent use -> when."""
 
 
 class Context(NamedTuple):
@@ -105,6 +115,11 @@ class StaleRecord(Exception):
 
 class GuardState(Protocol):
     def account(self, account_id: str) -> AccountState: ...
+
+    def token(self, text: str) -> str:
+        """How a network or device is written in an account record: as is in process,
+        a keyed hash in a shared store."""
+        ...
 
     def save_account(self, account_id: str, record: AccountState) -> None:
         """Store ``record``; :class:`StaleRecord` if the stored version moved on."""
@@ -190,6 +205,9 @@ class MemoryState:
         if record is None:
             record = self._accounts[account_id] = AccountState()
         return record
+
+    def token(self, text: str) -> str:
+        return text
 
     def save_account(self, account_id: str, record: AccountState) -> None:
         stored = self._accounts.get(account_id)
