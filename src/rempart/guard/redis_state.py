@@ -9,10 +9,13 @@ Same interface and answers as :class:`~rempart.guard.state.MemoryState`, with:
   :meth:`RedisState.add_claim` are Lua scripts too: all of a decision's
   registry writes land together, and increments are never lost between workers.
 * **one round trip** for the registry facts of a lookup (:meth:`RedisState.context`
-  pipelines its reads).
+  pipelines its reads); the inline driver reads the account record with them
+  (:meth:`RedisState.prefetch`), so that a decision costs three round trips: that
+  read, the record's save, the registry writes.
 * **no personal data in clear.** Persons (NIR), networks (address prefixes),
   devices (user agents) and session ids are keyed hashes (keyed BLAKE2b, 128 bits,
-  with a secret ``key``); so are the persons in a record's pending conversions.
+  with a secret ``key``); so are the persons in a record's pending conversions and
+  the networks and devices a record names (:meth:`RedisState.token`).
   Accounts and units (professional identifiers) stay readable for operators.
 * **TTLs** on time-bounded state: a session's first network lives as long as a
   session can (``session_ttl``); the registries expire after ``registry_ttl``
@@ -21,6 +24,11 @@ Same interface and answers as :class:`~rempart.guard.state.MemoryState`, with:
 * **fail closed.** Any :class:`redis.RedisError` becomes :class:`StateUnavailable`
   (the inline driver answers 503 ``guard_unavailable``): an outage never reads as
   an empty state.
+* **coordination between workers** (:mod:`rempart.guard.inline` says how it is
+  used): a one-time task run by one worker only (:meth:`RedisState.begin_once`,
+  a lease taken with ``SET NX EX`` and a marker once done: the end of the learning
+  window), and the mark that the guard's suspension of an account is committed
+  in the database (:meth:`RedisState.hold_suspension`).
 
 Keys (``P`` the prefix, ``h()`` the keyed hash)::
 
@@ -33,6 +41,9 @@ Keys (``P`` the prefix, ``h()`` the keyed hash)::
     P du:{h(device)}  set     units seen on the device (capped)
     P pn, P pd        set     popular networks / devices (frozen at the end of history)
     P s:{h(session)}  string  h(first network)
+    P o:{name}        string  a one-time task is done (its time, µs)
+    P ol:{name}       string  the lease of the worker running it (expires)
+    P h:{account}     string  the guard's suspension is committed in the database
 
 The registries' scripts touch keys of several accounts and networks: a Redis
 Cluster would need hash tags per script call (not done; one server or a
@@ -43,17 +54,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
 from rempart.guard.state import AccountState, Context, StaleRecord
 
-__all__ = ["RedisState", "StateUnavailable"]
+__all__ = ["OnceStatus", "RedisState", "StateUnavailable"]
 
 _SAVE = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -94,6 +106,37 @@ redis.call('SET', KEYS[6], ARGV[6], 'NX', 'EX', tonumber(ARGV[8]))
 return 1
 """
 
+# KEYS: done marker, lease. ARGV: owner, lease seconds.
+_BEGIN_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 'done'
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  return 'run'
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  return 'run'
+end
+return 'wait'
+"""
+
+# KEYS: done marker, lease. ARGV: owner, when (µs).
+_END_ONCE = """
+redis.call('SET', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
+# KEYS: a key. ARGV: the value it must hold to be deleted.
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 _CLAIM = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current or tonumber(ARGV[2]) > tonumber(current) then
@@ -110,8 +153,20 @@ _HASH_MARK = "~"
 _HASH_LEN = 1 + 32
 
 
+OnceStatus = Literal["run", "wait", "done"]
+"""What :meth:`RedisState.begin_once` answers: run the task, wait for another
+worker running it, or nothing to do (done)."""
+
+
 class StateUnavailable(Exception):
     """The shared guard state could not be read or written: the guard cannot decide."""
+
+
+class _Ahead(threading.local):
+    """What :meth:`RedisState.prefetch` read for the next decision (per thread, used once)."""
+
+    record: tuple[str, AccountState] | None = None
+    context: tuple[tuple[str, ...], Context] | None = None
 
 
 def _text(value: Any) -> str | None:
@@ -156,12 +211,20 @@ class RedisState:
         self._save = client.register_script(_SAVE)
         self._remember = client.register_script(_REMEMBER)
         self._claim = client.register_script(_CLAIM)
+        self._begin_once = client.register_script(_BEGIN_ONCE)
+        self._end_once = client.register_script(_END_ONCE)
+        self._delete_if = client.register_script(_DELETE_IF)
+        self._ahead = _Ahead()
 
     # -- helpers --------------------------------------------------------------------------
 
     def _h(self, value: str) -> str:
         digest = hashlib.blake2b(value.encode(), key=self._key, digest_size=16).hexdigest()
         return _HASH_MARK + digest
+
+    def token(self, text: str) -> str:
+        """A network or device as an account record keeps it: its keyed hash."""
+        return self._h(text)
 
     def _h_nir(self, nir: str) -> str:
         """A person's hash; a person already hashed (a record's pending key) is kept."""
@@ -193,14 +256,23 @@ class RedisState:
     # -- the account record ---------------------------------------------------------------
 
     def account(self, account_id: str) -> AccountState:
+        ahead = self._ahead.record
+        if ahead is not None:
+            self._ahead.record = None
+            if ahead[0] == account_id:
+                return ahead[1]
         with self._redis():
             version, blob = self._client.hmget(self.prefix + "a:" + account_id, "version", "record")
+        return self._record(version, blob)
+
+    def _record(self, version: Any, blob: Any) -> AccountState:
         text = _text(blob)
         if text is None:
             return AccountState()
         return self._decode(int(_text(version) or 0), text)
 
     def save_account(self, account_id: str, record: AccountState) -> None:
+        self._ahead.record = None
         with self._redis():
             result = self._save(
                 keys=[self.prefix + "a:" + account_id], args=[record.version, self._encode(record)]
@@ -221,24 +293,76 @@ class RedisState:
         device: str,
         session_id: str,
     ) -> Context:
+        ahead = self._ahead.context
+        if ahead is not None:
+            self._ahead.context = None
+            if ahead[0] == (account_id, unit, nir, network, device, session_id):
+                return ahead[1]
+        with self._redis():
+            pipe = self._client.pipeline(transaction=False)
+            self._queue_context(pipe, account_id, unit, nir, network, device, session_id)
+            replies = pipe.execute()
+        return self._context(replies, network)
+
+    def prefetch(
+        self,
+        account_id: str,
+        unit: str,
+        nir: str,
+        *,
+        network: str,
+        device: str,
+        session_id: str,
+    ) -> AccountState:
+        """The account record and the lookup's registry facts in one round trip.
+
+        Returns the record; the next :meth:`account` of ``account_id`` and the next
+        :meth:`context` with the same arguments, in this thread, answer from this
+        read instead of Redis (once each). A write in between (:meth:`save_account`,
+        :meth:`remember`, :meth:`add_claim`) drops what it could make stale. The
+        inline driver calls it under its lock, just before the engine decides.
+        """
+        with self._redis():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hmget(self.prefix + "a:" + account_id, "version", "record")
+            self._queue_context(pipe, account_id, unit, nir, network, device, session_id)
+            replies = pipe.execute()
+        version, blob = replies[0]
+        record = self._record(version, blob)
+        self._ahead.record = (account_id, record)
+        self._ahead.context = (
+            (account_id, unit, nir, network, device, session_id),
+            self._context(replies[1:], network),
+        )
+        return record
+
+    def _queue_context(  # noqa: PLR0917
+        self,
+        pipe: Any,
+        account_id: str,
+        unit: str,
+        nir: str,
+        network: str,
+        device: str,
+        session_id: str,
+    ) -> None:
         p = self.prefix
         h_net = self._h(network)
         h_dev = self._h(device)
         h_nir = self._h_nir(nir)
-        with self._redis():
-            pipe = self._client.pipeline(transaction=False)
-            pipe.hget(p + "c:" + unit, h_nir)
-            pipe.sismember(p + "r:" + account_id, h_nir)
-            pipe.hget(p + "n:" + account_id, h_net)
-            pipe.hget(p + "d:" + account_id, h_dev)
-            pipe.scard(p + "nu:" + h_net)
-            pipe.sismember(p + "nu:" + h_net, unit)
-            pipe.scard(p + "du:" + h_dev)
-            pipe.sismember(p + "du:" + h_dev, unit)
-            pipe.sismember(p + "pn", h_net)
-            pipe.sismember(p + "pd", h_dev)
-            pipe.get(p + "s:" + self._h(session_id))
-            replies = pipe.execute()
+        pipe.hget(p + "c:" + unit, h_nir)
+        pipe.sismember(p + "r:" + account_id, h_nir)
+        pipe.hget(p + "n:" + account_id, h_net)
+        pipe.hget(p + "d:" + account_id, h_dev)
+        pipe.scard(p + "nu:" + h_net)
+        pipe.sismember(p + "nu:" + h_net, unit)
+        pipe.scard(p + "du:" + h_dev)
+        pipe.sismember(p + "du:" + h_dev, unit)
+        pipe.sismember(p + "pn", h_net)
+        pipe.sismember(p + "pd", h_dev)
+        pipe.get(p + "s:" + self._h(session_id))
+
+    def _context(self, replies: list[Any], network: str) -> Context:
         (claim, seen, net_known, dev_known, net_units, net_mine, dev_units, dev_mine) = replies[:8]
         net_popular, dev_popular, first = replies[8:]
         first_net = _text(first)
@@ -246,7 +370,7 @@ class RedisState:
         if first_net is not None:
             # The caller's network when it is the session's first, else an opaque hash
             # (never equal to a network in clear).
-            session_network = network if first_net == h_net else first_net
+            session_network = network if first_net == self._h(network) else first_net
         claim_text = _text(claim)
         return Context(
             -1 if claim_text is None else int(claim_text),
@@ -273,6 +397,7 @@ class RedisState:
         vouch: int,
         cap: int,
     ) -> None:
+        self._ahead.context = None
         p = self.prefix
         h_net = self._h(network)
         h_dev = self._h(device)
@@ -300,6 +425,7 @@ class RedisState:
             )
 
     def add_claim(self, unit: str, nir: str, ts: int) -> None:
+        self._ahead.context = None
         with self._redis():
             self._claim(
                 keys=[self.prefix + "c:" + unit], args=[self._h_nir(nir), ts, self._registry_ttl]
@@ -332,3 +458,42 @@ class RedisState:
                 if popular:
                     swap.sadd(p + target, *popular)
                 swap.execute()
+
+    # -- coordination between workers ----------------------------------------------------
+
+    def begin_once(self, name: str, owner: str, *, lease_seconds: int) -> OnceStatus:
+        """A task that one worker only must run (``name`` names it for good): ``"done"``
+        if some worker finished it; ``"run"`` if ``owner`` holds (or just took) the
+        lease, for ``lease_seconds``; else ``"wait"`` (another worker runs it; should it
+        die, its lease expires and another worker takes over)."""
+        with self._redis():
+            status = self._begin_once(
+                keys=[self.prefix + "o:" + name, self.prefix + "ol:" + name],
+                args=[owner, lease_seconds],
+            )
+        text = _text(status)
+        if text not in ("run", "wait", "done"):
+            raise StateUnavailable(f"unexpected answer to begin_once: {text!r}")
+        return text  # type: ignore[return-value]
+
+    def end_once(self, name: str, owner: str, *, ts: int) -> None:
+        """Marks the task done (for every worker, for good) and gives the lease back."""
+        with self._redis():
+            self._end_once(
+                keys=[self.prefix + "o:" + name, self.prefix + "ol:" + name], args=[owner, ts]
+            )
+
+    def held_suspension(self, account_id: str) -> str | None:
+        """The mark of the guard's suspension of the account, once committed (None: none)."""
+        with self._redis():
+            return _text(self._client.get(self.prefix + "h:" + account_id))
+
+    def hold_suspension(self, account_id: str, mark: str) -> None:
+        """The guard's suspension of the account is committed in the database."""
+        with self._redis():
+            self._client.set(self.prefix + "h:" + account_id, mark)
+
+    def release_suspension(self, account_id: str, mark: str) -> None:
+        """The suspension marked ``mark`` was lifted (a later one's mark is kept)."""
+        with self._redis():
+            self._delete_if(keys=[self.prefix + "h:" + account_id], args=[mark])
