@@ -262,10 +262,10 @@ def test_a_new_place_alone_is_not_concurrent_use(driver: Driver) -> None:
     assert "concurrent_new_network" not in decision.reasons
 
 
-def test_a_new_place_on_probation_vouches_for_nothing(driver: Driver) -> None:
+def test_a_new_place_stays_a_stranger_during_its_probation(driver: Driver) -> None:
     # A robot reading the practice's own patients before it opens: its explained
-    # lookups do not make its network known, so when the practice shows up the robot's
-    # next lookup is concurrent use.
+    # lookups do not make it familiar, so when the practice shows up the robot's next
+    # lookup is concurrent use.
     at = DAY2 + timedelta(hours=6)
     patients = driver.world.care["gp2"]
     for n in range(4):
@@ -276,6 +276,31 @@ def test_a_new_place_on_probation_vouches_for_nothing(driver: Driver) -> None:
     robot = driver.lookup(opening + timedelta(minutes=2), "gp2", patients[6], **STRANGER_PLACE)
     assert robot.decision == "step_up"
     assert robot.reasons[0] == "concurrent_new_network"
+
+
+def test_a_known_browser_on_a_new_network_alongside_the_practice_is_refused_after_a_few(
+    driver: Driver,
+) -> None:
+    # The practice's usual user agent string (shared by millions of browsers) on a new
+    # network, in use alongside the practice all morning: a scraper with an ordinary
+    # browser. A handful passes; then that network is refused.
+    at = DAY2 + timedelta(hours=9)
+    patients = driver.world.care["gp2"]
+    decisions = []
+    for n in range(8):
+        t = at + timedelta(minutes=10 * n)
+        assert driver.lookup(t, "gp2", patients[n]).decision == "allow"
+        decisions.append(
+            driver.lookup(
+                t + timedelta(minutes=1), "gp2", patients[n + 8], ip="192.0.2.90", session="s9"
+            )
+        )
+    kinds = [d.decision for d in decisions]
+    limit = default_config().concurrency.min_lookups
+    assert kinds[: limit - 1] == ["allow"] * (limit - 1)
+    assert kinds[limit - 1] == "step_up"
+    assert decisions[limit - 1].reasons[0] == "concurrent_new_network"
+    assert decisions[-1].reasons[0] == "refused_network"
 
 
 def test_a_known_browser_on_a_new_network_is_not_a_stranger(driver: Driver) -> None:

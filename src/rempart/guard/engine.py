@@ -104,6 +104,7 @@ class _Account:
 
 _MAX_RETRIES = 5
 _SUSPENDED = ("account_suspended",)
+_DEVICE = "d|"  # a device's key among the networks in AccountState.probation
 _STRANGER_RULES = frozenset(("refused_network", "concurrent_new_network"))
 
 
@@ -148,6 +149,7 @@ class Guard:
         self._window_us = config.concurrency.window * 1_000_000
         self._probation_us = config.concurrency.probation * 1_000_000
         self._refuse_us = config.concurrency.refuse_for * 1_000_000
+        self._concurrent_min = config.concurrency.min_lookups
 
     # -- claims ---------------------------------------------------------------------------
 
@@ -357,18 +359,29 @@ class Guard:
         token = state.token
         net_key = token(network)
         other_ts = rec.net_prev_ts if rec.net_last == net_key else rec.net_last_ts
-        fresh_pair = not network_known and not device_known
-        concurrent_new = fresh_pair and other_ts >= 0 and ts - other_ts <= self._window_us
+        on_probation = False
+        if rec.probation:
+            since = rec.probation.get(net_key, -1)
+            on_probation = since >= 0 and ts - since < self._probation_us
+        stranger = not network_known or on_probation
+        concurrent = stranger and other_ts >= 0 and ts - other_ts <= self._window_us
+        concurrent_count = 0
+        if concurrent:
+            concurrent_count = rec.concurrent.get(net_key, 0) + 1
+        # A device new too (or on probation) is a stranger at once; a known device (a
+        # user agent string, shared by many) after a few such lookups (legitimate
+        # parallel use, a phone's connection during a home visit, stays within a handful).
+        new_device = not device_known
+        if concurrent and not new_device and rec.probation:
+            since = rec.probation.get(_DEVICE + token(device), -1)
+            new_device = since >= 0 and ts - since < self._probation_us
+        concurrent_new = concurrent and (new_device or concurrent_count >= self._concurrent_min)
         pair_key = ""
         refused = False
         if concurrent_new or rec.refused:
             pair_key = net_key + "|" + token(device)
             refused_at = rec.refused.get(pair_key, -1)
             refused = refused_at >= 0 and ts - refused_at < self._refuse_us
-        on_probation = False
-        if rec.probation:
-            since = rec.probation.get(net_key, -1)
-            on_probation = since >= 0 and ts - since < self._probation_us
 
         # The cost of a new unexplained person against the day's budget.
         cost = 0.0
@@ -477,9 +490,12 @@ class Guard:
         else:
             if rule not in _STRANGER_RULES:  # a stranger's refused lookups are not the owner's
                 rec.spent = spent
-            if fresh_pair and net_key not in rec.probation:
+            if not network_known and net_key not in rec.probation:
                 rec.probation[net_key] = ts
-                on_probation = self._probation_us > 0
+            if not device_known:
+                rec.probation.setdefault(_DEVICE + token(device), ts)
+            if concurrent:
+                rec.concurrent[net_key] = concurrent_count
             if decision != ALLOW:
                 rec.day_flagged = True
                 if decision == STEP_UP:
@@ -504,7 +520,7 @@ class Guard:
                 rec.pending.append((ts, unit + "|" + nir))
         state.save_account(account_id, rec)
         vouch = 0
-        if allowed and (explained or trusted) and not on_probation:
+        if allowed and (explained or trusted):
             vouch = known_after if trusted else 1
         state.remember(
             account_id,
@@ -583,6 +599,7 @@ class Guard:
                 k: t for k, t in rec.probation.items() if start - t < self._probation_us
             }
             rec.refused = {k: t for k, t in rec.refused.items() if start - t < self._refuse_us}
+            rec.concurrent = {k: n for k, n in rec.concurrent.items() if k in rec.probation}
         rec.day = day
         rec.challenged = False
         rec.day_lookups = 0

@@ -87,7 +87,10 @@ class AccountState:
     net_prev: str = ""
     net_prev_ts: int = -1
     probation: dict[str, int] = field(default_factory=dict)
-    """Networks first seen with a new device -> first use: they vouch for nothing yet."""
+    """Networks (and ``d|`` devices) first seen after the history -> first use: still
+    strangers for concurrent use."""
+    concurrent: dict[str, int] = field(default_factory=dict)
+    """Lookups per network on probation while another network was in use."""
     refused: dict[str, int] = field(default_factory=dict)
     """``network|device`` tokens stepped up for concurrent use -> when."""
 
