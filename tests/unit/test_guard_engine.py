@@ -303,6 +303,26 @@ def test_a_known_browser_on_a_new_network_alongside_the_practice_is_refused_afte
     assert decisions[-1].reasons[0] == "refused_network"
 
 
+def test_a_new_network_in_the_dead_of_night_is_refused_after_a_few(driver: Driver) -> None:
+    # The practice's usual user agent string from a network the account never used, at
+    # 2 in the morning: a handful of the practice's own patients pass, then it is refused.
+    at = DAY2 + timedelta(hours=2)
+    patients = driver.world.care["gp2"]
+    kinds = [
+        driver.lookup(
+            at + timedelta(minutes=n), "gp2", patients[n], ip="192.0.2.150", session="night"
+        )
+        for n in range(8)
+    ]
+    limit = default_config().concurrency.min_lookups
+    assert [k.decision for k in kinds[: limit - 1]] == ["allow"] * (limit - 1)
+    assert kinds[limit - 1].decision == "step_up"
+    assert kinds[limit - 1].reasons[0] == "stranger_off_hours"
+    assert kinds[-1].reasons[0] == "refused_network"
+    # In the day, the practice's own network is not challenged by it.
+    assert driver.lookup(at + timedelta(hours=8), "gp2", patients[9]).decision == "allow"
+
+
 def test_a_known_browser_on_a_new_network_is_not_a_stranger(driver: Driver) -> None:
     # The practice's own browser on a mobile network, alongside the practice line (a
     # laptop on a phone's connection during a home visit, logged in anew): new network,

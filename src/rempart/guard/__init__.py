@@ -50,10 +50,13 @@ The rules, most severe first
     * ``step_up``: enumeration starting; velocity over the limit at any scale
       (limit: the floor, or ``velocity.peak_factor`` times the account's learnt
       peak); a session used from a network the account never used; a network
-      and device refused earlier (``refused_network``); *concurrent use*
-      (``concurrent_new_network``): a network and a device both new to the
-      account while another network of it was used within
-      ``concurrency.window`` (a personal account in two places at once); then,
+      and device refused earlier (``refused_network``); a *stranger* (a network
+      new to the account, or first seen less than ``concurrency.probation``
+      ago) used while another network of the account was used within
+      ``concurrency.window`` (``concurrent_new_network``: a personal account in
+      two places at once; at once with a new device, else from the
+      ``concurrency.min_lookups``-th such lookup) or at the account's off
+      hours (``stranger_off_hours``, from the ``min_lookups``-th); then,
       for new unexplained persons and not-found lookups only: the account was
       already challenged today, a campaign seen by ``campaign.step_up_units``
       units, or the budget would overflow.
@@ -62,15 +65,14 @@ The rules, most severe first
     After a step-up the account is *challenged* until the day ends: the
     legitimate user passes the step-up and goes on with their own patients
     (explained lookups pass), an attacker cannot pass it and gets nothing new.
-    Concurrent use is answered where it comes from instead: that network and
+    A stranger is answered where it comes from instead: that network and
     device stay refused for ``concurrency.refuse_for``, explained lookups
-    included (a slow scraper reading the practice's own patients from home
-    gets nothing), while the owner at the practice is not challenged and the
-    stranger's refused lookups spend nothing of the owner's budget. A network
-    first seen with a new device is *on probation* for
-    ``concurrency.probation``: its explained lookups do not make it known, so
-    a robot that starts before the practice opens is still a stranger when
-    the practice shows up.
+    included (a slow scraper reading the practice's own patients from home, a
+    night-time reader of the practice's patients, get nothing more), while the
+    owner at the practice is not challenged and the stranger's refused
+    lookups spend nothing of the owner's budget. Probation matters because
+    explained lookups make a network known: a robot that starts before the
+    practice opens is still a stranger when the practice shows up.
 
 Learning
     Lookups before ``history_until`` are trusted: they teach baselines (hours,

@@ -105,7 +105,7 @@ class _Account:
 _MAX_RETRIES = 5
 _SUSPENDED = ("account_suspended",)
 _DEVICE = "d|"  # a device's key among the networks in AccountState.probation
-_STRANGER_RULES = frozenset(("refused_network", "concurrent_new_network"))
+_STRANGER_RULES = frozenset(("refused_network", "concurrent_new_network", "stranger_off_hours"))
 
 
 class Guard:
@@ -354,8 +354,9 @@ class Guard:
         ):
             campaign = 2 if ctx.device_units >= self._campaign_step else 1
 
-        # Concurrent use: a network and a device both new to the account while another
-        # network of it was in use moments ago (a personal account in two places).
+        # A stranger (a network new to the account, or still on probation) in use while
+        # another network of the account was in use moments ago (a personal account in
+        # two places), or at an hour the account never works.
         token = state.token
         net_key = token(network)
         other_ts = rec.net_prev_ts if rec.net_last == net_key else rec.net_last_ts
@@ -363,22 +364,26 @@ class Guard:
         if rec.probation:
             since = rec.probation.get(net_key, -1)
             on_probation = since >= 0 and ts - since < self._probation_us
-        stranger = not network_known or on_probation
-        concurrent = stranger and other_ts >= 0 and ts - other_ts <= self._window_us
-        concurrent_count = 0
-        if concurrent:
-            concurrent_count = rec.concurrent.get(net_key, 0) + 1
-        # A device new too (or on probation) is a stranger at once; a known device (a
-        # user agent string, shared by many) after a few such lookups (legitimate
-        # parallel use, a phone's connection during a home visit, stays within a handful).
-        new_device = not device_known
-        if concurrent and not new_device and rec.probation:
-            since = rec.probation.get(_DEVICE + token(device), -1)
-            new_device = since >= 0 and ts - since < self._probation_us
-        concurrent_new = concurrent and (new_device or concurrent_count >= self._concurrent_min)
+        stranger_rule = ""
+        stranger_count = 0
+        if not network_known or on_probation:
+            new_device = not device_known
+            if not new_device and rec.probation:
+                since = rec.probation.get(_DEVICE + token(device), -1)
+                new_device = since >= 0 and ts - since < self._probation_us
+            concurrent = other_ts >= 0 and ts - other_ts <= self._window_us
+            late = not concurrent and self._off_hours(rec, peer, ts)
+            if concurrent or late:
+                stranger_count = rec.concurrent.get(net_key, 0) + 1
+                # A new device alongside the practice is a stranger at once; otherwise
+                # (a user agent string is shared by millions of browsers; a late evening
+                # at home happens) after a few such lookups: legitimate parallel use, a
+                # phone's connection during a home visit, stays within a handful.
+                if (concurrent and new_device) or stranger_count >= self._concurrent_min:
+                    stranger_rule = "concurrent_new_network" if concurrent else "stranger_off_hours"
         pair_key = ""
         refused = False
-        if concurrent_new or rec.refused:
+        if stranger_rule or rec.refused:
             pair_key = net_key + "|" + token(device)
             refused_at = rec.refused.get(pair_key, -1)
             refused = refused_at >= 0 and ts - refused_at < self._refuse_us
@@ -405,10 +410,7 @@ class Guard:
             if not device_known:
                 cost += weights.new_device
                 reasons.append("new_device")
-            hours = rec.hours
-            if sum(hours) < cfg.hours.min_lookups and peer is not None:
-                hours = list(peer.hours)
-            if off_hours(hours, (ts % DAY_US) // HOUR_US, cfg.hours):
+            if self._off_hours(rec, peer, ts):
                 cost += weights.off_hours
                 reasons.append("off_hours")
             if campaign:
@@ -447,8 +449,8 @@ class Guard:
             decision, rule = STEP_UP, "session_new_network"
         elif refused:
             decision, rule = STEP_UP, "refused_network"
-        elif concurrent_new:
-            decision, rule = STEP_UP, "concurrent_new_network"
+        elif stranger_rule:
+            decision, rule = STEP_UP, stranger_rule
         elif new_exposure or missed:
             if rec.challenged:
                 decision, rule = STEP_UP, "challenged"
@@ -494,14 +496,14 @@ class Guard:
                 rec.probation[net_key] = ts
             if not device_known:
                 rec.probation.setdefault(_DEVICE + token(device), ts)
-            if concurrent:
-                rec.concurrent[net_key] = concurrent_count
+            if stranger_count:
+                rec.concurrent[net_key] = stranger_count
             if decision != ALLOW:
                 rec.day_flagged = True
                 if decision == STEP_UP:
                     # A refused network and device answer for themselves: the owner's
                     # own network is not challenged by what a stranger did.
-                    if rule == "concurrent_new_network":
+                    if rule == stranger_rule:
                         rec.refused[pair_key] = ts
                     elif rule != "refused_network":
                         rec.challenged = True
@@ -534,6 +536,13 @@ class Guard:
             cap=self._unit_cap,
         )
         return decision, round(score, 4), tuple(reasons)
+
+    def _off_hours(self, rec: AccountState, peer: _Peer | None, ts: int) -> bool:
+        """An hour the account (or, with too little history, its peers) hardly works."""
+        hours: list[int] | tuple[int, ...] = rec.hours
+        if sum(hours) < self._cfg.hours.min_lookups and peer is not None:
+            hours = peer.hours
+        return bool(off_hours(hours, (ts % DAY_US) // HOUR_US, self._cfg.hours))
 
     # -- baselines ------------------------------------------------------------------------
 
