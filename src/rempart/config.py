@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         default=None,
         description="The guard's thresholds and weights (TOML); default: the shipped file.",
     )
+    guard_redis_prefix: str = Field(
+        default="rempart:guard:",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9:_.-]+$",
+        description="Start of the guard's keys in REMPART_REDIS_URL: the workers of one "
+        "deployment share it; another deployment on the same Redis takes another.",
+    )
     recovery_code_count: int = Field(default=10, ge=4, le=20)
     mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
     reset_code_ttl_days: int = Field(default=14, ge=1, le=60)

@@ -1,4 +1,4 @@
-"""Wires the configured parts together once per process: database, throttle, auth."""
+"""Wires the configured parts together once per process: database, Redis, auth, guard."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ from rempart.config import Settings
 from rempart.guard.config import load_config
 from rempart.guard.events import to_micros
 from rempart.guard.inline import InlineGuard
+from rempart.guard.redis_state import RedisState
+from rempart.guard.state import GuardState
 from rempart.notify.mail import MailSender, sender_from_settings
 from rempart.notify.outbox import Outbox
 from rempart.store.engine import make_engine
@@ -85,12 +87,21 @@ class Services:
         return sessionmaker(self.engine, expire_on_commit=False)
 
     @cached_property
+    def redis_client(self) -> redis.Redis | None:
+        """The client of ``REMPART_REDIS_URL`` (throttling and guard state), or None.
+
+        Short timeouts: a Redis that does not answer fails the login or the lookup
+        closed within a second, it does not hold the request."""
+        if not self.settings.redis_url:
+            return None
+        return redis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+
+    @cached_property
     def counter_store(self) -> CounterStore:
-        if self.settings.redis_url:
-            client = redis.Redis.from_url(
-                self.settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
-            )
-            return RedisCounterStore(client)
+        if self.redis_client is not None:
+            return RedisCounterStore(self.redis_client)
         return MemoryCounterStore()
 
     @cached_property
@@ -196,11 +207,30 @@ class Services:
         )
 
     @cached_property
+    def guard_state(self) -> GuardState | None:
+        """The guard's shared state in Redis when ``REMPART_REDIS_URL`` is set; None:
+        the guard keeps its state in this process (lost at a restart, not shared).
+
+        The keyed hashes of persons, networks, devices and sessions use a key derived
+        from the deployment's secrets: every worker sharing the state has the same."""
+        if self.redis_client is None:
+            return None
+        s = self.settings
+        return RedisState(
+            self.redis_client,
+            key=s.keys.for_purpose("guard-state"),
+            prefix=s.guard_redis_prefix,
+            session_ttl=s.session_absolute_seconds,
+        )
+
+    @cached_property
     def guard(self) -> InlineGuard | None:
-        """The guard inline in the API (in-process state), or None when disabled."""
+        """The guard inline in the API, or None when disabled."""
         if not self.settings.guard_enabled:
             log.warning("guard_disabled", reason="REMPART_GUARD_ENABLED=false")
             return None
+        state = self.guard_state
+        log.info("guard_state", store="memory" if state is None else "redis")
         return InlineGuard.for_database(
             load_config(self.settings.guard_config),
             self.sessions,
@@ -208,9 +238,12 @@ class Services:
             audit=self.audit,
             pseudonym_key=self.settings.keys.pseudonym_key,
             learn_until=to_micros(learn) if (learn := self.settings.guard_learn_until) else None,
+            state=state,
         )
 
     def close(self) -> None:
+        if "redis_client" in self.__dict__ and self.redis_client is not None:
+            self.redis_client.close()
         if "audit_engine" in self.__dict__ and self.audit_engine is not self.__dict__.get("engine"):
             self.audit_engine.dispose()
         if "engine" in self.__dict__:

@@ -1,21 +1,27 @@
-"""The guard inline in the API, through real HTTP, on SQLite and on PostgreSQL.
+"""The guard inline in the API, through real HTTP, on SQLite and on PostgreSQL, with
+its state in process and in the real Redis (``REMPART_REDIS_URL``, a key prefix per
+test).
 
 A scripted robot with a valid password + TOTP session is contained within a
 handful of records and its account suspended (an alert is listed, an operator
 restores it); an honest pharmacist reading the pharmacy's own customers passes;
-a step-up answered with a security key goes on.
+a step-up answered with a security key goes on. Several workers sharing one Redis,
+and Redis going away: ``test_guard_inline_redis.py``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -25,6 +31,7 @@ from rempart.cli import app
 from rempart.config import Settings, load_settings
 from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.guard.inline import DatabaseDirectory, InlineGuard
+from rempart.guard.redis_state import RedisState
 from rempart.nir import make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -40,8 +47,23 @@ ROBOT = {"X-Forwarded-For": "198.51.100.66", "User-Agent": "python-requests/2.32
 runner = CliRunner()
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def guard_redis(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The guard's state: in process, or in the real Redis under a key prefix of this
+    test's own (removed afterwards). The settings that say so."""
+    if request.param == "memory":
+        yield {}
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix = f"test:inline:{secrets.token_hex(6)}:"
+    yield {"redis_url": url, "guard_redis_prefix": prefix}
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()
+
+
+def guard_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(
         database_url=database_url,
         data_dir=tmp_path / "data",
@@ -49,7 +71,13 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         webauthn_origins=[ORIGIN],
         trust_proxy_headers=True,  # the robot and the pharmacy come from their own networks
         **FAST_HASHING,
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, guard_redis: dict[str, str]) -> Settings:
+    return guard_settings(database_url, tmp_path, **guard_redis)
 
 
 def _person(session: Any, order: int, department: str, born: date) -> Person:
@@ -84,6 +112,10 @@ def _person(session: Any, order: int, department: str, born: date) -> Person:
 
 @pytest.fixture
 def town(services: Services) -> tuple[list[Person], list[Person]]:
+    return build_town(services)
+
+
+def build_town(services: Services) -> tuple[list[Person], list[Person]]:
     """A pharmacy in Paris (two accounts, one organisation); 12 customers with care links
     to it (some through the colleague's account), and 40 strangers living in Marseille."""
     customers: list[Person] = []
@@ -278,6 +310,43 @@ def test_a_robot_is_contained_suspended_alerted_then_restored(
         assert response.status_code == 200, lookup_entries(services, "ph-lilas")[-1].reasons
     assert lookup_entries(services, "ph-lilas")[-1].decision == "allow"
 
+    if services.settings.redis_url:
+        # The state was in Redis, under the deployment's prefix, with nothing personal
+        # in clear: no NIR, no address, no user agent.
+        guard = services.guard
+        assert guard is not None
+        assert isinstance(guard.state, RedisState)
+        dump = redis_dump(services)
+        assert services.settings.guard_redis_prefix + "a:ph-lilas" in dump
+        for person in customers + strangers:
+            assert person.nir.value not in dump
+        for secret in ("198.51.100", "203.0.113", "python-requests", "LogicielOfficine"):
+            assert secret not in dump
+
+
+def redis_dump(services: Services) -> str:
+    """Every key of the guard's prefix, and what it holds, as text."""
+    client = services.redis_client
+    assert client is not None
+    prefix = services.settings.guard_redis_prefix
+    dump: list[str] = []
+    for raw in client.scan_iter(match=prefix + "*"):
+        key = text(raw)
+        dump.append(key)
+        kind = text(client.type(key))
+        if kind == "hash":
+            dump += [f"{text(k)}={text(v)}" for k, v in client.hgetall(key).items()]
+        elif kind == "set":
+            dump += [text(m) for m in client.smembers(key)]
+        elif kind == "string":
+            dump.append(text(client.get(key)))
+    return "\n".join(dump)
+
+
+def text(value: bytes | str | None) -> str:
+    assert value is not None
+    return value.decode() if isinstance(value, bytes) else value
+
 
 def test_an_honest_pharmacists_day_passes(
     client: TestClient,
@@ -389,6 +458,7 @@ def test_in_the_learning_window_the_guard_records_and_does_not_act(
         audit=services.audit,
         pseudonym_key=services.settings.keys.pseudonym_key,
         learn_until=(int(time.time()) + 3600) * 1_000_000,
+        state=services.guard_state,
     )
     token = log_in(client, pharmacist)
     for person in strangers[:20]:
@@ -422,6 +492,7 @@ def test_a_guard_that_cannot_decide_refuses_the_lookup(
         auth=services.auth,
         audit=services.audit,
         pseudonym_key=services.settings.keys.pseudonym_key,
+        state=services.guard_state,
     )
     token = log_in(client, pharmacist)
     response = lookup(client, token, strangers[0])

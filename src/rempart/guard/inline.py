@@ -26,8 +26,10 @@ Every decision, refusals included, is in the lookup's audit entry (``decision``,
 ``reasons``); a refused lookup's entry has ``found = -1``, no categories, and the
 error code as ``outcome``: no data left.
 
-Fail closed: if the engine or its state store fails, the lookup is refused with
-``503 guard_unavailable`` (recorded in the trail), never let through.
+Fail closed: if the engine or its state store fails (Redis down: any
+:class:`redis.RedisError` is :class:`~rempart.guard.redis_state.StateUnavailable`),
+the lookup is refused with ``503 guard_unavailable`` (recorded in the trail), never
+let through.
 
 Mapping the session to the world's ``auth`` names (DESIGN, ``lookups.parquet``):
 ``password+totp`` → ``totp``, ``password+recovery`` → ``password`` (a recovery
@@ -42,7 +44,9 @@ and unit of the account, the person's birth date, department, declared doctor's
 unit and care-linked units) with one query per person and a bounded TTL cache.
 It is resolved *outside* the engine's lock (on the request's own session), and
 the engine is then called through :meth:`Guard.decide_resolved`, which finds the
-care links in that cache: no database I/O happens under the lock. An in-memory
+care links in that cache: no database I/O happens under the lock (but on two
+rare paths: a record marked suspended reads the account's status afresh, and the
+end of the learning window lists the accounts). An in-memory
 copy loaded at start would cost the whole insured table in memory (about 150 MB
 per million persons) and go stale after ``db load-world``; a lookup already reads
 the person's row, so one more indexed query costs little (see
@@ -60,8 +64,10 @@ with, and every one would count as new (``new_network`` + ``new_device`` on top 
 ``unexplained``: an honest professional's second stranger would already be
 stepped up). So the first lookup's network and device become the account's
 baseline, as the networks of the history do in a replay; novelty weighs from the
-next network on. The budget still bounds a never-seen account taken over: with
-the default file, three far-away strangers before a step-up. (This is a driver
+next network on (with a shared state, two workers seeing an account first at the
+same moment both give it their lookup's). The budget still bounds a never-seen
+account taken over: with the default file, three far-away strangers before a
+step-up. (This is a driver
 policy today; it belongs in the engine, behind a configuration key, so that the
 replay treats an account first seen in its window the same way. Warming the
 inline engine from the audit trail or an insurer's history is a later step.)
@@ -73,28 +79,64 @@ first lookup after it the engine computes the peer groups and enforces. Without
 history an engine is strict with everyone (measured on a generated world's honest
 traffic, no history: about a fifth of account-days stepped up and a few hospital
 accounts suspended in three days; after four days of learning, 4% and still some
-denies), so a new deployment should learn first. The in-process state is lost at
-a restart (a persistent state store is the next step).
+denies), so a new deployment should learn first.
 
-Operator restore: the in-process state remembers a suspension. The database is
-the authority: a request that authenticated comes from an active account, so a
-guard record still marked suspended means an operator restored the account; the
-record is then reset (suspension, challenge, carried-over debt, velocity and
-enumeration counters cleared: the incident is judged) before the decision.
-Suspensions being written by this process are not mistaken for that
-(``_suspending``).
+State: in process (:class:`~rempart.guard.state.MemoryState`, the embedded
+default: one process, lost at a restart) or in Redis
+(:class:`~rempart.guard.redis_state.RedisState`, with ``REMPART_REDIS_URL``: the
+workers of every host share one memory and survive restarts; records are saved
+with a version check, so two workers deciding for one account at once never lose
+each other's updates: the later one decides again from a fresh read). The
+driver reads the account record and the lookup's registry facts in one round
+trip before the engine decides (:meth:`RedisState.prefetch`): three round trips a
+decision. A Redis that fails or does not answer within a second fails the lookup
+closed (503 ``guard_unavailable``, recorded). What several workers sharing the
+state must agree on:
+
+* **The end of the learning window** happens once. Its one-time changes to the
+  records (history's spending cleared, each account's conversion rate fixed,
+  common networks and devices frozen) must not run again later: a second run
+  would wipe the budget spent since and learn from judged traffic. The first
+  worker to see a lookup after ``learn_until`` takes a lease
+  (:meth:`Coordination.begin_once`, ``SET NX EX`` in Redis) and runs
+  :meth:`Guard.refresh_peers` with ``end_of_history``, then marks it done for good;
+  the others wait for the mark (up to ten seconds a lookup, then 503), then compute
+  the peer groups from the shared records themselves, with an engine that has no
+  history left to close. A worker started later finds the mark and does the same.
+  A worker dying mid-way leaves its lease to expire (two minutes) and another runs
+  it again (the changes are idempotent on records no later decision touched, and
+  no worker decides after ``learn_until`` until it is done).
+* **A suspension and its lifting.** The database is the authority: only an
+  operator lifts a suspension (``rempart accounts restore``). When the guard
+  denies, the engine has already saved the record as suspended, then this worker
+  writes the suspension, the alert and the audit entry in one transaction, and
+  only after that commit *holds* the suspension in the shared state
+  (:meth:`Coordination.hold_suspension`, a mark per account). A record marked
+  suspended is reset (suspension, challenge, carried-over debt, velocity and
+  enumeration counters and the networks used last cleared: the incident is
+  judged) only when it is held and the database, read afresh, says the account
+  is active again: an operator restored it. The reset is a versioned save (two
+  workers resetting at once: the second's save is refused as stale, and it finds
+  the record already reset) and releases the mark it saw. A record suspended but
+  not held is a suspension being written by another worker, and its lookups are
+  refused; if it is still not held a minute after the decision, that worker failed
+  before its commit: the suspension is written now (account suspended, alert,
+  audit), so that the guard and the database agree and an operator can lift it.
+  (In one process the same rules hold, with the marks in memory: a robot's
+  concurrent request cannot lift a suspension its own worker is still writing.)
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Final, Protocol
 
 import structlog
 from sqlalchemy import bindparam, func, select
@@ -120,8 +162,9 @@ from rempart.guard.config import GuardConfig
 from rempart.guard.directory import Person, Professional, birth_day
 from rempart.guard.engine import Guard
 from rempart.guard.events import DENY, STEP_UP, ClaimEvent, DecisionKind
+from rempart.guard.redis_state import OnceStatus, RedisState, StateUnavailable
 from rempart.guard.signals import network_of
-from rempart.guard.state import GuardState, MemoryState
+from rempart.guard.state import AccountState, GuardState, MemoryState, StaleRecord
 from rempart.nir import InvalidNIR, compact, parse_nir
 from rempart.rights.service import Caller, lookup_entry
 from rempart.store.models import Account, CareLink, Insured
@@ -129,10 +172,12 @@ from rempart.store.models import Professional as ProfessionalRow
 
 __all__ = [
     "AUTH_OF_ACR",
+    "Coordination",
     "DatabaseDirectory",
     "GuardUnavailable",
     "GuardVerdict",
     "InlineGuard",
+    "LocalCoordination",
 ]
 
 log = structlog.get_logger("rempart.guard.inline")
@@ -151,6 +196,61 @@ _STEP_UP_ACRS: Final = tuple(sorted(PHISHING_RESISTANT))
 _STEP_UP_DETAIL: Final = (
     "the guard asks for a phishing-resistant authentication (WebAuthn or CPS card)"
 )
+_MAX_RETRIES: Final = 5
+_HISTORY_LEASE_SECONDS: Final = 120
+"""How long a worker closing the learning window may take before another takes over."""
+_HISTORY_WAIT_SECONDS: Final = 10.0
+"""How long a lookup waits for another worker closing the learning window (then 503)."""
+_SUSPENSION_GRACE_US: Final = 60_000_000
+"""A suspension decided this long ago and still not held: its worker failed before
+committing it (a commit takes milliseconds; the database's busy timeout is ten seconds)."""
+
+
+class Coordination(Protocol):
+    """What the workers sharing a guard state agree on (see the module's docstring).
+
+    :class:`~rempart.guard.redis_state.RedisState` shares it between workers;
+    :class:`LocalCoordination` serves one process."""
+
+    def begin_once(self, name: str, owner: str, *, lease_seconds: int) -> OnceStatus: ...
+
+    def end_once(self, name: str, owner: str, *, ts: int) -> None: ...
+
+    def held_suspension(self, account_id: str) -> str | None: ...
+
+    def hold_suspension(self, account_id: str, mark: str) -> None: ...
+
+    def release_suspension(self, account_id: str, mark: str) -> None: ...
+
+
+class LocalCoordination:
+    """:class:`Coordination` within one process (the in-process state)."""
+
+    def __init__(self) -> None:
+        self._done: set[str] = set()
+        self._holds: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def begin_once(self, name: str, owner: str, *, lease_seconds: int) -> OnceStatus:  # noqa: ARG002
+        with self._lock:
+            return "done" if name in self._done else "run"
+
+    def end_once(self, name: str, owner: str, *, ts: int) -> None:  # noqa: ARG002
+        with self._lock:
+            self._done.add(name)
+
+    def held_suspension(self, account_id: str) -> str | None:
+        with self._lock:
+            return self._holds.get(account_id)
+
+    def hold_suspension(self, account_id: str, mark: str) -> None:
+        with self._lock:
+            self._holds[account_id] = mark
+
+    def release_suspension(self, account_id: str, mark: str) -> None:
+        with self._lock:
+            if self._holds.get(account_id) == mark:
+                del self._holds[account_id]
 
 
 class GuardUnavailable(RempartError):
@@ -259,6 +359,14 @@ class DatabaseDirectory:
         self._put(self._persons, nir, person)
         return person
 
+    def account_status(self, account_id: str) -> str | None:
+        """The account's status in the database now (``active``, ``suspended``; None:
+        no such account), read on a session of its own: the latest commit, whatever
+        the request's transaction saw."""
+        with self._sessions() as session:
+            status: str | None = session.scalar(_STATUS, {"account_id": account_id})
+        return status
+
     # -- the Directory interface ------------------------------------------------------------
 
     def professional(self, account_id: str) -> Professional | None:
@@ -319,6 +427,7 @@ _PROFESSIONAL = select(
     ProfessionalRow.profession, ProfessionalRow.department, ProfessionalRow.organization_id
 ).where(ProfessionalRow.account_id == bindparam("account_id"))
 _ACCOUNT = select(Account.profession).where(Account.account_id == bindparam("account_id"))
+_STATUS = select(Account.status).where(Account.account_id == bindparam("account_id"))
 _PERSON = (
     select(
         Insured.birth_date,
@@ -335,7 +444,8 @@ _PERSON = (
 
 
 class InlineGuard:
-    """The API's driver of the engine. Thread-safe: one decision at a time in the engine."""
+    """The API's driver of the engine. Thread-safe: one decision at a time in the engine
+    (per process; workers sharing a Redis state coordinate as the module says)."""
 
     def __init__(
         self,
@@ -346,19 +456,26 @@ class InlineGuard:
         audit: AuditTrail,
         pseudonym_key: bytes,
         state: GuardState | None = None,
+        coordination: Coordination | None = None,
         learn_until: int | None = None,
     ) -> None:
         self.config = config
         self.directory = directory
         self.state: GuardState = state if state is not None else MemoryState()
+        if coordination is None:
+            coordination = state if isinstance(state, RedisState) else LocalCoordination()
+        self.coordination: Coordination = coordination
+        self._prefetch = self.state.prefetch if isinstance(self.state, RedisState) else None
         self.learn_until = learn_until
         """Before this instant (µs), decisions are recorded and learnt from, not acted upon."""
         self.engine = Guard(directory, self.state, config, history_until=learn_until)
+        self._history_open = learn_until is not None
+        self._owner = secrets.token_hex(8)
+        """This driver's name in the shared state's leases."""
         self._auth = auth
         self._audit = audit
         self._pseudonym_key = pseudonym_key
         self._lock = threading.Lock()
-        self._suspending: set[str] = set()
         self.clock: Callable[[], int] = _now_us
         """Microseconds since the epoch of a decision (tests replay a day's pace with it)."""
         # As the engine caps the units it remembers per network and device.
@@ -376,13 +493,17 @@ class InlineGuard:
         audit: AuditTrail,
         pseudonym_key: bytes,
         learn_until: int | None = None,
+        state: GuardState | None = None,
     ) -> InlineGuard:
+        """The driver on the database's reference data; ``state``: in process when None,
+        else e.g. a :class:`~rempart.guard.redis_state.RedisState` shared by workers."""
         return cls(
             config,
             DatabaseDirectory(sessions),
             auth=auth,
             audit=audit,
             pseudonym_key=pseudonym_key,
+            state=state,
             learn_until=learn_until,
         )
 
@@ -406,8 +527,13 @@ class InlineGuard:
             network = network_of(caller.client_ip, self._v4, self._v6)
             account_id = caller.account_id
             with self._lock:
-                self._forget_restored(account_id)
-                self._first_contact(account_id, network, caller)
+                if self._history_open and ts >= (self.learn_until or 0):
+                    self._close_history(ts)
+                rec = self._read(account_id, nir, network, caller)
+                if rec.suspended:
+                    rec = self._forget_restored(account_id, rec)
+                if rec.day < 0:
+                    self._first_contact(account_id, network, caller)
                 return self.engine.decide_resolved(
                     ts,
                     account_id,
@@ -464,7 +590,7 @@ class InlineGuard:
             )
             raise StepUpRequired(_STEP_UP_ACRS, detail=_STEP_UP_DETAIL)
         if kind == DENY:
-            self._deny(session, caller, raw_nir, score, reasons)
+            self._deny(session, caller, raw_nir, score, reasons, ts)
             raise AccountSuspended()
         return GuardVerdict(kind, _codes(reasons))
 
@@ -507,32 +633,46 @@ class InlineGuard:
         except SQLAlchemyError:
             raise AuditUnavailable() from None
 
-    def _deny(
+    def _deny(  # noqa: PLR0917
         self,
         session: Session,
         caller: Caller,
         raw_nir: str,
         score: float,
         reasons: tuple[str, ...],
+        ts: int,
     ) -> None:
+        if reasons and reasons[0] == "account_suspended":
+            # Suspended by an earlier decision (of this worker or another): the refusal
+            # is recorded; a suspension its worker failed to write is written now.
+            if not self._complete_suspension(session, caller, raw_nir, score, reasons, ts):
+                self._refuse(
+                    session,
+                    caller,
+                    raw_nir,
+                    decision=DENY,
+                    reasons=reasons,
+                    outcome=AccountSuspended.code,
+                )
+            return
+        self._suspend(session, caller, raw_nir, score, reasons, rule=reasons[0] if reasons else "")
+
+    def _suspend(
+        self,
+        session: Session,
+        caller: Caller,
+        raw_nir: str,
+        score: float,
+        reasons: tuple[str, ...],
+        *,
+        rule: str,
+    ) -> None:
+        """The guard's suspension: the lookup's entry, the account suspended, an alert, in
+        one transaction; then the suspension is held in the shared state."""
         account_id = caller.account_id
         entry = self._entry(caller, raw_nir, DENY, reasons, AccountSuspended.code)
-        if reasons and reasons[0] == "account_suspended":
-            # Already suspended by an earlier decision: nothing new to act on.
-            self._refuse(
-                session,
-                caller,
-                raw_nir,
-                decision=DENY,
-                reasons=reasons,
-                outcome=AccountSuspended.code,
-            )
-            return
-        with self._lock:
-            self._suspending.add(account_id)
         self._audit.append([entry], session=session)
-        rule = reasons[0] if reasons else "deny"
-        self._auth.suspend(session, account_id, by=f"guard:{rule}")
+        self._auth.suspend(session, account_id, by=f"guard:{rule or 'deny'}")
         raise_alert(
             session,
             account_id=account_id,
@@ -546,15 +686,101 @@ class InlineGuard:
             session.commit()
         except SQLAlchemyError:
             raise AuditUnavailable() from None
-        with self._lock:
-            self._suspending.discard(account_id)
+        try:
+            self.coordination.hold_suspension(account_id, secrets.token_hex(8))
+        except StateUnavailable:
+            # The suspension stands in the database; the record stays suspended and is
+            # held again by a later lookup (_complete_suspension).
+            log.error("guard_hold_not_written", account_id=account_id)  # noqa: TRY400
         log.warning("guard_denied", account_id=account_id, reasons=",".join(reasons))
 
+    def _complete_suspension(  # noqa: PLR0917
+        self,
+        session: Session,
+        caller: Caller,
+        raw_nir: str,
+        score: float,
+        reasons: tuple[str, ...],
+        ts: int,
+    ) -> bool:
+        """A record suspended but not held a minute after its decision: the worker that
+        decided failed before its commit (or before holding it). True when this lookup
+        wrote the suspension (its entry included)."""
+        account_id = caller.account_id
+        try:
+            if self.coordination.held_suspension(account_id) is not None:
+                return False
+            with self._lock:
+                rec = self.state.account(account_id)
+            if not rec.suspended or ts - rec.velocity_ts < _SUSPENSION_GRACE_US:
+                return False  # being written by the worker that decided it
+            status = self.directory.account_status(account_id)
+        except (StateUnavailable, SQLAlchemyError) as exc:
+            log.error("guard_suspension_unchecked", error_type=type(exc).__name__)  # noqa: TRY400
+            return False
+        if status != "active":
+            # Committed, the hold lost (Redis failed just after the commit): hold it again.
+            self.coordination.hold_suspension(account_id, secrets.token_hex(8))
+            return False
+        log.warning("guard_suspension_completed", account_id=account_id)
+        self._suspend(
+            session, caller, raw_nir, score, reasons, rule=rec.suspended_reason or reasons[0]
+        )
+        return True
+
+    def _close_history(self, ts: int) -> None:
+        """Called under the lock at the first lookup after ``learn_until``: the end of the
+        learning window, once for every worker sharing the state."""
+        name = f"end-of-history:{self.learn_until}"
+        deadline = time.monotonic() + _HISTORY_WAIT_SECONDS
+        while True:
+            status = self.coordination.begin_once(
+                name, self._owner, lease_seconds=_HISTORY_LEASE_SECONDS
+            )
+            if status == "run":
+                for _ in range(_MAX_RETRIES):
+                    try:
+                        self.engine.refresh_peers(end_of_history=True)
+                        break
+                    except StaleRecord:
+                        continue  # a straggling decision of the learning window saved a record
+                else:
+                    raise RuntimeError("records kept changing while closing the learning window")
+                self.coordination.end_once(name, self._owner, ts=ts)
+                log.info("guard_history_closed", by="this worker")
+                break
+            if status == "done":
+                # Closed by another worker (or by this deployment before a restart): the
+                # peer groups from the shared records, and nothing left to close.
+                engine = Guard(self.directory, self.state, self.config)
+                engine.refresh_peers()
+                self.engine = engine
+                log.info("guard_history_closed", by="another worker")
+                break
+            if time.monotonic() >= deadline:
+                raise TimeoutError("another worker is still closing the learning window")
+            time.sleep(0.05)
+        self._history_open = False
+
+    def _read(self, account_id: str, nir: str, network: str, caller: Caller) -> AccountState:
+        """Called under the lock: the account's record; from Redis, with the lookup's
+        registry facts in the same round trip (the engine's next reads use them)."""
+        if self._prefetch is not None:
+            pro = self.directory.professional(account_id)
+            if pro is not None:
+                return self._prefetch(
+                    account_id,
+                    pro.unit,
+                    nir,
+                    network=network,
+                    device=caller.user_agent,
+                    session_id=caller.session_id,
+                )
+        return self.state.account(account_id)
+
     def _first_contact(self, account_id: str, network: str, caller: Caller) -> None:
-        """Called under the lock: an account the guard has never seen has no network or
-        device to compare with; the first lookup's become its baseline."""
-        if self.state.account(account_id).day >= 0:
-            return
+        """Called under the lock for an account the guard has never seen: it has no
+        network or device to compare with; the first lookup's become its baseline."""
         pro = self.directory.professional(account_id)
         if pro is None:
             return  # the engine refuses an unknown account (fails closed)
@@ -570,13 +796,18 @@ class InlineGuard:
             cap=self._unit_cap,
         )
 
-    def _forget_restored(self, account_id: str) -> None:
-        """Called under the lock: the account authenticated, so it is active in the
-        database; a guard record still suspended means an operator restored it."""
-        if account_id in self._suspending:
-            return
-        rec = self.state.account(account_id)
-        if rec.suspended:
+    def _forget_restored(self, account_id: str, rec: AccountState) -> AccountState:
+        """Called under the lock for a record marked suspended: reset it if an operator
+        restored the account since the guard's suspension was committed (held, and the
+        database says active); the record the engine will read."""
+        for _ in range(_MAX_RETRIES):
+            if not rec.suspended:
+                return rec
+            mark = self.coordination.held_suspension(account_id)
+            if mark is None:
+                return rec  # being written by the worker that decided it (see _deny)
+            if self.directory.account_status(account_id) != "active":
+                return rec  # still suspended: the engine denies
             rec.suspended = False
             rec.suspended_reason = ""
             rec.spent = 0.0
@@ -585,8 +816,19 @@ class InlineGuard:
             # the owner's first lookups after the restore.
             rec.velocity = [0.0] * len(rec.velocity)
             rec.enum_total = rec.enum_missed = 0.0
-            self.state.save_account(account_id, rec)
+            # Nor the networks it used moments ago: the owner's own place, minutes after,
+            # is no concurrent use (its network and device stay refused, if they were).
+            rec.net_last = rec.net_prev = ""
+            rec.net_last_ts = rec.net_prev_ts = -1
+            try:
+                self.state.save_account(account_id, rec)
+            except StaleRecord:
+                rec = self.state.account(account_id)  # another worker saved it: look again
+                continue
+            self.coordination.release_suspension(account_id, mark)
             log.info("guard_record_restored", account_id=account_id)
+            return rec
+        raise StaleRecord(account_id)
 
 
 def _now_us() -> int:
