@@ -1,11 +1,13 @@
 """The guard's state in Redis (the real server, database 15): same decisions as in
-process, shared by workers, no lost updates, no personal data in clear, fails closed."""
+process, shared by workers, no lost updates, no personal data in clear, fails closed;
+the inline driver's one-round-trip read, one-time tasks and suspension marks."""
 
 from __future__ import annotations
 
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -357,3 +359,86 @@ def test_redis_down_raises_and_never_answers_from_an_empty_state(
     with pytest.raises(StateUnavailable):
         guard.decide(lookup)
     down.close()
+
+
+def test_prefetch_reads_what_account_and_context_would(
+    world: tuple[TinyWorld, MemoryDirectory], client: redis.Redis, redis_url: str, prefix: str
+) -> None:
+    w, directory = world
+    state = RedisState(client, key=KEY, prefix=prefix)
+    stream = [e for e in events(w) if e.ts < to_micros(ROBOT_DAY + timedelta(hours=3))]
+    replay([new_guard(directory, state)], stream)
+    other = redis.Redis.from_url(redis_url)
+    plain = RedisState(other, key=KEY, prefix=prefix)  # another worker, no prefetch
+    try:
+        lookups = [e for e in stream if isinstance(e, LookupEvent)][-50:]
+        assert lookups
+        for e in lookups:
+            pro = directory.professional(e.account_id)
+            assert pro is not None
+            args = (e.account_id, pro.unit, e.nir)
+            where = {"network": e.ip, "device": e.user_agent, "session_id": e.session_id}
+            record = state.prefetch(*args, **where)
+            assert record == plain.account(e.account_id)
+            assert state.account(e.account_id) is record  # answered from the prefetch
+            assert state.context(*args, **where) == plain.context(*args, **where)
+            assert state.account(e.account_id) is not record  # once: read again
+        # A write in between drops what it could make stale.
+        e = lookups[-1]
+        pro = directory.professional(e.account_id)
+        assert pro is not None
+        where = {"network": e.ip, "device": e.user_agent, "session_id": e.session_id}
+        before = state.prefetch(e.account_id, pro.unit, e.nir, **where)
+        state.remember(e.account_id, pro.unit, e.nir, read=True, vouch=1, cap=4, **where)
+        state.save_account(e.account_id, before)
+        assert state.account(e.account_id).version == before.version
+        after = state.context(e.account_id, pro.unit, e.nir, **where)
+        assert after == plain.context(e.account_id, pro.unit, e.nir, **where)
+        assert after.seen
+    finally:
+        other.close()
+
+
+def test_a_one_time_task_is_run_by_one_worker(redis_url: str, prefix: str) -> None:
+    workers = 6
+    clients = [redis.Redis.from_url(redis_url) for _ in range(workers)]
+    states = [RedisState(c, key=KEY, prefix=prefix) for c in clients]
+    answers: dict[int, str] = {}
+    start = threading.Barrier(workers)
+
+    def begin(i: int) -> None:
+        start.wait()
+        answers[i] = states[i].begin_once("task", f"worker-{i}", lease_seconds=30)
+
+    threads = [threading.Thread(target=begin, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert sorted(answers.values()) == ["run"] + ["wait"] * (workers - 1)
+        (runner,) = (i for i, answer in answers.items() if answer == "run")
+        # The lease holder asking again (a retry) runs it; the others still wait.
+        assert states[runner].begin_once("task", f"worker-{runner}", lease_seconds=30) == "run"
+        assert states[runner - 1].begin_once("task", "late", lease_seconds=30) == "wait"
+        states[runner].end_once("task", f"worker-{runner}", ts=42)
+        assert {s.begin_once("task", "anyone", lease_seconds=30) for s in states} == {"done"}
+        # A worker that dies holding the lease: it expires and another takes over.
+        assert states[0].begin_once("other", "dead", lease_seconds=1) == "run"
+        assert states[1].begin_once("other", "alive", lease_seconds=1) == "wait"
+        time.sleep(1.2)
+        assert states[1].begin_once("other", "alive", lease_seconds=1) == "run"
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_a_suspension_mark_is_released_only_by_its_own(client: redis.Redis, prefix: str) -> None:
+    state = RedisState(client, key=KEY, prefix=prefix)
+    assert state.held_suspension("a1") is None
+    state.hold_suspension("a1", "first")
+    state.hold_suspension("a1", "second")  # suspended again, restored in between
+    state.release_suspension("a1", "first")  # a late release of the former suspension
+    assert state.held_suspension("a1") == "second"
+    state.release_suspension("a1", "second")
+    assert state.held_suspension("a1") is None
