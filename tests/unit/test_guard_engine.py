@@ -239,7 +239,11 @@ def test_a_new_place_used_alongside_the_practice_is_refused_even_for_own_patient
     at = DAY2 + timedelta(hours=9)
     patients = driver.world.care["gp2"]
     assert driver.lookup(at, "gp2", patients[0]).decision == "allow"
-    # Ten minutes later, the same account from a network and a browser it never used.
+    # The same account from a network and a browser it never used, alongside the
+    # practice: a first lookup there is a place among others; back and forth is not.
+    first = driver.lookup(at + timedelta(minutes=5), "gp2", patients[4], **STRANGER_PLACE)
+    assert first.decision == "allow"
+    assert driver.lookup(at + timedelta(minutes=8), "gp2", patients[5]).decision == "allow"
     other = driver.lookup(at + timedelta(minutes=10), "gp2", patients[1], **STRANGER_PLACE)
     assert other.decision == "step_up"
     assert other.reasons[0] == "concurrent_new_network"
@@ -274,6 +278,9 @@ def test_a_new_place_stays_a_stranger_during_its_probation(driver: Driver) -> No
     opening = at + timedelta(hours=2, minutes=30)
     assert driver.lookup(opening, "gp2", patients[5]).decision == "allow"
     robot = driver.lookup(opening + timedelta(minutes=2), "gp2", patients[6], **STRANGER_PLACE)
+    assert robot.decision == "allow"  # the robot's earlier lookups are over span ago
+    assert driver.lookup(opening + timedelta(minutes=4), "gp2", patients[7]).decision == "allow"
+    robot = driver.lookup(opening + timedelta(minutes=6), "gp2", patients[8], **STRANGER_PLACE)
     assert robot.decision == "step_up"
     assert robot.reasons[0] == "concurrent_new_network"
 
@@ -297,9 +304,10 @@ def test_a_known_browser_on_a_new_network_alongside_the_practice_is_refused_afte
         )
     kinds = [d.decision for d in decisions]
     limit = default_config().concurrency.min_lookups
-    assert kinds[: limit - 1] == ["allow"] * (limit - 1)
-    assert kinds[limit - 1] == "step_up"
-    assert decisions[limit - 1].reasons[0] == "concurrent_new_network"
+    # The first lookup from there is not yet back and forth; then limit of them are.
+    assert kinds[:limit] == ["allow"] * limit
+    assert kinds[limit] == "step_up"
+    assert decisions[limit].reasons[0] == "concurrent_new_network"
     assert decisions[-1].reasons[0] == "refused_network"
 
 
@@ -321,6 +329,50 @@ def test_a_new_network_in_the_dead_of_night_is_refused_after_a_few(driver: Drive
     assert kinds[-1].reasons[0] == "refused_network"
     # In the day, the practice's own network is not challenged by it.
     assert driver.lookup(at + timedelta(hours=8), "gp2", patients[9]).decision == "allow"
+
+
+def test_a_switch_to_a_new_network_is_not_concurrent_use(driver: Driver) -> None:
+    # An ISP change at 10:00 (or the afternoon at a second site): the old network is left
+    # behind, the new one carries on alone with the same software.
+    at = DAY2 + timedelta(hours=9)
+    patients = driver.world.care["gp2"]
+    for n in range(4):
+        assert driver.lookup(at + timedelta(minutes=15 * n), "gp2", patients[n]).decision == (
+            "allow"
+        )
+    after = [
+        driver.lookup(
+            at + timedelta(hours=1, minutes=5 * n),
+            "gp2",
+            patients[n + 4],
+            ip="192.0.2.60",
+            session="after-the-switch",
+        )
+        for n in range(10)
+    ]
+    assert {d.decision for d in after} == {"allow"}
+
+
+def test_a_refused_stranger_that_keeps_trying_is_denied(driver: Driver) -> None:
+    at = DAY2 + timedelta(hours=9)
+    patients = driver.world.care["gp2"]
+    assert driver.lookup(at, "gp2", patients[0]).decision == "allow"
+    driver.lookup(at + timedelta(minutes=1), "gp2", patients[1], **STRANGER_PLACE)
+    assert driver.lookup(at + timedelta(minutes=2), "gp2", patients[2]).decision == "allow"
+    first = driver.lookup(at + timedelta(minutes=3), "gp2", patients[3], **STRANGER_PLACE)
+    assert first.reasons[0] == "concurrent_new_network"
+    limit = default_config().concurrency.deny_after
+    kinds = [
+        driver.lookup(
+            at + timedelta(minutes=4 + n), "gp2", patients[n % 10], **STRANGER_PLACE
+        ).reasons[0]
+        for n in range(limit)
+    ]
+    assert kinds[: limit - 1] == ["refused_network"] * (limit - 1)
+    assert kinds[-1] == "stranger_persisting"
+    # The account is suspended: the owner too is denied until an operator restores it.
+    owner = driver.lookup(at + timedelta(minutes=5 + limit), "gp2", patients[0])
+    assert owner.decision == "deny"
 
 
 def test_a_known_browser_on_a_new_network_is_not_a_stranger(driver: Driver) -> None:

@@ -45,7 +45,9 @@ The rules, most severe first
     * ``deny`` (and suspension until an operator restores the account):
       enumeration (many not-found lookups, most of the recent ones), a robot
       (velocity over ``velocity.deny_factor`` times its limit with the budget
-      spent), or spending ``budget.deny_factor`` times the capacity in a day;
+      spent), spending ``budget.deny_factor`` times the capacity in a day, or
+      a refused stranger that keeps trying (``stranger_persisting``, its
+      ``concurrency.deny_after``-th refused lookup: it knows the credentials);
       a suspended account is denied everything.
     * ``step_up``: enumeration starting; velocity over the limit at any scale
       (limit: the floor, or ``velocity.peak_factor`` times the account's learnt

@@ -117,9 +117,11 @@ class CampaignConfig(_Section):
 
 class ConcurrencyConfig(_Section):
     window: int = Field(gt=0)
+    span: int = Field(gt=0)
     min_lookups: int = Field(ge=1)
     probation: int = Field(ge=0)
     refuse_for: int = Field(gt=0)
+    deny_after: int = Field(ge=1)
 
 
 class ConversionConfig(_Section):

@@ -147,9 +147,11 @@ class Guard:
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
         self._window_us = config.concurrency.window * 1_000_000
+        self._span_us = config.concurrency.span * 1_000_000
         self._probation_us = config.concurrency.probation * 1_000_000
         self._refuse_us = config.concurrency.refuse_for * 1_000_000
         self._concurrent_min = config.concurrency.min_lookups
+        self._refused_deny = config.concurrency.deny_after
 
     # -- claims ---------------------------------------------------------------------------
 
@@ -359,7 +361,6 @@ class Guard:
         # two places), or at an hour the account never works.
         token = state.token
         net_key = token(network)
-        other_ts = rec.net_prev_ts if rec.net_last == net_key else rec.net_last_ts
         on_probation = False
         if rec.probation:
             since = rec.probation.get(net_key, -1)
@@ -371,7 +372,14 @@ class Guard:
             if not new_device and rec.probation:
                 since = rec.probation.get(_DEVICE + token(device), -1)
                 new_device = since >= 0 and ts - since < self._probation_us
-            concurrent = other_ts >= 0 and ts - other_ts <= self._window_us
+            # In use alongside: this network, then another, then this one again, within
+            # span, the other one within window (a switch, after an ISP change or between
+            # two sites at noon, leaves the other network behind).
+            concurrent = (
+                rec.net_prev == net_key
+                and ts - rec.net_prev_ts <= self._span_us
+                and ts - rec.net_last_ts <= self._window_us
+            )
             late = not concurrent and self._off_hours(rec, peer, ts)
             if concurrent or late:
                 stranger_count = rec.concurrent.get(net_key, 0) + 1
@@ -441,6 +449,8 @@ class Guard:
             decision, rule = DENY, "robot"
         elif new_exposure and spent >= self._deny_factor * capacity:
             decision, rule = DENY, "budget_far_exceeded"
+        elif refused and rec.refused_lookups + 1 >= self._refused_deny:
+            decision, rule = DENY, "stranger_persisting"
         elif enumeration == 1:
             decision, rule = STEP_UP, "enumeration"
         elif velocity_ratio > 1.0:
@@ -505,6 +515,8 @@ class Guard:
                     # own network is not challenged by what a stranger did.
                     if rule == stranger_rule:
                         rec.refused[pair_key] = ts
+                    elif rule == "refused_network":
+                        rec.refused_lookups += 1
                     elif rule != "refused_network":
                         rec.challenged = True
                 else:

@@ -812,6 +812,7 @@ class InlineGuard:
             rec.suspended_reason = ""
             rec.spent = 0.0
             rec.challenged = False
+            rec.refused_lookups = 0
             # The burst that led to the suspension is judged: it must not weigh on
             # the owner's first lookups after the restore.
             rec.velocity = [0.0] * len(rec.velocity)

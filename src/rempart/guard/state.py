@@ -92,7 +92,9 @@ class AccountState:
     concurrent: dict[str, int] = field(default_factory=dict)
     """Lookups per network on probation while another network was in use."""
     refused: dict[str, int] = field(default_factory=dict)
-    """``network|device`` tokens stepped up for concurrent use -> when."""
+    """``network|device`` tokens of strangers stepped up -> when."""
+    refused_lookups: int = 0
+    """Lookups refused since (a stranger that keeps trying is denied)."""
 
 
 class Context(NamedTuple):
