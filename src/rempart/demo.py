@@ -32,6 +32,7 @@ from rempart.audit.history import access_history
 from rempart.audit.models import AuditEvent
 from rempart.audit.verify import verify_database
 from rempart.config import load_settings
+from rempart.demo_guard import chapter_guard_inline, chapter_guard_replay
 from rempart.demo_login import (
     chapter_practice_software,
     chapter_psc,
@@ -238,16 +239,19 @@ def _run(
         port=port,
         provider=provider,
         pharmacy=(account_id, organization_id),
+        world_dir=world_dir,
     )
     _audit_chapter(console, services, workdir, people[0]["nir"])
     services.close()
+    _step(console, 13, "The guard offline: the world's 28 days replayed by the same engine")
+    chapter_guard_replay(console, world_dir)
     console.print()
     console.print(
         Panel.fit(
             f"Demo data kept in {workdir}.\n"
-            "Every lookup above also went through the guard (allowed: the pharmacy's own "
-            "customers). Coming next: the guard's story, breach scoping and notification of "
-            "the people affected.",
+            "Every lookup above went through the guard before the rights were read. "
+            "Coming next: breach scoping, the CNIL report and notification of the people "
+            "affected.",
             border_style="green",
         )
     )
@@ -264,8 +268,9 @@ def _over_http(
     port: int,
     provider: LocalProvider | None,
     pharmacy: tuple[str, str],
+    world_dir: Path,
 ) -> None:
-    """Chapters 4-10: the professional's side, over real HTTP."""
+    """Chapters 4-11: the professional's side, over real HTTP."""
     settings = services.settings
     with _running_server(services, port) as base_url, httpx.Client(base_url=base_url) as http:
         _step(console, 4, f"Log in over HTTP ({base_url})")
@@ -362,6 +367,15 @@ def _over_http(
             pharmacy=pharmacy,
             people=people,
         )
+        _step(console, 11, "The guard, live: a robot logs in with a leaked password")
+        chapter_guard_inline(
+            console,
+            services,
+            http,
+            world_dir=world_dir,
+            organization_id=pharmacy[1],
+            busy_account=pharmacy[0],
+        )
         if serve:
             console.print(f"\n  The service stays up at {base_url} (Ctrl-C to stop).")
             try:
@@ -454,7 +468,7 @@ def _enrol_doctor(services: Services) -> None:
 
 def _audit_chapter(console: Console, services: Services, workdir: Path, nir: str) -> None:
     """Chapter 8: what the audit trail kept, and what tampering with it looks like."""
-    _step(console, 11, "The audit trail: every lookup recorded before the data left")
+    _step(console, 12, "The audit trail: every lookup recorded before the data left")
     verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
     engine = services.audit_engine
     with engine.connect() as connection:

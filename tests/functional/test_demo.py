@@ -30,6 +30,11 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "lookup acting as the pharmacist at the counter → 200",
         "lookup acting as a doctor of another practice → 403 acting_professional_invalid",
         "rempart audit verify → intact",
+        "403 account_suspended",
+        "Votre compte Rempart est suspendu",
+        "rempart guard alerts → #1 open",
+        "(rempart accounts restore) → active",
+        "rempart guard replay:",
     ):
         assert expected in text, expected
     assert "Traceback" not in text
