@@ -375,6 +375,24 @@ def test_a_refused_stranger_that_keeps_trying_is_denied(driver: Driver) -> None:
     assert owner.decision == "deny"
 
 
+def test_a_refused_network_with_the_usual_browser_is_never_denied(driver: Driver) -> None:
+    # A hospital's new network with its usual browsers, back and forth with the old one:
+    # refused (its staff pass the step-up), but never a suspension for it.
+    at = DAY2 + timedelta(hours=8)
+    patients = driver.world.care["gp2"]
+    limit = default_config().concurrency.deny_after
+    kinds = set()
+    for n in range(limit + 20):
+        t = at + timedelta(minutes=2 * n)
+        driver.lookup(t, "gp2", patients[n % 10])
+        kinds.add(
+            driver.lookup(
+                t + timedelta(minutes=1), "gp2", patients[n % 10], ip="192.0.2.91", session="h"
+            ).decision
+        )
+    assert kinds == {"allow", "step_up"}
+
+
 def test_a_known_browser_on_a_new_network_is_not_a_stranger(driver: Driver) -> None:
     # The practice's own browser on a mobile network, alongside the practice line (a
     # laptop on a phone's connection during a home visit, logged in anew): new network,

@@ -367,6 +367,7 @@ class Guard:
             on_probation = since >= 0 and ts - since < self._probation_us
         stranger_rule = ""
         stranger_count = 0
+        new_device = False
         if not network_known or on_probation:
             new_device = not device_known
             if not new_device and rec.probation:
@@ -449,7 +450,7 @@ class Guard:
             decision, rule = DENY, "robot"
         elif new_exposure and spent >= self._deny_factor * capacity:
             decision, rule = DENY, "budget_far_exceeded"
-        elif refused and rec.refused_lookups + 1 >= self._refused_deny:
+        elif refused and new_device and rec.refused_lookups + 1 >= self._refused_deny:
             decision, rule = DENY, "stranger_persisting"
         elif enumeration == 1:
             decision, rule = STEP_UP, "enumeration"
@@ -515,7 +516,10 @@ class Guard:
                     # own network is not challenged by what a stranger did.
                     if rule == stranger_rule:
                         rec.refused[pair_key] = ts
-                    elif rule == "refused_network":
+                    elif rule == "refused_network" and new_device:
+                        # Only a device new to the account counts towards a denial: a
+                        # user agent string the account uses is weak evidence of a
+                        # stranger (a hospital's new network with its usual browsers).
                         rec.refused_lookups += 1
                     elif rule != "refused_network":
                         rec.challenged = True
