@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="Until then (ISO 8601, with a time zone) the guard records and learns, "
         "and does not act.",
     )
+    guard_history_days: int = Field(
+        default=21,
+        ge=0,
+        le=366,
+        description="At start, the guard learns from the audit trail's answered lookups of "
+        "that many days before (a warm start); 0: it starts with no history.",
+    )
     guard_config: Path | None = Field(
         default=None,
         description="The guard's thresholds and weights (TOML); default: the shipped file.",
