@@ -185,6 +185,57 @@ def test_a_robot_alternating_between_two_workers_is_contained_as_on_one(
     assert len(alerts(services)) == 1
 
 
+def test_a_robot_racing_on_two_workers_is_contained_as_on_one(
+    services: Services, second: Services, pharmacist: Login, town: Town
+) -> None:
+    """Four threads, two per worker, send the robot's lookups at once: decisions on the
+    one record are refused as stale and taken again, none is lost, and the robot
+    gets no more than one worker alone would give it."""
+    customers, strangers = town
+    queue = list(reversed(strangers))
+    statuses: list[int] = []
+    lock = threading.Lock()
+    with TestClient(create_app(services=services)) as first:
+        yesterday_at_the_counter(first, services, pharmacist, customers)
+        robot = log_in(first, pharmacist)
+    history = len(lookup_entries(services, "ph-lilas"))
+
+    def scrape(http: TestClient) -> None:
+        while True:
+            with lock:
+                if not queue or 403 in statuses:
+                    return
+                person = queue.pop()
+            status = lookup(http, robot, person, ROBOT).status_code
+            with lock:
+                statuses.append(status)
+
+    # Each thread its own client; all closed once every thread is done (an app's
+    # shutdown closes its Services).
+    with contextlib.ExitStack() as stack:
+        clients = [
+            stack.enter_context(TestClient(create_app(services=w))) for w in (services, second) * 2
+        ]
+        threads = [threading.Thread(target=scrape, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert statuses.count(200) <= 1, statuses
+    assert 403 in statuses, statuses
+    assert account_status(services) == "suspended"
+    assert len(alerts(services)) == 1
+    entries = lookup_entries(services, "ph-lilas")[history:]
+    decided = [e for e in entries if not e.reasons.startswith("account_suspended")]
+    record = state_of(services).account("ph-lilas")
+    # Every decision the engine made on the record counted once (the suspended one's
+    # refusals are not counted by the engine), yesterday's lookups rolled into history.
+    assert record.day_lookups == len(decided), "\n".join(
+        [str(record.day_lookups), str(statuses)]
+        + [f"{e.decision} {e.reasons} {e.outcome}" for e in entries]
+    )
+
+
 def test_an_honest_day_over_two_workers_passes(
     services: Services, second: Services, workers: list[TestClient], pharmacist: Login, town: Town
 ) -> None:

@@ -442,3 +442,76 @@ def test_a_suspension_mark_is_released_only_by_its_own(client: redis.Redis, pref
     assert state.held_suspension("a1") == "second"
     state.release_suspension("a1", "second")
     assert state.held_suspension("a1") is None
+
+
+def test_deferred_writes_decide_as_in_process(
+    world: tuple[TinyWorld, MemoryDirectory],
+    in_process: list[Decision],
+    client: redis.Redis,
+    prefix: str,
+) -> None:
+    """Each decision's writes held back and sent together when it ends (the inline
+    driver's way): the same decisions."""
+    w, directory = world
+    state = RedisState(client, key=KEY, prefix=prefix)
+    guard = new_guard(directory, state)
+    decisions = []
+    for event in events(w):
+        with state.deferred_writes():
+            if isinstance(event, ClaimEvent):
+                guard.observe_claim(event)
+            else:
+                decisions.append(guard.decide(event))
+    assert decisions == in_process
+
+
+def test_deferred_writes_land_whole_or_not_at_all(client: redis.Redis, prefix: str) -> None:
+    state = RedisState(client, key=KEY, prefix=prefix)
+    where = {"network": "198.51.100.0/24", "device": "agent", "session_id": "s1"}
+
+    def remember() -> None:
+        state.remember("a1", "u1", "1850775123456", read=True, vouch=1, cap=3, **where)
+
+    stale = state.account("a1")
+    fresh = state.account("a1")
+    with state.deferred_writes():
+        fresh.day_lookups = 1
+        state.save_account("a1", fresh)
+        remember()
+        assert client.exists(prefix + "a:a1") == 0  # held back until the block ends
+    assert fresh.version == 1
+    assert state.account("a1").day_lookups == 1
+    assert state.context("a1", "u1", "1850775123456", **where).network_known == 1
+
+    # A stale save: StaleRecord when the block ends, and the registry writes dropped.
+    def stale_decision() -> None:
+        with state.deferred_writes():
+            stale.day_lookups = 99
+            state.save_account("a1", stale)
+            remember()
+
+    with pytest.raises(StaleRecord):
+        stale_decision()
+    assert state.account("a1").day_lookups == 1
+    assert state.context("a1", "u1", "1850775123456", **where).network_known == 1
+
+    # A read inside the block reads what was written before it.
+    with state.deferred_writes():
+        record = state.account("a1")
+        record.day_lookups = 2
+        state.save_account("a1", record)
+        assert state.account("a1").day_lookups == 2
+
+    # An exception in the block drops what it held.
+    def failing_decision() -> None:
+        with state.deferred_writes():
+            record = state.account("a1")
+            record.day_lookups = 3
+            state.save_account("a1", record)
+            remember()
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        failing_decision()
+    assert state.account("a1").day_lookups == 2
+    assert state.context("a1", "u1", "1850775123456", **where).network_known == 1

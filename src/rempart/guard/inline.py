@@ -88,10 +88,12 @@ workers of every host share one memory and survive restarts; records are saved
 with a version check, so two workers deciding for one account at once never lose
 each other's updates: the later one decides again from a fresh read). The
 driver reads the account record and the lookup's registry facts in one round
-trip before the engine decides (:meth:`RedisState.prefetch`): three round trips a
-decision. A Redis that fails or does not answer within a second fails the lookup
-closed (503 ``guard_unavailable``, recorded). What several workers sharing the
-state must agree on:
+trip before the engine decides (:meth:`RedisState.prefetch`), and sends the
+decision's writes (the record's versioned save, then the registries) together
+when it has decided (:meth:`RedisState.deferred_writes`: one script, landing whole
+or not at all): two round trips a decision. A Redis that fails or does not answer
+within a second fails the lookup closed (503 ``guard_unavailable``, recorded).
+What several workers sharing the state must agree on:
 
 * **The end of the learning window** happens once. Its one-time changes to the
   records (history's spending cleared, each account's conversion rate fixed,
@@ -134,6 +136,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
 from typing import Final, Protocol
@@ -466,10 +469,17 @@ class InlineGuard:
             coordination = state if isinstance(state, RedisState) else LocalCoordination()
         self.coordination: Coordination = coordination
         self._prefetch = self.state.prefetch if isinstance(self.state, RedisState) else None
+        self._writes: Callable[[], AbstractContextManager[None]] = (
+            self.state.deferred_writes if isinstance(self.state, RedisState) else nullcontext
+        )
         self.learn_until = learn_until
         """Before this instant (µs), decisions are recorded and learnt from, not acted upon."""
         self.engine = Guard(directory, self.state, config, history_until=learn_until)
         self._history_open = learn_until is not None
+        self._history_until = learn_until or 0
+        """The first lookup at or after it ends the history, once for every worker..."""
+        self._history_task = f"end-of-history:{learn_until}"
+        """... under this name in the shared state's one-time tasks."""
         self._owner = secrets.token_hex(8)
         """This driver's name in the shared state's leases."""
         self._auth = auth
@@ -527,23 +537,14 @@ class InlineGuard:
             network = network_of(caller.client_ip, self._v4, self._v6)
             account_id = caller.account_id
             with self._lock:
-                if self._history_open and ts >= (self.learn_until or 0):
+                if self._history_open and ts >= self._history_until:
                     self._close_history(ts)
                 rec = self._read(account_id, nir, network, caller)
                 if rec.suspended:
                     rec = self._forget_restored(account_id, rec)
                 if rec.day < 0:
                     self._first_contact(account_id, network, caller)
-                return self.engine.decide_resolved(
-                    ts,
-                    account_id,
-                    nir,
-                    person,
-                    given,
-                    network,
-                    caller.user_agent,
-                    caller.session_id,
-                )
+                return self._engine_decides(ts, nir, person, given, network, caller)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the lookup fails closed
             # The type alone, no traceback: a message could carry a NIR into the log.
             log.error("guard_failed", error_type=type(exc).__name__)  # noqa: TRY400
@@ -731,7 +732,7 @@ class InlineGuard:
     def _close_history(self, ts: int) -> None:
         """Called under the lock at the first lookup after ``learn_until``: the end of the
         learning window, once for every worker sharing the state."""
-        name = f"end-of-history:{self.learn_until}"
+        name = self._history_task
         deadline = time.monotonic() + _HISTORY_WAIT_SECONDS
         while True:
             status = self.coordination.begin_once(
@@ -761,6 +762,34 @@ class InlineGuard:
                 raise TimeoutError("another worker is still closing the learning window")
             time.sleep(0.05)
         self._history_open = False
+
+    def _engine_decides(  # noqa: PLR0917
+        self,
+        ts: int,
+        nir: str,
+        person: Person | None,
+        given: int | None,
+        network: str,
+        caller: Caller,
+    ) -> tuple[DecisionKind, float, tuple[str, ...]]:
+        """Called under the lock: the engine's decision, its writes sent when it has
+        decided; decided again if another worker saved the record meanwhile."""
+        for _ in range(_MAX_RETRIES):
+            try:
+                with self._writes():
+                    return self.engine.decide_resolved(
+                        ts,
+                        caller.account_id,
+                        nir,
+                        person,
+                        given,
+                        network,
+                        caller.user_agent,
+                        caller.session_id,
+                    )
+            except StaleRecord:
+                continue
+        raise StaleRecord(caller.account_id)
 
     def _read(self, account_id: str, nir: str, network: str, caller: Caller) -> AccountState:
         """Called under the lock: the account's record; from Redis, with the lookup's

@@ -60,7 +60,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import redis
 
@@ -101,32 +101,50 @@ return {
 # KEYS: read, networks, devices, network units, device units, session
 # ARGV: h(nir) or '', read (0/1), vouch, unit, cap, h(network), h(device),
 #       session ttl, registry ttl (0: none)
-_REMEMBER = """
-local ttl = tonumber(ARGV[9])
-if ARGV[2] == '1' and ARGV[1] ~= '' then
-  redis.call('SADD', KEYS[1], ARGV[1])
-  if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+_REMEMBER_BODY = """
+local ttl = tonumber(A[9])
+if A[2] == '1' and A[1] ~= '' then
+  redis.call('SADD', K[1], A[1])
+  if ttl > 0 then redis.call('EXPIRE', K[1], ttl) end
 end
-local vouch = tonumber(ARGV[3])
+local vouch = tonumber(A[3])
 if vouch ~= 0 then
-  redis.call('HINCRBY', KEYS[2], ARGV[6], vouch)
-  redis.call('HINCRBY', KEYS[3], ARGV[7], vouch)
+  redis.call('HINCRBY', K[2], A[6], vouch)
+  redis.call('HINCRBY', K[3], A[7], vouch)
   if ttl > 0 then
-    redis.call('EXPIRE', KEYS[2], ttl)
-    redis.call('EXPIRE', KEYS[3], ttl)
+    redis.call('EXPIRE', K[2], ttl)
+    redis.call('EXPIRE', K[3], ttl)
   end
 end
-local cap = tonumber(ARGV[5])
+local cap = tonumber(A[5])
 for i = 4, 5 do
-  local size = redis.call('SCARD', KEYS[i])
+  local size = redis.call('SCARD', K[i])
   if size == 0 or size < cap then
-    redis.call('SADD', KEYS[i], ARGV[4])
+    redis.call('SADD', K[i], A[4])
   end
-  if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+  if ttl > 0 then redis.call('EXPIRE', K[i], ttl) end
 end
-redis.call('SET', KEYS[6], ARGV[6], 'NX', 'EX', tonumber(ARGV[8]))
-return 1
+redis.call('SET', K[6], A[6], 'NX', 'EX', tonumber(A[8]))
 """
+_REMEMBER = "local K, A = KEYS, ARGV\n" + _REMEMBER_BODY + "return 1\n"
+
+# A decision's writes together (RedisState.deferred_writes): the record's versioned
+# save, then, only if it was not stale, the registry writes.
+# KEYS: record, then _REMEMBER's. ARGV: expected version, record, then _REMEMBER's.
+_SAVE_AND_REMEMBER = (
+    """
+local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if stored ~= tonumber(ARGV[1]) then
+  return -1
+end
+redis.call('HSET', KEYS[1], 'version', stored + 1, 'record', ARGV[2])
+local K = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}
+local A = {}
+for i = 3, #ARGV do A[i - 2] = ARGV[i] end
+"""
+    + _REMEMBER_BODY
+    + "return stored + 1\n"
+)
 
 # KEYS: done marker, lease. ARGV: owner, lease seconds.
 _BEGIN_ONCE = """
@@ -185,10 +203,22 @@ class StateUnavailable(Exception):
 
 
 class _Ahead(threading.local):
-    """What :meth:`RedisState.prefetch` read for the next decision (per thread, used once)."""
+    """Per thread: what :meth:`RedisState.prefetch` read for the next decision (used
+    once), and the writes :meth:`RedisState.deferred_writes` holds back."""
 
     record: tuple[str, AccountState] | None = None
     context: tuple[tuple[str, ...], Context] | None = None
+    deferred: list[_Write] | None = None
+
+
+class _Write(NamedTuple):
+    """A held-back write: a record's save (``record`` set) or a decision's registry
+    writes (``keys`` and ``args`` of the remember script)."""
+
+    account_id: str
+    record: AccountState | None
+    keys: list[str]
+    args: list[Any]
 
 
 def _text(value: Any) -> str | None:
@@ -233,6 +263,7 @@ class RedisState:
         self._save = client.register_script(_SAVE)
         self._read = client.register_script(_READ)
         self._remember = client.register_script(_REMEMBER)
+        self._save_and_remember = client.register_script(_SAVE_AND_REMEMBER)
         self._claim = client.register_script(_CLAIM)
         self._begin_once = client.register_script(_BEGIN_ONCE)
         self._end_once = client.register_script(_END_ONCE)
@@ -258,6 +289,8 @@ class RedisState:
     @contextmanager
     def _redis(self) -> Iterator[None]:
         try:
+            if self._ahead.deferred:  # a call to Redis first sends the writes held back
+                self._send_deferred()
             yield
         except redis.RedisError as exc:
             raise StateUnavailable(f"guard state store failed: {type(exc).__name__}") from exc
@@ -296,6 +329,10 @@ class RedisState:
 
     def save_account(self, account_id: str, record: AccountState) -> None:
         self._ahead.record = None
+        deferred = self._ahead.deferred
+        if deferred is not None:
+            deferred.append(_Write(account_id, record, [], []))
+            return
         with self._redis():
             result = self._save(
                 keys=[self.prefix + "a:" + account_id], args=[record.version, self._encode(record)]
@@ -304,7 +341,59 @@ class RedisState:
             raise StaleRecord(account_id)
         record.version = int(result)
 
-    # -- registries -----------------------------------------------------------------------
+    @contextmanager
+    def deferred_writes(self) -> Iterator[None]:
+        """Hold back this thread's :meth:`save_account` and :meth:`remember` calls until
+        the block ends, then send them: a decision's record save followed by its
+        registry writes goes as one script, in one round trip, and lands whole or not
+        at all (a stale record: :class:`StaleRecord` when the block ends, nothing
+        written; decide again). Any other call in the block (a read above all) first
+        sends what is held, in order, so it reads what was written; an exception in
+        the block drops what is held."""
+        if self._ahead.deferred is not None:
+            yield  # already inside a block: its end sends
+            return
+        self._ahead.deferred = []
+        try:
+            yield
+            self._send_deferred()
+        finally:
+            self._ahead.deferred = None
+
+    def _send_deferred(self) -> None:
+        held = self._ahead.deferred
+        if not held:
+            return
+        writes = list(held)
+        held.clear()
+        if (
+            len(writes) == 2  # the usual decision: one save, then one remember
+            and writes[0].record is not None
+            and writes[1].record is None
+        ):
+            save, registry = writes
+            assert save.record is not None
+            with self._redis():
+                result = self._save_and_remember(
+                    keys=[self.prefix + "a:" + save.account_id, *registry.keys],
+                    args=[save.record.version, self._encode(save.record), *registry.args],
+                )
+            if int(result) < 0:
+                raise StaleRecord(save.account_id)
+            save.record.version = int(result)
+            return
+        for write in writes:  # in order; a stale save stops the rest
+            with self._redis():
+                if write.record is not None:
+                    result = self._save(
+                        keys=[self.prefix + "a:" + write.account_id],
+                        args=[write.record.version, self._encode(write.record)],
+                    )
+                    if int(result) < 0:
+                        raise StaleRecord(write.account_id)
+                    write.record.version = int(result)
+                else:
+                    self._remember(keys=write.keys, args=write.args)
 
     def context(
         self,
@@ -418,28 +507,31 @@ class RedisState:
         p = self.prefix
         h_net = self._h(network)
         h_dev = self._h(device)
+        keys = [
+            p + "r:" + account_id,
+            p + "n:" + account_id,
+            p + "d:" + account_id,
+            p + "nu:" + h_net,
+            p + "du:" + h_dev,
+            p + "s:" + self._h(session_id),
+        ]
+        args: list[Any] = [
+            "" if nir is None else self._h_nir(nir),
+            1 if read else 0,
+            vouch,
+            unit,
+            cap,
+            h_net,
+            h_dev,
+            self._session_ttl,
+            self._registry_ttl,
+        ]
+        deferred = self._ahead.deferred
+        if deferred is not None:
+            deferred.append(_Write(account_id, None, keys, args))
+            return
         with self._redis():
-            self._remember(
-                keys=[
-                    p + "r:" + account_id,
-                    p + "n:" + account_id,
-                    p + "d:" + account_id,
-                    p + "nu:" + h_net,
-                    p + "du:" + h_dev,
-                    p + "s:" + self._h(session_id),
-                ],
-                args=[
-                    "" if nir is None else self._h_nir(nir),
-                    1 if read else 0,
-                    vouch,
-                    unit,
-                    cap,
-                    h_net,
-                    h_dev,
-                    self._session_ttl,
-                    self._registry_ttl,
-                ],
-            )
+            self._remember(keys=keys, args=args)
 
     def add_claim(self, unit: str, nir: str, ts: int) -> None:
         self._ahead.context = None
