@@ -38,6 +38,7 @@ from rempart.guard.events import to_micros
 from rempart.guard.inline import InlineGuard
 from rempart.guard.redis_state import RedisState
 from rempart.guard.state import GuardState
+from rempart.guard.warm_start import warm_start
 from rempart.notify.mail import MailSender, sender_from_settings
 from rempart.notify.outbox import Outbox
 from rempart.store.engine import make_engine
@@ -231,7 +232,7 @@ class Services:
             return None
         state = self.guard_state
         log.info("guard_state", store="memory" if state is None else "redis")
-        return InlineGuard.for_database(
+        guard = InlineGuard.for_database(
             load_config(self.settings.guard_config),
             self.sessions,
             auth=self.auth,
@@ -240,6 +241,15 @@ class Services:
             learn_until=to_micros(learn) if (learn := self.settings.guard_learn_until) else None,
             state=state,
         )
+        # Before its first decision: the audit trail's recent lookups as its history.
+        warm_start(
+            guard,
+            audit_engine=self.audit_engine,
+            data_engine=self.engine,
+            pseudonym_key=self.settings.keys.pseudonym_key,
+            days=self.settings.guard_history_days,
+        )
+        return guard
 
     def close(self) -> None:
         if "redis_client" in self.__dict__ and self.redis_client is not None:
