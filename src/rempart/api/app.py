@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from anyio import to_thread
 from fastapi import FastAPI
 
@@ -22,6 +23,9 @@ from rempart.services import Services
 __all__ = ["create_app"]
 
 
+log = structlog.get_logger("rempart.api")
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     services = services or Services(settings or load_settings())
 
@@ -32,6 +36,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         to_thread.current_default_thread_limiter().total_tokens = services.settings.worker_threads
         pump = MailPump(services, interval_seconds=services.settings.mail_poll_seconds)
         pump.start()
+        # The guard learns its history (the audit trail's recent lookups) before the
+        # first request rather than during it. If that fails here (database or Redis
+        # not there yet), the first lookup builds it and fails closed meanwhile.
+        try:
+            await to_thread.run_sync(lambda: services.guard)
+        except Exception as exc:  # noqa: BLE001 - reported, and retried by the first lookup
+            log.warning("guard_not_ready_at_start", error=type(exc).__name__)
         yield
         pump.stop()
         services.close()
