@@ -676,6 +676,12 @@ def serve(
     services.close()
     if problem:
         raise fail("database_not_ready", problem, exit_code=2)
+    if workers > 1 and settings.guard_enabled and not settings.redis_url:
+        # Each worker would keep its own guard memory: a robot meets one budget per worker.
+        err.print(
+            f"warning: {workers} workers without REMPART_REDIS_URL: the guard's state and "
+            "the login throttle are kept per worker; set REMPART_REDIS_URL to share them"
+        )
     uvicorn.run(
         "rempart.api.factory:app",
         factory=True,
