@@ -193,8 +193,9 @@ def _installed_hash(target: Path) -> str | None:
     """The hash embedded in the build under ``target``, read in a fresh interpreter (this
     one may not import it twice)."""
     probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import importlib; "
-        f"print(importlib.import_module({PACKAGE!r}).SOURCE_HASH)"
+        "import importlib, importlib.machinery, sys; sys.path.insert(0, sys.argv[1]); "
+        f"sys.exit(3) if importlib.machinery.PathFinder.find_spec({PACKAGE!r}, sys.path[:1]) "
+        f"is None else print(importlib.import_module({PACKAGE!r}).SOURCE_HASH)"
     )
     done = subprocess.run(  # noqa: S603 - this interpreter, fixed code, our own path
         [sys.executable, "-c", probe, str(target)],
