@@ -144,6 +144,7 @@ class Guard:
         self._campaign_step = config.campaign.step_up_units
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
+        self._enum_min_count = config.enumeration.min_count
 
     # -- claims ---------------------------------------------------------------------------
 
@@ -304,10 +305,9 @@ class Guard:
         else:
             enum_total = rec.enum_total + 1.0
             enum_missed = rec.enum_missed + missed
-        ecfg = cfg.enumeration
         enumeration = 0
-        if enum_missed >= ecfg.min_count:  # validated: deny_count >= min_count
-            enumeration = enumeration_level(enum_total, enum_missed, ecfg)
+        if enum_missed >= self._enum_min_count:  # validated: deny_count >= min_count
+            enumeration = enumeration_level(enum_total, enum_missed, cfg.enumeration)
 
         # Conversion: unexplained lookups that matured with or without a claim.
         pending = rec.pending
@@ -391,7 +391,7 @@ class Guard:
         spent = rec.spent + cost
         enum_pressure = 0.0
         if enum_missed:
-            enum_pressure = enum_missed / ecfg.min_count * min(1.0, enum_missed / enum_total)
+            enum_pressure = enum_missed / self._enum_min_count * min(1.0, enum_missed / enum_total)
         score = max(max(spent / capacity, velocity_ratio), enum_pressure)  # noqa: PLW3301 (as above)
 
         # The rules, most severe first.
