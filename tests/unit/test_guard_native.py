@@ -89,16 +89,22 @@ def test_a_new_import_of_a_compiled_module_joins_the_hash(sources: Path) -> None
 
 def test_the_copies_rename_the_compiled_modules_only() -> None:
     text = (
-        "from rempart.guard.state import AccountState\n"
+        "from rempart.guard.state import AccountState, GuardState\n"
         "from rempart.guard.directory import Person\n"
         "import rempart.guard.engine\n"
         "from rempart.guard.statements import nothing\n"
+        "def make(state: GuardState, states: GuardStates) -> None: ...\n"
     )
-    assert copy_source(text, "pkg") == (
-        "from pkg.state import AccountState\n"
+    assert copy_source("rempart.guard.engine", text, "pkg") == (
+        "from pkg.state import AccountState, MemoryState\n"
         "from rempart.guard.directory import Person\n"
         "import pkg.engine\n"
         "from rempart.guard.statements import nothing\n"
+        "def make(state: MemoryState, states: GuardStates) -> None: ...\n"
+    )
+    # The state module keeps its protocol.
+    assert "class GuardState(" in copy_source(
+        "rempart.guard.state", hashed_modules()["rempart.guard.state"].read_text(encoding="utf-8")
     )
 
 
@@ -110,7 +116,7 @@ def fake_build(root: Path, package: str, embedded: str) -> None:
     for module in COMPILED:
         path = hashed_modules()[module]
         name = module.rsplit(".", 1)[1]
-        text = copy_source(path.read_text(encoding="utf-8"), package)
+        text = copy_source(module, path.read_text(encoding="utf-8"), package)
         (folder / f"{name}.py").write_text(text, encoding="utf-8")
 
 

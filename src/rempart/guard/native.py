@@ -73,6 +73,7 @@ COMPILED = (
 )
 _ROOT = Path(__file__).resolve().parents[1]
 _COMPILED_NAME = re.compile(r"\b(" + "|".join(re.escape(module) for module in COMPILED) + r")\b")
+_PROTOCOL = re.compile(r"\bGuardState\b")
 
 
 @dataclass(frozen=True)
@@ -180,10 +181,19 @@ def source_hash(root: Path = _ROOT) -> str:
     return digest.hexdigest()
 
 
-def copy_source(source: str, package: str = PACKAGE) -> str:
-    """A compiled module's source with the compiled modules renamed into ``package``
-    (same lines: tracebacks point at the source's line numbers)."""
-    return _COMPILED_NAME.sub(lambda m: f"{package}.{m.group(1).rsplit('.', 1)[1]}", source)
+def copy_source(module: str, source: str, package: str = PACKAGE) -> str:
+    """The copy of compiled module ``module`` (its ``source``) that a build compiles.
+
+    Two changes, line for line (tracebacks point at the source's line numbers): the
+    compiled modules are renamed into ``package``; and outside the state module, the
+    state protocol ``GuardState`` becomes ``MemoryState``, the in-process state that
+    the compiled engine always runs on: typed so, its calls into the state are direct
+    C calls (through the protocol, Python method calls with keyword parsing).
+    """
+    copy = _COMPILED_NAME.sub(lambda m: f"{package}.{m.group(1).rsplit('.', 1)[1]}", source)
+    if module != "rempart.guard.state":
+        copy = _PROTOCOL.sub("MemoryState", copy)
+    return copy
 
 
 # -- building -----------------------------------------------------------------------------
@@ -273,7 +283,7 @@ def build(target: Path | None = None, *, force: bool = False) -> bool:
         for module, path in hashed_modules().items():
             if module in COMPILED:
                 name = module.rsplit(".", 1)[1]
-                text = copy_source(path.read_text(encoding="utf-8"))
+                text = copy_source(module, path.read_text(encoding="utf-8"))
                 (package / f"{name}.py").write_text(text, encoding="utf-8")
         (stage / "mypy.ini").write_text("[mypy]\nplugins = pydantic.mypy\n", encoding="utf-8")
         lib = stage / "lib"
