@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> None:
             [
                 f"- peak memory of the process (RSS): {peak_mib:,.0f} MiB",
                 f"- machine: {os.cpu_count()} cores shared with other work; load average "
-                f"{load_before} before, {load_after} after (a load above the core count "
-                "slows the wall-clock rate; the processor-time rate is less affected)",
+                f"{load_before} before, {load_after} after (with a load near or above the "
+                "core count, runs vary: the other work takes turns on the cores and shares "
+                "their caches; processor time leaves out the turns, not the sharing)",
             ]
         )
         if args.score and (world / "labels.parquet").is_file():
