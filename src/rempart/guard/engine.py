@@ -133,6 +133,7 @@ class Guard:
         self._peers: dict[str, _Peer] = {}
         self._scales_us = [s * 1_000_000.0 for s in config.velocity.scales]
         self._enum_scale_us = config.enumeration.scale * 1_000_000.0
+        self._enum_min_count = config.enumeration.min_count
         self._conv_scale_us = config.conversion.scale * 1_000_000.0
         self._horizon_us = config.conversion.horizon * 1_000_000
         self._unit_cap = max(config.campaign.popular_units, config.campaign.step_up_units + 1)
@@ -144,7 +145,6 @@ class Guard:
         self._campaign_step = config.campaign.step_up_units
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
-        self._enum_min_count = config.enumeration.min_count
 
     # -- claims ---------------------------------------------------------------------------
 
