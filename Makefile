@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit env bench bench-deps clean lock oidc-provider
+.PHONY: demo test lint typecheck unit env native bench bench-deps clean lock oidc-provider
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-env: $(STAMP)
+# The guard's compiled engine (mypyc; rempart.guard.native): compiled when its sources
+# changed since the last build, kept when not. A failed build removes the stale one and
+# leaves the pure-Python engine in use (same decisions, slower): make goes on.
+native: $(STAMP)
+	-$(BIN)/python -m rempart.guard.native build
+
+env: $(STAMP) native
 
 # The local OpenID Connect provider (npm's oidc-provider on Node.js) the Pro Santé
 # Connect tests log in against; reinstalled from the lock when it changes.
@@ -27,7 +33,7 @@ $(OIDC_STAMP): $(OIDC_TOOL)/package.json $(OIDC_TOOL)/package-lock.json
 
 oidc-provider: $(OIDC_STAMP)
 
-demo: $(STAMP) $(OIDC_STAMP)
+demo: $(STAMP) native $(OIDC_STAMP)
 	$(BIN)/rempart demo
 
 lint: $(STAMP)
@@ -37,7 +43,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(OIDC_STAMP)
+unit: $(STAMP) native $(OIDC_STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
@@ -46,7 +52,7 @@ test: lint typecheck unit
 bench-deps:
 	command -v wrk || (apt-get update && apt-get install -y wrk)
 
-bench: $(STAMP) bench-deps
+bench: $(STAMP) native bench-deps
 	$(BIN)/python -m bench.run_all
 
 lock: $(STAMP)

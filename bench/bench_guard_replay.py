@@ -1,31 +1,68 @@
 """Benchmark: offline guard replay throughput (lookups decided per second, one process).
 
 Goal: at least 100,000 lookups per second. Replays an existing world (``--world``)
-or generates one first; reports the decision loop's rate, the whole replay's rate
-(reading, checks, writing included) and the process's peak memory. This is the
-replay's throughput only: the detection targets (exposure, friction, blocks, over
+or generates one first; reports the decision loop's rate (wall clock, and the
+processor time the process got: the machine is shared), the whole replay's rate
+(reading, checks, writing included), the process's peak memory and which engine ran
+(the compiled one, :mod:`rempart.guard.native`, unless ``--pure`` or it is not built;
+``--both`` replays with each and checks that their decisions are identical). This is
+the replay's throughput only: the detection targets (exposure, friction, blocks, over
 several seeds) are measured elsewhere; ``--score`` adds this one world's scores.
 
+    .venv/bin/rempart world generate --out /tmp/gw-perf --insured 100000 \
+        --professionals 2000 --seed 1
     .venv/bin/python -m bench.bench_guard_replay [--world DIR | --insured N
-        --professionals N --days N --seed S] [--score] [--no-write]
+        --professionals N --days N --seed S] [--pure | --both] [--score] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from bench.report import publish
-from rempart.guard.replay import replay_world
+from rempart.guard.native import implementation
+from rempart.guard.replay import ReplaySummary, replay_world
 from rempart.guard.scoring import score_decisions
 from rempart.world.generator import generate_world
 
 GOAL = 100_000
+ENGINES = {"compiled": "compiled (mypyc)", "pure": "pure Python"}
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def _replay(world: Path, out: Path, *, compiled: bool) -> tuple[ReplaySummary, float]:
+    began = time.perf_counter()
+    summary = replay_world(world, out, engine=implementation(compiled=compiled))
+    return summary, time.perf_counter() - began
+
+
+def _lines(summary: ReplaySummary, total: float, *, compiled: bool) -> list[str]:
+    loop_rate = summary.lookups / summary.seconds
+    cpu_rate = summary.lookups / summary.cpu_seconds
+    engine = ENGINES[summary.engine]
+    if compiled and summary.engine != "compiled":
+        engine += " (the compiled engine is not built or is stale)"
+    return [
+        f"- engine: {engine}",
+        f"  - decision loop: {summary.seconds:.2f} s, **{loop_rate:,.0f} lookups/s** "
+        f"(goal {GOAL:,}: {'met' if loop_rate >= GOAL else 'not met'}); processor time "
+        f"{summary.cpu_seconds:.2f} s, {cpu_rate:,.0f} lookups/s",
+        f"  - whole replay (reading, checks, writing): {total:.2f} s, "
+        f"{summary.lookups / total:,.0f} lookups/s",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--professionals", type=int, default=2_000)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--seed", type=int, default=0)
+    engines = parser.add_mutually_exclusive_group()
+    engines.add_argument("--pure", action="store_true", help="the pure-Python engine only")
+    engines.add_argument(
+        "--both", action="store_true", help="pure Python, then compiled; same decisions checked"
+    )
     parser.add_argument("--score", action="store_true", help="add the world's scores")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     argv = sys.argv[1:] if argv is None else argv
@@ -51,15 +93,19 @@ def main(argv: list[str] | None = None) -> None:
                 days=args.days,
                 seed=args.seed,
             )
-        out = Path(tmp) / "decisions.parquet"
-        began = time.perf_counter()
-        summary = replay_world(world, out)
-        total = time.perf_counter() - began
+        load_before = _load()
+        runs = [False, True] if args.both else [not args.pure]
+        results: list[tuple[bool, ReplaySummary, float, Path]] = []
+        for compiled in runs:
+            out = Path(tmp) / f"decisions-{len(results)}.parquet"
+            summary, total = _replay(world, out, compiled=compiled)
+            results.append((compiled, summary, total, out))
+        load_after = _load()
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        loop_rate = summary.lookups / summary.seconds
-        whole_rate = summary.lookups / total
         meta = json.loads((world / "world.json").read_text(encoding="utf-8"))
         counts = meta.get("counts", {})
+        summary = results[-1][1]
+        out = results[-1][3]
         lines = [
             "## Guard replay throughput",
             "",
@@ -74,12 +120,24 @@ def main(argv: list[str] | None = None) -> None:
             f"{meta.get('history_days', '?')} + {meta.get('window_days', '?')} days "
             f"(history + window), seed {meta.get('seed', '?')}: "
             f"{summary.lookups:,} lookups, {summary.claims:,} claims",
-            f"- decision loop: {summary.seconds:.2f} s, **{loop_rate:,.0f} lookups/s** "
-            f"(goal {GOAL:,}: {'met' if loop_rate >= GOAL else 'not met'})",
-            f"- whole replay (reading, checks, writing): {total:.2f} s, "
-            f"{whole_rate:,.0f} lookups/s",
-            f"- peak memory of the process (RSS): {peak_mib:,.0f} MiB",
         ]
+        for compiled, run, total, _ in results:
+            lines.extend(_lines(run, total, compiled=compiled))
+        if len(results) == 2:
+            same = pq.read_table(results[0][3]).equals(pq.read_table(results[1][3]))
+            lines.append(
+                "- the two engines' decisions (decision, score, reasons of every event): "
+                + ("identical" if same else "**DIFFERENT**")
+            )
+        lines.extend(
+            [
+                f"- peak memory of the process (RSS): {peak_mib:,.0f} MiB",
+                f"- machine: {os.cpu_count()} cores shared with other work; load average "
+                f"{load_before} before, {load_after} after (with a load near or above the "
+                "core count, runs vary: the other work takes turns on the cores and shares "
+                "their caches; processor time leaves out the turns, not the sharing)",
+            ]
+        )
         if args.score and (world / "labels.parquet").is_file():
             score = score_decisions(world, out)
             lines.append(

@@ -1,17 +1,26 @@
-"""The guard's engine on a tiny hand-built world: each rule, and what it leaves alone."""
+"""The guard's engine on a tiny hand-built world: each rule, and what it leaves alone.
+
+Every test runs on the pure-Python engine and on the compiled one
+(:mod:`rempart.guard.native`; skipped when no current build is installed).
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
+import struct
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from rempart.guard.config import default_config
 from rempart.guard.directory import MemoryDirectory
-from rempart.guard.engine import Guard, UnknownAccount
+from rempart.guard.engine import round4
 from rempart.guard.events import ClaimEvent, Decision, LookupEvent, to_micros
-from rempart.guard.state import MemoryState
+from rempart.guard.native import PURE, Implementation, implementation
 from tests.guard_world import ADDRESS, WINDOW_START, TinyWorld, tiny_world
 
 DAY2 = WINDOW_START + timedelta(days=1)  # a Tuesday
@@ -27,10 +36,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyWorld, MemoryDi
 class Driver:
     """A guard that learnt the tiny world's history, and a way to send it lookups."""
 
-    def __init__(self, world: TinyWorld, directory: MemoryDirectory) -> None:
+    def __init__(
+        self, world: TinyWorld, directory: MemoryDirectory, engine: Implementation
+    ) -> None:
         self.world = world
-        self.guard = Guard(
-            directory, MemoryState(), default_config(), history_until=to_micros(WINDOW_START)
+        self.guard = engine.guard(
+            directory, engine.state(), default_config(), history_until=to_micros(WINDOW_START)
         )
         self.next_id = 1_000_000
         events: list[tuple[datetime, int, object]] = []
@@ -93,9 +104,14 @@ class Driver:
         )
 
 
-@pytest.fixture
-def driver(world: tuple[TinyWorld, MemoryDirectory]) -> Driver:
-    return Driver(*world)
+@pytest.fixture(params=["pure", "compiled"])
+def driver(world: tuple[TinyWorld, MemoryDirectory], request: pytest.FixtureRequest) -> Driver:
+    engine = PURE
+    if request.param == "compiled":
+        engine = implementation()
+        if engine.name != "compiled":
+            pytest.skip("the compiled engine is not built or is stale")
+    return Driver(*world, engine)
 
 
 def strangers(world: TinyWorld, account: str, department: str) -> list[int]:
@@ -138,7 +154,8 @@ def test_a_colleague_of_the_same_organisation_is_explained(driver: Driver) -> No
 
 
 def test_an_unknown_account_is_an_error(driver: Driver) -> None:
-    with pytest.raises(UnknownAccount):
+    engine = importlib.import_module(type(driver.guard).__module__)  # pure or compiled
+    with pytest.raises(engine.UnknownAccount):
         driver.guard.decide(
             LookupEvent(
                 1, to_micros(DAY2), "nobody", "1", None, "1.2.3.4", "ua", "s", "totp", "portal"
@@ -440,3 +457,27 @@ def test_micros_need_aware_datetimes() -> None:
     assert to_micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1_000_000
     with pytest.raises(ValueError, match="timezone"):
         to_micros(datetime(2025, 1, 1))  # noqa: DTZ001
+
+
+def same_bits(a: float, b: float) -> bool:
+    return struct.pack("<d", a) == struct.pack("<d", b)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+@example(0.00005)  # ties and near ties in decimal, and the bounds of the fast path
+@example(1.23445)
+@example(2.5e-5)
+@example(1e11)
+@example(math.nextafter(1e11, 0))
+@example(5e-324)
+@example(-0.00001)
+def test_round4_is_round_to_four_places_bit_for_bit(x: float) -> None:
+    assert same_bits(round4(x), round(x, 4)) or (math.isnan(x) and math.isnan(round4(x)))
+
+
+@given(st.integers(0, 10**9), st.sampled_from([-1, 0, 1]), st.integers(0, 8))
+def test_round4_on_halves_and_their_neighbours(k: int, side: int, steps: int) -> None:
+    x = (k + 0.5) / 10_000
+    for _ in range(steps):
+        x = math.nextafter(x, side * math.inf) if side else x
+    assert same_bits(round4(x), round(x, 4))

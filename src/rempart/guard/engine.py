@@ -135,6 +135,7 @@ class Guard:
         self._peers: dict[str, _Peer] = {}
         self._scales_us = [s * 1_000_000.0 for s in config.velocity.scales]
         self._enum_scale_us = config.enumeration.scale * 1_000_000.0
+        self._enum_min_count = config.enumeration.min_count
         self._conv_scale_us = config.conversion.scale * 1_000_000.0
         self._horizon_us = config.conversion.horizon * 1_000_000
         self._unit_cap = max(config.campaign.popular_units, config.campaign.step_up_units + 1)
@@ -292,7 +293,9 @@ class Guard:
                 v3 += 1.0
             new_vel = [v0, v1, v2, v3]
             l0, l1, l2, l3 = info.limits
-            velocity_ratio = max(v0 / l0, v1 / l1, v2 / l2, v3 / l3)
+            # max() two at a time: the builtin's comparisons in its order, and compiled
+            # (rempart.guard.native) inline, where the builtin of 3+ values boxes each one.
+            velocity_ratio = max(max(max(v0 / l0, v1 / l1), v2 / l2), v3 / l3)  # noqa: PLW3301
         else:
             if elapsed:
                 new_vel = [
@@ -310,10 +313,9 @@ class Guard:
         else:
             enum_total = rec.enum_total + 1.0
             enum_missed = rec.enum_missed + missed
-        ecfg = cfg.enumeration
         enumeration = 0
-        if enum_missed >= ecfg.min_count:  # validated: deny_count >= min_count
-            enumeration = enumeration_level(enum_total, enum_missed, ecfg)
+        if enum_missed >= self._enum_min_count:  # validated: deny_count >= min_count
+            enumeration = enumeration_level(enum_total, enum_missed, cfg.enumeration)
 
         # Conversion: unexplained lookups that matured with or without a claim.
         pending = rec.pending
@@ -433,13 +435,10 @@ class Guard:
                 reasons.append("low_conversion")
         capacity = info.capacity
         spent = rec.spent + cost
-        score = max(
-            spent / capacity,
-            velocity_ratio,
-            enum_missed / ecfg.min_count * min(1.0, enum_missed / enum_total)
-            if enum_missed
-            else 0.0,
-        )
+        enum_pressure = 0.0
+        if enum_missed:
+            enum_pressure = enum_missed / self._enum_min_count * min(1.0, enum_missed / enum_total)
+        score = max(max(spent / capacity, velocity_ratio), enum_pressure)  # noqa: PLW3301 (as above)
 
         # The rules, most severe first.
         decision: DecisionKind = ALLOW
@@ -551,7 +550,7 @@ class Guard:
             vouch=vouch,
             cap=self._unit_cap,
         )
-        return decision, round(score, 4), tuple(reasons)
+        return decision, round4(score), tuple(reasons)
 
     def _off_hours(self, rec: AccountState, peer: _Peer | None, ts: int) -> bool:
         """An hour the account (or, with too little history, its peers) hardly works."""
@@ -695,3 +694,25 @@ class Guard:
 def _peer_keys(pro: Professional) -> tuple[str, str]:
     """Peer groups, narrowest first: (profession, department), then the profession."""
     return (f"{pro.profession}|{pro.department}", pro.profession)
+
+
+def round4(x: float) -> float:
+    """``round(x, 4)``, bit for bit, without its decimal conversion in the usual case.
+
+    ``round`` rounds the exact value of ``x`` to 4 decimals (half to even) and reads
+    the decimal back: the double nearest to ``k / 10**4`` for the rounded integer ``k``,
+    which is what the division below gives (``k`` and ``10**4`` are exact doubles and
+    the division is correctly rounded). ``p = x * 10**4`` is off the exact product by
+    at most ``2**-53 * p``; when its fractional part is farther than ``1e-15 * p`` from
+    a half, the exact product rounds to the same ``k``. Otherwise (a near tie), and
+    outside ``(0, 1e11)``, ``round`` itself answers.
+
+    >>> [round4(v) == round(v, 4) for v in (0.123456, 2.00005, 1 / 3, 7.0)]
+    [True, True, True, True]
+    """
+    if 0.0 < x < 1e11:
+        p = x * 10_000.0
+        frac = p % 1.0
+        if abs(frac - 0.5) > p * 1e-15:
+            return (p - frac + (1.0 if frac > 0.5 else 0.0)) / 10_000.0
+    return round(x, 4)

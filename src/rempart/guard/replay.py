@@ -12,7 +12,10 @@ address, user agent and session is one Python object (its hash computed once)
 and rows are compact integer codes, decoded one chunk of rows at a time; the
 person, birth day and network of each distinct value are resolved once, and the
 engine is fed through :meth:`Guard.decide_resolved`, which gives the same
-decisions as :meth:`Guard.decide` without building an event per lookup.
+decisions as :meth:`Guard.decide` without building an event per lookup. The loop
+over a chunk (:func:`rempart.guard.feed.decide_rows`) runs compiled with the engine
+and its state when a current build is installed (:mod:`rempart.guard.native`), else
+in pure Python: the same decisions either way.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from rempart.guard.config import GuardConfig, default_config
 from rempart.guard.directory import MemoryDirectory, birth_day
 from rempart.guard.engine import Guard
 from rempart.guard.events import ALLOW, AUTH_METHODS, CHANNELS, DENY, STEP_UP, to_micros
+from rempart.guard.native import Implementation, implementation
 from rempart.guard.signals import network_of
-from rempart.guard.state import MemoryState
 from rempart.world.io import WorldFormatError, read_table
 
 __all__ = ["DECISIONS", "ReplaySummary", "load_window_start", "replay_world"]
@@ -65,6 +68,10 @@ class ReplaySummary:
     """Decisions per kind, over the evaluation window."""
     seconds: float
     """Time spent deciding (the event loop alone)."""
+    cpu_seconds: float
+    """Processor time of the process over the same loop (less sensitive to a busy machine)."""
+    engine: str
+    """Which engine decided: ``compiled`` or ``pure`` (:mod:`rempart.guard.native`)."""
 
 
 def load_window_start(world_dir: Path) -> int:
@@ -154,19 +161,23 @@ def replay_world(
     *,
     config: GuardConfig | None = None,
     progress: Progress | None = None,
+    engine: Implementation | None = None,
 ) -> ReplaySummary:
     """Replay a world and write its decisions to ``out`` (Parquet, atomically).
 
-    Raises :class:`WorldFormatError` naming the file, column or row of bad input;
-    nothing is written then.
+    ``engine`` decides: by default the compiled one when a current build is installed,
+    else the pure-Python one (:func:`rempart.guard.native.implementation`). Raises
+    :class:`WorldFormatError` naming the file, column or row of bad input; nothing is
+    written then.
     """
     report = progress or (lambda _s, _d, _t: None)
     directory, lookups, claims, window_start = _load(world_dir)
     cfg = config or default_config()
-    guard = Guard(directory, MemoryState(), cfg, history_until=window_start)
+    engine = engine or implementation()
+    guard = engine.guard(directory, engine.state(), cfg, history_until=window_start)
 
-    decided, scores, reasons, l_ts, seconds = _decide_all(
-        guard, directory, cfg, lookups, claims, report
+    decided, scores, reasons, l_ts, seconds, cpu_seconds = _decide_all(
+        guard, engine.decide_rows, directory, cfg, lookups, claims, report
     )
 
     table = pa.Table.from_arrays(
@@ -190,6 +201,8 @@ def replay_world(
         counts=_counts(decided),
         window_counts=_counts(decided.slice(first_in_window)),
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        engine=engine.name,
     )
 
 
@@ -199,11 +212,13 @@ _Columns = tuple[
     pa.ChunkedArray,
     np.ndarray[tuple[int], np.dtype[np.int64]],
     float,
+    float,
 ]
 
 
 def _decide_all(  # noqa: PLR0917
     guard: Guard,
+    decide_rows: Callable[..., int],
     directory: MemoryDirectory,
     cfg: GuardConfig,
     lookups: pa.Table,
@@ -211,10 +226,10 @@ def _decide_all(  # noqa: PLR0917
     report: Progress,
 ) -> _Columns:
     """Feed claims and lookups to the guard in time order: decisions, scores, reasons
-    (in input order), the lookups' timestamps, and the seconds the loop took."""
+    (in input order), the lookups' timestamps, and the seconds (wall clock, processor)
+    the loop took."""
     claims = claims.take(pc.sort_indices(claims, sort_keys=[("ts", "ascending")]))
     n = lookups.num_rows
-    n_claims = claims.num_rows
     # Each distinct string becomes one Python object, shared by every row that has it
     # (and its hash computed once); per-row columns are compact integer codes, turned
     # into Python objects one chunk at a time.
@@ -243,45 +258,46 @@ def _decide_all(  # noqa: PLR0917
     reason_chunks: list[pa.Array] = []
     c = 0
     started = time.perf_counter()
+    cpu_started = time.process_time()
     with _collector_paused():
         report("replay", 0, n)
-        decide = guard.decide_resolved
-        observe = guard.observe_claim_resolved
         for start in range(0, n, _CHUNK):
             rows = slice(start, min(n, start + _CHUNK))
             nir_c = l_nir[rows]
             decisions: list[str] = []
             scores: list[float] = []
             reasons: list[str] = []
-            for t, account, nir, person, given, network, agent, session in zip(
-                l_ts[rows].tolist(),
-                account_values[l_account[rows]].tolist(),
-                nir_values[nir_c].tolist(),
-                persons[nir_c].tolist(),
-                births[birth_codes[rows]].tolist(),
-                networks[ip_codes[rows]].tolist(),
-                agent_values[agent_codes[rows]].tolist(),
-                session_values[session_codes[rows]].tolist(),
-                strict=True,
-            ):
-                while c < n_claims and c_ts[c] < t:
-                    observe(c_ts[c], c_account[c], c_nir[c])
-                    c += 1
-                kind, score, why = decide(t, account, nir, person, given, network, agent, session)
-                decisions.append(kind)
-                scores.append(score)
-                reasons.append(",".join(why))
+            c = decide_rows(
+                guard,
+                claim_ts=c_ts,
+                claim_accounts=c_account,
+                claim_nirs=c_nir,
+                next_claim=c,
+                ts=l_ts[rows].tolist(),
+                accounts=account_values[l_account[rows]].tolist(),
+                nirs=nir_values[nir_c].tolist(),
+                persons=persons[nir_c].tolist(),
+                births=births[birth_codes[rows]].tolist(),
+                networks=networks[ip_codes[rows]].tolist(),
+                agents=agent_values[agent_codes[rows]].tolist(),
+                sessions=session_values[session_codes[rows]].tolist(),
+                decisions=decisions,
+                scores=scores,
+                reasons=reasons,
+            )
             decision_chunks.append(pa.array(decisions, pa.string()))
             score_chunks.append(pa.array(scores, pa.float64()))
             reason_chunks.append(pa.array(reasons, pa.string()))
             report("replay", rows.stop, n)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     return (
         pa.chunked_array(decision_chunks, pa.string()),
         pa.chunked_array(score_chunks, pa.float64()),
         pa.chunked_array(reason_chunks, pa.string()),
         l_ts,
         seconds,
+        cpu_seconds,
     )
 
 
