@@ -71,6 +71,8 @@ class Result:
     scores: list[ReplayScore] = field(default_factory=list)
     lookups: int = 0
     seconds: float = 0.0
+    engines: set[str] = field(default_factory=set)
+    """The guard's engines that decided (compiled or pure, rempart.guard.native)."""
 
     def exposures(self, family: str | None = None) -> list[int]:
         return [
@@ -146,6 +148,7 @@ def _row(name: str, r: Result) -> str:
 def run_seed(world: Path, out: Path, results: dict[str, Result], log: list[str]) -> None:
     summary = replay_world(world, out / f"{GUARD}.parquet")
     guard = results[GUARD]
+    guard.engines.add(summary.engine)
     guard.lookups += summary.lookups
     guard.seconds += summary.seconds
     guard.scores.append(score_decisions(world, out / f"{GUARD}.parquet"))
@@ -271,7 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         "Contained: stepped up or denied at least once with exposure at most 25. The "
-        "guard's throughput is its decision loop one event at a time; the cap, the "
+        f"guard's throughput is its decision loop one event at a time, on its "
+        f"{' and '.join(sorted(results[GUARD].engines))} engine "
+        "(`rempart.guard.native`: the same decisions either way); the cap, the "
         "threshold and IsolationForest are computed vectorised over the recorded world "
         "(an inline deployment would pay per-lookup overhead), so their rates are upper "
         "bounds, not like-for-like. Friction and blocks leave out an attacked account's "
