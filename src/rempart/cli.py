@@ -738,7 +738,8 @@ def guard_replay(
     window = ", ".join(f"{k} {v:,}" for k, v in summary.window_counts.items())
     err.print(
         f"{summary.lookups:,} lookups and {summary.claims:,} claims replayed "
-        f"({rate:,.0f} lookups/s); window: {window}; decisions in {out_file}",
+        f"({rate:,.0f} lookups/s, {summary.engine} engine); window: {window}; "
+        f"decisions in {out_file}",
         highlight=False,
     )
 
