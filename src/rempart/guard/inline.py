@@ -146,10 +146,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -438,19 +438,27 @@ _PROFESSIONAL = select(
 ).where(ProfessionalRow.account_id == bindparam("account_id"))
 _ACCOUNT = select(Account.profession).where(Account.account_id == bindparam("account_id"))
 _STATUS = select(Account.status).where(Account.account_id == bindparam("account_id"))
-_PERSON = (
-    select(
-        Insured.birth_date,
-        Insured.department,
-        func.coalesce(_Doctor.organization_id, Insured.treating_doctor),
-        func.coalesce(_Carer.organization_id, CareLink.account_id),
+
+
+def persons_select(*leading: Any) -> Select[Any]:
+    """A person's facts for the guard (birth date, department, the declared doctor's
+    unit, one row per care-linked unit), after ``leading`` columns; add the ``where``."""
+    return (
+        select(
+            *leading,
+            Insured.birth_date,
+            Insured.department,
+            func.coalesce(_Doctor.organization_id, Insured.treating_doctor),
+            func.coalesce(_Carer.organization_id, CareLink.account_id),
+        )
+        .select_from(Insured)
+        .outerjoin(_Doctor, _Doctor.account_id == Insured.treating_doctor)
+        .outerjoin(CareLink, CareLink.nir == Insured.nir)
+        .outerjoin(_Carer, _Carer.account_id == CareLink.account_id)
     )
-    .select_from(Insured)
-    .outerjoin(_Doctor, _Doctor.account_id == Insured.treating_doctor)
-    .outerjoin(CareLink, CareLink.nir == Insured.nir)
-    .outerjoin(_Carer, _Carer.account_id == CareLink.account_id)
-    .where(Insured.nir == bindparam("nir"))
-)
+
+
+_PERSON = persons_select().where(Insured.nir == bindparam("nir"))
 
 
 class InlineGuard:

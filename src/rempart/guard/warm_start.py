@@ -68,18 +68,17 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, tuple_
-from sqlalchemy.orm import aliased
+from sqlalchemy import Engine, and_, bindparam, or_, select, tuple_
 
 from rempart.audit.models import AuditEvent
 from rempart.guard.directory import Person, Professional
 from rempart.guard.engine import Guard
 from rempart.guard.events import DAY_US
+from rempart.guard.inline import persons_select
 from rempart.guard.signals import network_of
 from rempart.guard.state import StaleRecord
 from rempart.nir import NIR, pseudonymize
-from rempart.store.models import CareLink, Insured
-from rempart.store.models import Professional as ProfessionalRow
+from rempart.store.models import Insured
 
 if TYPE_CHECKING:
     from rempart.guard.inline import InlineGuard
@@ -225,24 +224,9 @@ def pseudonyms_to_nirs(
     return found
 
 
-_Doctor = aliased(ProfessionalRow)
-_Carer = aliased(ProfessionalRow)
-_PERSONS = (
-    select(
-        Insured.nir,
-        Insured.birth_date,
-        Insured.department,
-        func.coalesce(_Doctor.organization_id, Insured.treating_doctor),
-        func.coalesce(_Carer.organization_id, CareLink.account_id),
-    )
-    .select_from(Insured)
-    .outerjoin(_Doctor, _Doctor.account_id == Insured.treating_doctor)
-    .outerjoin(CareLink, CareLink.nir == Insured.nir)
-    .outerjoin(_Carer, _Carer.account_id == CareLink.account_id)
-    .where(Insured.nir.in_(bindparam("nirs", expanding=True)))
-)
-"""The persons' facts as :class:`~rempart.guard.inline.DatabaseDirectory` reads one
-(the same joins), for many persons at once."""
+_PERSONS = persons_select(Insured.nir).where(Insured.nir.in_(bindparam("nirs", expanding=True)))
+"""The persons' facts as :class:`~rempart.guard.inline.DatabaseDirectory` reads one, for
+many persons at once."""
 
 
 class _HistoryDirectory:
