@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import redis
 
 from bench.report import publish
+from bench.worlds import add_world_arguments, given_or_generated
 from rempart.config import Settings, load_settings
 from rempart.guard.config import default_config
 from rempart.guard.directory import MemoryDirectory
@@ -52,7 +53,6 @@ from rempart.rights.service import Caller
 from rempart.services import Services
 from rempart.store.load_world import load_world
 from rempart.store.migrate import upgrade
-from rempart.world.generator import generate_world
 from rempart.world.io import read_table
 
 GOAL_P99_MS = 1.0
@@ -205,11 +205,7 @@ def _redis_run(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--world", type=Path, help="use this world (default: generate one)")
-    parser.add_argument("--insured", type=int, default=100_000)
-    parser.add_argument("--professionals", type=int, default=2_000)
-    parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--seed", type=int, default=0)
+    add_world_arguments(parser, days=14)
     parser.add_argument("--lookups", type=int, default=200_000, help="decisions to time")
     parser.add_argument(
         "--redis-url",
@@ -223,16 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="rempart-bench-") as tmp:
-        world = args.world
-        if world is None:
-            world = Path(tmp) / "world"
-            generate_world(
-                world,
-                insured=args.insured,
-                professionals=args.professionals,
-                days=args.days,
-                seed=args.seed,
-            )
+        world = given_or_generated(args, Path(tmp))
         settings = load_settings(
             database_url=f"sqlite:///{Path(tmp) / 'bench.db'}", data_dir=Path(tmp) / "data"
         )

@@ -29,10 +29,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bench.report import publish
+from bench.worlds import add_world_arguments, given_or_generated
 from rempart.guard.native import implementation
 from rempart.guard.replay import ReplaySummary, replay_world
 from rempart.guard.scoring import score_decisions
-from rempart.world.generator import generate_world
 
 GOAL = 100_000
 ENGINES = {"compiled": "compiled (mypyc)", "pure": "pure Python"}
@@ -67,11 +67,7 @@ def _lines(summary: ReplaySummary, total: float, *, compiled: bool) -> list[str]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--world", type=Path, help="replay this world (default: generate one)")
-    parser.add_argument("--insured", type=int, default=100_000)
-    parser.add_argument("--professionals", type=int, default=2_000)
-    parser.add_argument("--days", type=int, default=28)
-    parser.add_argument("--seed", type=int, default=0)
+    add_world_arguments(parser, days=28)
     engines = parser.add_mutually_exclusive_group()
     engines.add_argument("--pure", action="store_true", help="the pure-Python engine only")
     engines.add_argument(
@@ -83,16 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="rempart-bench-") as tmp:
-        world = args.world
-        if world is None:
-            world = Path(tmp) / "world"
-            generate_world(
-                world,
-                insured=args.insured,
-                professionals=args.professionals,
-                days=args.days,
-                seed=args.seed,
-            )
+        world = given_or_generated(args, Path(tmp))
         load_before = _load()
         runs = [False, True] if args.both else [not args.pure]
         results: list[tuple[bool, ReplaySummary, float, Path]] = []

@@ -13,7 +13,7 @@ import pyotp
 from rich.console import Console
 from rich.table import Table
 
-from rempart.demo_login import deliver_and_list_mail
+from rempart.demo_login import deliver_and_list_mail, totp_login
 from rempart.guard.alerts import list_alerts
 from rempart.guard.replay import replay_world
 from rempart.guard.scoring import score_decisions
@@ -30,16 +30,9 @@ _PASSWORD = "preparateur du port, reserve 3 !"  # noqa: S105 - the demo's throwa
 
 
 def _login(http: httpx.Client, login: str, code: str, headers: dict[str, str]) -> str:
-    first = http.post(
-        "/api/v1/auth/login", json={"login": login, "password": _PASSWORD}, headers=headers
-    ).json()
-    second = http.post(
-        "/api/v1/auth/mfa/totp",
-        json={"mfa_token": first["mfa_token"], "code": code},
-        headers=headers,
-    )
-    second.raise_for_status()
-    return str(second.json()["access_token"])
+    response = totp_login(http, login, _PASSWORD, code, headers)
+    response.raise_for_status()
+    return str(response.json()["access_token"])
 
 
 def _lookup(
@@ -82,10 +75,10 @@ def chapter_guard_inline(
             email="preparateur.du.port@officine.example",
         )
     totp = pyotp.TOTP(pyotp.parse_uri(created.otpauth_uri).secret)
+    # Earlier chapters' mail is theirs: only this chapter's is listed below.
+    services.outbox.deliver_pending(services.sessions, services.mail_sender)
     outbox = services.settings.resolved_data_dir / "outbox"
     mail_seen = {p.name for p in outbox.glob("*.eml")} if outbox.is_dir() else set()
-    services.outbox.deliver_pending(services.sessions, services.mail_sender)
-    mail_seen |= {p.name for p in outbox.glob("*.eml")} if outbox.is_dir() else set()
     care = read_table(world_dir, "care", ["account_id", "nir"])
     members = professionals.filter(
         pc.equal(professionals.column("organization_id"), organization_id)

@@ -64,7 +64,7 @@ def _password_step(http: httpx.Client, login: str, password: str, **headers: str
     )
 
 
-def _totp_login(
+def totp_login(
     http: httpx.Client, login: str, password: str, code: str, headers: dict[str, str]
 ) -> httpx.Response:
     mfa_token = _password_step(http, login, password, **headers).json()["mfa_token"]
@@ -147,7 +147,7 @@ def chapter_stolen_mailbox(
         headers=ATTACKER,
     )
     console.print(f"  POST /api/v1/auth/password/reset (a guessed code) → {_said(reset)}")
-    guessed = _totp_login(http, login, password, "654321", ATTACKER)
+    guessed = totp_login(http, login, password, "654321", ATTACKER)
     console.print(f"  password ✓ then a guessed TOTP code → {_said(guessed)}")
 
     console.print(
@@ -210,13 +210,13 @@ def _phished_code(
     )
     relayed = _next_code(totp)
     services.auth.new_origin_requires_phishing_resistant = True
-    refused = _totp_login(http, login, password, relayed, ATTACKER)
+    refused = totp_login(http, login, password, relayed, ATTACKER)
     services.auth.new_origin_requires_phishing_resistant = False
     console.print(
         "  with REMPART_NEW_ORIGIN_REQUIRES_PHISHING_RESISTANT=true, a network never seen "
         f"for the account must use the key → {_said(refused)}"
     )
-    phished = _totp_login(http, login, password, relayed, ATTACKER)
+    phished = totp_login(http, login, password, relayed, ATTACKER)
     stolen: str = phished.json()["access_token"]
     console.print(
         f"  with the default (notify only) → {_said(phished)}: a 'password+totp' session, "

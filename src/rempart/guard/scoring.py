@@ -121,15 +121,14 @@ def score_tables(
             strict=True,
         )
     }
-    attack_days = np.asarray(
-        pc.cast(attacks.column("ts"), pa.int64()).to_numpy(zero_copy_only=False) // DAY_US
+    first_attack = attacks.group_by("account_id").aggregate([("ts", "min")])
+    compromised_from = dict(
+        zip(
+            first_attack.column("account_id").to_pylist(),
+            (pc.cast(first_attack.column("ts_min"), pa.int64()).to_numpy() // DAY_US).tolist(),
+            strict=True,
+        )
     )
-    compromised_from: dict[str, int] = {}
-    for account, day in zip(
-        attacks.column("account_id").to_pylist(), attack_days.tolist(), strict=True
-    ):
-        if day < compromised_from.get(account, day + 1):
-            compromised_from[account] = day
     exposed_rows = rows.filter(pc.and_(pc.and_(is_attack, allowed), exists))
     exposed: dict[tuple[str, str], set[str]] = {}
     for f, a, n in zip(
