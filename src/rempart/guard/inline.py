@@ -22,6 +22,23 @@ input from the authenticated request, asks the engine, and acts:
     (DESIGN's code for a suspended account: to the caller, a guard denial *is* a
     suspension). Only an operator lifts it (``rempart accounts restore``).
 
+Practice software (an OAuth client acting for a professional, ``Caller.client_id``):
+the engine decides the lookup against the client's record (``client/<id>``, see
+*Practice software* in :mod:`rempart.guard`) and then the professional's
+(``answered_by_client``); the stricter decision is acted upon, the entry carries
+the reasons of both (the client's prefixed ``client:``). A ``step_up`` is the same
+``401`` (the software must have the professional sign in themselves). A ``deny``
+suspends *the client* (:func:`~rempart.auth.clients.suspend_client`: its tokens
+dead, no new token), raises an alert naming it (``guard_alerts.client_id``) and
+answers ``403 client_suspended``; the professional stays active. The client's
+record is held and reset after an operator's ``rempart clients restore`` exactly
+as an account's (below: the database's ``api_clients.status`` is the authority).
+A professional's own suspension still in flight (decided on a portal lookup) is
+answered ``403 account_suspended`` and does not touch the client. Client records
+are not part of the peer groups and are not learnt by the warm start (the trail
+does not name the client in a column): a client starts on the cold-start budget
+and learns from its own clean days.
+
 Every decision, refusals included, is in the lookup's audit entry (``decision``,
 ``reasons``); a refused lookup's entry has ``found = -1``, no categories, and the
 error code as ``outcome``: no data left.
