@@ -624,6 +624,20 @@ def clients_revoke(client_id: Annotated[str, typer.Argument(help="The client.")]
     err.print(f"client {client_id} {'revoked' if changed else 'was already revoked'}")
 
 
+@clients_app.command("restore")
+def clients_restore(
+    client_id: Annotated[str, typer.Option(help="The client.")], operator: OperatorOption
+) -> None:
+    """Lift a client's suspension (the guard's); tokens issued before it stay refused."""
+    if not operator.strip():
+        raise fail("operator_required", "name the operator with --operator")
+    with _client_registry() as (registry, session):
+        changed = registry.restore(session, client_id, operator=operator)
+    if not changed:
+        raise fail("not_suspended", "this client is not suspended")
+    err.print(f"client {client_id} restored")
+
+
 @clients_app.command("list")
 def clients_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -640,6 +654,8 @@ def clients_list(
             "created_at": _iso(info.created_at),
             "rotated_at": _iso(info.rotated_at),
             "previous_valid_until": _iso(info.previous_valid_until),
+            "suspended_at": _iso(info.suspended_at),
+            "suspended_by": info.suspended_by,
         }
         for info in clients
     ]
@@ -648,7 +664,8 @@ def clients_list(
         return
     for row in rows:
         out.print(
-            f"{row['client_id']}  {row['organization_id']}  {row['status']}  {row['label']}",
+            f"{row['client_id']}  {row['organization_id']}  {row['status']}  {row['label']}"
+            + (f"  (suspended by {row['suspended_by']})" if row["status"] == "suspended" else ""),
             highlight=False,
             markup=False,
         )
@@ -751,6 +768,9 @@ def guard_alerts(
         str | None, typer.Option(help="Only alerts in this state: open or acknowledged.")
     ] = None,
     account_id: Annotated[str | None, typer.Option(help="Only this account's alerts.")] = None,
+    client_id: Annotated[
+        str | None, typer.Option(help="Only the alerts of this API client (practice software).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 1000,
 ) -> None:
     """List the guard's alerts, newest first (one per denied lookup and suspension)."""
@@ -769,6 +789,7 @@ def guard_alerts(
                 session,
                 status=status,
                 account_id=account_id,
+                client_id=client_id,
                 limit=limit,
             )
     except SQLAlchemyError as exc:
@@ -784,7 +805,8 @@ def guard_alerts(
     for alert in alerts:
         out.print(
             f"#{alert.alert_id} {alert.created_at:%Y-%m-%d %H:%M:%S} {alert.status:<12} "
-            f"{alert.account_id} {alert.decision} score {alert.score:g} "
+            f"{alert.account_id}{f' client {alert.client_id}' if alert.client_id else ''} "
+            f"{alert.decision} score {alert.score:g} "
             f"{','.join(alert.reasons)}",
             highlight=False,
             soft_wrap=True,

@@ -19,7 +19,7 @@ from rempart.api.schemas import (
     TotpRequest,
     TreatingDoctorOut,
 )
-from rempart.auth.levels import LOOKUP_REQUIREMENT
+from rempart.auth.levels import ACR_CLIENT, LOOKUP_REQUIREMENT
 from rempart.auth.service import Principal
 from rempart.rights.service import Caller, audited_lookup
 from rempart.store.engine import session_scope
@@ -80,6 +80,7 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
             client_ip=client_address(request),
             user_agent=request.headers.get("user-agent", ""),
             channel=principal.channel,
+            client_id=principal.client_id if principal.acr == ACR_CLIENT else None,
         )
         # The guard decides before the rights are read (a refusal raises, recorded).
         guard = services.guard

@@ -51,6 +51,22 @@ accepted only while that secret is still current, or previous within its
 grace. So when the grace ends (or a rotation with no grace happens), tokens
 obtained with the old secret die with it instead of living out their hour.
 
+Suspension by the guard
+-----------------------
+A client's lookups are decided by the guard against its own record as well as
+the named professional's (:mod:`rempart.guard.inline`), and a ``deny`` through
+a client suspends *the client*, never the professional it named
+(:func:`suspend_client`: status ``suspended``, ``suspended_at`` and
+``suspended_by`` set, ``client_suspended`` recorded in the trail). A suspended
+client gets no token (``invalid_client``, reason ``client_suspended`` in the
+trail) and its tokens are refused at once. Only an operator lifts it
+(:meth:`ClientRegistry.restore`, ``rempart clients restore``, recorded as
+``client_restored``); the tokens issued before the suspension stay dead
+(each token carries the client's ``token_epoch``, which a suspension bumps), so
+the software asks for a new one.
+A suspended client may still have its secret rotated (a leaked secret: suspend,
+rotate, restore) or be revoked.
+
 Refusals and events
 -------------------
 Every token issued or refused at the token endpoint is recorded through
@@ -79,7 +95,7 @@ from typing import Never
 
 import jwt
 import structlog
-from sqlalchemy import and_, bindparam, exists, or_, select
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from rempart.audit.events import EventRecorder, Origin
@@ -100,9 +116,11 @@ __all__ = [
     "ClientRegistry",
     "ClientRevoked",
     "ClientSecret",
+    "ClientSuspended",
     "InvalidClient",
     "InvalidClientInput",
     "is_client_token",
+    "suspend_client",
 ]
 
 log = structlog.get_logger("rempart.auth.clients")
@@ -171,6 +189,20 @@ class ClientRevoked(RempartError):
         super().__init__("this API client is revoked; create a new one")
 
 
+class ClientSuspended(RempartError):
+    """The guard suspended the practice software that made this lookup (not the
+    professional it named): its tokens stop working until an operator restores it."""
+
+    code = "client_suspended"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the guard suspended this practice software's access; the insurer's security "
+            "team must restore it"
+        )
+
+
 class InvalidClientInput(RempartError):
     code = "invalid_client_input"
     status = 422
@@ -199,6 +231,8 @@ class ClientInfo:
     created_at: datetime | None
     rotated_at: datetime | None
     previous_valid_until: datetime | None
+    suspended_at: datetime | None = None
+    suspended_by: str | None = None
 
 
 def _fingerprint(secret_hash: str) -> str:
@@ -223,6 +257,7 @@ _CLIENT_AND_ACTOR = (
         ApiClient.secret_hash,
         ApiClient.previous_secret_hash,
         ApiClient.previous_valid_until,
+        ApiClient.token_epoch,
         Professional.account_id,
         Account.status.label("account_status"),
     )
@@ -240,6 +275,36 @@ _CLIENT_AND_ACTOR = (
     .outerjoin(Account, Account.account_id == Professional.account_id)
     .where(ApiClient.client_id == bindparam("client_id"))
 )
+
+
+def suspend_client(
+    session: Session, events: EventRecorder, client_id: str, *, by: str, now: datetime
+) -> bool:
+    """Suspends an active client in the caller's transaction: every token it holds stops
+    working, it gets no new one. ``by`` says who decided (``guard:RULE``,
+    ``operator:NAME``), for the trail. False if it was not active."""
+    result = session.execute(
+        update(ApiClient)
+        .where(ApiClient.client_id == client_id, ApiClient.status == "active")
+        .values(
+            status="suspended",
+            suspended_at=now,
+            suspended_by=by[:128],
+            token_epoch=ApiClient.token_epoch + 1,
+        )
+    )
+    if not getattr(result, "rowcount", 0):
+        return False
+    log.warning("client_suspended", client_id=client_id, by=by)
+    events.record_event(
+        "client_suspended",
+        outcome="ok",
+        reasons=by,
+        acr=ACR_CLIENT,
+        session_id=f"client:{client_id}",
+        session=session,
+    )
+    return True
 
 
 class ClientRegistry:
@@ -323,7 +388,7 @@ class ClientRegistry:
         client = session.get(ApiClient, client_id, with_for_update=True)
         if client is None:
             raise ClientNotFound()
-        if client.status != "active":
+        if client.status == "revoked":
             raise ClientRevoked()
         now = self.clock()
         secret = secrets.token_urlsafe(32)
@@ -365,6 +430,33 @@ class ClientRegistry:
         )
         return True
 
+    def suspend(self, session: Session, client_id: str, *, by: str) -> bool:
+        """Suspends an active client (see :func:`suspend_client`). False if not active."""
+        if session.get(ApiClient, client_id) is None:
+            raise ClientNotFound()
+        return suspend_client(session, self.events, client_id, by=by, now=self.clock())
+
+    def restore(self, session: Session, client_id: str, *, operator: str) -> bool:
+        """An operator lifts a suspension. Tokens issued before it stay refused. False if
+        the client is not suspended (a revoked client stays revoked)."""
+        client = session.get(ApiClient, client_id, with_for_update=True)
+        if client is None:
+            raise ClientNotFound()
+        if client.status != "suspended":
+            return False
+        client.status = "active"
+        session.flush()
+        log.info("client_restored", client_id=client_id, operator=operator)
+        self.events.record_event(
+            "client_restored",
+            outcome="ok",
+            reasons=f"operator:{operator}",
+            acr=ACR_CLIENT,
+            session_id=f"client:{client_id}",
+            session=session,
+        )
+        return True
+
     def list(self, session: Session) -> list[ClientInfo]:
         rows = session.scalars(
             select(ApiClient).order_by(ApiClient.organization_id, ApiClient.client_id)
@@ -378,6 +470,8 @@ class ClientRegistry:
                 created_at=as_utc(row.created_at),
                 rotated_at=as_utc(row.rotated_at),
                 previous_valid_until=as_utc(row.previous_valid_until),
+                suspended_at=as_utc(row.suspended_at),
+                suspended_by=row.suspended_by,
             )
             for row in rows
         ]
@@ -439,10 +533,15 @@ class ClientRegistry:
         if used is None:
             return self._bad_secret(session, "wrong_secret", client_id, origin)
         if client.status != "active":
-            return self._bad_secret(session, "client_revoked", client_id, origin)
+            reason = "client_suspended" if client.status == "suspended" else "client_revoked"
+            return self._bad_secret(session, reason, client_id, origin)
         self.throttle.success(throttle_key, origin.client_ip)
         token = self.tokens.issue(
-            client_id, now=now.timestamp(), org=client.organization_id, sfp=_fingerprint(used)
+            client_id,
+            now=now.timestamp(),
+            org=client.organization_id,
+            sfp=_fingerprint(used),
+            cep=client.token_epoch,
         )
         log.info("client_token_issued", client_id=client_id)
         self.events.record_event(
@@ -495,7 +594,12 @@ class ClientRegistry:
             raise InvalidToken()
         first = rows[0]
         if first.status != "active":
-            self._refuse_request(session, "client_revoked", session_id, origin)
+            reason = "client_suspended" if first.status == "suspended" else "client_revoked"
+            self._refuse_request(session, reason, session_id, origin)
+            raise InvalidToken()
+        if payload.get("cep", 0) != first.token_epoch:
+            # Issued before a suspension since lifted: revoked with it.
+            self._refuse_request(session, "issued_before_suspension", session_id, origin)
             raise InvalidToken()
         if first.organization_id != org:
             self._refuse_request(session, "organization_changed", session_id, origin)

@@ -84,6 +84,31 @@ Learning
     known only through explained lookups, and hours and far shares learn only
     from allowed lookups. Peer baselines are computed at the end of history.
 
+Practice software
+    A lookup through an API client (practice software acting for a professional
+    of its organisation) is decided twice by the same engine, on the same event:
+    against the professional's record and against the client's own record,
+    ``client/<client_id>``. That record is an ordinary account record to the
+    engine: its unit is the organisation (so the organisation's care links,
+    declared doctors and claims explain its lookups), its peer group the
+    organisation's most common profession and department, and it has its own
+    first contact, budget, velocity, enumeration counters, networks and devices,
+    challenge and suspension. The stricter decision wins, with the reasons of both
+    (the client's prefixed ``client:``). So the persons a client reads beyond
+    what explains them are bounded by *one* budget however many professionals it
+    names in turn, and its step-ups count on its record: rotating professionals
+    resets nothing (the record stays challenged for the day, its spending keeps
+    growing towards the deny).
+
+    The professional's record is decided with ``answered_by_client``: the
+    client answers for the lookup's refusals, so a refused lookup spends nothing
+    of the professional's budget (the professional's debt stays within one
+    capacity, as a stranger's refused lookups are not the owner's) and a deny
+    decided on it challenges it for the day instead of suspending it. A deny
+    through a client (from either record) suspends the client, never the
+    professional it named: one client cannot suspend its organisation. Worlds
+    have no clients: the replay never takes this path and decides as before.
+
 The score is the pressure on the account: the largest of budget spent over
 capacity, velocity over its limit, and the enumeration ratio; about 1 where
 the rules start to act.

@@ -1,7 +1,10 @@
 """The guard's alerts: stored in ``guard_alerts``, listed for the console and the CLI.
 
 The inline driver raises one alert per ``deny`` (the account is suspended in the
-same transaction as the alert and the lookup's audit entry). Operators
+same transaction as the alert and the lookup's audit entry). A ``deny`` through
+practice software suspends the client instead: its alert names the client
+(``client_id``) beside the professional the lookup named (``account_id``, who
+stays active). Operators
 acknowledge them; ``rempart guard alerts [--status open] [--json]`` lists them.
 """
 
@@ -34,12 +37,14 @@ class Alert:
     status: str
     audit_ts_us: int
     acknowledged_by: str | None
+    client_id: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
             "alert_id": self.alert_id,
             "created_at": self.created_at.isoformat(),
             "account_id": self.account_id,
+            "client_id": self.client_id,
             "session_id": self.session_id,
             "decision": self.decision,
             "score": self.score,
@@ -59,11 +64,14 @@ def raise_alert(
     score: float,
     reasons: tuple[str, ...],
     audit_ts_us: int,
+    client_id: str | None = None,
 ) -> int:
-    """Add an open alert in the caller's transaction; returns its id."""
+    """Add an open alert in the caller's transaction; returns its id. ``client_id``: the
+    practice software suspended by this deny (the lookup came through it)."""
     row = GuardAlert(
         created_at=datetime.fromtimestamp(audit_ts_us / 1_000_000, tz=UTC),
         account_id=account_id,
+        client_id=client_id,
         session_id=session_id,
         decision=decision,
         score=float(score),
@@ -81,6 +89,7 @@ def list_alerts(
     *,
     status: AlertStatus | None = None,
     account_id: str | None = None,
+    client_id: str | None = None,
     limit: int = 1000,
 ) -> list[Alert]:
     """Alerts, newest first."""
@@ -89,6 +98,8 @@ def list_alerts(
         query = query.where(GuardAlert.status == status)
     if account_id is not None:
         query = query.where(GuardAlert.account_id == account_id)
+    if client_id is not None:
+        query = query.where(GuardAlert.client_id == client_id)
     return [
         Alert(
             alert_id=row.alert_id,
@@ -101,6 +112,7 @@ def list_alerts(
             status=row.status,
             audit_ts_us=row.audit_ts_us,
             acknowledged_by=row.acknowledged_by,
+            client_id=row.client_id,
         )
         for row in session.scalars(query)
     ]

@@ -199,6 +199,8 @@ class Guard:
         network: str,
         device: str,
         session_id: str,
+        *,
+        answered_by_client: bool = False,
     ) -> tuple[DecisionKind, float, tuple[str, ...]]:
         """:meth:`decide` for a lookup whose reference facts the caller already resolved.
 
@@ -207,12 +209,28 @@ class Guard:
         :func:`~rempart.guard.signals.network_of` the address with the configured
         prefixes, ``device`` the user agent. The offline replay resolves each distinct
         value once; the answer is the same as :meth:`decide`'s.
+
+        ``answered_by_client``: the lookup comes through a practice software whose own
+        record (``client:<id>``, decided on the same lookup) answers for its refusals
+        (see *Practice software* in the package docstring): a refusal decided here then
+        spends nothing of this record's budget, and a ``deny`` challenges this record
+        for the rest of the day instead of suspending it.
         """
         if not self._history_done and ts >= (self._history_until or 0):
             self.refresh_peers(end_of_history=True)
         for _ in range(_MAX_RETRIES):
             try:
-                return self._decide(ts, account_id, nir, person, given, network, device, session_id)
+                return self._decide(
+                    ts,
+                    account_id,
+                    nir,
+                    person,
+                    given,
+                    network,
+                    device,
+                    session_id,
+                    answered_by_client,
+                )
             except StaleRecord:
                 continue
         raise RuntimeError(f"account {account_id!r} record kept changing under us")
@@ -227,6 +245,7 @@ class Guard:
         network: str,
         device: str,
         session_id: str,
+        answered_by_client: bool = False,
     ) -> tuple[DecisionKind, float, tuple[str, ...]]:
         cfg = self._cfg
         info = self._accounts.get(account_id)
@@ -500,7 +519,9 @@ class Guard:
         if trusted:
             pass  # history teaches; it neither spends nor flags
         else:
-            if rule not in _STRANGER_RULES:  # a stranger's refused lookups are not the owner's
+            # A stranger's refused lookups are not the owner's, nor a client's the
+            # professional's it named (the client's own record spends them).
+            if rule not in _STRANGER_RULES and (decision == ALLOW or not answered_by_client):
                 rec.spent = spent
             if not network_known and net_key not in rec.probation:
                 rec.probation[net_key] = ts
@@ -522,6 +543,9 @@ class Guard:
                         rec.refused_lookups += 1
                     elif rule != "refused_network":
                         rec.challenged = True
+                elif answered_by_client:
+                    # The client that asked is suspended, not the professional it named.
+                    rec.challenged = True
                 else:
                     rec.suspended = True
                     rec.suspended_reason = rule

@@ -22,6 +22,23 @@ input from the authenticated request, asks the engine, and acts:
     (DESIGN's code for a suspended account: to the caller, a guard denial *is* a
     suspension). Only an operator lifts it (``rempart accounts restore``).
 
+Practice software (an OAuth client acting for a professional, ``Caller.client_id``):
+the engine decides the lookup against the client's record (``client/<id>``, see
+*Practice software* in :mod:`rempart.guard`) and then the professional's
+(``answered_by_client``); the stricter decision is acted upon, the entry carries
+the reasons of both (the client's prefixed ``client:``). A ``step_up`` is the same
+``401`` (the software must have the professional sign in themselves). A ``deny``
+suspends *the client* (:func:`~rempart.auth.clients.suspend_client`: its tokens
+dead, no new token), raises an alert naming it (``guard_alerts.client_id``) and
+answers ``403 client_suspended``; the professional stays active. The client's
+record is held and reset after an operator's ``rempart clients restore`` exactly
+as an account's (below: the database's ``api_clients.status`` is the authority).
+A professional's own suspension still in flight (decided on a portal lookup) is
+answered ``403 account_suspended`` and does not touch the client. Client records
+are not part of the peer groups and are not learnt by the warm start (the trail
+does not name the client in a column): a client starts on the cold-start budget
+and learns from its own clean days.
+
 Every decision, refusals included, is in the lookup's audit entry (``decision``,
 ``reasons``); a refused lookup's entry has ``found = -1``, no categories, and the
 error code as ``outcome``: no data left.
@@ -145,7 +162,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Final, Protocol
 
 import structlog
@@ -155,6 +172,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from rempart.audit.chain import AuditEntry
 from rempart.audit.trail import AuditTrail, AuditUnavailable
+from rempart.auth.clients import ClientSuspended, suspend_client
 from rempart.auth.levels import (
     ACR_CLIENT,
     ACR_CPS,
@@ -171,23 +189,26 @@ from rempart.guard.alerts import raise_alert
 from rempart.guard.config import GuardConfig
 from rempart.guard.directory import Person, Professional, birth_day
 from rempart.guard.engine import Guard
-from rempart.guard.events import DENY, STEP_UP, ClaimEvent, DecisionKind
+from rempart.guard.events import ALLOW, DENY, STEP_UP, ClaimEvent, DecisionKind
 from rempart.guard.redis_state import OnceStatus, RedisState, StateUnavailable
 from rempart.guard.signals import network_of
 from rempart.guard.state import AccountState, GuardState, MemoryState, StaleRecord
 from rempart.nir import InvalidNIR, compact, parse_nir
 from rempart.rights.service import Caller, lookup_entry
-from rempart.store.models import Account, CareLink, Insured
+from rempart.store.models import Account, ApiClient, CareLink, Insured
 from rempart.store.models import Professional as ProfessionalRow
 
 __all__ = [
     "AUTH_OF_ACR",
+    "CLIENT_REASON_PREFIX",
+    "CLIENT_RECORD_PREFIX",
     "Coordination",
     "DatabaseDirectory",
     "GuardUnavailable",
     "GuardVerdict",
     "InlineGuard",
     "LocalCoordination",
+    "client_record",
 ]
 
 log = structlog.get_logger("rempart.guard.inline")
@@ -211,9 +232,47 @@ _HISTORY_LEASE_SECONDS: Final = 120
 """How long a worker closing the learning window may take before another takes over."""
 _HISTORY_WAIT_SECONDS: Final = 10.0
 """How long a lookup waits for another worker closing the learning window (then 503)."""
+CLIENT_RECORD_PREFIX: Final = "client/"
+"""The guard's record of practice software is ``client/<client_id>``: an account id
+cannot hold a ``/`` (``[A-Za-z0-9._:-]``), so no professional's record is taken for it."""
+CLIENT_REASON_PREFIX: Final = "client:"
+"""Reason codes of the client's record, in a lookup's entry beside the professional's."""
+_SUSPENDED_REASON: Final = "account_suspended"
+"""The engine's reason for a record already suspended."""
+_SEVERITY: Final = {ALLOW: 0, STEP_UP: 1, DENY: 2}
 _SUSPENSION_GRACE_US: Final = 60_000_000
 """A suspension decided this long ago and still not held: its worker failed before
 committing it (a commit takes milliseconds; the database's busy timeout is ten seconds)."""
+
+
+def client_record(client_id: str) -> str:
+    """The guard's record id of an API client (practice software)."""
+    return CLIENT_RECORD_PREFIX + client_id
+
+
+_Decided = tuple[DecisionKind, float, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decisions:
+    """The engine's decisions on one lookup: the professional's record, and the
+    client's when the lookup comes through practice software."""
+
+    own: _Decided
+    client: _Decided | None = None
+
+    @property
+    def combined(self) -> _Decided:
+        """The stricter decision, the larger score, the reasons of both (the stricter
+        record's first; the client's prefixed with :data:`CLIENT_REASON_PREFIX`)."""
+        if self.client is None:
+            return self.own
+        own_kind, own_score, own_reasons = self.own
+        kind, score, reasons = self.client
+        tagged = tuple(CLIENT_REASON_PREFIX + reason for reason in reasons)
+        if _SEVERITY[kind] > _SEVERITY[own_kind]:
+            return kind, max(score, own_score), tagged + own_reasons
+        return own_kind, max(score, own_score), own_reasons + tagged
 
 
 class Coordination(Protocol):
@@ -336,6 +395,8 @@ class DatabaseDirectory:
 
     def _load_professional(self, session: Session, account_id: str) -> Professional | None:
         connection = session.connection()
+        if account_id.startswith(CLIENT_RECORD_PREFIX):
+            return self._load_client(session, account_id)
         row = connection.execute(_PROFESSIONAL, {"account_id": account_id}).first()
         if row is not None:
             return Professional(account_id, row[0], row[1], row[2] or account_id)
@@ -343,6 +404,20 @@ class DatabaseDirectory:
         if account is None:
             return None
         return Professional(account_id, account[0] or "", "", account_id)
+
+    @staticmethod
+    def _load_client(session: Session, record_id: str) -> Professional | None:
+        """A client's record is account-like: its unit is its organisation (whose care
+        links and declared doctors explain its lookups), its peer group the
+        organisation's most common profession and department."""
+        connection = session.connection()
+        client_id = record_id.removeprefix(CLIENT_RECORD_PREFIX)
+        organization = connection.execute(_CLIENT, {"client_id": client_id}).scalar()
+        if organization is None:
+            return None
+        profile = connection.execute(_ORGANIZATION_PROFILE, {"org": organization}).first()
+        profession, department = profile if profile is not None else ("", "")
+        return Professional(record_id, profession, department, organization)
 
     def _load_person(self, session: Session, nir: str) -> Person | None:
         # One query: the person, the declared doctor's unit, one row per care-linked unit.
@@ -374,7 +449,11 @@ class DatabaseDirectory:
         no such account), read on a session of its own: the latest commit, whatever
         the request's transaction saw."""
         with self._sessions() as session:
-            status: str | None = session.scalar(_STATUS, {"account_id": account_id})
+            if account_id.startswith(CLIENT_RECORD_PREFIX):
+                client_id = account_id.removeprefix(CLIENT_RECORD_PREFIX)
+                status: str | None = session.scalar(_CLIENT_STATUS, {"client_id": client_id})
+            else:
+                status = session.scalar(_STATUS, {"account_id": account_id})
         return status
 
     # -- the Directory interface ------------------------------------------------------------
@@ -438,6 +517,15 @@ _PROFESSIONAL = select(
 ).where(ProfessionalRow.account_id == bindparam("account_id"))
 _ACCOUNT = select(Account.profession).where(Account.account_id == bindparam("account_id"))
 _STATUS = select(Account.status).where(Account.account_id == bindparam("account_id"))
+_CLIENT = select(ApiClient.organization_id).where(ApiClient.client_id == bindparam("client_id"))
+_CLIENT_STATUS = select(ApiClient.status).where(ApiClient.client_id == bindparam("client_id"))
+_ORGANIZATION_PROFILE = (
+    select(ProfessionalRow.profession, ProfessionalRow.department)
+    .where(ProfessionalRow.organization_id == bindparam("org"))
+    .group_by(ProfessionalRow.profession, ProfessionalRow.department)
+    .order_by(func.count().desc(), ProfessionalRow.profession, ProfessionalRow.department)
+    .limit(1)
+)
 
 
 def persons_select(*leading: Any) -> Select[Any]:
@@ -543,23 +631,50 @@ class InlineGuard:
         raw_birth_date: str | None,
         ts_us: int | None = None,
     ) -> tuple[DecisionKind, float, tuple[str, ...]]:
-        """The engine's decision on one lookup (no action taken). Fails closed."""
+        """The engine's decision on one lookup (no action taken); through practice
+        software, the stricter of the professional's record's and the client's (reasons
+        of both). Fails closed."""
+        return self._decisions(
+            session, caller, raw_nir=raw_nir, raw_birth_date=raw_birth_date, ts_us=ts_us
+        ).combined
+
+    def _decisions(
+        self,
+        session: Session,
+        caller: Caller,
+        *,
+        raw_nir: str,
+        raw_birth_date: str | None,
+        ts_us: int | None = None,
+    ) -> _Decisions:
         nir = _guard_nir(raw_nir)
         ts = self.clock() if ts_us is None else ts_us
+        through = client_record(caller.client_id) if caller.client_id else None
         try:
             person = self.directory.prefetch(session, caller.account_id, nir)
+            if through is not None:
+                self.directory.prefetch(session, through, nir)
             given = birth_day(raw_birth_date)
             network = network_of(caller.client_ip, self._v4, self._v6)
-            account_id = caller.account_id
             with self._lock:
                 if self._history_open and ts >= self._history_until:
                     self._close_history(ts)
-                rec = self._read(account_id, nir, network, caller)
-                if rec.suspended:
-                    rec = self._forget_restored(account_id, rec)
-                if rec.day < 0:
-                    self._first_contact(account_id, network, caller)
-                return self._engine_decides(ts, nir, person, given, network, caller)
+                client = None
+                if through is not None:
+                    client = self._decide_record(
+                        through, ts, nir, person, given, network, caller, answered_by_client=False
+                    )
+                own = self._decide_record(
+                    caller.account_id,
+                    ts,
+                    nir,
+                    person,
+                    given,
+                    network,
+                    caller,
+                    answered_by_client=through is not None,
+                )
+                return _Decisions(own, client)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the lookup fails closed
             # The type alone, no traceback: a message could carry a NIR into the log.
             log.error("guard_failed", error_type=type(exc).__name__)  # noqa: TRY400
@@ -578,7 +693,7 @@ class InlineGuard:
         alert), commit, and raise the answer's error."""
         ts = self.clock()
         try:
-            kind, score, reasons = self.decide(
+            decisions = self._decisions(
                 session, caller, raw_nir=raw_nir, raw_birth_date=raw_birth_date, ts_us=ts
             )
         except GuardUnavailable as exc:
@@ -591,6 +706,7 @@ class InlineGuard:
                 outcome=exc.code,
             )
             raise
+        kind, score, reasons = decisions.combined
         if self.learn_until is not None and ts < self.learn_until:
             return GuardVerdict(kind, _codes(("learning", *reasons)))
         if kind == STEP_UP and caller.acr in PHISHING_RESISTANT:
@@ -605,6 +721,8 @@ class InlineGuard:
                 outcome=StepUpRequired.code,
             )
             raise StepUpRequired(_STEP_UP_ACRS, detail=_STEP_UP_DETAIL)
+        if kind == DENY and decisions.client is not None:
+            self._deny_through_client(session, caller, raw_nir, decisions, ts)
         if kind == DENY:
             self._deny(session, caller, raw_nir, score, reasons, ts)
             raise AccountSuspended()
@@ -722,6 +840,101 @@ class InlineGuard:
             log.error("guard_hold_not_written", account_id=account_id)  # noqa: TRY400
         log.warning("guard_denied", account_id=account_id, reasons=",".join(reasons))
 
+    def _deny_through_client(
+        self, session: Session, caller: Caller, raw_nir: str, decisions: _Decisions, ts: int
+    ) -> None:
+        """A ``deny`` of a lookup through practice software: the client is suspended,
+        never the professional it named. Raises the answer's error."""
+        assert decisions.client is not None
+        assert caller.client_id is not None
+        _, score, reasons = decisions.combined
+        own_reasons = decisions.own[2]
+        client_kind, _, client_reasons = decisions.client
+        if client_kind == DENY and client_reasons[:1] == (_SUSPENDED_REASON,):
+            # Suspended by an earlier decision: refused, or written now if its worker failed.
+            record = client_record(caller.client_id)
+            if not self._complete_suspension(
+                session, caller, raw_nir, score, reasons, ts, record_id=record
+            ):
+                self._refuse(
+                    session,
+                    caller,
+                    raw_nir,
+                    decision=DENY,
+                    reasons=reasons,
+                    outcome=ClientSuspended.code,
+                )
+            raise ClientSuspended()
+        if client_kind != DENY and own_reasons[:1] == (_SUSPENDED_REASON,):
+            # The professional's own suspension (from their own session), being written.
+            self._deny(session, caller, raw_nir, score, own_reasons, ts)
+            raise AccountSuspended()
+        denied_by = client_reasons if client_kind == DENY else own_reasons
+        self._suspend_client(
+            session,
+            caller,
+            raw_nir,
+            score,
+            reasons,
+            rule=denied_by[0] if denied_by else "",
+            held=client_kind == DENY,
+        )
+        raise ClientSuspended()
+
+    def _suspend_client(
+        self,
+        session: Session,
+        caller: Caller,
+        raw_nir: str,
+        score: float,
+        reasons: tuple[str, ...],
+        *,
+        rule: str,
+        held: bool,
+    ) -> None:
+        """The guard's suspension of a client: the lookup's entry, the client suspended
+        (its tokens dead), an alert naming it, in one transaction; then, when the
+        client's own record was suspended (``held``), the suspension is held in the
+        shared state. The professional the lookup named stays active."""
+        client_id = caller.client_id
+        assert client_id is not None
+        entry = self._entry(caller, raw_nir, DENY, reasons, ClientSuspended.code)
+        self._audit.append([entry], session=session)
+        suspended = suspend_client(
+            session,
+            self._auth.events,
+            client_id,
+            by=f"guard:{rule or 'deny'}",
+            now=datetime.fromtimestamp(entry.ts_us / 1_000_000, tz=UTC),
+        )
+        if suspended:  # else another worker's decision suspended it and raised the alert
+            raise_alert(
+                session,
+                account_id=caller.account_id,
+                session_id=caller.session_id,
+                decision=DENY,
+                score=score,
+                reasons=reasons,
+                audit_ts_us=entry.ts_us,
+                client_id=client_id,
+            )
+        try:
+            session.commit()
+        except SQLAlchemyError:
+            raise AuditUnavailable() from None
+        record = client_record(client_id)
+        if held:
+            try:
+                self.coordination.hold_suspension(record, secrets.token_hex(8))
+            except StateUnavailable:
+                log.error("guard_hold_not_written", client_id=client_id)  # noqa: TRY400
+        log.warning(
+            "guard_denied_client",
+            client_id=client_id,
+            account_id=caller.account_id,
+            reasons=",".join(reasons),
+        )
+
     def _complete_suspension(  # noqa: PLR0917
         self,
         session: Session,
@@ -730,11 +943,14 @@ class InlineGuard:
         score: float,
         reasons: tuple[str, ...],
         ts: int,
+        *,
+        record_id: str | None = None,
     ) -> bool:
         """A record suspended but not held a minute after its decision: the worker that
         decided failed before its commit (or before holding it). True when this lookup
-        wrote the suspension (its entry included)."""
-        account_id = caller.account_id
+        wrote the suspension (its entry included). ``record_id``: the client's record
+        (a lookup through practice software), else the professional's."""
+        account_id = record_id or caller.account_id
         try:
             if self.coordination.held_suspension(account_id) is not None:
                 return False
@@ -751,9 +967,11 @@ class InlineGuard:
             self.coordination.hold_suspension(account_id, secrets.token_hex(8))
             return False
         log.warning("guard_suspension_completed", account_id=account_id)
-        self._suspend(
-            session, caller, raw_nir, score, reasons, rule=rec.suspended_reason or reasons[0]
-        )
+        rule = rec.suspended_reason or reasons[0]
+        if record_id is not None:
+            self._suspend_client(session, caller, raw_nir, score, reasons, rule=rule, held=True)
+        else:
+            self._suspend(session, caller, raw_nir, score, reasons, rule=rule)
         return True
 
     def _close_history(self, ts: int) -> None:
@@ -790,15 +1008,48 @@ class InlineGuard:
             time.sleep(0.05)
         self._history_open = False
 
-    def _engine_decides(  # noqa: PLR0917
+    def _decide_record(  # noqa: PLR0917
         self,
+        record_id: str,
         ts: int,
         nir: str,
         person: Person | None,
         given: int | None,
         network: str,
         caller: Caller,
-    ) -> tuple[DecisionKind, float, tuple[str, ...]]:
+        *,
+        answered_by_client: bool,
+    ) -> _Decided:
+        """Called under the lock: one record's decision (a professional's, or a
+        client's), with the driver's phases first (restore, first contact)."""
+        rec = self._read(record_id, nir, network, caller)
+        if rec.suspended:
+            rec = self._forget_restored(record_id, rec)
+        if rec.day < 0:
+            self._first_contact(record_id, network, caller)
+        return self._engine_decides(
+            record_id,
+            ts,
+            nir,
+            person,
+            given,
+            network,
+            caller,
+            answered_by_client=answered_by_client,
+        )
+
+    def _engine_decides(  # noqa: PLR0917
+        self,
+        record_id: str,
+        ts: int,
+        nir: str,
+        person: Person | None,
+        given: int | None,
+        network: str,
+        caller: Caller,
+        *,
+        answered_by_client: bool = False,
+    ) -> _Decided:
         """Called under the lock: the engine's decision, its writes sent when it has
         decided; decided again if another worker saved the record meanwhile."""
         for _ in range(_MAX_RETRIES):
@@ -806,17 +1057,18 @@ class InlineGuard:
                 with self._writes():
                     return self.engine.decide_resolved(
                         ts,
-                        caller.account_id,
+                        record_id,
                         nir,
                         person,
                         given,
                         network,
                         caller.user_agent,
                         caller.session_id,
+                        answered_by_client=answered_by_client,
                     )
             except StaleRecord:
                 continue
-        raise StaleRecord(caller.account_id)
+        raise StaleRecord(record_id)
 
     def _read(self, account_id: str, nir: str, network: str, caller: Caller) -> AccountState:
         """Called under the lock: the account's record; from Redis, with the lookup's

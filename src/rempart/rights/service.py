@@ -56,6 +56,9 @@ class Caller:
     client_ip: str
     user_agent: str
     channel: str
+    client_id: str | None = None
+    """The practice software the lookup comes through (OAuth client), if any: the guard
+    decides against its record too, and suspends it rather than the professional."""
 
 
 def lookup_entry(

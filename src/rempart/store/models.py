@@ -230,6 +230,10 @@ class ApiClient(Base):
     """Practice software (OAuth 2.0 client credentials), bound to one organization.
 
     During a rotation the previous secret stays valid until ``previous_valid_until``.
+    ``status``: ``active``, ``suspended`` (by the guard or an operator, until an operator
+    restores it) or ``revoked`` (for good). A suspension bumps ``token_epoch``: every
+    token carries the epoch it was issued in, so tokens issued before a suspension
+    stay dead after it is lifted.
     """
 
     __tablename__ = "api_clients"
@@ -243,10 +247,15 @@ class ApiClient(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    suspended_by: Mapped[str | None] = mapped_column(String(128))
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class GuardAlert(Base):
-    """An alert raised by the inline guard (a ``deny``: the account was suspended).
+    """An alert raised by the inline guard (a ``deny``: the account was suspended, or,
+    for a lookup through practice software, ``client_id`` names the client suspended,
+    and ``account_id`` the professional it named, who stays active).
 
     ``audit_ts_us`` is the ``ts_us`` of the lookup's audit entry (with ``account_id``
     and ``session_id``, it finds the entry). Operators acknowledge alerts."""
@@ -257,6 +266,7 @@ class GuardAlert(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     account_id: Mapped[str] = mapped_column(String(64), index=True)
     session_id: Mapped[str] = mapped_column(String(64), default="")
+    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
     decision: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
     reasons: Mapped[str] = mapped_column(String(512), default="")
