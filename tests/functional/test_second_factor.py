@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from rempart.audit.events import Origin
 from rempart.audit.models import AuditEvent
 from rempart.auth.throttle import (
     CounterStore,
@@ -33,6 +34,7 @@ from rempart.auth.throttle import (
     RedisCounterStore,
     ThrottleLimits,
 )
+from rempart.auth.tokens import InvalidToken
 from rempart.cli import app
 from rempart.config import Settings, load_settings
 from rempart.devtools.soft_authenticator import SoftAuthenticator, SoftCredential
@@ -275,6 +277,31 @@ def test_a_token_takes_three_attempts_then_is_spent(
     )
     assert (late_key.status_code, late_key.json()["error"]) == (401, "invalid_token")
     assert account(services, pharmacist.account_id).mfa_failures == 3
+
+
+def test_of_two_requests_racing_with_one_token_only_one_wins(
+    services: Services, pharmacist: Login
+) -> None:
+    with session_scope(services.sessions) as session:
+        challenge = services.auth.login_password(
+            session,
+            login=pharmacist.login,
+            password=pharmacist.password,
+            address="192.0.2.10",
+            user_agent="Firefox/128.0",
+        )
+    origin = Origin(client_ip="192.0.2.10", user_agent="Firefox/128.0")
+    with services.sessions() as one, services.sessions() as two:
+        # Both requests find the token open (each claims one of its attempts)...
+        _, where_one = services.auth.second_step(one, challenge.mfa_token, origin)
+        _, where_two = services.auth.second_step(two, challenge.mfa_token, origin)
+        one.commit()
+        two.commit()
+        # ...and both factors verify; the conditional update lets the first one through.
+        services.auth.second_factor_passed(one, challenge.mfa_token, where_one)
+        one.commit()
+        with pytest.raises(InvalidToken):
+            services.auth.second_factor_passed(two, challenge.mfa_token, where_two)
 
 
 # -- finding 3: slow guessing is counted, told and stopped ---------------------------------
