@@ -228,6 +228,8 @@ def _operator_action(account_id: str, operator: str, action: str) -> str | bool:
                 return services.recovery.issue_reset_code(session, account_id, operator=operator)
             if action == "reset-mfa":
                 return services.recovery.reset_second_factor(session, account_id, operator=operator)
+            if action == "clear-mfa-lock":
+                return services.auth.clear_mfa_lock(session, account_id, operator=operator)
             if action == "suspend":
                 return services.auth.suspend(session, account_id, by=f"operator:{operator}")
             return services.auth.restore(session, account_id, operator=operator)
@@ -259,6 +261,17 @@ def accounts_reset_mfa(
     uri = _operator_action(account_id, operator, "reset-mfa")
     err.print(f"second factor reset for {account_id}")
     out.print(str(uri), highlight=False, soft_wrap=True)
+
+
+@accounts_app.command("clear-mfa-lock")
+def accounts_clear_mfa_lock(
+    account_id: Annotated[str, typer.Option(help="The account.")], operator: OperatorOption
+) -> None:
+    """After checking who calls: set the count of wrong second factors back to zero and let
+    TOTP and recovery codes log in again (they stop after too many wrong ones). Audited."""
+    if not _operator_action(account_id, operator, "clear-mfa-lock"):
+        raise fail("unknown_account", "no account has this id")
+    err.print(f"second-factor lock cleared for {account_id}")
 
 
 @accounts_app.command("suspend")

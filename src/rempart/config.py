@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
     reset_code_ttl_days: int = Field(default=14, ge=1, le=60)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
+    mfa_lock_threshold: int = Field(
+        default=5,
+        ge=2,
+        le=20,
+        description="Wrong second factors after a right password (never forgotten with "
+        "time) at which the owner is told, an alert is raised and TOTP and recovery codes "
+        "stop completing a login until a key, the CPS card or an operator clears it.",
+    )
     # API clients (practice software): OAuth 2.0 client-credentials tokens.
     client_token_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
     client_rotation_grace_hours: int = Field(

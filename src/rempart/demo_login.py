@@ -136,17 +136,21 @@ def chapter_stolen_mailbox(
     """
     console.print("  [bold]The attacker has the password and the mailbox.[/]")
     console.print("  There is no 'forgot password? we e-mail you a link' in Rempart. Guessing:")
-    reset = http.post(
-        "/api/v1/auth/password/reset",
-        json={
-            "login": login,
-            "new_password": "j'ai ta boite mail 2022!",
-            "method": "totp",
-            "code": "123456",
-        },
-        headers=ATTACKER,
-    )
-    console.print(f"  POST /api/v1/auth/password/reset (a guessed code) → {_said(reset)}")
+    for method, code, what in (
+        ("totp", "123456", "an authenticator code"),
+        ("recovery_code", "ABCD-EFGH-JKMN", "a guessed recovery code"),
+    ):
+        reset = http.post(
+            "/api/v1/auth/password/reset",
+            json={
+                "login": login,
+                "new_password": "j'ai ta boite mail 2022!",
+                "method": method,
+                "code": code,
+            },
+            headers=ATTACKER,
+        )
+        console.print(f"  POST /api/v1/auth/password/reset ({what}) → {_said(reset)}")
     guessed = totp_login(http, login, password, "654321", ATTACKER)
     console.print(f"  password ✓ then a guessed TOTP code → {_said(guessed)}")
 

@@ -16,6 +16,7 @@ from rempart.audit.events import EventRecorder
 from rempart.audit.trail import AuditTrail, DisabledAuditTrail, SqlAuditTrail
 from rempart.auth.challenges import ChallengeStore
 from rempart.auth.clients import CLIENT_TOKEN_PURPOSE, ClientRegistry
+from rempart.auth.mfa import MfaChallengeStore
 from rempart.auth.origins import OriginTracker
 from rempart.auth.passwords import PasswordHasher
 from rempart.auth.psc import PscClient
@@ -137,6 +138,10 @@ class Services:
                 )
             ),
             origins=OriginTracker(keys.for_purpose("origins")),
+            mfa_challenges=MfaChallengeStore(
+                keys.for_purpose("mfa-binding"), ttl_seconds=s.mfa_token_ttl_seconds
+            ),
+            mfa_lock_threshold=s.mfa_lock_threshold,
             new_origin_requires_phishing_resistant=s.new_origin_requires_phishing_resistant,
             notifier=self.outbox,
         )

@@ -50,7 +50,11 @@ def test_wrong_password_and_unknown_login_are_indistinguishable(
         == unknown
         == (
             401,
-            {"error": "invalid_credentials", "detail": "the login or the password is wrong"},
+            {
+                "error": "invalid_credentials",
+                "detail": "the login or the password is wrong, or the account cannot be "
+                "used; contact the insurer if it persists",
+            },
         )
     )
 
@@ -120,9 +124,11 @@ def test_one_address_trying_many_accounts_is_throttled(
 
 
 def test_suspended_account_cannot_log_in(client: TestClient, services: Services) -> None:
+    # Issue 10, finding 7: this used to answer 403 account_suspended to the right password
+    # (an oracle on the accounts the guard flagged); it now answers as a wrong password.
     login = make_login(services, "to.suspend")
     with session_scope(services.sessions) as session:
         services.auth.suspend(session, login.account_id)
     status, body = password_step(client, login.login, login.password)
-    assert status == 403
-    assert body["error"] == "account_suspended"
+    assert status == 401
+    assert body["error"] == "invalid_credentials"

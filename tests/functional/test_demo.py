@@ -17,7 +17,8 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     text = console.export_text()
     for expected in (
         "the same TOTP code again → 401",
-        "POST /api/v1/auth/password/reset (a guessed code) → 401 invalid_reset",
+        "POST /api/v1/auth/password/reset (an authenticator code) → 422 reset_method_unavailable",
+        "POST /api/v1/auth/password/reset (a guessed recovery code) → 401 invalid_reset",
         "must use the key → 401 insufficient_user_authentication",
         "with the default (notify only) → 200",
         "Nouvelle connexion à votre compte Rempart",

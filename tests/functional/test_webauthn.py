@@ -364,6 +364,12 @@ def test_a_challenge_is_used_once(
     answer = key.get(options)
     body = {"mfa_token": mfa_token, "handle": handle, "credential": answer}
     assert client.post(f"{API}/mfa/webauthn", json=body).status_code == 200
+    # Issue 10: the MFA token is spent by the login (it used to pass, leaving the
+    # challenge alone to refuse the replay).
+    replayed = client.post(f"{API}/mfa/webauthn", json=body)
+    assert (replayed.status_code, replayed.json()["error"]) == (401, "invalid_token")
+    # With a fresh token, the used challenge still serves nothing.
+    body["mfa_token"] = password_step(client, pharmacist)["mfa_token"]
     replayed = client.post(f"{API}/mfa/webauthn", json=body)
     assert replayed.status_code == 400
     assert replayed.json()["error"] == "webauthn_challenge_invalid"

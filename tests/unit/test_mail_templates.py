@@ -34,6 +34,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "recovery_code_used": {"when": WHEN},
     "reset_code_issued": {"when": WHEN},
     "account_suspended": {"when": WHEN},
+    "mfa_locked": {"when": WHEN, "failures": 5},
 }
 
 # Anything a mail client could turn into a link.

@@ -37,8 +37,8 @@ def login_recovery_code(body: RecoveryLoginRequest, request: Request) -> TokenRe
 
 @router.post("/password/reset", status_code=204)
 def reset_password(body: PasswordResetRequest, request: Request) -> Response:
-    """A forgotten password: reset with the TOTP code, a recovery code, or the code an
-    operator sent by post. Every session of the account ends."""
+    """A forgotten password: reset with a recovery code or the code an operator sent by
+    post (a TOTP code alone is refused). Every session of the account ends."""
     services = services_of(request)
     with session_scope(services.sessions) as session:
         services.recovery.reset_password(
@@ -54,6 +54,8 @@ def reset_password(body: PasswordResetRequest, request: Request) -> Response:
 
 @router.post("/password/change", status_code=204)
 def change_password(body: PasswordChangeRequest, request: Request) -> Response:
+    """The current password and a second factor (a TOTP ``code``, or a login with a key or
+    the CPS card less than 10 minutes old); throttled as a login. Every session ends."""
     services = services_of(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, bearer_token(request))
@@ -63,6 +65,7 @@ def change_password(body: PasswordChangeRequest, request: Request) -> Response:
             current_password=body.current_password,
             new_password=body.new_password,
             origin=origin_of(request),
+            code=body.code,
         )
     return Response(status_code=204)
 

@@ -43,13 +43,23 @@ class RecoveryLoginRequest(StrictBody):
 class PasswordResetRequest(StrictBody):
     login: str = Field(min_length=1, max_length=256)
     new_password: str = Field(min_length=1, max_length=1024)
-    method: Literal["totp", "recovery_code", "operator_code"]
+    method: Literal["recovery_code", "operator_code", "totp"] = Field(
+        description="recovery_code or operator_code; totp is refused "
+        "(reset_method_unavailable): an authenticator code alone does not reset a password"
+    )
     code: str = Field(min_length=1, max_length=64)
 
 
 class PasswordChangeRequest(StrictBody):
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=1, max_length=1024)
+    code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="a code from the authenticator app; not needed within 10 minutes of a "
+        "login with a security key or the CPS card",
+    )
 
 
 class RecoveryCodesResponse(BaseModel):

@@ -189,7 +189,7 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
     services = services_of(request)
     with session_scope(services.sessions) as session:
         account, where = services.auth.second_step(session, body.mfa_token, origin_of(request))
-        account_id, login = account.account_id, where.login
+        account_id = account.account_id
         try:
             services.webauthn.authenticate(
                 session,
@@ -200,17 +200,13 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
                 origin=where,
             )
         except _REFUSALS as exc:
-            session.rollback()  # the refusal is recorded in a transaction of its own
-            services.auth.throttle.failure(login, where.client_ip)
-            services.auth.events.record_event(
-                "login_failed",
-                outcome=exc.code,
-                reasons="webauthn",
-                account_id=account_id,
-                origin=where,
+            # A key cannot be guessed: a refusal spends the token's attempt and feeds the
+            # throttle, not the count that locks the codes out.
+            services.auth.second_factor_failed(
+                session, account_id, where, reason="webauthn", outcome=exc.code, counts=False
             )
             raise
-        services.auth.throttle.success(login, where.client_ip)
+        services.auth.second_factor_passed(session, body.mfa_token, where)
         issued = services.auth.complete_login(
             session, account_id=account_id, acr=ACR_WEBAUTHN, origin=where, method="webauthn"
         )

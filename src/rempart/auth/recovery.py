@@ -1,11 +1,11 @@
 """Recovery that a mailbox alone cannot complete.
 
 There is no "reset link by e-mail": in 2022 a professional's mailbox was exactly
-what the attackers held. A forgotten password is reset with the second factor
-(a TOTP code; an account with a security key must use a stronger means), a
-recovery code printed at enrolment, or a one-time code an operator issues and the
-insurer sends by post. A lost second factor is reset by an operator only. Every
-step is recorded, revokes the account's sessions where it changes a credential,
+what the attackers held. A forgotten password is reset with a recovery code printed
+at enrolment, or a one-time code an operator issues and the insurer sends by post;
+never with a TOTP code alone (a code relayed by a phishing page, or guessed, must not
+become the account). A lost second factor is reset by an operator only. Every step
+is recorded, revokes the account's sessions where it changes a credential,
 and tells the professional by e-mail — telling, not asking: the e-mail carries no
 link and no code.
 
@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
 
 import structlog
 from sqlalchemy import delete, exists, select, update
@@ -35,15 +35,23 @@ from rempart.auth.service import (
     IssuedToken,
     Principal,
 )
-from rempart.auth.totp import new_secret, provisioning_uri, verify_totp
+from rempart.auth.tokens import InvalidToken
+from rempart.auth.totp import new_secret, provisioning_uri
 from rempart.errors import RempartError
 from rempart.store.models import Account, AccountCode, WebAuthnCredential
 
-__all__ = ["RecoveryService", "ResetMethod", "normalize_code"]
+__all__ = [
+    "RESET_METHODS",
+    "RecoveryService",
+    "ResetMethod",
+    "ResetMethodUnavailable",
+    "normalize_code",
+]
 
 log = structlog.get_logger("rempart.auth")
 
-ResetMethod = Literal["totp", "recovery_code", "operator_code"]
+ResetMethod = Literal["recovery_code", "operator_code"]
+RESET_METHODS: Final = ("recovery_code", "operator_code")
 _ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U: read aloud or from paper
 # Creating codes needs a recent authentication (10 minutes), or a key where the account has one.
 _FRESH = AuthRequirement(
@@ -57,6 +65,18 @@ class InvalidReset(RempartError):
 
     def __init__(self) -> None:
         super().__init__("the login, the code or the method is not accepted")
+
+
+class ResetMethodUnavailable(RempartError):
+    code = "reset_method_unavailable"
+    status = 422
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a password is reset with a recovery code (method recovery_code) or the code the "
+            "insurer sends by post (method operator_code); a code from the authenticator "
+            "app alone is not enough"
+        )
 
 
 class UnknownAccount(RempartError):
@@ -153,11 +173,14 @@ class RecoveryService:
     ) -> IssuedToken:
         """Second login step with a recovery code instead of the TOTP (a lost phone)."""
         account, where = self.auth.second_step(session, mfa_token, origin)
-        account_id, login = account.account_id, where.login
+        account_id = account.account_id
+        self.auth.refuse_if_codes_locked(session, account, where, method="recovery_code")
         if not self._consume(session, account_id, "recovery", code):
-            self._refuse(session, where, account_id, "login_failed", "wrong_recovery_code")
+            self.auth.second_factor_failed(
+                session, account_id, where, reason="wrong_recovery_code", outcome="refused"
+            )
             raise InvalidCredentials()
-        self.auth.throttle.success(login, where.client_ip)
+        self.auth.second_factor_passed(session, mfa_token, where)
         self.auth.notify_professional(session, account_id, "recovery_code_used")
         return self.auth.complete_login(
             session,
@@ -173,15 +196,19 @@ class RecoveryService:
         *,
         login: str,
         new_password: str,
-        method: ResetMethod,
+        method: str,
         code: str,
         origin: Origin,
     ) -> None:
-        """Sets a new password without the old one, given the second factor or a code.
+        """Sets a new password without the old one, given a recovery code or the code the
+        insurer posted.
 
-        Unknown login, wrong code and a method the account may not use all get the same
-        answer. Every session of the account ends.
+        Unknown login, wrong code and an account whose codes are locked out (second factor
+        guessed) all get the same answer. Every session of the account ends.
         """
+        if method not in RESET_METHODS:
+            # Said before anything is looked up: the answer tells nothing about the login.
+            raise ResetMethodUnavailable()
         where = Origin(login=login, client_ip=origin.client_ip, user_agent=origin.user_agent)
         self.auth.check_throttle(where)
         account = session.scalars(select(Account).where(Account.login == login)).one_or_none()
@@ -189,24 +216,14 @@ class RecoveryService:
             self._refuse(session, where, "", "password_reset_failed", "unknown_login")
             raise InvalidReset()
         account_id = account.account_id
-        proven = False
-        if method == "totp":
-            # An account with a security key does not fall back to a phishable code.
-            if not self._has_key(session, account_id) and account.status == "active":
-                secret = self.auth.secret_box.open(
-                    account.totp_secret_encrypted, context=account_id
-                )
-                step = verify_totp(secret, code, last_step=account.totp_last_step)
-                if step is not None:
-                    claimed = session.execute(
-                        update(Account)
-                        .where(Account.account_id == account_id, Account.totp_last_step < step)
-                        .values(totp_last_step=step)
-                    )
-                    proven = getattr(claimed, "rowcount", 0) == 1
-        elif method == "recovery_code":
+        if method == "recovery_code":
+            if account.mfa_locked_at is not None:
+                # Someone guessed at the codes after the right password: a recovery code
+                # does not take the account from its owner now; the posted code does.
+                self._refuse(session, where, account_id, "password_reset_failed", "mfa_locked")
+                raise InvalidReset()
             proven = self._consume(session, account_id, "recovery", code)
-        elif method == "operator_code":
+        else:
             proven = self._consume(session, account_id, "operator_reset", code)
         if not proven:
             self._refuse(session, where, account_id, "password_reset_failed", f"wrong_{method}")
@@ -239,14 +256,30 @@ class RecoveryService:
         current_password: str,
         new_password: str,
         origin: Origin,
+        code: str | None = None,
     ) -> None:
-        """A logged-in professional changes the password; every session ends, this one too."""
-        account = session.get(Account, principal.account_id)
-        if account is None or not self.auth.hasher.verify(account.password_hash, current_password):
+        """A logged-in professional changes the password; every session ends, this one too.
+
+        A stolen session alone must not turn into the account: the change goes through
+        the login's throttle (a wrong current password counts as a failed login) and needs
+        the second factor, a fresh TOTP ``code`` (counted as a login's) or a recent
+        phishing-resistant login.
+        """
+        account = session.get(Account, principal.account_id, with_for_update=True)
+        if account is None:
+            raise InvalidToken()
+        where = Origin(
+            login=account.login, client_ip=origin.client_ip, user_agent=origin.user_agent
+        )
+        self.auth.check_throttle(where)
+        if not self.auth.hasher.verify(account.password_hash, current_password):
             self._refuse(
-                session, origin, principal.account_id, "password_change_failed", "wrong_password"
+                session, where, principal.account_id, "password_change_failed", "wrong_password"
             )
             raise InvalidCredentials()
+        how = self.auth.confirm_second_factor(
+            session, principal, account, code, where, event="password_change_failed"
+        )
         check_password_policy(
             new_password,
             min_length=self.auth.password_min_length,
@@ -255,7 +288,8 @@ class RecoveryService:
         account.password_hash = self.auth.hasher.hash(new_password)
         account.password_changed_at = datetime.now(UTC)
         self.auth.revoke_sessions(session, principal.account_id, reason="password_changed")
-        self.auth.record_for("password_changed", principal, origin, session=session)
+        self.auth.throttle.success(where.login, where.client_ip)
+        self.auth.record_for("password_changed", principal, origin, session=session, reasons=how)
         self.auth.notify_professional(session, principal.account_id, "password_changed")
 
     # -- operators ---------------------------------------------------------------------
@@ -294,6 +328,8 @@ class RecoveryService:
         secret = new_secret()
         account.totp_secret_encrypted = self.auth.secret_box.seal(secret, context=account_id)
         account.totp_last_step = 0
+        # A new factor, handed over by an operator: the guessing of the old one is over.
+        account.mfa_failures, account.mfa_locked_at = 0, None
         keys = session.execute(
             delete(WebAuthnCredential).where(WebAuthnCredential.account_id == account_id)
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import structlog
 from sqlalchemy import exists, select, update
@@ -14,8 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rempart.audit.events import EventRecorder, Origin
+from rempart.audit.trail import now_us
 from rempart.auth.levels import ACR_PASSWORD_TOTP, PHISHING_RESISTANT, StepUpRequired
-from rempart.auth.origins import OriginTracker
+from rempart.auth.mfa import (
+    ChallengeRefusal,
+    MfaChallengeStore,
+    SecondFactorLocked,
+    SecondFactorRequired,
+)
+from rempart.auth.origins import NewOrigin, OriginTracker
 from rempart.auth.passwords import PasswordHasher, check_password_policy
 from rempart.auth.secretbox import SecretBox
 from rempart.auth.sessions import SessionExpired, SessionStore
@@ -23,11 +31,13 @@ from rempart.auth.throttle import LoginThrottle, Throttled
 from rempart.auth.tokens import AccessClaims, InvalidToken, TokenSigner
 from rempart.auth.totp import new_secret, provisioning_uri, verify_totp
 from rempart.errors import RempartError
+from rempart.guard.alerts import raise_alert
 from rempart.store.models import Account, Professional, WebAuthnCredential
 from rempart.world.schema import PROFESSIONS
 
 __all__ = [
     "ACR_PASSWORD_TOTP",
+    "MFA_GUESSING",
     "AccountCreated",
     "AuthService",
     "InvalidCredentials",
@@ -41,6 +51,10 @@ log = structlog.get_logger("rempart.auth")
 _LOGIN_SHAPE = re.compile(r"^[A-Za-z0-9._@+-]{3,128}$")
 _ACCOUNT_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _EMAIL_SHAPE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
+# The guard alert's reason when an account's second factor is being guessed.
+MFA_GUESSING = "mfa_guessing"
+# How recent a phishing-resistant login must be to change the password without a code.
+_FRESH_SECONDS = 600
 
 
 class InvalidCredentials(RempartError):
@@ -48,7 +62,13 @@ class InvalidCredentials(RempartError):
     status = 401
 
     def __init__(self) -> None:
-        super().__init__("the login or the password is wrong")
+        # One text for a wrong password, an unknown login and an account that may not log
+        # in (suspended): a credential stuffer must not learn which accounts the guard
+        # flagged.
+        super().__init__(
+            "the login or the password is wrong, or the account cannot be used; "
+            "contact the insurer if it persists"
+        )
 
 
 class InvalidSecondFactor(RempartError):
@@ -136,6 +156,8 @@ class AuthService:
         events: EventRecorder,
         sessions: SessionStore,
         origins: OriginTracker,
+        mfa_challenges: MfaChallengeStore,
+        mfa_lock_threshold: int = 5,
         notifier: Notifier | None = None,
         new_origin_requires_phishing_resistant: bool = False,
     ) -> None:
@@ -150,6 +172,8 @@ class AuthService:
         self.sessions = sessions
         self.origins = origins
         self.notifier = notifier
+        self.mfa_challenges = mfa_challenges
+        self.mfa_lock_threshold = mfa_lock_threshold
         self.new_origin_requires_phishing_resistant = new_origin_requires_phishing_resistant
 
     def create_account(
@@ -222,64 +246,282 @@ class AuthService:
         count_attempt: bool = True,
     ) -> tuple[Account, Origin]:
         """The account an MFA token was issued to, if the token still holds for it (same
-        epoch, account active), and the origin with the login typed at the first step.
+        epoch, account active, its challenge open and presented by the client that passed
+        the password step), and the origin with the login typed at the first step.
 
-        Every second factor (TOTP, key, recovery code) starts here; ``count_attempt``
-        passes the attempt through the throttle (not for fetching a key's options).
+        Every second factor (TOTP, key, recovery code) starts here. ``count_attempt``
+        passes the attempt through the throttle and spends one of the token's attempts,
+        committed at once (not for fetching a key's options). The factor then ends in
+        :meth:`second_factor_failed` or :meth:`second_factor_passed`.
         """
-        payload = self.mfa_tokens.check(mfa_token)
-        account_id, login, epoch = payload.get("sub"), payload.get("login"), payload.get("epoch")
-        if not isinstance(account_id, str) or not isinstance(login, str):
-            raise InvalidToken()
+        account_id, login, epoch, challenge_id = self._mfa_claims(mfa_token)
         where = Origin(login=login, client_ip=origin.client_ip, user_agent=origin.user_agent)
+        refusal = self.mfa_challenges.check(
+            session, challenge_id, account_id=account_id, origin=where
+        )
+        if refusal is not None:
+            self._refuse_mfa_token(session, account_id, where, refusal)
         if count_attempt:
             self.check_throttle(where)
+            if not self.mfa_challenges.claim_attempt(session, challenge_id):
+                self._refuse_mfa_token(session, account_id, where, ChallengeRefusal.EXHAUSTED)
+            # Committed now: the attempt counts whatever the factor turns out to be.
+            session.commit()
         account = session.get(Account, account_id, with_for_update=lock)
         if account is None or account.token_epoch != epoch:
             raise InvalidToken()
         if account.status != "active":
-            raise AccountSuspended()
+            # Answered as any stale token: a suspension is not told before both factors.
+            session.rollback()
+            self.events.record_event(
+                "login_refused", outcome="account_suspended", account_id=account_id, origin=where
+            )
+            raise InvalidToken()
         return account, where
+
+    def _mfa_claims(self, mfa_token: str) -> tuple[str, str, object, str]:
+        payload = self.mfa_tokens.check(mfa_token)
+        account_id, login = payload.get("sub"), payload.get("login")
+        challenge_id = payload.get("cid")
+        if not (
+            isinstance(account_id, str) and isinstance(login, str) and isinstance(challenge_id, str)
+        ):
+            raise InvalidToken()
+        return account_id, login, payload.get("epoch"), challenge_id
+
+    def _refuse_mfa_token(
+        self, session: Session, account_id: str, where: Origin, refusal: ChallengeRefusal
+    ) -> NoReturn:
+        session.rollback()
+        log.info("mfa_token_refused", account_id=account_id, reason=refusal.value)
+        self.events.record_event(
+            "mfa_token_refused",
+            outcome="invalid_token",
+            reasons=refusal.value,
+            account_id=account_id,
+            origin=where,
+        )
+        raise InvalidToken("the login token is invalid, expired or already used: log in again")
+
+    def refuse_if_codes_locked(
+        self, session: Session, account: Account, where: Origin, *, method: str
+    ) -> None:
+        """After too many wrong second factors, codes (TOTP, recovery) open nothing: the
+        refusal comes before the code is even checked, the right code included."""
+        if account.mfa_locked_at is None:
+            return
+        account_id = account.account_id
+        session.rollback()
+        log.info("login_refused", reason="mfa_locked", account_id=account_id, method=method)
+        self.events.record_event(
+            "login_refused",
+            outcome="mfa_locked",
+            reasons=method,
+            account_id=account_id,
+            origin=where,
+        )
+        raise SecondFactorLocked()
+
+    def second_factor_failed(
+        self,
+        session: Session,
+        account_id: str,
+        where: Origin,
+        *,
+        reason: str,
+        outcome: str,
+        counts: bool = True,
+        event: str = "login_failed",
+    ) -> None:
+        """A wrong second factor after a right password: the request's work is undone,
+        the throttle told, and (``counts``: a code that can be guessed) the account's
+        non-decaying count raised, which past the threshold locks the codes out, tells
+        the owner and raises a guard alert. Committed and recorded before the caller
+        raises its refusal."""
+        session.rollback()
+        self.throttle.failure(where.login, where.client_ip)
+        failures = self._count_mfa_failure(session, account_id, where) if counts else None
+        session.commit()
+        log.info(event, reason=reason, account_id=account_id, mfa_failures=failures)
+        self.events.record_event(
+            event,
+            outcome=outcome,
+            reasons=reason if failures is None else f"{reason},mfa_failures:{failures}",
+            account_id=account_id,
+            origin=where,
+        )
+
+    def _count_mfa_failure(self, session: Session, account_id: str, where: Origin) -> int:
+        session.execute(
+            update(Account)
+            .where(Account.account_id == account_id)
+            .values(mfa_failures=Account.mfa_failures + 1)
+            .execution_options(synchronize_session=False)
+        )
+        failures = int(
+            session.scalar(select(Account.mfa_failures).where(Account.account_id == account_id))
+            or 0
+        )
+        if failures < self.mfa_lock_threshold:
+            return failures
+        # Conditional: of several workers crossing the threshold at once, one tells.
+        locked = session.execute(
+            update(Account)
+            .where(Account.account_id == account_id, Account.mfa_locked_at.is_(None))
+            .values(mfa_locked_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(locked, "rowcount", 0) == 1:
+            self._lock_codes_out(session, account_id, where, failures)
+        return failures
+
+    def _lock_codes_out(
+        self, session: Session, account_id: str, where: Origin, failures: int
+    ) -> None:
+        log.warning("mfa_locked", account_id=account_id, mfa_failures=failures)
+        raise_alert(
+            session,
+            account_id=account_id,
+            session_id="",
+            decision="step_up",
+            score=float(failures),
+            reasons=(MFA_GUESSING,),
+            audit_ts_us=now_us(),
+        )
+        self.notify_professional(session, account_id, "mfa_locked", failures=failures)
+        self.events.record_event(
+            "mfa_locked",
+            outcome="locked",
+            reasons=f"{MFA_GUESSING},mfa_failures:{failures}",
+            account_id=account_id,
+            session=session,
+            origin=where,
+        )
+
+    def second_factor_passed(self, session: Session, mfa_token: str, where: Origin) -> None:
+        """Spends the token's challenge (in the caller's transaction: a login refused later,
+        for a new network say, leaves it open for a key) and clears the source's back-off.
+        Of two requests racing with one token, the second is refused here."""
+        account_id, _, _, challenge_id = self._mfa_claims(mfa_token)
+        if not self.mfa_challenges.spend(session, challenge_id):
+            self._refuse_mfa_token(session, account_id, where, ChallengeRefusal.SPENT)
+        self.throttle.success(where.login, where.client_ip)
+
+    def clear_mfa_lock(self, session: Session, account_id: str, *, operator: str) -> bool:
+        """An operator, having checked who calls, sets the count back and lifts the lock."""
+        result = session.execute(
+            update(Account)
+            .where(Account.account_id == account_id)
+            .values(mfa_failures=0, mfa_locked_at=None)
+        )
+        if not getattr(result, "rowcount", 0):
+            return False
+        log.info("mfa_lock_cleared", account_id=account_id, operator=operator)
+        self.events.record_event(
+            "mfa_lock_cleared",
+            outcome="ok",
+            reasons=f"operator:{operator}",
+            account_id=account_id,
+            session=session,
+        )
+        return True
+
+    def _settle_mfa_failures(
+        self, session: Session, account: Account, acr: str, novelty: NewOrigin, origin: Origin
+    ) -> None:
+        """A successful login sets the count back: always when phishing-resistant (which
+        also lifts a lock); for a code, only from a network and a device the account knows,
+        so that a guesser's own successes elsewhere never wipe his failures."""
+        if not account.mfa_failures and account.mfa_locked_at is None:
+            return
+        if acr in PHISHING_RESISTANT:
+            if account.mfa_locked_at is not None:
+                self.events.record_event(
+                    "mfa_lock_cleared",
+                    outcome="ok",
+                    reasons=acr,
+                    account_id=account.account_id,
+                    session=session,
+                    origin=origin,
+                )
+            account.mfa_failures, account.mfa_locked_at = 0, None
+        elif account.mfa_locked_at is None and not (novelty.network or novelty.device):
+            account.mfa_failures = 0
+
+    def confirm_second_factor(
+        self,
+        session: Session,
+        principal: Principal,
+        account: Account,
+        code: str | None,
+        where: Origin,
+        *,
+        event: str,
+    ) -> str:
+        """A sensitive change by a logged-in professional: a recent phishing-resistant
+        login, or a fresh TOTP code counted as a login's second factor. Returns how."""
+        if principal.acr in PHISHING_RESISTANT and time.time() - principal.auth_time <= (
+            _FRESH_SECONDS
+        ):
+            return principal.acr
+        if code is None:
+            raise SecondFactorRequired(_FRESH_SECONDS)
+        self.refuse_if_codes_locked(session, account, where, method="totp")
+        step = self._totp_step(account, code)
+        if step is None or not self._claim_totp_step(session, account.account_id, step):
+            self.second_factor_failed(
+                session,
+                account.account_id,
+                where,
+                reason="wrong_or_reused_totp",
+                outcome="invalid_mfa_code",
+                event=event,
+            )
+            raise InvalidSecondFactor()
+        return "totp"
+
+    def _totp_step(self, account: Account, code: str) -> int | None:
+        secret = self.secret_box.open(account.totp_secret_encrypted, context=account.account_id)
+        return verify_totp(secret, code, last_step=account.totp_last_step)
+
+    @staticmethod
+    def _claim_totp_step(session: Session, account_id: str, step: int) -> bool:
+        # Conditional update: two requests racing with the same code cannot both win.
+        claimed = session.execute(
+            update(Account)
+            .where(Account.account_id == account_id, Account.totp_last_step < step)
+            .values(totp_last_step=step)
+        )
+        return getattr(claimed, "rowcount", 0) == 1
 
     def login_password(
         self, session: Session, *, login: str, password: str, address: str, user_agent: str = ""
     ) -> LoginChallenge:
-        """First step: checks the throttle, then the password; hands a short MFA token."""
+        """First step: checks the throttle, then the password; hands a short MFA token bound
+        to this client. A suspended account answers exactly as a wrong password."""
         where = Origin(login=login, client_ip=address, user_agent=user_agent)
         self.check_throttle(where)
         account = session.scalars(select(Account).where(Account.login == login)).one_or_none()
         if account is None:
             self.hasher.verify_dummy(password)
-            self.throttle.failure(login, address)
-            log.info("login_failed", reason="unknown_login")
-            self.events.record_event(
-                "login_failed", outcome="invalid_credentials", reasons="unknown_login", origin=where
+            self._password_refused(where, "login_failed", "invalid_credentials", "unknown_login")
+        elif not self.hasher.verify(account.password_hash, password):
+            self._password_refused(
+                where, "login_failed", "invalid_credentials", "wrong_password", account
             )
-            raise InvalidCredentials()
-        if not self.hasher.verify(account.password_hash, password):
-            self.throttle.failure(login, address)
-            log.info("login_failed", reason="wrong_password", account_id=account.account_id)
-            self.events.record_event(
-                "login_failed",
-                outcome="invalid_credentials",
-                reasons="wrong_password",
-                account_id=account.account_id,
-                origin=where,
-            )
-            raise InvalidCredentials()
+        elif account.status != "active":
+            # The same answer, work and count as a wrong password: no oracle on which
+            # accounts the guard suspended. The truth is in the trail.
+            self._password_refused(where, "login_refused", "account_suspended", "", account)
         if self.hasher.needs_rehash(account.password_hash):
             account.password_hash = self.hasher.hash(password)
             log.info("password_rehashed", account_id=account.account_id)
-        if account.status != "active":
-            log.info("login_refused", reason="suspended", account_id=account.account_id)
-            self.events.record_event(
-                "login_refused",
-                outcome="account_suspended",
-                account_id=account.account_id,
-                origin=where,
-            )
-            raise AccountSuspended()
-        token = self.mfa_tokens.issue(account.account_id, login=login, epoch=account.token_epoch)
+        challenge_id = self.mfa_challenges.open(
+            session, account_id=account.account_id, origin=where
+        )
+        token = self.mfa_tokens.issue(
+            account.account_id, login=login, epoch=account.token_epoch, cid=challenge_id
+        )
         log.info("login_password_ok", account_id=account.account_id)
         self.events.record_event(
             "login_password_ok",
@@ -291,8 +533,29 @@ class AuthService:
         has_key = session.scalar(
             select(exists().where(WebAuthnCredential.account_id == account.account_id))
         )
-        methods = ("webauthn", "totp", "recovery_code") if has_key else ("totp", "recovery_code")
+        codes = () if account.mfa_locked_at is not None else ("totp", "recovery_code")
+        methods = ("webauthn", *codes) if has_key else codes
         return LoginChallenge(mfa_token=token, methods=methods)
+
+    def _password_refused(
+        self,
+        where: Origin,
+        event: str,
+        outcome: str,
+        reason: str,
+        account: Account | None = None,
+    ) -> NoReturn:
+        self.throttle.failure(where.login, where.client_ip)
+        account_id = account.account_id if account is not None else ""
+        log.info(event, reason=reason, account_id=account_id or None)
+        self.events.record_event(
+            event,
+            outcome=outcome,
+            reasons=reason,
+            account_id=account_id,
+            origin=where,
+        )
+        raise InvalidCredentials()
 
     def login_totp(
         self, session: Session, *, mfa_token: str, code: str, address: str, user_agent: str = ""
@@ -301,38 +564,30 @@ class AuthService:
         account, where = self.second_step(
             session, mfa_token, Origin(client_ip=address, user_agent=user_agent), lock=True
         )
-        account_id, login = account.account_id, where.login
-        secret = self.secret_box.open(account.totp_secret_encrypted, context=account.account_id)
-        step = verify_totp(secret, code, last_step=account.totp_last_step)
+        account_id = account.account_id
+        self.refuse_if_codes_locked(session, account, where, method="totp")
+        step = self._totp_step(account, code)
         if step is None:
-            self.throttle.failure(login, address)
-            log.info("login_failed", reason="wrong_totp", account_id=account_id)
-            self.events.record_event(
-                "login_failed",
+            self.second_factor_failed(
+                session,
+                account_id,
+                where,
+                reason="wrong_or_reused_totp",
                 outcome="invalid_mfa_code",
-                reasons="wrong_or_reused_totp",
-                account_id=account_id,
-                origin=where,
             )
             raise InvalidSecondFactor()
-        # Conditional update: two requests racing with the same code cannot both win.
-        claimed = session.execute(
-            update(Account)
-            .where(Account.account_id == account_id, Account.totp_last_step < step)
-            .values(totp_last_step=step)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
-            self.throttle.failure(login, address)
-            session.rollback()  # the refusal is recorded in a transaction of its own
-            self.events.record_event(
-                "login_failed",
+        if not self._claim_totp_step(session, account_id, step):
+            # The right code, taken by a racing request first: no guess, not counted.
+            self.second_factor_failed(
+                session,
+                account_id,
+                where,
+                reason="totp_race",
                 outcome="invalid_mfa_code",
-                reasons="totp_race",
-                account_id=account_id,
-                origin=where,
+                counts=False,
             )
             raise InvalidSecondFactor()
-        self.throttle.success(login, address)
+        self.second_factor_passed(session, mfa_token, where)
         return self.complete_login(
             session, account_id=account_id, acr=ACR_PASSWORD_TOTP, origin=where, method="totp"
         )
@@ -382,6 +637,7 @@ class AuthService:
                 detail="first login from this network or device: use a security key "
                 "or the CPS card",
             )
+        self._settle_mfa_failures(session, account, acr, novelty, origin)
         self.origins.remember(session, account_id, origin)
         opened = self.sessions.open(session, account_id=account_id, acr=acr, origin=origin)
         if replaces_session_id is not None:

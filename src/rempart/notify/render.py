@@ -54,6 +54,7 @@ KINDS: dict[str, frozenset[str]] = {
     "recovery_code_used": frozenset({"when"}),
     "reset_code_issued": frozenset({"when"}),
     "account_suspended": frozenset({"when"}),
+    "mfa_locked": frozenset({"when", "failures"}),
 }
 
 _DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")

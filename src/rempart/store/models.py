@@ -110,6 +110,12 @@ class Account(Base):
     password_changed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # Wrong second factors after a right password; only a success from a known network
+    # and device, a phishing-resistant login or an operator sets it back (never time).
+    mfa_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set when ``mfa_failures`` reached the threshold: TOTP and recovery codes no longer
+    # complete a login until a phishing-resistant login or an operator clears it.
+    mfa_locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuthSession(Base):
@@ -151,6 +157,23 @@ class AuthChallenge(Base):
     account_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MfaChallenge(Base):
+    """A login between its password step and its second factor (``auth/mfa.py``).
+
+    The ``mfa_token`` names it; the row binds it to the client that passed the password
+    step, counts its attempts and records when a second factor spent it.
+    """
+
+    __tablename__ = "mfa_challenges"
+
+    challenge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    client_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class WebAuthnCredential(Base):
