@@ -56,6 +56,8 @@ class Caller:
     client_ip: str
     user_agent: str
     channel: str
+    # The session's factor answers the guard's step-up (the card, or an established key).
+    factor_established: bool = False
 
 
 def lookup_entry(
