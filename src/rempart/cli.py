@@ -344,23 +344,28 @@ def accounts_restore(
         f"account {account_id} restored; compromise taken to begin at "
         f"{report.since.isoformat(timespec='seconds')} ({evidence})",
         highlight=False,
+        soft_wrap=True,
     )
     for key in report.keys_removed:
         err.print(
             f"  removed security key {escape(key.label)!r} enrolled "
             f"{key.created_at.isoformat(timespec='seconds')}",
             highlight=False,
+            soft_wrap=True,
         )
     err.print(
         f"  removed {len(report.keys_removed)} key(s), {report.recovery_codes_removed} "
-        f"recovery code(s), {report.networks_forgotten} network(s) first seen since then; "
+        f"recovery code(s), {report.networks_forgotten} network(s) or device(s) first seen "
+        "since then; "
         f"ended {report.sessions_ended} session(s)",
         highlight=False,
+        soft_wrap=True,
     )
     err.print(
         "  password and TOTP replaced: post the reset code and the provisioning URI below "
         "to the professional's practice",
         highlight=False,
+        soft_wrap=True,
     )
     out.print(report.reset_code, highlight=False)
     out.print(report.otpauth_uri, highlight=False, soft_wrap=True)

@@ -240,11 +240,15 @@ class RecoveryService:
             )
         )
         codes = [_new_code(12) for _ in range(self.recovery_code_count)]
+        # Dated here, not by the database: a restore compares it to the compromise's
+        # start to the microsecond (SQLite's own clock keeps whole seconds).
+        minted_at = datetime.now(UTC)
         session.add_all(
             AccountCode(
                 account_id=principal.account_id,
                 code_hash=self._hash(principal.account_id, code),
                 kind="recovery",
+                created_at=minted_at,
             )
             for code in codes
         )
@@ -400,6 +404,7 @@ class RecoveryService:
                 account_id=account_id,
                 code_hash=self._hash(account_id, code),
                 kind=kind,
+                created_at=datetime.now(UTC),
                 expires_at=datetime.now(UTC) + self.reset_code_ttl,
             )
         )

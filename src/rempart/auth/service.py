@@ -416,12 +416,14 @@ class AuthService:
                 detail="first login from this network or device: use a security key "
                 "or the CPS card",
             )
-        self.origins.remember(session, account_id, origin)
+        opened_at = datetime.now(UTC)
+        self.origins.remember(session, account_id, origin, now=opened_at)
         opened = self.sessions.open(
             session,
             account_id=account_id,
             acr=acr,
             origin=origin,
+            now=opened_at,
             credential_id=credential_id,
             factor_established=established,
             new_network=novelty.network and not novelty.first_login,
