@@ -226,13 +226,15 @@ def _operator_action(account_id: str, operator: str, action: str) -> str | bool:
         with session_scope(services.sessions) as session:
             if action == "reset-code":
                 return services.recovery.issue_reset_code(session, account_id, operator=operator)
+            if action == "enrolment-code":
+                return services.recovery.issue_enrolment_code(
+                    session, account_id, operator=operator
+                )
             if action == "reset-mfa":
                 return services.recovery.reset_second_factor(session, account_id, operator=operator)
             if action == "clear-mfa-lock":
                 return services.auth.clear_mfa_lock(session, account_id, operator=operator)
-            if action == "suspend":
-                return services.auth.suspend(session, account_id, by=f"operator:{operator}")
-            return services.auth.restore(session, account_id, operator=operator)
+            return services.auth.suspend(session, account_id, by=f"operator:{operator}")
     except RempartError as exc:
         raise fail(exc.code, exc.detail) from None
     finally:
@@ -284,14 +286,102 @@ def accounts_suspend(
     err.print(f"account {account_id} suspended")
 
 
-@accounts_app.command("restore")
-def accounts_restore(
+@accounts_app.command("issue-enrolment-code")
+def accounts_issue_enrolment_code(
     account_id: Annotated[str, typer.Option(help="The account.")], operator: OperatorOption
 ) -> None:
-    """Lift a suspension (the guard's or an operator's)."""
-    if not _operator_action(account_id, operator, "restore"):
-        raise fail("not_suspended", "no suspended account has this id")
-    err.print(f"account {account_id} restored")
+    """Issue a one-time enrolment code, to send to the professional by post: with it, a
+    password + TOTP login may enrol a first security key or mint recovery codes.
+
+    The code is printed once on standard output; only its keyed hash is kept.
+    """
+    code = _operator_action(account_id, operator, "enrolment-code")
+    err.print(f"enrolment code issued for {account_id}; valid for the configured number of days")
+    out.print(str(code), highlight=False)
+
+
+def _parse_moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail("invalid_date", "--compromised-since must be ISO 8601") from None
+    if moment.tzinfo is None:
+        raise fail("invalid_date", "--compromised-since needs a time zone (e.g. +01:00 or Z)")
+    return moment.astimezone(UTC)
+
+
+@accounts_app.command("restore")
+def accounts_restore(
+    account_id: Annotated[str, typer.Option(help="The account.")],
+    operator: OperatorOption,
+    compromised_since: Annotated[
+        str | None,
+        typer.Option(
+            help="When the compromise began (ISO 8601 with a time zone); default: the "
+            "earliest guard alert, challenged lookup or new-network login found since the "
+            "account was last known clean."
+        ),
+    ] = None,
+) -> None:
+    """Lift a suspension after a compromise: removes the keys, recovery codes and networks
+    added since it began, ends every session, and replaces the password and the TOTP seed.
+
+    Prints what was removed (standard error), then on standard output the password-reset
+    code and the new TOTP provisioning URI, one a line, for the insurer to post.
+    """
+    from sqlalchemy.orm import Session
+
+    from rempart.auth.compromise import compromise_start
+    from rempart.services import Services
+    from rempart.store.engine import session_scope
+
+    if not operator.strip():
+        raise fail("operator_required", "name the operator with --operator")
+    since = _parse_moment(compromised_since) if compromised_since else None
+    services = Services(settings_or_exit())
+    try:
+        with session_scope(services.sessions) as session:
+            evidence = "given by the operator"
+            if since is None:
+                with Session(services.audit_engine) as audit:
+                    start = compromise_start(session, audit, account_id)
+                since, evidence = start.at, start.evidence
+            report = services.recovery.restore_account(
+                session, account_id, operator=operator, since=since
+            )
+    except RempartError as exc:
+        raise fail(exc.code, exc.detail) from None
+    finally:
+        services.close()
+    err.print(
+        f"account {account_id} restored; compromise taken to begin at "
+        f"{report.since.isoformat(timespec='seconds')} ({evidence})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for key in report.keys_removed:
+        err.print(
+            f"  removed security key {escape(key.label)!r} enrolled "
+            f"{key.created_at.isoformat(timespec='seconds')}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    err.print(
+        f"  removed {len(report.keys_removed)} key(s), {report.recovery_codes_removed} "
+        f"recovery code(s), {report.networks_forgotten} network(s) or device(s) first seen "
+        "since then; "
+        f"ended {report.sessions_ended} session(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    err.print(
+        "  password and TOTP replaced: post the reset code and the provisioning URI below "
+        "to the professional's practice",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(report.reset_code, highlight=False)
+    out.print(report.otpauth_uri, highlight=False, soft_wrap=True)
 
 
 @audit_app.command("verify")

@@ -142,6 +142,14 @@ class Settings(BaseSettings):
         description="Origins WebAuthn ceremonies may come from (JSON list), e.g. "
         '["https://portail.example.fr"]; each must be on the relying-party id\'s domain.',
     )
+    webauthn_key_probation_hours: int = Field(
+        default=24,
+        ge=0,
+        le=30 * 24,
+        description="A key this young does not answer the guard's step-up (nor manage keys "
+        "or mint recovery codes): time for the owner to see the e-mail and the notice shown "
+        "at the next strong login, and for the security team to see the alerts.",
+    )
 
     password_min_length: int = Field(default=12, ge=8, le=128)
     argon2_time_cost: int = Field(default=3, ge=1, le=10)

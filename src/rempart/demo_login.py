@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from typing import Any
@@ -18,11 +19,13 @@ import pyotp
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select, update
 
 from rempart.devtools.oidc_provider import LocalProvider, log_in_at_provider
 from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.services import Services
 from rempart.store.engine import session_scope
+from rempart.store.models import Account, WebAuthnCredential
 
 __all__ = [
     "chapter_practice_software",
@@ -159,6 +162,13 @@ def chapter_stolen_mailbox(
         "plays the key here):"
     )
     key = SoftAuthenticator.security_key(origin=origin)
+    account_id = _account_id(services, login)
+    with session_scope(services.sessions) as session:
+        posted = services.recovery.issue_enrolment_code(session, account_id, operator="demo")
+    console.print(
+        "  A first key needs a proof a mailbox thief cannot have: Pro Santé Connect, or the "
+        "enrolment code the insurer posts (rempart accounts issue-enrolment-code)."
+    )
     options = http.post(
         "/api/v1/auth/webauthn/register/options", headers=_bearer(counter_session)
     ).json()
@@ -168,11 +178,25 @@ def chapter_stolen_mailbox(
             "handle": options["handle"],
             "credential": key.create(options["options"]),
             "label": "Clé du comptoir",
+            "enrolment_code": posted,
         },
         headers=_bearer(counter_session),
     )
-    console.print(f"  POST /api/v1/auth/webauthn/register → {_said(registered)}")
+    console.print(
+        f"  POST /api/v1/auth/webauthn/register with the posted code → {_said(registered)}"
+    )
     deliver_and_list_mail(console, services, mail_seen)
+    # The demo does not wait a day: it dates her key back past its probation.
+    with session_scope(services.sessions) as session:
+        session.execute(
+            update(WebAuthnCredential)
+            .where(WebAuthnCredential.account_id == account_id)
+            .values(created_at=datetime.now(UTC) - timedelta(days=1, minutes=1))
+        )
+    console.print(
+        "  (a day later: her key is past its 24 h probation; until then it could not "
+        "answer the guard's step-up, so a key planted by an attacker gains nothing at once)"
+    )
     stolen = _phished_code(
         console,
         services,
@@ -194,6 +218,14 @@ def chapter_stolen_mailbox(
         key=key,
         mail_seen=mail_seen,
     )
+
+
+def _account_id(services: Services, login: str) -> str:
+    with session_scope(services.sessions) as session:
+        account_id = session.scalar(select(Account.account_id).where(Account.login == login))
+    if account_id is None:
+        raise LookupError(login)
+    return account_id
 
 
 def _phished_code(
@@ -261,7 +293,8 @@ def _step_up_at_the_counter(
 ) -> None:
     console.print(
         "\n  [bold]At her counter, the pharmacist asks for new recovery codes[/] "
-        "(an account with a key needs the key for that):"
+        "(a password + TOTP session cannot: it needs her established key, Pro Santé Connect "
+        "or a posted code):"
     )
     first = http.post("/api/v1/auth/recovery-codes", headers=_bearer(counter_session))
     console.print(f"  with her password + TOTP session → {_said(first)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 
 import redis
@@ -41,6 +42,7 @@ from rempart.guard.redis_state import RedisState
 from rempart.guard.state import GuardState
 from rempart.guard.warm_start import warm_start
 from rempart.notify.mail import MailSender, sender_from_settings
+from rempart.notify.notices import NoticeBoard
 from rempart.notify.outbox import Outbox
 from rempart.store.engine import make_engine
 
@@ -144,6 +146,8 @@ class Services:
             mfa_lock_threshold=s.mfa_lock_threshold,
             new_origin_requires_phishing_resistant=s.new_origin_requires_phishing_resistant,
             notifier=self.outbox,
+            notices=NoticeBoard(self.outbox.renderer),
+            key_probation=timedelta(hours=s.webauthn_key_probation_hours),
         )
 
     @cached_property

@@ -16,14 +16,15 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from rempart.audit.models import AuditEvent
@@ -35,7 +36,7 @@ from rempart.guard.redis_state import RedisState
 from rempart.nir import make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
-from rempart.store.models import Account, CareLink, Insured, Professional
+from rempart.store.models import Account, CareLink, Insured, Professional, WebAuthnCredential
 from tests.conftest import FAST_HASHING
 from tests.functional.conftest import Login, Person, log_in, make_login
 
@@ -205,6 +206,25 @@ def totp_session(client: TestClient, login: Login, *, ahead: int = 0) -> str:
     return token
 
 
+def reset_after_restore(client: TestClient, login: Login, printed: str) -> Login:
+    """The owner after ``accounts restore``: a new password set with the posted reset code,
+    the posted TOTP seed in her app. Returns her new credentials."""
+    reset_code, uri = printed.split()
+    password = "un nouveau mot de passe pour la pharmacie 7"
+    reset = client.post(
+        f"{API}/password/reset",
+        json={
+            "login": login.login,
+            "new_password": password,
+            "method": "operator_code",
+            "code": reset_code,
+        },
+    )
+    assert reset.status_code == 204, reset.text
+    totp = pyotp.TOTP(pyotp.parse_uri(uri).secret)
+    return Login(login.account_id, login.login, password, totp)
+
+
 def lookup_entries(services: Services, account_id: str) -> list[AuditEvent]:
     with session_scope(services.sessions) as session:
         return list(
@@ -303,8 +323,11 @@ def test_a_robot_is_contained_suspended_alerted_then_restored(
         app, ["accounts", "restore", "--account-id", "ph-lilas", "--operator", "alice"], env=env
     )
     assert restored.exit_code == 0, restored.output
+    # The restore forced new credentials: the insurer posts the reset code and the new
+    # TOTP seed; the owner chooses a new password with the code.
+    owner = reset_after_restore(client, pharmacist, restored.stdout)
     # The owner, after the restore: the pharmacy's customers pass again.
-    token = totp_session(client, pharmacist, ahead=1)
+    token = totp_session(client, owner, ahead=1)
     for person in customers[:4]:
         response = lookup(client, token, person)
         assert response.status_code == 200, lookup_entries(services, "ph-lilas")[-1].reasons
@@ -399,16 +422,24 @@ def test_a_step_up_answered_with_a_security_key_goes_on(
     first = log_in(client, pharmacist)
     options = client.post(f"{API}/webauthn/register/options", json={}, headers=bearer(first))
     assert options.status_code == 200, options.text
+    with session_scope(services.sessions) as session:
+        posted = services.recovery.issue_enrolment_code(session, "ph-lilas", operator="alice")
     registered = client.post(
         f"{API}/webauthn/register",
         json={
             "handle": options.json()["handle"],
             "credential": key.create(options.json()["options"]),
             "label": "Clé USB",
+            "enrolment_code": posted,
         },
         headers=bearer(first),
     )
     assert registered.status_code == 201, registered.text
+    # Past its probation (enrolled two days ago, from the pharmacy's network).
+    with session_scope(services.sessions) as session:
+        session.execute(
+            update(WebAuthnCredential).values(created_at=datetime.now(UTC) - timedelta(days=2))
+        )
 
     token = first
     stepped_at = None

@@ -4,19 +4,20 @@ refused without a phishing-resistant factor."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from rempart.audit.models import AuditEvent
 from rempart.config import Settings, load_settings
 from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.services import Services
 from rempart.store.engine import session_scope
-from rempart.store.models import MailOutbox
+from rempart.store.models import MailOutbox, WebAuthnCredential
 from tests.conftest import FAST_HASHING
 from tests.functional.conftest import Login
 from tests.functional.test_webauthn import ORIGIN, register_key
@@ -100,7 +101,21 @@ def test_where_configured_a_new_origin_needs_a_security_key(
     office_login = totp_login(client, pharmacist, OFFICE, step=-1)
     assert office_login.status_code == 200  # the first login defines the known origin
     key = SoftAuthenticator.security_key(origin=ORIGIN)
-    register_key(client, office_login.json()["access_token"], key, "Clé du cabinet")
+    with session_scope(services.sessions) as session:
+        posted = services.recovery.issue_enrolment_code(
+            session, pharmacist.account_id, operator="alice"
+        )
+    token = office_login.json()["access_token"]
+    register_key(client, token, key, "Clé du cabinet", enrolment_code=posted)
+    # Past its probation, and enrolled from the office (register_key sends no forwarded
+    # address, so it was recorded as from a new network): a young key, or one enrolled
+    # elsewhere, does not satisfy this rule (test_takeover.py).
+    with session_scope(services.sessions) as session:
+        session.execute(
+            update(WebAuthnCredential).values(
+                created_at=datetime.now(UTC) - timedelta(days=2), new_network=False
+            )
+        )
 
     elsewhere = {"X-Forwarded-For": "198.51.100.23", "User-Agent": OFFICE["User-Agent"]}
     refused = totp_login(client, pharmacist, elsewhere, step=1)

@@ -49,9 +49,18 @@ def mails(services: Services, account_id: str) -> list[str]:
         )
 
 
-def recovery_codes(client: TestClient, token: str) -> list[str]:
+def posted_code(services: Services, account_id: str) -> str:
+    """The enrolment code an operator issues and the insurer posts."""
+    with session_scope(services.sessions) as session:
+        return services.recovery.issue_enrolment_code(session, account_id, operator="alice")
+
+
+def recovery_codes(client: TestClient, token: str, enrolment_code: str) -> list[str]:
+    # A password + TOTP session mints codes only with the posted enrolment code.
     response = client.post(
-        "/api/v1/auth/recovery-codes", headers={"Authorization": f"Bearer {token}"}
+        "/api/v1/auth/recovery-codes",
+        json={"enrolment_code": enrolment_code},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 201, response.text
     codes: list[str] = response.json()["codes"]
@@ -61,10 +70,13 @@ def recovery_codes(client: TestClient, token: str) -> list[str]:
 def test_recovery_codes_are_shown_once_stored_hashed_and_serve_once(
     client: TestClient, services: Services, pharmacist: Login, people: list[Person]
 ) -> None:
-    codes = recovery_codes(client, log_in(client, pharmacist))
+    code = posted_code(services, pharmacist.account_id)
+    codes = recovery_codes(client, log_in(client, pharmacist), code)
     assert len(codes) == services.settings.recovery_code_count == len(set(codes))
     with session_scope(services.sessions) as session:
-        stored = session.scalars(select(AccountCode.code_hash)).all()
+        stored = session.scalars(
+            select(AccountCode.code_hash).where(AccountCode.kind == "recovery")
+        ).all()
     assert len(stored) == len(codes)
     assert not set(stored) & ({c.replace("-", "") for c in codes} | set(codes))
     # A lost phone: the password and a recovery code (typed loosely) open a session.
@@ -81,6 +93,7 @@ def test_recovery_codes_are_shown_once_stored_hashed_and_serve_once(
     )
     assert (reused.status_code, reused.json()["error"]) == (401, "invalid_credentials")
     assert mails(services, pharmacist.account_id) == [
+        "enrolment_code_issued",
         "recovery_codes_created",
         "recovery_code_used",
     ]
@@ -90,18 +103,23 @@ def test_new_codes_replace_the_old_ones_and_need_a_recent_login(
     client: TestClient, services: Services, pharmacist: Login
 ) -> None:
     token = log_in(client, pharmacist)
-    old = recovery_codes(client, token)
-    new = recovery_codes(client, token)
+    old = recovery_codes(client, token, posted_code(services, pharmacist.account_id))
+    new = recovery_codes(client, token, posted_code(services, pharmacist.account_id))
     assert not set(old) & set(new)
     with session_scope(services.sessions) as session:
-        assert len(session.scalars(select(AccountCode)).all()) == len(new)
+        rows = session.scalars(select(AccountCode).where(AccountCode.kind == "recovery")).all()
+        assert len(rows) == len(new)
     # A session authenticated more than 10 minutes ago must re-authenticate first.
     claims = services.auth.access_tokens.check_access(token)
     with session_scope(services.sessions) as session:
         row = session.get(AuthSession, claims.session_id)
         assert row is not None
         row.auth_time = row.auth_time.replace(year=row.auth_time.year - 1)
-    stale = client.post("/api/v1/auth/recovery-codes", headers={"Authorization": f"Bearer {token}"})
+    stale = client.post(
+        "/api/v1/auth/recovery-codes",
+        json={"enrolment_code": posted_code(services, pharmacist.account_id)},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert stale.status_code == 401
     assert stale.json()["error"] == "insufficient_user_authentication"
     assert 'max_age="600"' in stale.headers["www-authenticate"]

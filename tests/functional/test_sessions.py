@@ -31,7 +31,14 @@ def age_session(services: Services, *, last_seen_at: timedelta) -> None:
 def second_session(client: TestClient, login: Login, token: str) -> str:
     """Another session of the same account: a TOTP code cannot serve twice, so this one
     logs in with a recovery code (itself created through the API)."""
-    codes = client.post("/api/v1/auth/recovery-codes", headers={"Authorization": f"Bearer {token}"})
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    with session_scope(services.sessions) as session:
+        posted = services.recovery.issue_enrolment_code(session, login.account_id, operator="a")
+    codes = client.post(
+        "/api/v1/auth/recovery-codes",
+        json={"enrolment_code": posted},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert codes.status_code == 201, codes.text
     first = client.post(
         "/api/v1/auth/login", json={"login": login.login, "password": login.password}

@@ -50,6 +50,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         webauthn_rp_id="testserver",
         webauthn_origins=[ORIGIN],
+        # Keys are established at once here; their probation is played in test_takeover.py.
+        webauthn_key_probation_hours=0,
         **FAST_HASHING,
     )
 
@@ -70,13 +72,26 @@ def register_options(client: TestClient, token: str) -> tuple[str, dict[str, Any
     return body["handle"], body["options"]
 
 
-def register_key(client: TestClient, token: str, key: SoftAuthenticator, label: str) -> str:
+def posted_code(client: TestClient, account_id: str) -> str:
+    """The enrolment code an operator issues and the insurer posts to the practice."""
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    with session_scope(services.sessions) as session:
+        return services.recovery.issue_enrolment_code(session, account_id, operator="alice")
+
+
+def register_key(
+    client: TestClient,
+    token: str,
+    key: SoftAuthenticator,
+    label: str,
+    *,
+    enrolment_code: str | None = None,
+) -> str:
     handle, options = register_options(client, token)
-    response = client.post(
-        f"{API}/webauthn/register",
-        json={"handle": handle, "credential": key.create(options), "label": label},
-        headers=bearer(token),
-    )
+    body: dict[str, Any] = {"handle": handle, "credential": key.create(options), "label": label}
+    if enrolment_code is not None:
+        body["enrolment_code"] = enrolment_code
+    response = client.post(f"{API}/webauthn/register", json=body, headers=bearer(token))
     assert response.status_code == 201, response.text
     credential_id: str = response.json()["credential_id"]
     return credential_id
@@ -142,9 +157,10 @@ def next_totp_session(client: TestClient, login: Login) -> str:
 
 
 def with_key(client: TestClient, login: Login) -> SoftAuthenticator:
-    """The account gets a security key (first key: a fresh TOTP login is enough)."""
+    """The account gets a security key (first key: a fresh TOTP login and the posted code)."""
     key = SoftAuthenticator.security_key(origin=ORIGIN)
-    register_key(client, log_in(client, login), key, "Clé USB")
+    code = posted_code(client, login.account_id)
+    register_key(client, log_in(client, login), key, "Clé USB", enrolment_code=code)
     return key
 
 
@@ -164,8 +180,14 @@ def test_two_keys_then_login_with_a_key_and_a_lookup(
     passkey = SoftAuthenticator.platform_passkey(origin=ORIGIN)
     totp_session = log_in(client, pharmacist)
 
-    # The first key: a recent password + TOTP login is enough.
-    first = register_key(client, totp_session, usb, "Clé USB du comptoir")
+    # The first key: a recent password + TOTP login and the enrolment code posted to her.
+    first = register_key(
+        client,
+        totp_session,
+        usb,
+        "Clé USB du comptoir",
+        enrolment_code=posted_code(client, pharmacist.account_id),
+    )
 
     # A second key from the same password + TOTP session: RFC 9470 step-up first.
     refused = client.post(f"{API}/webauthn/register/options", json={}, headers=bearer(totp_session))
@@ -248,7 +270,8 @@ def test_removing_a_key_needs_a_phishing_resistant_session(
 ) -> None:
     key = SoftAuthenticator.security_key(origin=ORIGIN)
     totp_session = log_in(client, pharmacist)
-    credential_id = register_key(client, totp_session, key, "Clé")
+    code = posted_code(client, pharmacist.account_id)
+    credential_id = register_key(client, totp_session, key, "Clé", enrolment_code=code)
     refused = delete(client, f"{API}/webauthn/credentials/{credential_id}", totp_session)
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == STEP_UP_HEADER
@@ -461,7 +484,8 @@ def test_a_passkey_with_a_zero_counter_logs_in_again_and_again(
     client: TestClient, pharmacist: Login
 ) -> None:
     passkey = SoftAuthenticator.platform_passkey(origin=ORIGIN)
-    register_key(client, log_in(client, pharmacist), passkey, "Téléphone")
+    code = posted_code(client, pharmacist.account_id)
+    register_key(client, log_in(client, pharmacist), passkey, "Téléphone", enrolment_code=code)
     for _ in range(3):
         assert log_in_with_key(client, pharmacist, passkey).status_code == 200
 
@@ -556,11 +580,18 @@ def test_malformed_or_oversized_registrations_get_stable_codes(
 ) -> None:
     token = log_in(client, pharmacist)
     key = SoftAuthenticator.security_key(origin=ORIGIN)
+    # A refused registration does not spend the posted code: one serves every attempt.
+    posted = posted_code(client, pharmacist.account_id)
     for name, credential, codes in _registrations(key.create(register_options(client, token)[1])):
         handle, _ = register_options(client, token)
         response = client.post(
             f"{API}/webauthn/register",
-            json={"handle": handle, "credential": credential, "label": "x"},
+            json={
+                "handle": handle,
+                "credential": credential,
+                "label": "x",
+                "enrolment_code": posted,
+            },
             headers=bearer(token),
         )
         assert 400 <= response.status_code < 500, (name, response.text)
@@ -573,7 +604,11 @@ def test_malformed_or_oversized_registrations_get_stable_codes(
     for payload, code in (
         ({"handle": "x" * 500, "credential": {}, "label": ""}, None),
         (
-            {"handle": "unknown", "credential": key.create(register_options(client, token)[1])},
+            {
+                "handle": "unknown",
+                "credential": key.create(register_options(client, token)[1]),
+                "enrolment_code": posted,
+            },
             "webauthn_challenge_invalid",
         ),
         ({"handle": "h", "credential": [], "label": ""}, None),

@@ -5,11 +5,15 @@ from dataclasses import dataclass
 import pytest
 
 from rempart.auth.levels import (
+    ACR_CPS,
     ACR_PASSWORD_TOTP,
+    ACR_PSC,
     ACR_WEBAUTHN,
     PHISHING_RESISTANT_REQUIREMENT,
     AuthRequirement,
     StepUpRequired,
+    is_strong_login,
+    passes_step_up,
 )
 
 
@@ -44,3 +48,13 @@ def test_requirements_name_known_levels_only() -> None:
         AuthRequirement(("password",))
     with pytest.raises(ValueError, match="missing"):
         AuthRequirement(())
+
+
+def test_only_the_card_or_an_established_key_passes_a_step_up() -> None:
+    assert passes_step_up(ACR_CPS, established=False)
+    assert passes_step_up(ACR_WEBAUTHN, established=True)
+    assert not passes_step_up(ACR_WEBAUTHN, established=False)  # young, or from a new network
+    assert not passes_step_up(ACR_PSC, established=True)  # e-CPS can be relayed
+    assert not passes_step_up(ACR_PASSWORD_TOTP, established=True)
+    assert is_strong_login(ACR_PSC, established=False)
+    assert not is_strong_login(ACR_WEBAUTHN, established=False)

@@ -35,6 +35,8 @@ SAMPLES: dict[str, dict[str, object]] = {
     "reset_code_issued": {"when": WHEN},
     "account_suspended": {"when": WHEN},
     "mfa_locked": {"when": WHEN, "failures": 5},
+    "enrolment_code_issued": {"when": WHEN},
+    "account_restored": {"when": WHEN, "since": WHEN, "keys": 1, "codes": 10, "sessions": 2},
 }
 
 # Anything a mail client could turn into a link.
@@ -160,3 +162,11 @@ def test_plain_keeps_addresses_and_versions_but_defangs_names() -> None:
     assert len(plain("x" * 1000)) <= 120
     assert method_label("psc") == "Pro Santé Connect (e-CPS)"
     assert method_label("quelque.chose.example") == "quelque[.]chose[.]example"
+
+
+def test_a_notice_is_the_e_mail_without_its_layout(renderer: MailRenderer) -> None:
+    subject, text = renderer.render_notice("webauthn_registered", SAMPLES["webauthn_registered"])
+    assert subject == "Clé de sécurité ajoutée à votre compte Rempart"
+    assert "« YubiKey du cabinet » a été\najoutée à votre compte Rempart le mardi 4 mars" in text
+    assert "Bonjour" not in text
+    assert "RAPPEL DE SÉCURITÉ" not in text

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from rempart.api.deps import ERROR_RESPONSES, bearer_token, origin_of, services_of
+from rempart.api.deps import (
+    ERROR_RESPONSES,
+    bearer_token,
+    origin_of,
+    services_of,
+    token_response,
+)
 from rempart.api.schemas import (
+    NoticeList,
+    NoticeOut,
     PasswordChangeRequest,
     PasswordResetRequest,
+    RecoveryCodesRequest,
     RecoveryCodesResponse,
     RecoveryLoginRequest,
     SessionOut,
@@ -24,7 +33,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1/auth", tags=["account"], responses=ERROR_RESPONSES)
 
 
-@router.post("/mfa/recovery", response_model=TokenResponse)
+@router.post("/mfa/recovery", response_model=TokenResponse, response_model_exclude_none=True)
 def login_recovery_code(body: RecoveryLoginRequest, request: Request) -> TokenResponse:
     """Second login step with a single-use recovery code instead of the TOTP code."""
     services = services_of(request)
@@ -32,7 +41,7 @@ def login_recovery_code(body: RecoveryLoginRequest, request: Request) -> TokenRe
         issued = services.recovery.login_with_recovery_code(
             session, mfa_token=body.mfa_token, code=body.code, origin=origin_of(request)
         )
-    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+    return token_response(issued)
 
 
 @router.post("/password/reset", status_code=204)
@@ -71,14 +80,39 @@ def change_password(body: PasswordChangeRequest, request: Request) -> Response:
 
 
 @router.post("/recovery-codes", response_model=RecoveryCodesResponse, status_code=201)
-def create_recovery_codes(request: Request) -> RecoveryCodesResponse:
-    """New single-use recovery codes, shown this once; earlier ones stop working. Needs a
-    recent login, or the security key on accounts that have one (else 401 step-up)."""
+def create_recovery_codes(
+    request: Request, body: RecoveryCodesRequest | None = None
+) -> RecoveryCodesResponse:
+    """New single-use recovery codes, shown this once; earlier ones stop working.
+
+    A recovery code resets the password, so minting them needs a proof a mailbox thief
+    cannot have: a recent Pro Santé Connect login, an established security key, or the
+    enrolment code the insurer posted (``enrolment_code``); never a session opened with a
+    recovery code. Else ``401 insufficient_user_authentication``."""
     services = services_of(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, bearer_token(request))
-        codes = services.recovery.create_recovery_codes(session, principal, origin_of(request))
+        codes = services.recovery.create_recovery_codes(
+            session,
+            principal,
+            origin_of(request),
+            enrolment_code=body.enrolment_code if body is not None else None,
+        )
     return RecoveryCodesResponse(codes=codes)
+
+
+@router.get("/notices", response_model=NoticeList)
+def list_notices(request: Request) -> NoticeList:
+    """The account's latest security notices (also e-mailed), newest first. Listing them
+    does not mark them seen: only a strong login shows (and marks) them."""
+    services = services_of(request)
+    notices = services.auth.notices
+    with session_scope(services.sessions) as session:
+        principal = services.auth.authenticate(session, bearer_token(request))
+        rows = notices.recent(session, principal.account_id) if notices is not None else []
+    return NoticeList(
+        notices=[NoticeOut(kind=n.kind, at=n.at, subject=n.subject, text=n.text) for n in rows]
+    )
 
 
 @router.post("/logout", status_code=204)

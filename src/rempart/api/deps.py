@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from rempart.api.schemas import ErrorBody
+from rempart.api.schemas import ErrorBody, NoticeOut, TokenResponse
 from rempart.audit.events import Origin
 from rempart.auth.clients import is_client_token
 from rempart.auth.levels import AuthRequirement
-from rempart.auth.service import Principal
+from rempart.auth.service import IssuedToken, Principal
 from rempart.auth.tokens import InvalidToken
 from rempart.services import Services
 
@@ -21,6 +21,7 @@ __all__ = [
     "client_address",
     "origin_of",
     "services_of",
+    "token_response",
 ]
 
 ACTING_PROFESSIONAL_HEADER = "X-Acting-Professional"
@@ -85,3 +86,15 @@ def authenticate_request(
     if requirement is not None:
         requirement.check(principal)
     return principal
+
+
+def token_response(issued: IssuedToken) -> TokenResponse:
+    """A login's answer; ``notices`` only when the login delivered some (a strong one)."""
+    return TokenResponse(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        notices=[
+            NoticeOut(kind=n.kind, at=n.at, subject=n.subject, text=n.text) for n in issued.notices
+        ]
+        or None,
+    )

@@ -159,4 +159,4 @@ async def oauth_token(request: Request) -> JSONResponse:
     issued = await run_in_threadpool(_issue, services, client_id, secret, origin)
     body = TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
     # Cache-Control: no-store is on every response (AccessLogMiddleware); Pragma for HTTP/1.0.
-    return JSONResponse(body.model_dump(), headers={"Pragma": "no-cache"})
+    return JSONResponse(body.model_dump(exclude_none=True), headers={"Pragma": "no-cache"})

@@ -15,7 +15,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
-from rempart.api.deps import ERROR_RESPONSES, client_address, origin_of, services_of
+from rempart.api.deps import (
+    ERROR_RESPONSES,
+    client_address,
+    origin_of,
+    services_of,
+    token_response,
+)
 from rempart.api.schemas import TokenResponse
 from rempart.auth.psc import PscCallbackInvalid, PscClient, PscError, PscNotConfigured
 from rempart.services import Services
@@ -110,5 +116,5 @@ def psc_callback(request: Request) -> JSONResponse:
             )
     except PscError as exc:
         raise _refused(request, exc) from None
-    body = TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
-    return JSONResponse(body.model_dump())
+    body = token_response(issued)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True))

@@ -9,6 +9,7 @@ from rempart.api.deps import (
     authenticate_request,
     client_address,
     services_of,
+    token_response,
 )
 from rempart.api.schemas import (
     LoginRequest,
@@ -45,7 +46,11 @@ def login(body: LoginRequest, request: Request) -> LoginResponse:
 
 
 @router.post(
-    "/auth/mfa/totp", response_model=TokenResponse, responses=ERROR_RESPONSES, tags=["auth"]
+    "/auth/mfa/totp",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+    tags=["auth"],
 )
 def login_totp(body: TotpRequest, request: Request) -> TokenResponse:
     """Second step: a TOTP code. Answers with the bearer access token."""
@@ -58,7 +63,7 @@ def login_totp(body: TotpRequest, request: Request) -> TokenResponse:
             address=client_address(request),
             user_agent=request.headers.get("user-agent", ""),
         )
-    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+    return token_response(issued)
 
 
 @router.post(
@@ -81,6 +86,7 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
             user_agent=request.headers.get("user-agent", ""),
             channel=principal.channel,
             client_id=principal.client_id if principal.acr == ACR_CLIENT else None,
+            factor_established=principal.factor_established,
         )
         # The guard decides before the rights are read (a refusal raises, recorded).
         guard = services.guard

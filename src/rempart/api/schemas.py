@@ -29,10 +29,36 @@ class TotpRequest(StrictBody):
     code: str = Field(min_length=1, max_length=16)
 
 
+class NoticeOut(BaseModel):
+    kind: str = Field(description="what happened (the e-mail's kind)")
+    at: datetime
+    subject: str
+    text: str = Field(description="in French, as in the e-mail (without its layout)")
+
+
 class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name, not a secret
     expires_in: int
+    notices: list[NoticeOut] | None = Field(
+        default=None,
+        description="At a strong login (CPS card, Pro Santé Connect, established key): the "
+        "security notices not shown yet, shown this once (they were also e-mailed).",
+    )
+
+
+class NoticeList(BaseModel):
+    notices: list[NoticeOut]
+
+
+class RecoveryCodesRequest(StrictBody):
+    enrolment_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9 -]+$",
+        description="Without Pro Santé Connect or an established key: the code the insurer posted",
+    )
 
 
 class RecoveryLoginRequest(StrictBody):
@@ -121,6 +147,13 @@ class WebAuthnRegisterRequest(StrictBody):
     handle: str = Field(min_length=1, max_length=128)
     credential: RegistrationCredentialJSON
     label: str = Field(default="", max_length=64, description="A name to recognise the key")
+    enrolment_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9 -]+$",
+        description="For a first key without Pro Santé Connect: the code the insurer posted",
+    )
 
 
 class WebAuthnRegistered(BaseModel):

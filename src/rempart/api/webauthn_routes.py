@@ -1,8 +1,12 @@
 """HTTP routes for WebAuthn: registering keys, the login second factor, the step-up.
 
 Registration is guarded so that a phished password + TOTP session cannot plant the
-attacker's own key on an account that already has one: adding (or removing) a key
-then needs a phishing-resistant session. The first key needs a recent login.
+attacker's own key: the first key needs a proof a mailbox thief cannot have (a recent
+Pro Santé Connect login, or the enrolment code the insurer posts, see
+:meth:`~rempart.auth.recovery.RecoveryService.enrolment_proof`); a further key, and
+removing one, need the CPS card or an *established* key (past probation, not enrolled
+from a new network). A key enrolled from a network the account had not used before the
+enrolling session is marked so, and never answers the guard's step-up.
 """
 
 from __future__ import annotations
@@ -10,7 +14,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
-from rempart.api.deps import ERROR_RESPONSES, bearer_token, origin_of, services_of
+from rempart.api.deps import (
+    ERROR_RESPONSES,
+    bearer_token,
+    origin_of,
+    services_of,
+    token_response,
+)
 from rempart.api.schemas import (
     MfaWebAuthnOptionsRequest,
     MfaWebAuthnRequest,
@@ -27,8 +37,8 @@ from rempart.auth.levels import (
     ACR_PASSWORD_TOTP,
     ACR_PSC,
     ACR_WEBAUTHN,
-    PHISHING_RESISTANT_REQUIREMENT,
     AuthRequirement,
+    require_established_factor,
 )
 from rempart.auth.service import Principal
 from rempart.auth.webauthn import (
@@ -48,18 +58,33 @@ router = APIRouter(prefix="/api/v1/auth", tags=["webauthn"])
 # What a refused key answer raises (recorded as a failed login or step-up).
 _REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
 
-# A first key may be added from any complete login, if it is recent.
+# Asking for a first key's options needs a recent complete login; registering it needs
+# more (``enrolment_proof``), checked with the answer, where the enrolment code comes.
 FIRST_KEY_REQUIREMENT = AuthRequirement(
     (ACR_PASSWORD_TOTP, ACR_PSC, ACR_CPS, ACR_WEBAUTHN), max_age=600
 )
 
 
-def _registration_allowed(services: Services, session: Session, principal: Principal) -> None:
-    """A further key needs a phishing-resistant session; the first one a recent login."""
+def _registration_allowed(
+    services: Services, session: Session, principal: Principal, enrolment_code: str | None
+) -> str | None:
+    """Raises unless the session may register a key. For a first key, returns the proof
+    (``enrolment_code``: to spend once the key is verified); None for a further key."""
     if services.webauthn.has_credentials(session, principal.account_id):
-        PHISHING_RESISTANT_REQUIREMENT.check(principal)
-    else:
-        FIRST_KEY_REQUIREMENT.check(principal)
+        require_established_factor(principal.acr, principal.factor_established)
+        return None
+    return services.recovery.enrolment_proof(principal, enrolment_code=enrolment_code)
+
+
+def _enrolled_from_new_network(
+    services: Services, session: Session, principal: Principal, request: Request
+) -> bool:
+    """The enrolling session logged in from a network new to the account, or this request
+    comes from a network the account has not used (the login remembered its own)."""
+    if principal.new_network:
+        return True
+    novelty = services.auth.origins.check(session, principal.account_id, origin_of(request))
+    return novelty.network
 
 
 # -- managing the keys of an account -------------------------------------------------------
@@ -78,7 +103,10 @@ def register_options(request: Request) -> WebAuthnOptionsResponse:
     token = bearer_token(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        _registration_allowed(services, session, principal)
+        if services.webauthn.has_credentials(session, principal.account_id):
+            require_established_factor(principal.acr, principal.factor_established)
+        else:
+            FIRST_KEY_REQUIREMENT.check(principal)
         ceremony = services.webauthn.registration_options(
             session, account_id=principal.account_id, session_id=principal.session_id
         )
@@ -92,12 +120,18 @@ def register_options(request: Request) -> WebAuthnOptionsResponse:
     responses=ERROR_RESPONSES,
 )
 def register(body: WebAuthnRegisterRequest, request: Request) -> WebAuthnRegistered:
-    """The answer of ``navigator.credentials.create()``; the professional is told by e-mail."""
+    """The answer of ``navigator.credentials.create()``; the professional is told by e-mail
+    and by a notice at the next strong login.
+
+    A first key needs ``enrolment_code`` (the code the insurer posted) unless the session
+    is a recent Pro Santé Connect login: else ``401 insufficient_user_authentication``.
+    """
     services = services_of(request)
     token = bearer_token(request)
+    where = origin_of(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        _registration_allowed(services, session, principal)
+        proof = _registration_allowed(services, session, principal, body.enrolment_code)
         row = services.webauthn.register(
             session,
             account_id=principal.account_id,
@@ -105,8 +139,14 @@ def register(body: WebAuthnRegisterRequest, request: Request) -> WebAuthnRegiste
             credential=body.credential,
             label=body.label,
             session_id=principal.session_id,
-            origin=origin_of(request),
+            origin=where,
+            new_network=_enrolled_from_new_network(services, session, principal, request),
         )
+        if proof == "enrolment_code" and body.enrolment_code:
+            # Spent only once the key is verified: a failed ceremony keeps the letter's code.
+            services.recovery.spend_enrolment_code(
+                session, principal, where, body.enrolment_code, event="webauthn_register_failed"
+            )
         services.auth.notify_professional(
             session,
             principal.account_id,
@@ -147,7 +187,7 @@ def remove_credential(credential_id: str, request: Request) -> Response:
     token = bearer_token(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        PHISHING_RESISTANT_REQUIREMENT.check(principal)
+        require_established_factor(principal.acr, principal.factor_established)
         row = services.webauthn.remove(
             session,
             account_id=principal.account_id,
@@ -183,7 +223,12 @@ def mfa_webauthn_options(
     return WebAuthnOptionsResponse(handle=ceremony.handle, options=ceremony.options)
 
 
-@router.post("/mfa/webauthn", response_model=TokenResponse, responses=ERROR_RESPONSES)
+@router.post(
+    "/mfa/webauthn",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+)
 def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
     """Second step with a security key or passkey. Answers with the bearer access token."""
     services = services_of(request)
@@ -191,7 +236,7 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
         account, where = services.auth.second_step(session, body.mfa_token, origin_of(request))
         account_id = account.account_id
         try:
-            services.webauthn.authenticate(
+            verified = services.webauthn.authenticate(
                 session,
                 account_id=account_id,
                 handle=body.handle,
@@ -208,9 +253,14 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
             raise
         services.auth.second_factor_passed(session, body.mfa_token, where)
         issued = services.auth.complete_login(
-            session, account_id=account_id, acr=ACR_WEBAUTHN, origin=where, method="webauthn"
+            session,
+            account_id=account_id,
+            acr=ACR_WEBAUTHN,
+            origin=where,
+            method="webauthn",
+            credential_id=verified.credential_id,
         )
-    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+    return token_response(issued)
 
 
 # -- step-up (RFC 9470) ----------------------------------------------------------------------
@@ -234,7 +284,12 @@ def step_up_options(request: Request) -> WebAuthnOptionsResponse:
     return WebAuthnOptionsResponse(handle=ceremony.handle, options=ceremony.options)
 
 
-@router.post("/step-up/webauthn", response_model=TokenResponse, responses=ERROR_RESPONSES)
+@router.post(
+    "/step-up/webauthn",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+)
 def step_up(body: StepUpWebAuthnRequest, request: Request) -> TokenResponse:
     """The key's answer: a new token (acr ``webauthn``) replaces the session's; retry with it."""
     services = services_of(request)
@@ -243,7 +298,7 @@ def step_up(body: StepUpWebAuthnRequest, request: Request) -> TokenResponse:
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
         try:
-            services.webauthn.authenticate(
+            verified = services.webauthn.authenticate(
                 session,
                 account_id=principal.account_id,
                 handle=body.handle,
@@ -271,5 +326,6 @@ def step_up(body: StepUpWebAuthnRequest, request: Request) -> TokenResponse:
             origin=where,
             method="webauthn_step_up",
             replaces_session_id=principal.session_id,
+            credential_id=verified.credential_id,
         )
-    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+    return token_response(issued)

@@ -26,8 +26,13 @@ __all__ = [
     "LOOKUP_REQUIREMENT",
     "PHISHING_RESISTANT",
     "PHISHING_RESISTANT_REQUIREMENT",
+    "STRONG_PROOF_MAX_AGE",
+    "YOUNG_KEY_DETAIL",
     "AuthRequirement",
     "StepUpRequired",
+    "is_strong_login",
+    "passes_step_up",
+    "require_established_factor",
 ]
 
 ACR_PASSWORD_TOTP = "password+totp"  # noqa: S105 - an assurance level name
@@ -100,6 +105,44 @@ class AuthRequirement:
     def check(self, caller: Authenticated, *, now: float | None = None) -> None:
         if not self.is_met_by(caller, now=now):
             raise StepUpRequired(self.acr_values, max_age=self.max_age)
+
+
+# How recent a Pro Santé Connect login must be to enrol a first key or mint recovery codes.
+STRONG_PROOF_MAX_AGE = 600
+
+
+def passes_step_up(acr: str, established: bool) -> bool:
+    """Whether a session answers the guard's step-up (and may manage keys).
+
+    The CPS card is issued by the state, never enrolled through Rempart: always enough.
+    A WebAuthn key is enough only when *established* (past its probation and not
+    enrolled from a network new to the account): a key planted through a phished or
+    relayed session would otherwise turn a handful of reads into the deny threshold.
+    """
+    return acr == ACR_CPS or (acr == ACR_WEBAUTHN and established)
+
+
+YOUNG_KEY_DETAIL = (
+    "this security key was added recently or from a network new to the account and cannot "
+    "answer this yet: use the CPS card, or wait until the key is established"
+)
+
+
+def require_established_factor(acr: str, established: bool) -> None:
+    """Key management (a further key, removing one) needs what the guard's step-up needs;
+    a young key is told apart so that its holder knows to wait or use the card."""
+    if passes_step_up(acr, established):
+        return
+    acr_values = tuple(sorted(PHISHING_RESISTANT))
+    if acr == ACR_WEBAUTHN:
+        raise StepUpRequired(acr_values, detail=YOUNG_KEY_DETAIL)
+    raise StepUpRequired(acr_values)
+
+
+def is_strong_login(acr: str, established: bool) -> bool:
+    """A login a mailbox thief with a relayed TOTP code cannot produce: the card, Pro Santé
+    Connect, or an established key. Pending security notices are shown at such a login."""
+    return acr in (ACR_PSC, ACR_CPS) or passes_step_up(acr, established)
 
 
 PHISHING_RESISTANT_REQUIREMENT = AuthRequirement(tuple(sorted(PHISHING_RESISTANT)))

@@ -73,8 +73,12 @@ class OriginTracker:
             first_login=not known,
         )
 
-    def remember(self, session: Session, account_id: str, origin: Origin) -> None:
-        now = datetime.now(UTC)
+    def remember(
+        self, session: Session, account_id: str, origin: Origin, *, now: datetime | None = None
+    ) -> None:
+        """Records the origin's network and device (``now``: the login's own time, so that
+        a network first seen at a login is dated exactly as that login's session)."""
+        now = now or datetime.now(UTC)
         for kind, value_hash in self._values(origin).items():
             touched = session.execute(
                 update(KnownOrigin)

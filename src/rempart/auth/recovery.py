@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
@@ -27,7 +28,16 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from rempart.audit.events import Origin
-from rempart.auth.levels import ACR_PASSWORD_RECOVERY, PHISHING_RESISTANT, AuthRequirement
+from rempart.auth.levels import (
+    ACR_CPS,
+    ACR_PASSWORD_RECOVERY,
+    ACR_PSC,
+    ACR_WEBAUTHN,
+    STRONG_PROOF_MAX_AGE,
+    AuthRequirement,
+    StepUpRequired,
+    passes_step_up,
+)
 from rempart.auth.passwords import check_password_policy
 from rempart.auth.service import (
     AuthService,
@@ -38,13 +48,18 @@ from rempart.auth.service import (
 from rempart.auth.tokens import InvalidToken
 from rempart.auth.totp import new_secret, provisioning_uri
 from rempart.errors import RempartError
-from rempart.store.models import Account, AccountCode, WebAuthnCredential
+from rempart.store.engine import as_utc
+from rempart.store.models import Account, AccountCode, KnownOrigin, WebAuthnCredential
 
 __all__ = [
+    "ENROLMENT_PROOF_DETAIL",
     "RESET_METHODS",
+    "AccountNotSuspended",
+    "InvalidEnrolmentCode",
     "RecoveryService",
     "ResetMethod",
     "ResetMethodUnavailable",
+    "RestoreReport",
     "normalize_code",
 ]
 
@@ -53,9 +68,15 @@ log = structlog.get_logger("rempart.auth")
 ResetMethod = Literal["recovery_code", "operator_code"]
 RESET_METHODS: Final = ("recovery_code", "operator_code")
 _ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U: read aloud or from paper
-# Creating codes needs a recent authentication (10 minutes), or a key where the account has one.
+# Presenting a posted enrolment code needs a complete login of the last 10 minutes.
 _FRESH = AuthRequirement(
-    ("password+totp", "password+recovery", "webauthn", "psc", "cps"), max_age=600
+    ("password+totp", "password+recovery", "webauthn", "psc", "cps"), max_age=STRONG_PROOF_MAX_AGE
+)
+_STRONG_PROOF_ACRS = (ACR_CPS, ACR_PSC, ACR_WEBAUTHN)
+ENROLMENT_PROOF_DETAIL = (
+    "this needs a proof a mailbox thief cannot have: log in with Pro Sante Connect "
+    "(CPS card or e-CPS) within 10 minutes, use an established security key, or give "
+    "the enrolment code the insurer sends by post (enrolment_code)"
 )
 
 
@@ -85,6 +106,42 @@ class UnknownAccount(RempartError):
 
     def __init__(self) -> None:
         super().__init__("no account has this id")
+
+
+class InvalidEnrolmentCode(RempartError):
+    code = "invalid_enrolment_code"
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("the enrolment code is wrong, expired or already used")
+
+
+class AccountNotSuspended(RempartError):
+    code = "not_suspended"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("no suspended account has this id")
+
+
+@dataclass(frozen=True)
+class RemovedKey:
+    label: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What restoring a compromised account removed and the credentials to post."""
+
+    account_id: str
+    since: datetime
+    keys_removed: tuple[RemovedKey, ...]
+    recovery_codes_removed: int
+    sessions_ended: int
+    networks_forgotten: int
+    reset_code: str
+    otpauth_uri: str
 
 
 def normalize_code(code: str) -> str:
@@ -139,30 +196,82 @@ class RecoveryService:
 
     # -- the professional --------------------------------------------------------------
 
+    def enrolment_proof(self, principal: Principal, *, enrolment_code: str | None) -> str:
+        """Which proof lets this session enrol a first key or mint recovery codes (a proof
+        a mailbox thief relaying one TOTP code cannot have), named for the trail:
+
+        - ``cps`` / ``psc``: a Pro Santé Connect login of the last 10 minutes;
+        - ``established_key``: a session opened with a key past probation;
+        - ``enrolment_code``: the single-use code the insurer posted, with a complete login
+          of the last 10 minutes (spend it with :meth:`spend_enrolment_code`).
+
+        Anything else is RFC 9470's 401 naming the ways out. Nothing is consumed here.
+        """
+        recent = datetime.now(UTC).timestamp() - principal.auth_time <= STRONG_PROOF_MAX_AGE
+        if principal.acr in (ACR_PSC, ACR_CPS) and recent:
+            return principal.acr
+        if passes_step_up(principal.acr, principal.factor_established):
+            return "established_key"
+        if enrolment_code and _FRESH.is_met_by(principal):
+            return "enrolment_code"
+        raise StepUpRequired(
+            _STRONG_PROOF_ACRS, max_age=STRONG_PROOF_MAX_AGE, detail=ENROLMENT_PROOF_DETAIL
+        )
+
+    def spend_enrolment_code(
+        self, session: Session, principal: Principal, origin: Origin, code: str, *, event: str
+    ) -> None:
+        """Consumes a posted enrolment code in the caller's transaction; a wrong one is
+        recorded (``event``) and the caller's transaction rolled back."""
+        if not self._consume(session, principal.account_id, "enrolment", code):
+            where = Origin(client_ip=origin.client_ip, user_agent=origin.user_agent)
+            self._refuse(session, where, principal.account_id, event, "wrong_enrolment_code")
+            raise InvalidEnrolmentCode()
+
     def create_recovery_codes(
-        self, session: Session, principal: Principal, origin: Origin
+        self,
+        session: Session,
+        principal: Principal,
+        origin: Origin,
+        *,
+        enrolment_code: str | None = None,
     ) -> list[str]:
-        """New recovery codes, shown once; the previous ones stop working."""
-        if self._has_key(session, principal.account_id):
-            AuthRequirement(tuple(sorted(PHISHING_RESISTANT))).check(principal)
-        else:
-            _FRESH.check(principal)
+        """New recovery codes, shown once; the previous ones stop working.
+
+        A recovery code resets the password: minting them needs the same proof as a first
+        key (:meth:`enrolment_proof`), and a session opened with a recovery code
+        never mints more (it would turn one leaked code into a permanent foothold)."""
+        if principal.acr == ACR_PASSWORD_RECOVERY:
+            raise StepUpRequired(
+                _STRONG_PROOF_ACRS, max_age=STRONG_PROOF_MAX_AGE, detail=ENROLMENT_PROOF_DETAIL
+            )
+        proof = self.enrolment_proof(principal, enrolment_code=enrolment_code)
+        if proof == "enrolment_code" and enrolment_code:
+            self.spend_enrolment_code(
+                session, principal, origin, enrolment_code, event="recovery_codes_refused"
+            )
         session.execute(
             delete(AccountCode).where(
                 AccountCode.account_id == principal.account_id, AccountCode.kind == "recovery"
             )
         )
         codes = [_new_code(12) for _ in range(self.recovery_code_count)]
+        # Dated here, not by the database: a restore compares it to the compromise's
+        # start to the microsecond (SQLite's own clock keeps whole seconds).
+        minted_at = datetime.now(UTC)
         session.add_all(
             AccountCode(
                 account_id=principal.account_id,
                 code_hash=self._hash(principal.account_id, code),
                 kind="recovery",
+                created_at=minted_at,
             )
             for code in codes
         )
         session.flush()
-        self.auth.record_for("recovery_codes_created", principal, origin, session=session)
+        self.auth.record_for(
+            "recovery_codes_created", principal, origin, session=session, reasons=proof
+        )
         self.auth.notify_professional(
             session, principal.account_id, "recovery_codes_created", count=len(codes)
         )
@@ -296,6 +405,27 @@ class RecoveryService:
 
     def issue_reset_code(self, session: Session, account_id: str, *, operator: str) -> str:
         """A one-time password-reset code for the insurer to send by post."""
+        return self._issue_posted_code(
+            session, account_id, kind="operator_reset", event="reset_code_issued", operator=operator
+        )
+
+    def issue_enrolment_code(self, session: Session, account_id: str, *, operator: str) -> str:
+        """A one-time enrolment code for the insurer to send by post: with it, a recent
+        password + TOTP login may enrol a first key or mint recovery codes (the post
+        reaches the practice, not the mailbox an attacker may hold)."""
+        return self._issue_posted_code(
+            session,
+            account_id,
+            kind="enrolment",
+            event="enrolment_code_issued",
+            operator=operator,
+        )
+
+    def _issue_posted_code(
+        self, session: Session, account_id: str, *, kind: str, event: str, operator: str
+    ) -> str:
+        """A single-use, expiring code kept as a keyed hash only; audited and notified
+        (the notice says a letter is coming, never the code)."""
         if session.get(Account, account_id) is None:
             raise UnknownAccount()
         code = _new_code(16)
@@ -303,19 +433,20 @@ class RecoveryService:
             AccountCode(
                 account_id=account_id,
                 code_hash=self._hash(account_id, code),
-                kind="operator_reset",
+                kind=kind,
+                created_at=datetime.now(UTC),
                 expires_at=datetime.now(UTC) + self.reset_code_ttl,
             )
         )
         session.flush()
         self.auth.events.record_event(
-            "reset_code_issued",
+            event,
             outcome="ok",
             reasons=f"operator:{operator}",
             account_id=account_id,
             session=session,
         )
-        self.auth.notify_professional(session, account_id, "reset_code_issued")
+        self.auth.notify_professional(session, account_id, event)
         return code
 
     def reset_second_factor(self, session: Session, account_id: str, *, operator: str) -> str:
@@ -325,11 +456,7 @@ class RecoveryService:
         account = session.get(Account, account_id, with_for_update=True)
         if account is None:
             raise UnknownAccount()
-        secret = new_secret()
-        account.totp_secret_encrypted = self.auth.secret_box.seal(secret, context=account_id)
-        account.totp_last_step = 0
-        # A new factor, handed over by an operator: the guessing of the old one is over.
-        account.mfa_failures, account.mfa_locked_at = 0, None
+        uri = self._replace_totp(account)
         keys = session.execute(
             delete(WebAuthnCredential).where(WebAuthnCredential.account_id == account_id)
         )
@@ -344,7 +471,99 @@ class RecoveryService:
             session=session,
         )
         self.auth.notify_professional(session, account_id, "mfa_reset")
+        return uri
+
+    def _replace_totp(self, account: Account) -> str:
+        """A new TOTP seed for the account; its URI, for the insurer to post."""
+        secret = new_secret()
+        account.totp_secret_encrypted = self.auth.secret_box.seal(
+            secret, context=account.account_id
+        )
+        account.totp_last_step = 0
+        # A new factor, handed over by an operator: the guessing of the old one is over.
+        account.mfa_failures, account.mfa_locked_at = 0, None
         return provisioning_uri(secret, login=account.login, issuer=self.auth.totp_issuer)
+
+    def restore_account(
+        self, session: Session, account_id: str, *, operator: str, since: datetime
+    ) -> RestoreReport:
+        """Lifts the suspension of a compromised account and takes back what the attacker
+        may have added since ``since`` (the start of the compromise).
+
+        Removed: the keys created since then, the recovery codes minted since then, the
+        networks first seen since then (a login from there is new again), every session.
+        Forced new: the password (replaced by an unknown one: the professional resets it
+        with the code printed here, which the insurer posts) and the TOTP seed (its URI
+        printed here, posted too). Keys and codes older than ``since`` are the owner's
+        and stay. Audited; the professional is told (e-mail and pending notice).
+        """
+        account = session.get(Account, account_id, with_for_update=True)
+        if account is None:
+            raise UnknownAccount()
+        if account.status == "active":
+            raise AccountNotSuspended()
+        keys = list(
+            session.scalars(
+                select(WebAuthnCredential).where(
+                    WebAuthnCredential.account_id == account_id,
+                    WebAuthnCredential.created_at >= since,
+                )
+            )
+        )
+        removed = tuple(RemovedKey(row.label, as_utc(row.created_at)) for row in keys)
+        for row in keys:
+            session.delete(row)
+        codes = session.execute(
+            delete(AccountCode).where(
+                AccountCode.account_id == account_id,
+                AccountCode.kind == "recovery",
+                AccountCode.created_at >= since,
+            )
+        )
+        networks = session.execute(
+            delete(KnownOrigin).where(
+                KnownOrigin.account_id == account_id, KnownOrigin.first_seen >= since
+            )
+        )
+        ended = self.auth.revoke_sessions(session, account_id, reason="restored")
+        account.password_hash = self.auth.hasher.hash(secrets.token_urlsafe(32))
+        account.password_changed_at = datetime.now(UTC)
+        uri = self._replace_totp(account)
+        account.status = "active"
+        session.flush()
+        report = RestoreReport(
+            account_id=account_id,
+            since=since,
+            keys_removed=removed,
+            recovery_codes_removed=int(getattr(codes, "rowcount", 0) or 0),
+            sessions_ended=ended,
+            networks_forgotten=int(getattr(networks, "rowcount", 0) or 0),
+            reset_code=self.issue_reset_code(session, account_id, operator=operator),
+            otpauth_uri=uri,
+        )
+        log.info("account_restored", account_id=account_id, operator=operator)
+        self.auth.events.record_event(
+            "account_restored",
+            outcome="ok",
+            reasons=(
+                f"operator:{operator},since:{since.isoformat(timespec='seconds')},"
+                f"keys_removed:{len(removed)},recovery_codes_removed:"
+                f"{report.recovery_codes_removed},sessions_ended:{ended},"
+                f"networks_forgotten:{report.networks_forgotten},credentials_reset"
+            )[:256],
+            account_id=account_id,
+            session=session,
+        )
+        self.auth.notify_professional(
+            session,
+            account_id,
+            "account_restored",
+            since=since,
+            keys=len(removed),
+            codes=report.recovery_codes_removed,
+            sessions=ended,
+        )
+        return report
 
     # -- helpers -----------------------------------------------------------------------
 

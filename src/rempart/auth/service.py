@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn, Protocol
 
 import structlog
@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from rempart.audit.events import EventRecorder, Origin
 from rempart.audit.trail import now_us
-from rempart.auth.levels import ACR_PASSWORD_TOTP, PHISHING_RESISTANT, StepUpRequired
+from rempart.auth.levels import (
+    ACR_CPS,
+    ACR_PASSWORD_TOTP,
+    ACR_WEBAUTHN,
+    PHISHING_RESISTANT,
+    StepUpRequired,
+    is_strong_login,
+    passes_step_up,
+)
 from rempart.auth.mfa import (
     ChallengeRefusal,
     MfaChallengeStore,
@@ -32,6 +40,8 @@ from rempart.auth.tokens import AccessClaims, InvalidToken, TokenSigner
 from rempart.auth.totp import new_secret, provisioning_uri, verify_totp
 from rempart.errors import RempartError
 from rempart.guard.alerts import raise_alert
+from rempart.notify.notices import Notice, NoticeBoard
+from rempart.store.engine import as_utc
 from rempart.store.models import Account, Professional, WebAuthnCredential
 from rempart.world.schema import PROFESSIONS
 
@@ -114,6 +124,11 @@ class Principal:
     auth_time: int
     channel: str = "portal"
     client_id: str | None = None
+    # The session's factor was established when it opened (the CPS card, or a key past
+    # probation not enrolled from a new network): what the guard's step-up asks for.
+    factor_established: bool = False
+    # The session's login came from a network the account had not used before.
+    new_network: bool = False
 
 
 class Notifier(Protocol):
@@ -140,6 +155,8 @@ class LoginChallenge:
 class IssuedToken:
     access_token: str
     expires_in: int
+    # Security notices not shown yet, delivered at a strong login (then marked seen).
+    notices: tuple[Notice, ...] = field(default=())
 
 
 class AuthService:
@@ -160,6 +177,8 @@ class AuthService:
         mfa_lock_threshold: int = 5,
         notifier: Notifier | None = None,
         new_origin_requires_phishing_resistant: bool = False,
+        notices: NoticeBoard | None = None,
+        key_probation: timedelta = timedelta(hours=24),
     ) -> None:
         self.hasher = hasher
         self.throttle = throttle
@@ -175,6 +194,8 @@ class AuthService:
         self.mfa_challenges = mfa_challenges
         self.mfa_lock_threshold = mfa_lock_threshold
         self.new_origin_requires_phishing_resistant = new_origin_requires_phishing_resistant
+        self.notices = notices
+        self.key_probation = key_probation
 
     def create_account(
         self,
@@ -427,14 +448,23 @@ class AuthService:
         return True
 
     def _settle_mfa_failures(
-        self, session: Session, account: Account, acr: str, novelty: NewOrigin, origin: Origin
+        self,
+        session: Session,
+        account: Account,
+        acr: str,
+        *,
+        established: bool,
+        novelty: NewOrigin,
+        origin: Origin,
     ) -> None:
-        """A successful login sets the count back: always when phishing-resistant (which
-        also lifts a lock); for a code, only from a network and a device the account knows,
-        so that a guesser's own successes elsewhere never wipe his failures."""
+        """A successful login sets the count back: always with the CPS card or an
+        established key (which also lifts a lock; a young key, perhaps planted with a
+        stolen enrolment letter, does not); for a code, only from a network and a device
+        the account knows, so that a guesser's own successes elsewhere never wipe his
+        failures."""
         if not account.mfa_failures and account.mfa_locked_at is None:
             return
-        if acr in PHISHING_RESISTANT:
+        if passes_step_up(acr, established):
             if account.mfa_locked_at is not None:
                 self.events.record_event(
                     "mfa_lock_cleared",
@@ -601,12 +631,20 @@ class AuthService:
         origin: Origin,
         method: str,
         replaces_session_id: str | None = None,
+        credential_id: str | None = None,
     ) -> IssuedToken:
         """Where every successful authentication ends (TOTP, WebAuthn, Pro Santé Connect,
         recovery code, step-up): the account must be active, a never-seen network or
         device is reported (and may demand a phishing-resistant factor), a server-side
         session is opened and the event recorded with it. A step-up
         (``replaces_session_id``) ends the session it replaces.
+
+        A WebAuthn login names its key (``credential_id``): the session records whether
+        that key was established at this moment. A young key does not satisfy the
+        new-origin rule either: a key planted through a relayed session must not let its
+        planter in from his own networks without the notice-and-wait it is meant to give.
+        A strong login (card, Pro Santé Connect, established key) receives the pending
+        security notices.
         """
         account = session.get(Account, account_id)
         if account is None:
@@ -617,11 +655,16 @@ class AuthService:
                 "login_refused", outcome="account_suspended", account_id=account_id, origin=origin
             )
             raise AccountSuspended()
+        established = acr == ACR_CPS or (
+            acr == ACR_WEBAUTHN
+            and credential_id is not None
+            and self.key_established(session, account_id, credential_id)
+        )
         novelty = self.origins.check(session, account_id, origin)
         if (
             novelty.any
             and self.new_origin_requires_phishing_resistant
-            and acr not in PHISHING_RESISTANT
+            and not passes_step_up(acr, established)
         ):
             session.rollback()  # a refusal is recorded in a transaction of its own
             self.events.record_event(
@@ -637,9 +680,21 @@ class AuthService:
                 detail="first login from this network or device: use a security key "
                 "or the CPS card",
             )
-        self._settle_mfa_failures(session, account, acr, novelty, origin)
-        self.origins.remember(session, account_id, origin)
-        opened = self.sessions.open(session, account_id=account_id, acr=acr, origin=origin)
+        self._settle_mfa_failures(
+            session, account, acr, established=established, novelty=novelty, origin=origin
+        )
+        opened_at = datetime.now(UTC)
+        self.origins.remember(session, account_id, origin, now=opened_at)
+        opened = self.sessions.open(
+            session,
+            account_id=account_id,
+            acr=acr,
+            origin=origin,
+            now=opened_at,
+            credential_id=credential_id,
+            factor_established=established,
+            new_network=novelty.network and not novelty.first_login,
+        )
         if replaces_session_id is not None:
             self.sessions.revoke(session, replaces_session_id, reason="step_up")
         token = self.access_tokens.issue_access(
@@ -671,6 +726,9 @@ class AuthService:
                 device=origin.user_agent[:120] or "navigateur inconnu",
                 method=method,
             )
+        notices: tuple[Notice, ...] = ()
+        if self.notices is not None and is_strong_login(acr, established):
+            notices = tuple(self.notices.deliver(session, account_id))
         event = "step_up_succeeded" if replaces_session_id is not None else "login_succeeded"
         log.info(event, account_id=account_id, acr=acr, method=method)
         # No audit record, no token: this raises AuditUnavailable when the trail is down.
@@ -685,7 +743,17 @@ class AuthService:
             origin=origin,
         )
         expires_in = int((opened.expires_at - opened.auth_time).total_seconds())
-        return IssuedToken(access_token=token, expires_in=expires_in)
+        return IssuedToken(access_token=token, expires_in=expires_in, notices=notices)
+
+    def key_established(
+        self, session: Session, account_id: str, credential_id: str, *, now: datetime | None = None
+    ) -> bool:
+        """Whether a key of the account is past its probation and was not enrolled from a
+        network new to the account: only such a key answers the guard's step-up."""
+        row = session.get(WebAuthnCredential, credential_id)
+        if row is None or row.account_id != account_id or row.new_network:
+            return False
+        return as_utc(row.created_at) + self.key_probation <= (now or datetime.now(UTC))
 
     def notify_professional(
         self, session: Session, account_id: str, kind: str, **context: object
@@ -693,8 +761,13 @@ class AuthService:
         """Queue a French e-mail to the professional, in the caller's transaction.
 
         The address is the account's own, else the insurer's directory entry. Returns
-        False (and logs) when there is none or no notifier is configured.
+        False (and logs) when there is none or no notifier is configured. Whatever the
+        mailbox, the notice is also kept for the account (:mod:`rempart.notify.notices`)
+        and shown once at its next strong login: the mailbox may be the attacker's.
         """
+        context.setdefault("when", datetime.now(UTC))
+        if self.notices is not None:
+            self.notices.add(session, account_id, kind, dict(context))
         if self.notifier is None:
             return False
         recipient = session.scalar(select(Account.email).where(Account.account_id == account_id))
@@ -705,7 +778,6 @@ class AuthService:
         if not recipient:
             log.warning("notification_skipped", kind=kind, account_id=account_id, reason="no_email")
             return False
-        context.setdefault("when", datetime.now(UTC))
         try:
             self.notifier.enqueue(
                 session, kind=kind, recipient=recipient, account_id=account_id, context=context
@@ -735,6 +807,8 @@ class AuthService:
             auth_time=int(state.auth_time.timestamp()),
             channel=state.channel,
             client_id=state.client_id,
+            factor_established=state.factor_established,
+            new_network=state.new_network,
         )
 
     def record_for(
@@ -789,7 +863,9 @@ class AuthService:
         return True
 
     def restore(self, session: Session, account_id: str, *, operator: str) -> bool:
-        """An operator lifts a suspension. Sessions ended by it stay ended."""
+        """Lifts a suspension, nothing more (sessions ended by it stay ended). After a
+        compromise, ``rempart accounts restore`` uses ``RecoveryService.restore_account``,
+        which also takes back the factors the attacker added and replaces the credentials."""
         result = session.execute(
             update(Account)
             .where(Account.account_id == account_id, Account.status != "active")

@@ -63,6 +63,8 @@ class SessionState:
     account_status: str
     token_epoch: int
     live: bool  # open: not revoked, not idle, not past its absolute end
+    factor_established: bool = False
+    new_network: bool = False
 
 
 _RESOLVE = (
@@ -75,6 +77,8 @@ _RESOLVE = (
         AuthSession.last_seen_at,
         AuthSession.expires_at,
         AuthSession.revoked_at,
+        AuthSession.factor_established,
+        AuthSession.new_network,
         Account.status,
         Account.token_epoch,
     )
@@ -102,7 +106,13 @@ class SessionStore:
         channel: str = "portal",
         client_id: str | None = None,
         now: datetime | None = None,
+        credential_id: str | None = None,
+        factor_established: bool = False,
+        new_network: bool = False,
     ) -> OpenSession:
+        """``credential_id``, ``factor_established`` and ``new_network`` are fixed for the
+        session's life: a key that leaves probation later does not upgrade a session
+        opened while it was young (sessions last hours; the probation a day)."""
         now = now or datetime.now(UTC)
         opened = OpenSession(
             session_id=secrets.token_urlsafe(24),
@@ -121,6 +131,9 @@ class SessionStore:
                 expires_at=opened.expires_at,
                 client_ip=origin.client_ip[:64],
                 user_agent=origin.user_agent[:256],
+                credential_id=credential_id,
+                factor_established=factor_established,
+                new_network=new_network,
             )
         )
         session.flush()
@@ -150,6 +163,8 @@ class SessionStore:
             account_status=row.status,
             token_epoch=row.token_epoch,
             live=live,
+            factor_established=bool(row.factor_established),
+            new_network=bool(row.new_network),
         )
 
     def revoke(self, session: Session, session_id: str, *, reason: str) -> bool:

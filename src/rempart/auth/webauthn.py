@@ -345,8 +345,12 @@ class WebAuthnService:
         label: str = "",
         session_id: str | None = None,
         origin: Origin | None = None,
+        new_network: bool = False,
     ) -> WebAuthnCredential:
-        """Verifies the answer to :meth:`registration_options` and stores the credential."""
+        """Verifies the answer to :meth:`registration_options` and stores the credential.
+
+        ``new_network``: the enrolling request came from a network the account had not
+        used before (the key will never answer the guard's step-up)."""
         challenge = self._take(session, handle, PURPOSE_REGISTER, account_id, session_id)
         try:
             verified = verify_registration_response(
@@ -377,6 +381,7 @@ class WebAuthnService:
             aaguid=verified.aaguid,
             label=_clean_label(label),
             created_at=_now(),
+            new_network=new_network,
         )
         session.add(row)
         try:
@@ -390,7 +395,7 @@ class WebAuthnService:
             outcome="ok",
             account_id=account_id,
             session_id=session_id or "",
-            reasons=f"aaguid={verified.aaguid}",
+            reasons=f"aaguid={verified.aaguid}" + (",new_network" if new_network else ""),
             origin=origin,
             session=session,
         )

@@ -9,11 +9,13 @@ input from the authenticated request, asks the engine, and acts:
     and its reason codes.
 ``step_up``
     RFC 9470's ``401 insufficient_user_authentication`` with the phishing-resistant
-    ``acr_values`` (WebAuthn, CPS card). A session that is *already*
-    phishing-resistant passes: the step-up exists so that a relayed (phished)
-    password+TOTP session gets nothing new, and a WebAuthn or card session is what
-    the challenge asks for. Such a pass is recorded as decision ``step_up`` with
-    the reason ``step_up_passed`` first and outcome ``ok``. ``deny`` is never
+    ``acr_values`` (WebAuthn, CPS card). A session that already passes a step-up
+    (:func:`~rempart.auth.levels.passes_step_up`: the CPS card, or a key that was
+    *established* when the session opened: past its probation and not enrolled from a
+    network new to the account) goes on: the step-up exists so that a relayed (phished)
+    password+TOTP session gets nothing new, nor a key its holder planted through one.
+    Such a pass is recorded as decision ``step_up`` with the reason ``step_up_passed``
+    first and outcome ``ok``. A young key is refused with a detail that says so. ``deny`` is never
     passed, whatever the session.
 ``deny``
     the account is suspended (``AuthService.suspend(by="guard:RULE")``: every
@@ -181,7 +183,9 @@ from rempart.auth.levels import (
     ACR_PSC,
     ACR_WEBAUTHN,
     PHISHING_RESISTANT,
+    YOUNG_KEY_DETAIL,
     StepUpRequired,
+    passes_step_up,
 )
 from rempart.auth.service import AccountSuspended, AuthService
 from rempart.errors import RempartError
@@ -709,18 +713,21 @@ class InlineGuard:
         kind, score, reasons = decisions.combined
         if self.learn_until is not None and ts < self.learn_until:
             return GuardVerdict(kind, _codes(("learning", *reasons)))
-        if kind == STEP_UP and caller.acr in PHISHING_RESISTANT:
+        if kind == STEP_UP and passes_step_up(caller.acr, caller.factor_established):
             return GuardVerdict(STEP_UP, _codes(("step_up_passed", *reasons)))
         if kind == STEP_UP:
+            young_key = caller.acr == ACR_WEBAUTHN
             self._refuse(
                 session,
                 caller,
                 raw_nir,
                 decision=kind,
-                reasons=reasons,
+                reasons=("young_key", *reasons) if young_key else reasons,
                 outcome=StepUpRequired.code,
             )
-            raise StepUpRequired(_STEP_UP_ACRS, detail=_STEP_UP_DETAIL)
+            raise StepUpRequired(
+                _STEP_UP_ACRS, detail=YOUNG_KEY_DETAIL if young_key else _STEP_UP_DETAIL
+            )
         if kind == DENY and decisions.client is not None:
             self._deny_through_client(session, caller, raw_nir, decisions, ts)
         if kind == DENY:

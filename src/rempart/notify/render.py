@@ -53,6 +53,8 @@ KINDS: dict[str, frozenset[str]] = {
     "recovery_codes_created": frozenset({"when", "count"}),
     "recovery_code_used": frozenset({"when"}),
     "reset_code_issued": frozenset({"when"}),
+    "enrolment_code_issued": frozenset({"when"}),
+    "account_restored": frozenset({"when", "since", "keys", "codes", "sessions"}),
     "account_suspended": frozenset({"when"}),
     "mfa_locked": frozenset({"when", "failures"}),
 }
@@ -166,6 +168,29 @@ class MailRenderer:
         )
 
     def render(self, kind: str, context: dict[str, object]) -> RenderedMail:
+        self._check_context(kind, context)
+        try:
+            subject = self._text.get_template(f"{kind}/subject.txt").render(context)
+            text = self._text.get_template(f"{kind}/text.txt").render(context)
+            html = self._html.get_template(f"{kind}/body.html").render(context)
+        except TemplateError as exc:
+            raise MailTemplateError(f"e-mail {kind!r}: {exc.message}") from None
+        return RenderedMail(subject=" ".join(subject.split()), text=text.strip() + "\n", html=html)
+
+    def render_notice(self, kind: str, context: dict[str, object]) -> tuple[str, str]:
+        """The subject and the text body of an e-mail without its layout (greeting,
+        anti-phishing reminder): what a pending notice shows in the portal."""
+        self._check_context(kind, context)
+        try:
+            subject = self._text.get_template(f"{kind}/subject.txt").render(context)
+            template = self._text.get_template(f"{kind}/text.txt")
+            body = "".join(template.blocks["body"](template.new_context(context)))
+        except (TemplateError, KeyError) as exc:
+            raise MailTemplateError(f"notice {kind!r}: {type(exc).__name__}") from None
+        return " ".join(subject.split()), body.strip()
+
+    @staticmethod
+    def _check_context(kind: str, context: dict[str, object]) -> None:
         expected = KINDS.get(kind)
         if expected is None:
             raise MailTemplateError(f"unknown e-mail kind {kind!r}")
@@ -175,10 +200,3 @@ class MailRenderer:
             raise MailTemplateError(
                 f"e-mail {kind!r}: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}"
             )
-        try:
-            subject = self._text.get_template(f"{kind}/subject.txt").render(context)
-            text = self._text.get_template(f"{kind}/text.txt").render(context)
-            html = self._html.get_template(f"{kind}/body.html").render(context)
-        except TemplateError as exc:
-            raise MailTemplateError(f"e-mail {kind!r}: {exc.message}") from None
-        return RenderedMail(subject=" ".join(subject.split()), text=text.strip() + "\n", html=html)

@@ -59,6 +59,8 @@ class Caller:
     client_id: str | None = None
     """The practice software the lookup comes through (OAuth client), if any: the guard
     decides against its record too, and suspends it rather than the professional."""
+    # The session's factor answers the guard's step-up (the card, or an established key).
+    factor_established: bool = False
 
 
 def lookup_entry(

@@ -141,6 +141,12 @@ class AuthSession(Base):
     user_agent: Mapped[str] = mapped_column(String(256), default="")
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # How the session's factor stands, fixed when it opened: the key that opened a
+    # ``webauthn`` session, whether that key was established then (past probation, not
+    # enrolled from a new network), and whether the login came from a new network.
+    credential_id: Mapped[str | None] = mapped_column(String(1400))
+    factor_established: Mapped[bool] = mapped_column(Boolean, default=False)
+    new_network: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AuthChallenge(Base):
@@ -192,13 +198,18 @@ class WebAuthnCredential(Base):
     label: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Enrolled from a network the account had not used before the enrolling session:
+    # such a key never answers the guard's step-up (see ``auth.levels.passes_step_up``).
+    new_network: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AccountCode(Base):
     """A single-use code of an account, stored as a keyed hash only.
 
-    ``kind`` is ``recovery`` (printed once for the professional to keep) or
-    ``operator_reset`` (issued by an operator, sent by post, expires).
+    ``kind`` is ``recovery`` (printed once for the professional to keep),
+    ``operator_reset`` (issued by an operator, sent by post, expires) or ``enrolment``
+    (issued by an operator, sent by post, expires: enrols a first key or mints
+    recovery codes).
     """
 
     __tablename__ = "account_codes"
@@ -297,3 +308,22 @@ class GuardAlert(Base):
     audit_ts_us: Mapped[int] = mapped_column(BigInteger, default=0)
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class AccountNotice(Base):
+    """A security notice kept for the account, beside the e-mail that told it.
+
+    The mailbox may be the attacker's: every notice is also shown once at the
+    professional's next strong login (``seen_at`` set then) and listed on demand."""
+
+    __tablename__ = "account_notices"
+
+    notice_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("accounts.account_id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    subject: Mapped[str] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

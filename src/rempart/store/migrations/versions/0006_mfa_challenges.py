@@ -1,7 +1,7 @@
 """single-use MFA challenges; non-decaying count of wrong second factors
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-10 10:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
