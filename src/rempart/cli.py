@@ -663,6 +663,7 @@ def serve(
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
+    from rempart.api.server import uvicorn_options
     from rempart.services import Services
     from rempart.store.migrate import schema_problem
 
@@ -685,12 +686,8 @@ def serve(
     uvicorn.run(
         "rempart.api.factory:app",
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
-        access_log=False,  # our own access log never writes raw paths
-        log_level=settings.log_level,
-        server_header=False,
+        **uvicorn_options(host=host, port=port, log_level=settings.log_level),
     )
 
 

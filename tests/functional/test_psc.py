@@ -124,7 +124,7 @@ def psc_answer(client: TestClient, account: str, **tamper: str) -> dict[str, str
 def browser_of(client: TestClient) -> str:
     """The binding cookie the last start left in this browser."""
     value = client.cookies.get(BROWSER_COOKIE)
-    assert value, "start sets the browser's binding cookie"
+    assert isinstance(value, str), "start sets the browser's binding cookie"
     return value
 
 

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: body size and media type limits, access log, response headers.
+"""Pure ASGI middleware: client address, body size and media type limits, access log,
+response headers.
 
 The access log records the matched route template, never the raw path or the
 query string, so that nothing a client puts in a URL (a NIR, say) reaches a log.
@@ -8,12 +9,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["OAUTH_TOKEN_PATH", "AccessLogMiddleware", "BodyLimitMiddleware"]
+from rempart.network import InvalidForwardedFor, IPNetwork, client_behind_proxies
+
+__all__ = [
+    "OAUTH_TOKEN_PATH",
+    "AccessLogMiddleware",
+    "BodyLimitMiddleware",
+    "ClientAddressMiddleware",
+]
 
 OAUTH_TOKEN_PATH = "/api/v1/oauth/token"  # noqa: S105 - a path, not a secret
 _FORM = b"application/x-www-form-urlencoded"
@@ -104,6 +113,40 @@ class BodyLimitMiddleware:
 
     def _too_large(self) -> str:
         return f"the body must not exceed {self.max_bytes} bytes"
+
+
+class ClientAddressMiddleware:
+    """The one place that decides who a request comes from: ``scope["client"]`` becomes
+    the client behind the trusted proxies (:func:`rempart.network.client_behind_proxies`),
+    so the throttle, the guard, the audit trail, the new-origin check and the access log
+    all see the same address. A forwarded entry that is not an address gets 400.
+
+    It changes the scope in place, so that the access log around it sees the result too.
+    """
+
+    def __init__(self, app: ASGIApp, *, trusted_proxies: Sequence[IPNetwork]) -> None:
+        self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        peer = scope.get("client")
+        if scope["type"] not in ("http", "websocket") or not self.trusted_proxies or not peer:
+            await self.app(scope, receive, send)
+            return
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in scope.get("headers") or []
+            if name == b"x-forwarded-for"
+        ]
+        try:
+            client = client_behind_proxies(str(peer[0]), forwarded, self.trusted_proxies)
+        except InvalidForwardedFor as exc:
+            await _reply(send, exc.status, exc.code, exc.detail)
+            return
+        if client != peer[0]:
+            # The client's source port is unknown behind a proxy.
+            scope["client"] = (client, 0)
+        await self.app(scope, receive, send)
 
 
 class AccessLogMiddleware:
