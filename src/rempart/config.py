@@ -39,6 +39,7 @@ _SECRET_NAMES = ("token_secret", "pseudonym_key", "data_key", "audit_signing_key
 _RP_ID_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _RP_ID_SHAPE = re.compile(rf"^(?=.{{1,253}}$){_RP_ID_LABEL}(\.{_RP_ID_LABEL})*$")
 _ORIGIN_SHAPE = re.compile(r"^(?P<scheme>https?)://(?P<host>[a-z0-9.-]{1,253})(:[0-9]{1,5})?$")
+_REDIS_PREFIX_SHAPE = r"^[A-Za-z0-9:_.{}-]+$"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -111,6 +112,14 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9:_.-]+$",
         description="Start of the guard's keys in REMPART_REDIS_URL: the workers of one "
         "deployment share it; another deployment on the same Redis takes another.",
+    )
+    throttle_redis_prefix: str = Field(
+        default="rempart:throttle:",
+        min_length=1,
+        max_length=64,
+        pattern=_REDIS_PREFIX_SHAPE,
+        description="Start of the login throttle's keys in REMPART_REDIS_URL, like "
+        "REMPART_GUARD_REDIS_PREFIX (with Redis Cluster, hold a hash tag: rempart:{throttle}:).",
     )
     recovery_code_count: int = Field(default=10, ge=4, le=20)
     mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
@@ -348,6 +357,16 @@ class Settings(BaseSettings):
                 )
             if match.group("scheme") == "http" and host != "localhost" and self.env == "production":
                 raise ValueError(f"REMPART_WEBAUTHN_ORIGINS: {origin!r} must use https")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_prefixes_apart(self) -> Settings:
+        guard, throttle = self.guard_redis_prefix, self.throttle_redis_prefix
+        if guard.startswith(throttle) or throttle.startswith(guard):
+            raise ValueError(
+                "REMPART_GUARD_REDIS_PREFIX and REMPART_THROTTLE_REDIS_PREFIX must not "
+                "overlap (neither may start with the other)"
+            )
         return self
 
     @model_validator(mode="after")

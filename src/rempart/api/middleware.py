@@ -1,5 +1,5 @@
 """Pure ASGI middleware: client address, body size and media type limits, access log,
-response headers.
+response headers, and the last word on unexpected errors.
 
 The access log records the matched route template, never the raw path or the
 query string, so that nothing a client puts in a URL (a NIR, say) reaches a log.
@@ -19,6 +19,7 @@ from rempart.network import InvalidForwardedFor, IPNetwork, client_behind_proxie
 
 __all__ = [
     "OAUTH_TOKEN_PATH",
+    "SECURITY_HEADERS",
     "AccessLogMiddleware",
     "BodyLimitMiddleware",
     "ClientAddressMiddleware",
@@ -29,10 +30,15 @@ _FORM = b"application/x-www-form-urlencoded"
 
 log = structlog.get_logger("rempart.access")
 
-_SECURITY_HEADERS = [
+# Every answer is JSON or a redirect: nothing may load, run or frame it. A page that
+# needs more sets its own Content-Security-Policy, which is then kept.
+SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
 ]
 
 
@@ -49,10 +55,6 @@ async def _reply(send: Send, status: int, code: str, detail: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class BodyLimitMiddleware:
@@ -87,29 +89,32 @@ class BodyLimitMiddleware:
                 )
                 return
 
+        # The whole body is read here, before the application sees any of it: a body
+        # without Content-Length (chunked) is then refused like any other, with 413.
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        more = True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client left before the end of its body
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
                 await _reply(send, 413, "payload_too_large", self._too_large())
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # http.disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     def _too_large(self) -> str:
         return f"the body must not exceed {self.max_bytes} bytes"
@@ -150,6 +155,10 @@ class ClientAddressMiddleware:
 
 
 class AccessLogMiddleware:
+    """Outermost: logs every request, adds the security headers to every answer, and
+    answers an unexpected exception with a plain 500 (the exception's type and route are
+    logged; no traceback, no message, which could quote input)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -159,20 +168,31 @@ class AccessLogMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], *_SECURITY_HEADERS]
+                responded = True
+                message["headers"] = _with_security_headers(message.get("headers") or [])
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # noqa: BLE001 - the last word: logged, answered, not raised
+            log.error(  # noqa: TRY400 - a traceback's frames could show input values
+                "unhandled_error",
+                error_type=type(exc).__name__,
+                method=scope["method"],
+                route=_route_of(scope),
+            )
+            if responded:
+                status = 500  # the answer was cut short; the client sees a broken body
+            else:
+                await _reply(send_with_headers, 500, "internal_error", "an internal error occurred")
         finally:
-            route: Any = scope.get("route")
-            path = getattr(route, "path", None) or "<unmatched>"
+            path = _route_of(scope)
             client = scope.get("client")
             log.info(
                 "request",
@@ -182,3 +202,13 @@ class AccessLogMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 client=client[0] if client else None,
             )
+
+
+def _route_of(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    return getattr(route, "path", None) or "<unmatched>"
+
+
+def _with_security_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    present = {bytes(name).lower() for name, _ in headers}
+    return [*headers, *((n, v) for n, v in SECURITY_HEADERS if n not in present)]

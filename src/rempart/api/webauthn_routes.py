@@ -7,7 +7,9 @@ then needs a phishing-resistant session. The first key needs a recent login.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from rempart.api.deps import ERROR_RESPONSES, bearer_token, origin_of, services_of
@@ -15,6 +17,7 @@ from rempart.api.schemas import (
     MfaWebAuthnOptionsRequest,
     MfaWebAuthnRequest,
     StepUpWebAuthnRequest,
+    Text,
     TokenResponse,
     WebAuthnCredentialList,
     WebAuthnCredentialOut,
@@ -141,7 +144,9 @@ def list_credentials(request: Request) -> WebAuthnCredentialList:
 
 
 @router.delete("/webauthn/credentials/{credential_id}", status_code=204, responses=ERROR_RESPONSES)
-def remove_credential(credential_id: str, request: Request) -> Response:
+def remove_credential(
+    credential_id: Annotated[Text, Path(max_length=1400)], request: Request
+) -> Response:
     """Removes a key; needs a phishing-resistant session. The professional is told by e-mail."""
     services = services_of(request)
     token = bearer_token(request)
@@ -151,7 +156,7 @@ def remove_credential(credential_id: str, request: Request) -> Response:
         row = services.webauthn.remove(
             session,
             account_id=principal.account_id,
-            credential_id=credential_id[:1400],
+            credential_id=credential_id,
             session_id=principal.session_id,
             origin=origin_of(request),
         )
