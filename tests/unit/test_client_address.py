@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from rempart.config import ConfigError, load_settings
-from rempart.network import InvalidForwardedFor, client_behind_proxies, parse_address
+from rempart.forwarded import InvalidForwardedFor, client_behind_proxies, parse_address
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("2001:db8:ff::/48")]
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rempart.network import InvalidForwardedFor, IPNetwork, client_behind_proxies
+from rempart.forwarded import InvalidForwardedFor, IPNetwork, client_behind_proxies
 
 __all__ = [
     "OAUTH_TOKEN_PATH",
@@ -122,7 +122,7 @@ class BodyLimitMiddleware:
 
 class ClientAddressMiddleware:
     """The one place that decides who a request comes from: ``scope["client"]`` becomes
-    the client behind the trusted proxies (:func:`rempart.network.client_behind_proxies`),
+    the client behind the trusted proxies (:func:`rempart.forwarded.client_behind_proxies`),
     so the throttle, the guard, the audit trail, the new-origin check and the access log
     all see the same address. A forwarded entry that is not an address gets 400.
 
