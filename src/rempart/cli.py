@@ -783,11 +783,27 @@ def serve(
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
+    from rempart.api.server import uvicorn_options
     from rempart.services import Services
     from rempart.store.migrate import schema_problem
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, json=True)
+    if workers > 1 and not settings.redis_url:
+        # Each worker would keep its own guard memory and login throttle: a robot meets
+        # one budget per worker, and its failures spread over them.
+        shared = "set REMPART_REDIS_URL to share them"
+        if settings.env == "production":
+            raise fail(
+                "redis_required",
+                f"{workers} workers without REMPART_REDIS_URL: the guard's state and the "
+                f"login throttle would be kept per worker; {shared} or run one worker",
+                exit_code=2,
+            )
+        err.print(
+            f"warning: {workers} workers without REMPART_REDIS_URL: the guard's state and "
+            f"the login throttle are kept per worker; {shared}"
+        )
     _ = settings.keys  # generate or check keys now, before any worker starts
     services = Services(settings)
     problem = schema_problem(services.engine, "data") or schema_problem(
@@ -796,21 +812,11 @@ def serve(
     services.close()
     if problem:
         raise fail("database_not_ready", problem, exit_code=2)
-    if workers > 1 and settings.guard_enabled and not settings.redis_url:
-        # Each worker would keep its own guard memory: a robot meets one budget per worker.
-        err.print(
-            f"warning: {workers} workers without REMPART_REDIS_URL: the guard's state and "
-            "the login throttle are kept per worker; set REMPART_REDIS_URL to share them"
-        )
     uvicorn.run(
         "rempart.api.factory:app",
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
-        access_log=False,  # our own access log never writes raw paths
-        log_level=settings.log_level,
-        server_header=False,
+        **uvicorn_options(host=host, port=port, log_level=settings.log_level),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import re
@@ -20,10 +21,10 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -38,6 +39,9 @@ _SECRET_NAMES = ("token_secret", "pseudonym_key", "data_key", "audit_signing_key
 _RP_ID_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _RP_ID_SHAPE = re.compile(rf"^(?=.{{1,253}}$){_RP_ID_LABEL}(\.{_RP_ID_LABEL})*$")
 _ORIGIN_SHAPE = re.compile(r"^(?P<scheme>https?)://(?P<host>[a-z0-9.-]{1,253})(:[0-9]{1,5})?$")
+_REDIS_PREFIX_SHAPE = r"^[A-Za-z0-9:_.{}-]+$"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
@@ -108,6 +112,14 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9:_.-]+$",
         description="Start of the guard's keys in REMPART_REDIS_URL: the workers of one "
         "deployment share it; another deployment on the same Redis takes another.",
+    )
+    throttle_redis_prefix: str = Field(
+        default="rempart:throttle:",
+        min_length=1,
+        max_length=64,
+        pattern=_REDIS_PREFIX_SHAPE,
+        description="Start of the login throttle's keys in REMPART_REDIS_URL, like "
+        "REMPART_GUARD_REDIS_PREFIX (with Redis Cluster, hold a hash tag: rempart:{throttle}:).",
     )
     recovery_code_count: int = Field(default=10, ge=4, le=20)
     mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
@@ -199,6 +211,12 @@ class Settings(BaseSettings):
         default=8, ge=1, le=200, description="Threads per worker for blocking routes."
     )
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
+        default=(),
+        description="Reverse proxies whose X-Forwarded-For is honoured: comma-separated "
+        "addresses or networks (e.g. 10.0.0.5,10.1.0.0/24). Empty: the TCP peer is the client.",
+    )
+    # Replaced by REMPART_TRUSTED_PROXIES; only false (or unset) is accepted, see below.
     trust_proxy_headers: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -296,6 +314,40 @@ class Settings(BaseSettings):
                 raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> tuple[IPNetwork, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError("a comma-separated list of addresses or networks")  # noqa: TRY004
+        networks = []
+        for item in items:
+            text = str(item).strip()
+            if not text:
+                continue
+            try:
+                network = ipaddress.ip_network(text, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{text[:64]!r} is not an address or network: {exc}") from None
+            if network.prefixlen == 0:
+                # Trusting every peer lets any client write its own address.
+                raise ValueError(f"{text!r} trusts every address; list the proxies themselves")
+            networks.append(network)
+        return tuple(networks)
+
+    @field_validator("trust_proxy_headers")
+    @classmethod
+    def _trust_proxy_headers_retired(cls, value: bool) -> bool:
+        # It trusted X-Forwarded-For from any peer and took its client-controlled left-most
+        # entry. Read as "loopback only" it would silently merge every professional behind a
+        # remote proxy into one address (one throttle, one guard network): refuse instead.
+        if value:
+            raise ValueError(
+                "is no longer supported: list the reverse proxies allowed to set "
+                "X-Forwarded-For in REMPART_TRUSTED_PROXIES (e.g. 127.0.0.1 or 10.0.0.0/24)"
+            )
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
@@ -321,6 +373,16 @@ class Settings(BaseSettings):
                 )
             if match.group("scheme") == "http" and host != "localhost" and self.env == "production":
                 raise ValueError(f"REMPART_WEBAUTHN_ORIGINS: {origin!r} must use https")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_prefixes_apart(self) -> Settings:
+        guard, throttle = self.guard_redis_prefix, self.throttle_redis_prefix
+        if guard.startswith(throttle) or throttle.startswith(guard):
+            raise ValueError(
+                "REMPART_GUARD_REDIS_PREFIX and REMPART_THROTTLE_REDIS_PREFIX must not "
+                "overlap (neither may start with the other)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyarrow.compute as pc
 import pyotp
-import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy import func, select, update
 
 from rempart.api import create_app
+from rempart.api.server import free_port, running_server
 from rempart.audit.chain import CheckpointSigner
 from rempart.audit.export import export_trail, verify_export
 from rempart.audit.history import access_history
@@ -59,38 +56,6 @@ DEMO_SEED = 2022
 DEMO_PASSWORD = "pharmacie du port, comptoir 2 !"  # noqa: S105 - the demo's own throwaway account
 DEMO_DOCTOR_ACCOUNT = "dr-demo-psc"
 DEMO_DOCTOR_RPPS = "10003456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _running_server(services: Services, port: int) -> Iterator[str]:
-    config = uvicorn.Config(
-        create_app(services=services),
-        host="127.0.0.1",
-        port=port,
-        access_log=False,
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the demo server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _masked(nir: str) -> str:
@@ -138,13 +103,14 @@ def _start_provider(
 def _run(
     console: Console, workdir: Path, world_dir: Path, stack: ExitStack, *, serve: bool
 ) -> None:
-    port = _free_port()
+    port = free_port()
     provider, psc = _start_provider(console, stack, workdir, port)
     settings = load_settings(
         database_url=f"sqlite:///{workdir / 'rempart.db'}",
         data_dir=workdir / "rempart-data",
-        # The demo plays a remote attacker with X-Forwarded-For, as if behind a proxy.
-        trust_proxy_headers=True,
+        # The demo's HTTP client plays the insurer's reverse proxy on this host, and says
+        # where each actor comes from in X-Forwarded-For (the robot's remote network...).
+        trusted_proxies="127.0.0.1",
         webauthn_rp_id="localhost",
         webauthn_origins=[f"http://localhost:{port}"],
         **psc,
@@ -272,7 +238,10 @@ def _over_http(
 ) -> None:
     """Chapters 4-11: the professional's side, over real HTTP."""
     settings = services.settings
-    with _running_server(services, port) as base_url, httpx.Client(base_url=base_url) as http:
+    with (
+        running_server(create_app(services=services), port=port) as base_url,
+        httpx.Client(base_url=base_url) as http,
+    ):
         _step(console, 4, f"Log in over HTTP ({base_url})")
         first = http.post("/api/v1/auth/login", json={"login": login, "password": DEMO_PASSWORD})
         console.print(f"  POST /api/v1/auth/login → {first.status_code} {list(first.json())}")

@@ -1,8 +1,9 @@
 """The demo's login chapters: a stolen password and mailbox are not enough, a phished
 TOTP code cannot pass a step-up, and Pro Santé Connect through a local provider.
 
-The demo plays the attacker from another network by sending ``X-Forwarded-For`` (the
-demo server trusts it, as a server behind the insurer's reverse proxy would).
+The demo plays the attacker from another network by sending ``X-Forwarded-For``: the
+demo server trusts it from 127.0.0.1 only (``REMPART_TRUSTED_PROXIES``), where the
+demo's client stands in for the insurer's reverse proxy.
 """
 
 from __future__ import annotations

@@ -104,8 +104,10 @@ class Services:
 
     @cached_property
     def counter_store(self) -> CounterStore:
+        # Its keys and members are keyed hashes (LoginThrottle's secret), under the
+        # deployment's prefix: another deployment on the same Redis counts apart.
         if self.redis_client is not None:
-            return RedisCounterStore(self.redis_client)
+            return RedisCounterStore(self.redis_client, prefix=self.settings.throttle_redis_prefix)
         return MemoryCounterStore()
 
     @cached_property

@@ -17,6 +17,10 @@ from rempart.store.engine import session_scope
 from rempart.store.models import Insured, Professional
 
 PASSWORD = "correct horse battery staple 42"
+# The test client connects from loopback, where a deployment's reverse proxy would be:
+# tests that play remote clients with X-Forwarded-For set REMPART_TRUSTED_PROXIES to it.
+PROXY = "127.0.0.1"
+PEER = (PROXY, 50000)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def pharmacist(services: Services) -> Login:
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services=services)) as test_client:
+    with TestClient(create_app(services=services), client=PEER) as test_client:
         yield test_client
 
 

@@ -233,3 +233,36 @@ def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "database_not_ready" in result.stderr
     assert "rempart db upgrade" in result.stderr
+
+
+def _production_env(tmp_path: Path) -> dict[str, str]:
+    secrets_ = {
+        f"REMPART_{name}": f"{name.lower()}-of-this-test-0123456789abcdef"
+        for name in ("TOKEN_SECRET", "PSEUDONYM_KEY", "DATA_KEY", "AUDIT_SIGNING_KEY")
+    }
+    return {**os.environ, **cli_env(tmp_path), **secrets_, "REMPART_ENV": "production"}
+
+
+def test_serve_refuses_several_workers_without_redis_in_production(tmp_path: Path) -> None:
+    # Each worker would keep its own guard state and login throttle: a robot would
+    # meet one budget per worker.
+    env = _production_env(tmp_path)
+    env.pop("REMPART_REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "rempart", "serve", "--port", str(_free_port()), "--workers", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "redis_required" in result.stderr
+    assert "REMPART_REDIS_URL" in result.stderr
+    # In development it is a warning (here followed by the refusal of the empty database).
+    env = {**os.environ, **cli_env(tmp_path)}
+    env.pop("REMPART_REDIS_URL", None)
+    warned = runner.invoke(app, ["serve", "--port", str(_free_port()), "--workers", "2"], env=env)
+    assert warned.exit_code == 2
+    assert "warning: 2 workers without REMPART_REDIS_URL" in warned.stderr
+    assert "database_not_ready" in warned.stderr

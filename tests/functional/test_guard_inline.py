@@ -38,7 +38,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, CareLink, Insured, Professional, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import Login, Person, log_in, make_login
+from tests.functional.conftest import PROXY, Login, Person, log_in, make_login
 
 ORIGIN = "http://testserver"
 API = "/api/v1/auth"
@@ -70,7 +70,7 @@ def guard_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Setti
         data_dir=tmp_path / "data",
         webauthn_rp_id="testserver",
         webauthn_origins=[ORIGIN],
-        trust_proxy_headers=True,  # the robot and the pharmacy come from their own networks
+        trusted_proxies=PROXY,  # the robot and the pharmacy come from their own networks
         **FAST_HASHING,
         **overrides,
     )

@@ -35,7 +35,7 @@ from rempart.guard.redis_state import RedisState
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account
-from tests.functional.conftest import Login, Person, log_in, make_login
+from tests.functional.conftest import PEER, Login, Person, log_in, make_login
 from tests.functional.test_guard_inline import (
     ROBOT,
     build_town,
@@ -83,7 +83,7 @@ def second(settings: Settings, services: Services) -> Iterator[Services]:
 
 @pytest.fixture
 def workers(client: TestClient, second: Services) -> Iterator[list[TestClient]]:
-    with TestClient(create_app(services=second)) as other:
+    with TestClient(create_app(services=second), client=PEER) as other:
         yield [client, other]
 
 
@@ -195,7 +195,7 @@ def test_a_robot_racing_on_two_workers_is_contained_as_on_one(
     queue = list(reversed(strangers))
     statuses: list[int] = []
     lock = threading.Lock()
-    with TestClient(create_app(services=services)) as first:
+    with TestClient(create_app(services=services), client=PEER) as first:
         yesterday_at_the_counter(first, services, pharmacist, customers)
         robot = log_in(first, pharmacist)
     history = len(lookup_entries(services, "ph-lilas"))
@@ -214,7 +214,8 @@ def test_a_robot_racing_on_two_workers_is_contained_as_on_one(
     # shutdown closes its Services).
     with contextlib.ExitStack() as stack:
         clients = [
-            stack.enter_context(TestClient(create_app(services=w))) for w in (services, second) * 2
+            stack.enter_context(TestClient(create_app(services=w), client=PEER))
+            for w in (services, second) * 2
         ]
         threads = [threading.Thread(target=scrape, args=(c,)) for c in clients]
         for t in threads:
@@ -285,8 +286,8 @@ def test_the_learning_window_ends_once_for_every_worker(
     first, other = Services(learning), Services(learning)
     try:
         with (
-            TestClient(create_app(services=first)) as one,
-            TestClient(create_app(services=other)) as two,
+            TestClient(create_app(services=first), client=PEER) as one,
+            TestClient(create_app(services=other), client=PEER) as two,
         ):
             now = [day * 1_000_000 + 9 * 3_600_000_000]
             for worker in (first, other):
@@ -415,7 +416,7 @@ def test_redis_unreachable_fails_the_lookup_closed(
     token = log_in(client, pharmacist)  # logged in while Redis answers
     cut_off = Services(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
     try:
-        with TestClient(create_app(services=cut_off)) as worker:
+        with TestClient(create_app(services=cut_off), client=PEER) as worker:
             response = lookup(worker, token, customers[0])
     finally:
         cut_off.close()
@@ -504,7 +505,7 @@ def test_redis_going_away_mid_run_fails_closed_then_recovers(
         guard_settings(database_url, tmp_path, redis_url=relay.url, guard_redis_prefix=prefix)
     )
     try:
-        with TestClient(create_app(services=relayed)) as worker:
+        with TestClient(create_app(services=relayed), client=PEER) as worker:
             token = log_in(worker, pharmacist)
             assert lookup(worker, token, customers[0]).status_code == 200
             relay.cut()

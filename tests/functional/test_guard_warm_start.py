@@ -34,7 +34,7 @@ from rempart.logs import configure_logging
 from rempart.rights.service import ALL_CATEGORIES, Caller, lookup_entry
 from rempart.services import Services
 from rempart.store.engine import session_scope
-from tests.functional.conftest import Login, Person, make_login
+from tests.functional.conftest import PEER, Login, Person, make_login
 from tests.functional.test_guard_inline import (
     PHARMACY,
     ROBOT,
@@ -162,7 +162,7 @@ def test_after_a_restart_an_honest_pharmacy_reads_its_usual_strangers_and_a_robo
     week = a_week_at_the_counter(services, town)
     api = restarted(settings, guard_history_days=21 if warm else 0)
     try:
-        with capture_logs() as logs, TestClient(create_app(services=api)) as client:
+        with capture_logs() as logs, TestClient(create_app(services=api), client=PEER) as client:
             paced(api, tomorrow() + 10 * HOUR_US)  # the guard is created: warm start
             if warm:
                 (learnt,) = warm_logs(logs)
@@ -236,7 +236,7 @@ def test_refused_lookups_in_the_trail_teach_nothing(
 
     api = restarted(settings)
     try:
-        with capture_logs() as logs, TestClient(create_app(services=api)) as client:
+        with capture_logs() as logs, TestClient(create_app(services=api), client=PEER) as client:
             paced(api, tomorrow() + 10 * HOUR_US)
             (learnt,) = warm_logs(logs)
             assert learnt["lookups"] == week  # the refusals are not among them
@@ -283,7 +283,10 @@ def test_an_empty_trail_leaves_the_guard_as_it_was(
     for days, ahead in ((21, 0), (0, 1)):
         api = restarted(settings, guard_history_days=days)
         try:
-            with capture_logs() as logs, TestClient(create_app(services=api)) as client:
+            with (
+                capture_logs() as logs,
+                TestClient(create_app(services=api), client=PEER) as client,
+            ):
                 paced(api, tomorrow() + 10 * HOUR_US)
                 guard = api.guard
                 assert guard is not None
@@ -358,7 +361,7 @@ def test_two_workers_sharing_redis_learn_the_trail_once(
         # The honest day through both workers: no step-up; the week learnt once.
         for worker in workers:
             paced(worker, tomorrow() + 10 * HOUR_US + secrets.randbelow(60) * 1_000_000)
-        apps = [TestClient(create_app(services=w)) for w in workers]
+        apps = [TestClient(create_app(services=w), client=PEER) for w in workers]
         with apps[0] as one, apps[1] as two:
             token = totp_session(one, pharmacist)
             people = [*town.customers[:2], *todays_strangers(town)]

@@ -19,7 +19,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import MailOutbox, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import Login
+from tests.functional.conftest import PROXY, Login
 from tests.functional.test_webauthn import ORIGIN, register_key
 
 OFFICE = {
@@ -33,7 +33,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return load_settings(
         database_url=database_url,
         data_dir=tmp_path / "data",
-        trust_proxy_headers=True,
+        trusted_proxies=PROXY,
         webauthn_rp_id="testserver",
         webauthn_origins=[ORIGIN],
         **FAST_HASHING,

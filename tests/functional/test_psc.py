@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ REDIRECT_URI = "http://testserver/api/v1/auth/psc/callback"
 OTHER_REDIRECT_URI = "http://other-rp.test/callback"
 ID_TOKEN_TTL = 300
 CLAIRE_ID = "810003456789"  # "8" + the RPPS of dr-martin in the people fixture
+BROWSER_COOKIE = "rempart_psc"  # over http; __Host-rempart_psc over https
 
 PROVIDER_CONFIG: dict[str, Any] = {
     "clients": [
@@ -117,6 +119,20 @@ def psc_answer(client: TestClient, account: str, **tamper: str) -> dict[str, str
     """Starts a PSC login at Rempart and logs ``account`` in at the provider; returns
     the parameters the provider sends the browser back to the callback with."""
     return log_in_at_provider(begin(client), account, tamper=tamper or None)
+
+
+def browser_of(client: TestClient) -> str:
+    """The binding cookie the last start left in this browser."""
+    value = client.cookies.get(BROWSER_COOKIE)
+    assert isinstance(value, str), "start sets the browser's binding cookie"
+    return value
+
+
+def switch_browser(client: TestClient, binding: str | None) -> None:
+    """Makes ``client`` the browser holding ``binding`` (None: a browser without it)."""
+    client.cookies.clear()
+    if binding is not None:
+        client.cookies.set(BROWSER_COOKIE, binding)
 
 
 def callback(client: TestClient, params: dict[str, str] | str) -> httpx.Response:
@@ -196,6 +212,73 @@ def test_e_cps_login_end_to_end_then_rights_lookup(
 
     succeeded = events(services, "login_succeeded")
     assert [(e.account_id, e.acr, e.reasons) for e in succeeded] == [("dr-martin", ACR_PSC, "psc")]
+
+
+def test_start_binds_the_login_to_the_browser_with_a_cookie(client: TestClient) -> None:
+    response = client.get("/api/v1/auth/psc/start", follow_redirects=False)
+    assert response.status_code == 302
+    cookie = response.headers["set-cookie"]
+    attributes = [part.strip().lower() for part in cookie.split(";")]
+    assert attributes[0].startswith(f"{BROWSER_COOKIE}=")
+    assert len(attributes[0].split("=", 1)[1]) >= 32
+    # Lax, not Strict: the provider's redirect back is a cross-site top-level navigation.
+    assert {"httponly", "path=/", "samesite=lax", "max-age=600"} <= set(attributes)
+    assert "secure" not in attributes  # the redirect URI is http here; see the next test
+
+
+def test_over_https_the_cookie_is_secure_and_host_prefixed(settings: Settings) -> None:
+    https = settings.model_copy(
+        update={"psc_redirect_uri": "https://portail.example.fr/api/v1/auth/psc/callback"}
+    )
+    https_services = Services(https)
+    upgrade(https_services.engine, schema="data")
+    with TestClient(create_app(services=https_services)) as https_client:
+        response = https_client.get("/api/v1/auth/psc/start", follow_redirects=False)
+    assert response.status_code == 302
+    attributes = [part.strip().lower() for part in response.headers["set-cookie"].split(";")]
+    assert attributes[0].startswith(f"__host-{BROWSER_COOKIE}=")
+    assert {"secure", "httponly", "path=/", "samesite=lax"} <= set(attributes)
+    assert not any(part.startswith("domain=") for part in attributes)
+
+
+def test_login_csrf_a_callback_link_from_another_browser_is_refused(
+    client: TestClient, services: Services, people: list[Person], martin: str
+) -> None:
+    # The attacker starts a login in his own browser, logs in at the provider with his
+    # own card, stops before the callback and sends the callback link to the victim.
+    attackers_link = psc_answer(client, "claire-card")
+    attackers_browser = browser_of(client)
+    # The victim's browser never started it: no cookie. The code is not even exchanged.
+    switch_browser(client, None)
+    refused = callback(client, attackers_link)
+    assert_refused(refused, 400, "psc_browser_mismatch")
+    assert "access_token" not in refused.text
+    # Nor with the cookie of another login the victim started herself.
+    client.get("/api/v1/auth/psc/start", follow_redirects=False)
+    other_link = psc_answer(TestClient(client.app), "claire-card")  # someone else's browser
+    assert_refused(callback(client, other_link), 400, "psc_browser_mismatch")
+    # The state is spent by the refusal: not even the attacker's browser can use it now.
+    switch_browser(client, attackers_browser)
+    assert_refused(callback(client, attackers_link), 400, "psc_state_invalid")
+    reasons = [e.reasons for e in events(services, "login_failed")]
+    assert reasons == ["no_browser_cookie", "other_browser", "unknown_or_spent_state"]
+    assert events(services, "login_succeeded") == []
+
+
+def test_the_callback_clears_the_binding_cookie(
+    client: TestClient, services: Services, martin: str
+) -> None:
+    answer = psc_answer(client, "claire-ecps")
+    response = callback(client, answer)
+    assert response.status_code == 200, response.text
+    cleared = response.headers["set-cookie"].lower()
+    assert cleared.startswith(f'{BROWSER_COOKIE}=""') or "max-age=0" in cleared
+    assert client.cookies.get(BROWSER_COOKIE) is None
+    # A refusal clears it too.
+    psc_answer(client, "claire-ecps")
+    refused = callback(client, "code=abc&state=never-issued")
+    assert_refused(refused, 400, "psc_state_invalid")
+    assert client.cookies.get(BROWSER_COOKIE) is None
 
 
 def test_cps_card_login_is_phishing_resistant(
@@ -326,7 +409,7 @@ def our_client(provider: LocalProvider) -> PscClient:
 def id_token_for(psc: PscClient, secret: str, account: str) -> tuple[str, str]:
     """A real ID token that the provider issues to ``psc``'s client, and its nonce."""
     with scratch_session() as session:
-        url = psc.start(session)
+        url = psc.start(session, browser=secrets.token_urlsafe(32))
         challenge = psc.challenges.take(
             session, handle=httpx.URL(url).params["state"], purpose="psc_login"
         )
@@ -352,16 +435,22 @@ def test_code_of_another_client_or_attempt_is_refused(
     # A code the provider issued to another relying party, injected into our callback:
     # the token endpoint refuses it to Rempart's credentials.
     with scratch_session() as session:
-        theirs = log_in_at_provider(other_client(provider).start(session), "claire-ecps")
+        theirs = log_in_at_provider(
+            other_client(provider).start(session, browser=secrets.token_urlsafe(32)),
+            "claire-ecps",
+        )
     ours = psc_answer(client, "claire-ecps")
     assert_refused(callback(client, {**ours, "code": theirs["code"]}), 401, "psc_token_invalid")
-    # A code stolen from someone's login, sent with the thief's own state: PKCE binds
-    # the code to the victim's verifier, so the provider refuses it.
+    # A code stolen from someone's login, sent with the thief's own state (from the
+    # thief's browser): PKCE binds the code to the victim's verifier, so the provider
+    # refuses it.
     victim = psc_answer(client, "claire-ecps")
+    victims_browser = browser_of(client)
     thief = psc_answer(client, "stranger")
     assert_refused(callback(client, {**thief, "code": victim["code"]}), 401, "psc_token_invalid")
     assert [e.reasons for e in events(services, "login_failed")] == ["code_rejected"] * 2
-    # The victim's own attempt is unharmed.
+    # The victim's own attempt, in the victim's browser, is unharmed.
+    switch_browser(client, victims_browser)
     assert callback(client, victim).status_code == 200
 
 

@@ -42,7 +42,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, MailOutbox, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import Login
+from tests.functional.conftest import PROXY, Login
 
 ORIGIN = "http://testserver"
 API = "/api/v1/auth"
@@ -56,7 +56,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return load_settings(
         database_url=database_url,
         data_dir=tmp_path / "data",
-        trust_proxy_headers=True,
+        trusted_proxies=PROXY,
         webauthn_rp_id="testserver",
         webauthn_origins=[ORIGIN],
         **FAST_HASHING,

@@ -2,7 +2,7 @@
 
 Each test runs on SQLite and PostgreSQL, with the throttle in memory and in the real
 Redis server. The throttle's clock is one the test advances: nothing sleeps. Client
-addresses come from ``X-Forwarded-For`` (a trusted proxy in front, as deployed).
+addresses come from ``X-Forwarded-For`` (the test client is the trusted proxy, as deployed).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from rempart.auth.throttle import (
 from rempart.config import Settings, load_settings
 from rempart.services import Services
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import Login, make_login
+from tests.functional.conftest import PROXY, Login, make_login
 
 PHARMACY = "192.0.2.10"  # where the professional works from
 ROBOT = "198.51.100.66"
@@ -49,7 +49,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return load_settings(
         database_url=database_url,
         data_dir=tmp_path / "data",
-        trust_proxy_headers=True,
+        trusted_proxies=PROXY,
         **FAST_HASHING,
     )
 

@@ -12,7 +12,11 @@ from fastapi import FastAPI
 from rempart.api.account_routes import router as account_router
 from rempart.api.errors import install_error_handlers
 from rempart.api.mail_pump import MailPump
-from rempart.api.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from rempart.api.middleware import (
+    AccessLogMiddleware,
+    BodyLimitMiddleware,
+    ClientAddressMiddleware,
+)
 from rempart.api.oauth_routes import router as oauth_router
 from rempart.api.psc_routes import router as psc_router
 from rempart.api.routes import router
@@ -67,6 +71,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # The last added runs first: the access log (and its headers and 500s) around all,
+    # then the client's address, then the body limits.
     app.add_middleware(BodyLimitMiddleware, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(ClientAddressMiddleware, trusted_proxies=services.settings.trusted_proxies)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -37,10 +37,8 @@ def services_of(request: Request) -> Services:
 
 
 def client_address(request: Request) -> str:
-    if services_of(request).settings.trust_proxy_headers:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+    """The client's address, as :class:`rempart.api.middleware.ClientAddressMiddleware`
+    decided it for the whole request (behind trusted proxies only)."""
     return request.client.host if request.client else "unknown"
 
 

@@ -11,11 +11,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rempart.api.schemas import CONTROL_CHARACTERS_ERROR, INVALID_NIR_ERROR
 from rempart.errors import RempartError
-from rempart.nir import InvalidNIR
+from rempart.nir import InvalidNIR, NIRError
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -38,6 +39,7 @@ _VALIDATION_CODES: tuple[tuple[frozenset[str], int, str], ...] = (
     (frozenset({"extra_forbidden"}), 422, "unknown_field"),
     (frozenset({"missing"}), 422, "missing_field"),
     (frozenset({"model_attributes_type", "dict_type", "model_type"}), 422, "invalid_body"),
+    (frozenset({CONTROL_CHARACTERS_ERROR}), 422, CONTROL_CHARACTERS_ERROR),
 )
 
 
@@ -59,6 +61,9 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors: list[dict[str, Any]] = list(exc.errors())
     kinds = {str(e.get("type")) for e in errors}
+    if INVALID_NIR_ERROR in kinds:
+        # As the lookup answers any malformed NIR, before the guard is asked.
+        return _invalid_nir(_request, InvalidNIR(NIRError.CHARACTERS))
     status, code = 422, "invalid_type"
     for types, candidate_status, candidate_code in _VALIDATION_CODES:
         if kinds & types:
@@ -102,10 +107,14 @@ def _database_down(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    # The exception type only: its message may hold data (SQL parameters are hidden anyway).
-    log.error("unhandled_error", error_type=type(exc).__name__)
-    return error_response(500, "internal_error", "an internal error occurred")
+def _data_refused(request: Request, exc: Exception) -> JSONResponse:
+    # A value the database cannot hold got past the schemas: the request's fault, and
+    # its message may quote the value, so the type and the route only.
+    route = getattr(request.scope.get("route"), "path", None) or "<unmatched>"
+    log.warning("database_refused_value", error_type=type(exc).__name__, route=route)
+    return error_response(
+        422, "invalid_value", "a value of the request cannot be stored or searched"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -114,4 +123,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidNIR, _invalid_nir)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_down)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(DataError, _data_refused)
+    # Any other exception: AccessLogMiddleware answers the 500 (inside the middleware
+    # that adds the security headers, unlike Starlette's ServerErrorMiddleware).

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: body size and media type limits, access log, response headers.
+"""Pure ASGI middleware: client address, body size and media type limits, access log,
+response headers, and the last word on unexpected errors.
 
 The access log records the matched route template, never the raw path or the
 query string, so that nothing a client puts in a URL (a NIR, say) reaches a log.
@@ -8,22 +9,36 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["OAUTH_TOKEN_PATH", "AccessLogMiddleware", "BodyLimitMiddleware"]
+from rempart.forwarded import InvalidForwardedFor, IPNetwork, client_behind_proxies
+
+__all__ = [
+    "OAUTH_TOKEN_PATH",
+    "SECURITY_HEADERS",
+    "AccessLogMiddleware",
+    "BodyLimitMiddleware",
+    "ClientAddressMiddleware",
+]
 
 OAUTH_TOKEN_PATH = "/api/v1/oauth/token"  # noqa: S105 - a path, not a secret
 _FORM = b"application/x-www-form-urlencoded"
 
 log = structlog.get_logger("rempart.access")
 
-_SECURITY_HEADERS = [
+# Every answer is JSON or a redirect: nothing may load, run or frame it. A page that
+# needs more sets its own Content-Security-Policy, which is then kept.
+SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
 ]
 
 
@@ -40,10 +55,6 @@ async def _reply(send: Send, status: int, code: str, detail: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class BodyLimitMiddleware:
@@ -78,35 +89,76 @@ class BodyLimitMiddleware:
                 )
                 return
 
+        # The whole body is read here, before the application sees any of it: a body
+        # without Content-Length (chunked) is then refused like any other, with 413.
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        more = True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client left before the end of its body
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
                 await _reply(send, 413, "payload_too_large", self._too_large())
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # http.disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     def _too_large(self) -> str:
         return f"the body must not exceed {self.max_bytes} bytes"
 
 
+class ClientAddressMiddleware:
+    """The one place that decides who a request comes from: ``scope["client"]`` becomes
+    the client behind the trusted proxies (:func:`rempart.forwarded.client_behind_proxies`),
+    so the throttle, the guard, the audit trail, the new-origin check and the access log
+    all see the same address. A forwarded entry that is not an address gets 400.
+
+    It changes the scope in place, so that the access log around it sees the result too.
+    """
+
+    def __init__(self, app: ASGIApp, *, trusted_proxies: Sequence[IPNetwork]) -> None:
+        self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        peer = scope.get("client")
+        if scope["type"] not in ("http", "websocket") or not self.trusted_proxies or not peer:
+            await self.app(scope, receive, send)
+            return
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in scope.get("headers") or []
+            if name == b"x-forwarded-for"
+        ]
+        try:
+            client = client_behind_proxies(str(peer[0]), forwarded, self.trusted_proxies)
+        except InvalidForwardedFor as exc:
+            await _reply(send, exc.status, exc.code, exc.detail)
+            return
+        if client != peer[0]:
+            # The client's source port is unknown behind a proxy.
+            scope["client"] = (client, 0)
+        await self.app(scope, receive, send)
+
+
 class AccessLogMiddleware:
+    """Outermost: logs every request, adds the security headers to every answer, and
+    answers an unexpected exception with a plain 500 (the exception's type and route are
+    logged; no traceback, no message, which could quote input)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -116,20 +168,31 @@ class AccessLogMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], *_SECURITY_HEADERS]
+                responded = True
+                message["headers"] = _with_security_headers(message.get("headers") or [])
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # noqa: BLE001 - the last word: logged, answered, not raised
+            log.error(  # noqa: TRY400 - a traceback's frames could show input values
+                "unhandled_error",
+                error_type=type(exc).__name__,
+                method=scope["method"],
+                route=_route_of(scope),
+            )
+            if responded:
+                status = 500  # the answer was cut short; the client sees a broken body
+            else:
+                await _reply(send_with_headers, 500, "internal_error", "an internal error occurred")
         finally:
-            route: Any = scope.get("route")
-            path = getattr(route, "path", None) or "<unmatched>"
+            path = _route_of(scope)
             client = scope.get("client")
             log.info(
                 "request",
@@ -139,3 +202,13 @@ class AccessLogMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 client=client[0] if client else None,
             )
+
+
+def _route_of(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    return getattr(route, "path", None) or "<unmatched>"
+
+
+def _with_security_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    present = {bytes(name).lower() for name, _ in headers}
+    return [*headers, *((n, v) for n, v in SECURITY_HEADERS if n not in present)]

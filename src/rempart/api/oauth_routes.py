@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rempart.api.deps import ERROR_RESPONSES, origin_of, services_of
 from rempart.api.middleware import OAUTH_TOKEN_PATH
-from rempart.api.schemas import TokenResponse
+from rempart.api.schemas import TokenResponse, has_control_characters
 from rempart.audit.events import Origin
 from rempart.auth.service import IssuedToken
 from rempart.errors import RempartError
@@ -70,6 +70,8 @@ def _form(body: bytes) -> dict[str, str]:
             raise InvalidTokenRequest(f"parameter {name[:32]!r} is repeated")
         if len(value) > _MAX_VALUE:
             raise InvalidTokenRequest(f"parameter {name[:32]!r} is too long")
+        if has_control_characters(name) or has_control_characters(value):
+            raise InvalidTokenRequest("a parameter holds control characters")
         form[name] = value
     return form
 
@@ -97,6 +99,8 @@ def _credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
     if basic is not None and in_form:
         raise InvalidTokenRequest("use one client authentication method, not both")
     if basic is not None:
+        if any(has_control_characters(part) for part in basic):
+            raise InvalidTokenRequest("the Basic credentials hold control characters")
         return basic
     return form.get("client_id", ""), form.get("client_secret", "")
 

@@ -5,11 +5,19 @@ names the URL). The provider sends the browser back to
 ``GET /api/v1/auth/psc/callback?code=…&state=…``, which answers with the same
 bearer token as the other logins. Every refusal has a stable code, a generic
 detail and an event in the trail with the precise reason.
+
+``start`` binds the login to the browser: an HttpOnly cookie holds a random value
+whose hash is stored with the state, and the callback refuses a state that arrives
+without it (``psc_browser_mismatch``), then clears it whatever the outcome. The
+cookie is ``SameSite=Lax``: the callback is a top-level redirect from the provider's
+site, which ``Strict`` would strip of it. Over https it is ``Secure`` and
+``__Host-``-prefixed (no subdomain can set or shadow it).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -22,6 +30,7 @@ from rempart.api.deps import (
     services_of,
     token_response,
 )
+from rempart.api.errors import error_response
 from rempart.api.schemas import TokenResponse
 from rempart.auth.psc import PscCallbackInvalid, PscClient, PscError, PscNotConfigured
 from rempart.services import Services
@@ -36,6 +45,7 @@ _MAX_STATE_LENGTH = 256
 # Rempart's states are URL-safe base64; codes are printable ASCII (RFC 6749 A.11).
 _STATE_SHAPE = re.compile(r"[A-Za-z0-9_-]+")
 _CODE_SHAPE = re.compile(r"[\x21-\x7e]+")
+_BROWSER_SHAPE = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
 
 class PscStartResponse(BaseModel):
@@ -47,6 +57,13 @@ def _psc(services: Services) -> PscClient:
     if client is None:
         raise PscNotConfigured()
     return client
+
+
+def _browser_cookie(psc: PscClient) -> tuple[str, bool]:
+    """The cookie's name and whether it is Secure: where the provider sends the browser
+    back (the redirect URI) decides, since that is where the cookie must come along."""
+    secure = psc.redirect_uri.startswith("https://")
+    return ("__Host-rempart_psc" if secure else "rempart_psc"), secure
 
 
 def _refused(request: Request, exc: PscError) -> PscError:
@@ -73,48 +90,76 @@ def psc_start(request: Request) -> Response:
     # Anyone may start a login, and each start stores a challenge: counted per address
     # like any login attempt, so one source cannot fill the table.
     services.auth.throttle.check("psc:start", client_address(request))
+    browser = secrets.token_urlsafe(32)
     try:
         with session_scope(services.sessions) as session:
-            url = psc.start(session)
+            url = psc.start(session, browser=browser)
     except PscError as exc:
         raise _refused(request, exc) from None
+    response: Response
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"authorization_url": url})
-    return RedirectResponse(url, status_code=302)
+        response = JSONResponse({"authorization_url": url})
+    else:
+        response = RedirectResponse(url, status_code=302)
+    name, secure = _browser_cookie(psc)
+    response.set_cookie(
+        name,
+        browser,
+        max_age=psc.state_ttl_seconds,
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
 
 
 @router.get("/callback", response_model=TokenResponse, responses=ERROR_RESPONSES)
 def psc_callback(request: Request) -> JSONResponse:
-    """Where the provider sends the browser back: ``code`` and ``state``, each once."""
-    services = services_of(request)
-    psc = _psc(services)
-    query = request.query_params
+    """Where the provider sends the browser back: ``code`` and ``state``, each once, in
+    the browser that started the login."""
+    psc = _psc(services_of(request))
+    name, secure = _browser_cookie(psc)
+    browser = request.cookies.get(name, "")
     try:
-        if any(len(query.getlist(name)) > 1 for name in query):
-            raise PscCallbackInvalid("duplicated_parameter")
-        state = query.get("state", "")
-        if "error" in query:
-            if len(state) <= _MAX_STATE_LENGTH and _STATE_SHAPE.fullmatch(state):
-                with session_scope(services.sessions) as session:
-                    psc.abandon(session, state=state)
-            raise PscCallbackInvalid("provider_error")
-        code = query.get("code", "")
-        if not code or not state:
-            raise PscCallbackInvalid("missing_parameter")
-        if len(code) > _MAX_CODE_LENGTH or len(state) > _MAX_STATE_LENGTH:
-            raise PscCallbackInvalid("oversized_parameter")
-        if not _CODE_SHAPE.fullmatch(code) or not _STATE_SHAPE.fullmatch(state):
-            raise PscCallbackInvalid("malformed_parameter")
-        with session_scope(services.sessions) as session:
-            identity = psc.finish(session, code=code, state=state, iss=query.get("iss"))
-            issued = services.auth.complete_login(
-                session,
-                account_id=identity.account_id,
-                acr=identity.acr,
-                origin=origin_of(request),
-                method="psc",
-            )
+        response = _finish(request, psc, browser if _BROWSER_SHAPE.fullmatch(browser) else "")
     except PscError as exc:
-        raise _refused(request, exc) from None
+        _refused(request, exc)
+        response = error_response(exc.status, exc.code, exc.detail, exc.headers)
+    # Spent either way: the state it was bound to cannot serve again.
+    response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="lax")
+    return response
+
+
+def _finish(request: Request, psc: PscClient, browser: str) -> JSONResponse:
+    """The callback's checks and the login; a refusal raises :class:`PscError`."""
+    services = services_of(request)
+    query = request.query_params
+    if any(len(query.getlist(name)) > 1 for name in query):
+        raise PscCallbackInvalid("duplicated_parameter")
+    state = query.get("state", "")
+    if "error" in query:
+        if len(state) <= _MAX_STATE_LENGTH and _STATE_SHAPE.fullmatch(state):
+            with session_scope(services.sessions) as session:
+                psc.abandon(session, state=state)
+        raise PscCallbackInvalid("provider_error")
+    code = query.get("code", "")
+    if not code or not state:
+        raise PscCallbackInvalid("missing_parameter")
+    if len(code) > _MAX_CODE_LENGTH or len(state) > _MAX_STATE_LENGTH:
+        raise PscCallbackInvalid("oversized_parameter")
+    if not _CODE_SHAPE.fullmatch(code) or not _STATE_SHAPE.fullmatch(state):
+        raise PscCallbackInvalid("malformed_parameter")
+    with session_scope(services.sessions) as session:
+        identity = psc.finish(
+            session, code=code, state=state, browser=browser, iss=query.get("iss")
+        )
+        issued = services.auth.complete_login(
+            session,
+            account_id=identity.account_id,
+            acr=identity.acr,
+            origin=origin_of(request),
+            method="psc",
+        )
     body = token_response(issued)
     return JSONResponse(body.model_dump(mode="json", exclude_none=True))

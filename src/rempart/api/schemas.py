@@ -1,13 +1,76 @@
-"""Request and response bodies. Strict: unknown fields and wrong types are refused."""
+"""Request and response bodies. Strict: unknown fields and wrong types are refused.
+
+Text that reaches the database, a log or a header is :data:`Text`: control characters
+(C0, DEL, C1) and lone surrogates are refused with ``422 control_characters`` before any
+code sees them (PostgreSQL refuses NUL, the encoders refuse surrogates). A NIR is
+:data:`NirText`, refused the same way but as ``422 invalid_nir``, before the guard.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from rempart.auth.webauthn import AuthenticationCredentialJSON, RegistrationCredentialJSON
+
+__all__ = [
+    "CONTROL_CHARACTERS_ERROR",
+    "INVALID_NIR_ERROR",
+    "ErrorBody",
+    "LoginRequest",
+    "LoginResponse",
+    "LookupRequest",
+    "MfaWebAuthnOptionsRequest",
+    "MfaWebAuthnRequest",
+    "NirText",
+    "PasswordChangeRequest",
+    "PasswordResetRequest",
+    "RecoveryCodesResponse",
+    "RecoveryLoginRequest",
+    "RightsResponse",
+    "SessionOut",
+    "StepUpWebAuthnRequest",
+    "StrictBody",
+    "Text",
+    "TokenResponse",
+    "TotpRequest",
+    "TreatingDoctorOut",
+    "WebAuthnCredentialList",
+    "WebAuthnCredentialOut",
+    "WebAuthnOptionsResponse",
+    "WebAuthnRegisterRequest",
+    "WebAuthnRegistered",
+    "has_control_characters",
+    "refuse_control_characters",
+]
+
+CONTROL_CHARACTERS_ERROR = "control_characters"
+INVALID_NIR_ERROR = "invalid_nir"
+_UNWANTED = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def has_control_characters(value: str) -> bool:
+    return _UNWANTED.search(value) is not None
+
+
+def refuse_control_characters(value: str) -> str:
+    if has_control_characters(value):
+        raise PydanticCustomError(CONTROL_CHARACTERS_ERROR, "control characters are not allowed")
+    return value
+
+
+def _nir_characters(value: str) -> str:
+    if has_control_characters(value):
+        raise PydanticCustomError(INVALID_NIR_ERROR, "a NIR holds digits (and 2A/2B) only")
+    return value
+
+
+Text = Annotated[str, AfterValidator(refuse_control_characters)]
+NirText = Annotated[str, AfterValidator(_nir_characters)]
 
 
 class StrictBody(BaseModel):
@@ -15,7 +78,7 @@ class StrictBody(BaseModel):
 
 
 class LoginRequest(StrictBody):
-    login: str = Field(min_length=1, max_length=256)
+    login: Text = Field(min_length=1, max_length=256)
     password: str = Field(min_length=1, max_length=1024)
 
 
@@ -25,8 +88,8 @@ class LoginResponse(BaseModel):
 
 
 class TotpRequest(StrictBody):
-    mfa_token: str = Field(min_length=1, max_length=4096)
-    code: str = Field(min_length=1, max_length=16)
+    mfa_token: Text = Field(min_length=1, max_length=4096)
+    code: Text = Field(min_length=1, max_length=16)
 
 
 class NoticeOut(BaseModel):
@@ -62,24 +125,24 @@ class RecoveryCodesRequest(StrictBody):
 
 
 class RecoveryLoginRequest(StrictBody):
-    mfa_token: str = Field(min_length=1, max_length=4096)
-    code: str = Field(min_length=1, max_length=64)
+    mfa_token: Text = Field(min_length=1, max_length=4096)
+    code: Text = Field(min_length=1, max_length=64)
 
 
 class PasswordResetRequest(StrictBody):
-    login: str = Field(min_length=1, max_length=256)
-    new_password: str = Field(min_length=1, max_length=1024)
+    login: Text = Field(min_length=1, max_length=256)
+    new_password: Text = Field(min_length=1, max_length=1024)
     method: Literal["recovery_code", "operator_code", "totp"] = Field(
         description="recovery_code or operator_code; totp is refused "
         "(reset_method_unavailable): an authenticator code alone does not reset a password"
     )
-    code: str = Field(min_length=1, max_length=64)
+    code: Text = Field(min_length=1, max_length=64)
 
 
 class PasswordChangeRequest(StrictBody):
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
-    code: str | None = Field(
+    new_password: Text = Field(min_length=1, max_length=1024)
+    code: Text | None = Field(
         default=None,
         min_length=1,
         max_length=16,
@@ -105,10 +168,10 @@ class SessionOut(BaseModel):
 
 
 class LookupRequest(StrictBody):
-    nir: str = Field(
+    nir: NirText = Field(
         min_length=1, max_length=64, description="15 characters; spaces and dots are ignored"
     )
-    birth_date: str = Field(min_length=1, max_length=32, description="YYYY-MM-DD")
+    birth_date: Text = Field(min_length=1, max_length=32, description="YYYY-MM-DD")
 
 
 class TreatingDoctorOut(BaseModel):
@@ -144,10 +207,10 @@ class WebAuthnOptionsResponse(BaseModel):
 
 
 class WebAuthnRegisterRequest(StrictBody):
-    handle: str = Field(min_length=1, max_length=128)
+    handle: Text = Field(min_length=1, max_length=128)
     credential: RegistrationCredentialJSON
-    label: str = Field(default="", max_length=64, description="A name to recognise the key")
-    enrolment_code: str | None = Field(
+    label: Text = Field(default="", max_length=64, description="A name to recognise the key")
+    enrolment_code: Text | None = Field(
         default=None,
         min_length=1,
         max_length=64,
@@ -172,15 +235,15 @@ class WebAuthnCredentialList(BaseModel):
 
 
 class MfaWebAuthnOptionsRequest(StrictBody):
-    mfa_token: str = Field(min_length=1, max_length=4096)
+    mfa_token: Text = Field(min_length=1, max_length=4096)
 
 
 class MfaWebAuthnRequest(StrictBody):
-    mfa_token: str = Field(min_length=1, max_length=4096)
-    handle: str = Field(min_length=1, max_length=128)
+    mfa_token: Text = Field(min_length=1, max_length=4096)
+    handle: Text = Field(min_length=1, max_length=128)
     credential: AuthenticationCredentialJSON
 
 
 class StepUpWebAuthnRequest(StrictBody):
-    handle: str = Field(min_length=1, max_length=128)
+    handle: Text = Field(min_length=1, max_length=128)
     credential: AuthenticationCredentialJSON

@@ -11,7 +11,9 @@ enrolling session is marked so, and never answers the guard's step-up.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from rempart.api.deps import (
@@ -25,6 +27,7 @@ from rempart.api.schemas import (
     MfaWebAuthnOptionsRequest,
     MfaWebAuthnRequest,
     StepUpWebAuthnRequest,
+    Text,
     TokenResponse,
     WebAuthnCredentialList,
     WebAuthnCredentialOut,
@@ -181,7 +184,9 @@ def list_credentials(request: Request) -> WebAuthnCredentialList:
 
 
 @router.delete("/webauthn/credentials/{credential_id}", status_code=204, responses=ERROR_RESPONSES)
-def remove_credential(credential_id: str, request: Request) -> Response:
+def remove_credential(
+    credential_id: Annotated[Text, Path(max_length=1400)], request: Request
+) -> Response:
     """Removes a key; needs a phishing-resistant session. The professional is told by e-mail."""
     services = services_of(request)
     token = bearer_token(request)
@@ -191,7 +196,7 @@ def remove_credential(credential_id: str, request: Request) -> Response:
         row = services.webauthn.remove(
             session,
             account_id=principal.account_id,
-            credential_id=credential_id[:1400],
+            credential_id=credential_id,
             session_id=principal.session_id,
             origin=origin_of(request),
         )

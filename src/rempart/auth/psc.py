@@ -1,12 +1,15 @@
 """Pro Santé Connect (PSC) login: OpenID Connect authorization code flow with PKCE.
 
-``start`` stores a single-use state, a nonce and the PKCE verifier, and returns
+``start`` stores a single-use state, a nonce, the PKCE verifier and a hash of the
+browser's binding (a random value the API keeps in an HttpOnly cookie), and returns
 the provider's authorization URL. ``finish`` spends the state (whatever happens
-next), exchanges the code with the verifier, checks the ID token (signature
-against the provider's JWKS, issuer, audience, expiry, nonce, ``acr`` at least
-the configured eIDAS level), reads the professional's national identifier
-(``SubjectNameID``: "8" + RPPS) from the ID token or the userinfo endpoint and
-finds the Rempart account of that professional.
+next), refuses it unless the callback comes from the browser that started the login
+(login CSRF: an attacker's own code and state, sent to a victim as a link, would
+otherwise log the victim into the attacker's account), exchanges the code with the
+verifier, checks the ID token (signature against the provider's JWKS, issuer,
+audience, expiry, nonce, ``acr`` at least the configured eIDAS level), reads the
+professional's national identifier (``SubjectNameID``: "8" + RPPS) from the ID
+token or the userinfo endpoint and finds the Rempart account of that professional.
 
 The provider is whatever the discovery document names: the PSC sandbox,
 production, or a local provider in tests and the demo. Errors carry stable
@@ -15,6 +18,8 @@ codes and generic details; the precise reason goes to the event trail only.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 import threading
@@ -49,6 +54,7 @@ with warnings.catch_warnings():
 __all__ = [
     "EIDAS_LEVELS",
     "PscAcrTooLow",
+    "PscBrowserMismatch",
     "PscCallbackInvalid",
     "PscClient",
     "PscError",
@@ -86,6 +92,12 @@ class PscStateInvalid(PscError):
     code = "psc_state_invalid"
     status = 400
     public_detail = "this login attempt is unknown, expired or already used; start again"
+
+
+class PscBrowserMismatch(PscError):
+    code = "psc_browser_mismatch"
+    status = 400
+    public_detail = "this login was not started in this browser; start again"
 
 
 class PscCallbackInvalid(PscError):
@@ -136,6 +148,11 @@ class PscIdentity:
     acr: str  # Rempart's level: ACR_CPS or ACR_PSC
     provider_acr: str  # the eIDAS level the provider asserted
     amr: tuple[str, ...]
+
+
+def _browser_hash(browser: str) -> str:
+    # The cookie's value never sits in the database: a row read there cannot forge it.
+    return hashlib.sha256(b"rempart-psc-browser:" + browser.encode()).hexdigest()
 
 
 def rpps_of(national_id: str) -> str | None:
@@ -264,8 +281,11 @@ class PscClient:
 
     # -- the flow ----------------------------------------------------------------------
 
-    def start(self, session: Session) -> str:
-        """Stores state, nonce and PKCE verifier; returns the URL to send the browser to."""
+    def start(self, session: Session, *, browser: str) -> str:
+        """Stores state, nonce, PKCE verifier and the hash of ``browser`` (the random value
+        the browser keeps in a cookie); returns the URL to send the browser to."""
+        if len(browser) < 16:
+            raise ValueError("the browser binding must be a random value of 16 characters or more")
         endpoint = self.metadata()["authorization_endpoint"]
         state = secrets.token_urlsafe(32)
         nonce = secrets.token_urlsafe(32)
@@ -273,7 +293,7 @@ class PscClient:
         self.challenges.put(
             session,
             purpose=PURPOSE,
-            payload={"nonce": nonce, "verifier": verifier},
+            payload={"nonce": nonce, "verifier": verifier, "browser": _browser_hash(browser)},
             ttl_seconds=self.state_ttl_seconds,
             handle=state,
         )
@@ -293,20 +313,31 @@ class PscClient:
         session.commit()
 
     def finish(
-        self, session: Session, *, code: str, state: str, iss: str | None = None
+        self, session: Session, *, code: str, state: str, browser: str, iss: str | None = None
     ) -> PscIdentity:
-        """Completes the login the provider redirected back with.
+        """Completes the login the provider redirected back with, in ``browser`` (the
+        value of the cookie set at ``start``; empty when the browser sent none).
 
         The state is spent and committed first, so that a failure later on (a wrong
-        nonce, a rejected code) cannot be retried with the same state.
+        browser, a wrong nonce, a rejected code) cannot be retried with the same state.
         """
         challenge = self.challenges.take(session, handle=state, purpose=PURPOSE)
         session.commit()
         if challenge is None:
             raise PscStateInvalid("unknown_or_spent_state")
         nonce, verifier = challenge.payload.get("nonce"), challenge.payload.get("verifier")
-        if not isinstance(nonce, str) or not isinstance(verifier, str):
+        bound = challenge.payload.get("browser")
+        if (
+            not isinstance(nonce, str)
+            or not isinstance(verifier, str)
+            or not isinstance(bound, str)
+        ):
             raise PscStateInvalid("malformed_state")
+        # Before the code is exchanged: a link holding someone else's code goes no further.
+        if not browser:
+            raise PscBrowserMismatch("no_browser_cookie")
+        if not hmac.compare_digest(_browser_hash(browser), bound):
+            raise PscBrowserMismatch("other_browser")
         metadata = self.metadata()
         # RFC 9207: the answer names its issuer, which defeats mix-up between providers.
         if iss is not None and iss != metadata["issuer"]:
