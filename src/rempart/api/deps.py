@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request
 from sqlalchemy.orm import Session
 
@@ -22,6 +24,7 @@ __all__ = [
     "origin_of",
     "services_of",
     "token_response",
+    "user_agent_of",
 ]
 
 ACTING_PROFESSIONAL_HEADER = "X-Acting-Professional"
@@ -42,12 +45,19 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+# C0 and C1 controls and DEL: an HTTP server passes some of them in a header value.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def user_agent_of(request: Request) -> str:
+    """The request's user agent as every part records and compares it: at most 256
+    characters, control characters replaced by U+FFFD (a NUL cannot be stored in
+    PostgreSQL, and the odd value is itself worth keeping in the trail)."""
+    return _CONTROLS.sub("\ufffd", request.headers.get("user-agent", "")[:256])
+
+
 def origin_of(request: Request, login: str = "") -> Origin:
-    return Origin(
-        login=login,
-        client_ip=client_address(request),
-        user_agent=request.headers.get("user-agent", "")[:256],
-    )
+    return Origin(login=login, client_ip=client_address(request), user_agent=user_agent_of(request))
 
 
 def bearer_token(request: Request) -> str:

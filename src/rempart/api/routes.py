@@ -10,6 +10,7 @@ from rempart.api.deps import (
     client_address,
     services_of,
     token_response,
+    user_agent_of,
 )
 from rempart.api.schemas import (
     LoginRequest,
@@ -40,7 +41,7 @@ def login(body: LoginRequest, request: Request) -> LoginResponse:
             login=body.login,
             password=body.password,
             address=client_address(request),
-            user_agent=request.headers.get("user-agent", ""),
+            user_agent=user_agent_of(request),
         )
     return LoginResponse(mfa_token=challenge.mfa_token, methods=list(challenge.methods))
 
@@ -61,7 +62,7 @@ def login_totp(body: TotpRequest, request: Request) -> TokenResponse:
             mfa_token=body.mfa_token,
             code=body.code,
             address=client_address(request),
-            user_agent=request.headers.get("user-agent", ""),
+            user_agent=user_agent_of(request),
         )
     return token_response(issued)
 
@@ -83,7 +84,7 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
             session_id=principal.session_id,
             acr=principal.acr,
             client_ip=client_address(request),
-            user_agent=request.headers.get("user-agent", ""),
+            user_agent=user_agent_of(request),
             channel=principal.channel,
             client_id=principal.client_id if principal.acr == ACR_CLIENT else None,
             factor_established=principal.factor_established,
