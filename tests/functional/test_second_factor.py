@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,9 +168,10 @@ def mails(services: Services, kind: str) -> list[MailOutbox]:
         return rows
 
 
-def enrolled_key(services: Services, login: Login) -> SoftAuthenticator:
-    """A key the owner enrolled earlier (written as enrolment leaves it; how a first key
-    may be enrolled is another finding's)."""
+def enrolled_key(services: Services, login: Login, *, young: bool = False) -> SoftAuthenticator:
+    """A key the owner enrolled two days ago from the pharmacy (written as enrolment
+    leaves it, past its probation; how a first key may be enrolled is finding 1's), or,
+    ``young``, one enrolled just now."""
     key = SoftAuthenticator.security_key(origin=ORIGIN)
     credential = SoftCredential(
         credential_id=secrets.token_bytes(32),
@@ -187,6 +189,7 @@ def enrolled_key(services: Services, login: Login) -> SoftAuthenticator:
                 sign_count=0,
                 transports="usb",
                 label="Clé du comptoir",
+                created_at=datetime.now(UTC) - (timedelta(0) if young else timedelta(days=2)),
             )
         )
     return key
@@ -529,6 +532,18 @@ def test_a_recent_key_login_changes_the_password_without_a_code(
     assert session.status_code == 200, session.text
     ok = change(client, session.json()["access_token"], pharmacist.password)
     assert ok.status_code == 204, ok.text
+
+
+def test_a_young_key_login_does_not_change_the_password_without_a_code(
+    client: TestClient, services: Services, pharmacist: Login
+) -> None:
+    # A key still in its probation (perhaps planted with a stolen enrolment letter) is
+    # not the proof a password change asks for: a code is still needed.
+    key = enrolled_key(services, pharmacist, young=True)
+    session = key_login(client, pharmacist, key, RELAY)
+    assert session.status_code == 200, session.text
+    refused = change(client, session.json()["access_token"], pharmacist.password)
+    assert (refused.status_code, refused.json()["error"]) == (401, "second_factor_required")
 
 
 # -- finding 7: no oracle on suspended accounts --------------------------------------------

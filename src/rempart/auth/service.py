@@ -488,10 +488,11 @@ class AuthService:
         *,
         event: str,
     ) -> str:
-        """A sensitive change by a logged-in professional: a recent phishing-resistant
-        login, or a fresh TOTP code counted as a login's second factor. Returns how."""
-        if principal.acr in PHISHING_RESISTANT and time.time() - principal.auth_time <= (
-            _FRESH_SECONDS
+        """A sensitive change by a logged-in professional: a recent login with the CPS card
+        or an established key (a young key, perhaps planted with a stolen enrolment letter,
+        is not enough), or a fresh TOTP code counted as a login's second factor. Returns how."""
+        if passes_step_up(principal.acr, principal.factor_established) and (
+            time.time() - principal.auth_time <= _FRESH_SECONDS
         ):
             return principal.acr
         if code is None:
