@@ -12,7 +12,9 @@ import pyarrow.compute as pc
 import pyotp
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
+from rempart.auth.compromise import compromise_start
 from rempart.demo_login import deliver_and_list_mail, totp_login
 from rempart.guard.alerts import list_alerts
 from rempart.guard.replay import replay_world
@@ -136,12 +138,26 @@ def chapter_guard_inline(
             f"{alert.decision} {','.join(alert.reasons)}"
         )
     deliver_and_list_mail(console, services, mail_seen)
-    with session_scope(services.sessions) as session:
-        restored = services.auth.restore(session, account_id, operator="demo-operator")
+    with session_scope(services.sessions) as session, Session(services.audit_engine) as audit:
+        start = compromise_start(session, audit, account_id)
+        report = services.recovery.restore_account(
+            session, account_id, operator="demo-operator", since=start.at
+        )
     console.print(
-        "  An operator checks, has the password changed and restores the account "
-        f"(rempart accounts restore) → {'active' if restored else 'unchanged'}; the robot's "
-        "sessions stay ended."
+        "  An operator checks and restores the account (rempart accounts restore): the "
+        f"compromise is taken to begin at {report.since:%H:%M:%S} ({start.evidence}); "
+        f"{len(report.keys_removed)} key(s) and {report.recovery_codes_removed} recovery "
+        f"code(s) added since are removed, {report.sessions_ended} session(s) ended, "
+        f"{report.networks_forgotten} network(s) or device(s) forgotten; the leaked password "
+        "and the phished TOTP seed no longer log in. A reset code and a new TOTP seed go "
+        "to the pharmacy by post."
+    )
+    retry = http.post(
+        "/api/v1/auth/login", json={"login": created.login, "password": _PASSWORD}, headers=ROBOT
+    )
+    console.print(
+        f"  The robot tries the leaked password again → {retry.status_code} "
+        f"{retry.json().get('error', '')}"
     )
 
 

@@ -34,7 +34,8 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "403 account_suspended",
         "Votre compte Rempart est suspendu",
         "rempart guard alerts → #1 open",
-        "(rempart accounts restore) → active",
+        "restores the account (rempart accounts restore): the compromise is taken to begin",
+        "The robot tries the leaked password again → 401 invalid_credentials",
         "rempart guard replay:",
     ):
         assert expected in text, expected
