@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +40,10 @@ from typing import Any
 import httpx
 import pyarrow.compute as pc
 import pyotp
-import uvicorn
 
 from bench.report import publish
 from rempart.api import create_app
+from rempart.api.server import running_server
 from rempart.config import load_settings
 from rempart.logs import configure_logging
 from rempart.services import Services
@@ -80,40 +77,6 @@ class Pharmacy:
     strangers: list[dict[str, Any]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _server(services: Services) -> Iterator[str]:
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(services=services),
-        host="127.0.0.1",
-        port=port,
-        access_log=False,
-        log_level="warning",
-        lifespan="off",
-        proxy_headers=False,  # only the app's trusted-proxy rule applies
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the benchmark server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def _pharmacies(world: Path, wanted: int) -> list[Pharmacy]:
     """Pharmacies with at least two accounts: their customers (care links) and
     strangers (people of another department, never linked to them)."""
@@ -139,16 +102,16 @@ def _pharmacies(world: Path, wanted: int) -> list[Pharmacy]:
                 pc.not_equal(insured.column("department"), department),
             )
         )
-        if customers.num_rows < 4 or strangers.num_rows < 200:
+        if customers.num_rows < 20 or strangers.num_rows < 200:
             continue
-        step = max(1, strangers.num_rows // 200)
+        picked = list(range(0, strangers.num_rows, max(1, strangers.num_rows // 200)))[:200]
         found.append(
             Pharmacy(
                 organization_id=org,
                 accounts=ids,
                 counter_ip=f"203.0.113.{10 + n % 200}",
-                customers=customers.slice(0, 4).to_pylist(),
-                strangers=strangers.take(list(range(0, strangers.num_rows, step))[:200]).to_pylist(),
+                customers=customers.slice(0, 200).to_pylist(),
+                strangers=strangers.take(picked).to_pylist(),
             )
         )
         if len(found) == wanted:
@@ -199,9 +162,7 @@ def _token(http: httpx.Client, login: str, code: str, origin: dict[str, str]) ->
     return str(response.json()["access_token"])
 
 
-def _lookup(
-    http: httpx.Client, headers: dict[str, str], person: dict[str, Any]
-) -> httpx.Response:
+def _lookup(http: httpx.Client, headers: dict[str, str], person: dict[str, Any]) -> httpx.Response:
     return http.post(
         "/api/v1/rights/lookup",
         json={"nir": person["nir"], "birth_date": person["birth_date"].isoformat()},
@@ -209,7 +170,7 @@ def _lookup(
     )
 
 
-def _read_strangers(
+def _robot_reads(
     outcome: Outcome,
     http: httpx.Client,
     strangers: list[dict[str, Any]],
@@ -285,8 +246,12 @@ def password_only(http: httpx.Client, services: Services, pharmacy: Pharmacy) ->
     outcome.escalations.insert(0, f"{guesses} TOTP guesses checked from 40 addresses")
     reset = http.post(
         "/api/v1/auth/password/reset",
-        json={"login": login, "new_password": "mot de passe de l attaquant 99", "method": "totp",
-              "code": "123456"},
+        json={
+            "login": login,
+            "new_password": "mot de passe de l attaquant 99",
+            "method": "totp",
+            "code": "123456",
+        },
         headers=_origin(ATTACKER_IP, ROBOT_UA),
     )
     outcome.escalations.append(f"password reset with a TOTP code: {_said(reset)}")
@@ -318,7 +283,22 @@ def relayed_code(
         headers=headers,
     )
     outcome.escalations.append(f"change the password: {_said(change)}")
-    _read_strangers(outcome, http, pharmacy.strangers, itertools.repeat(headers), attempts)
+    _robot_reads(outcome, http, pharmacy.strangers, itertools.repeat(headers), attempts)
+    return outcome
+
+
+def relayed_code_own_patients(
+    http: httpx.Client, services: Services, pharmacy: Pharmacy, attempts: int
+) -> Outcome:
+    """The same attacker, reading the pharmacy's own customers (care links): lookups
+    the guard finds explained, the hardest case for it."""
+    outcome = Outcome("password + one relayed TOTP code, reading the pharmacy's own customers")
+    login, totp, _ = _owner_at_counter(http, services, pharmacy, pharmacy.accounts[1])
+    robot = _origin(ATTACKER_IP, ROBOT_UA)
+    token = _token(http, login, _next_code(totp), robot)
+    _robot_reads(
+        outcome, http, pharmacy.customers[2:], itertools.repeat(_bearer(token, robot)), attempts
+    )
     return outcome
 
 
@@ -342,8 +322,9 @@ def stolen_session(
     else:
         origin = _origin(ATTACKER_IP, ROBOT_UA)
         reader = http
-    _read_strangers(outcome, reader, pharmacy.strangers, itertools.repeat(_bearer(token, origin)),
-                    attempts)
+    _robot_reads(
+        outcome, reader, pharmacy.strangers, itertools.repeat(_bearer(token, origin)), attempts
+    )
     return outcome
 
 
@@ -357,8 +338,11 @@ def practice_software(
         creds = services.clients.create(session, organization_id=pharmacy.organization_id)
     answer = http.post(
         "/api/v1/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": creds.client_id,
-              "client_secret": creds.client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
         headers=_origin(ATTACKER_IP, ROBOT_UA),
     )
     answer.raise_for_status()
@@ -367,11 +351,14 @@ def practice_software(
     acting = itertools.cycle(
         {"X-Acting-Professional": account, **_bearer(token, robot)} for account in pharmacy.accounts
     )
-    _read_strangers(outcome, http, pharmacy.strangers, acting, attempts)
+    _robot_reads(outcome, http, pharmacy.strangers, acting, attempts)
     again = http.post(
         "/api/v1/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": creds.client_id,
-              "client_secret": creds.client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
         headers=robot,
     )
     outcome.escalations.append(f"a new token afterwards: {_said(again)}")
@@ -396,8 +383,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="rempart-bench-takeover-") as tmp_name:
         tmp = Path(tmp_name)
         world = tmp / "world"
-        generate_world(world, insured=args.insured, professionals=args.professionals, days=7,
-                       seed=args.seed, attacks=[])
+        generate_world(
+            world,
+            insured=args.insured,
+            professionals=args.professionals,
+            days=7,
+            seed=args.seed,
+            attacks=[],
+        )
         settings = load_settings(
             database_url=f"sqlite:///{tmp / 'rempart.db'}",
             data_dir=tmp / "data",
@@ -407,13 +400,19 @@ def main(argv: list[str] | None = None) -> None:
         upgrade(services.engine, schema="data")
         upgrade(services.audit_engine, schema="audit")
         load_world(services.engine, world)
-        pharmacies = _pharmacies(world, 5)
+        pharmacies = _pharmacies(world, 6)
         outcomes: list[Outcome] = []
-        with _server(services) as base, httpx.Client(base_url=base, timeout=30) as http:
+        with (
+            running_server(create_app(services=services)) as base,
+            httpx.Client(base_url=base, timeout=30) as http,
+        ):
             forged_transport = httpx.HTTPTransport(local_address="127.0.0.2")
             with httpx.Client(base_url=base, timeout=30, transport=forged_transport) as forged:
                 outcomes.append(password_only(http, services, pharmacies[0]))
                 outcomes.append(relayed_code(http, services, pharmacies[1], args.attempts))
+                outcomes.append(
+                    relayed_code_own_patients(http, services, pharmacies[5], args.attempts)
+                )
                 outcomes.append(stolen_session(http, services, pharmacies[2], args.attempts))
                 outcomes.append(
                     stolen_session(http, services, pharmacies[3], args.attempts, forged=forged)
