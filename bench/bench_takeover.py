@@ -23,7 +23,7 @@ kindest for the attacker (the replay's figures, with history, are in section
 section ``takeover`` of docs/benchmarks.md.
 
     .venv/bin/python -m bench.bench_takeover [--insured N] [--professionals N]
-        [--seed S] [--attempts N] [--no-write]
+        [--seeds 11,12,13] [--attempts N] [--no-write]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyotp
 
@@ -45,6 +46,7 @@ from bench.report import publish
 from rempart.api import create_app
 from rempart.api.server import running_server
 from rempart.config import load_settings
+from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.logs import configure_logging
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -57,6 +59,7 @@ PASSWORD = "une phrase de passe longue et rare 7"  # noqa: S105 - a throwaway be
 COUNTER_UA = "LGPI/3.9.2 (Pharmagest)"
 ROBOT_UA = "python-requests/2.32.3"
 ATTACKER_IP = "198.51.100.99"
+WEBAUTHN_ORIGIN = "http://localhost:8000"  # the relying party's origin in the settings
 
 
 @dataclass
@@ -92,7 +95,7 @@ def _pharmacies(world: Path, wanted: int) -> list[Pharmacy]:
         if len(members) < 2:
             continue
         ids = [m["account_id"] for m in members]
-        own = care.filter(pc.is_in(care.column("account_id"), value_set=pc.array(ids)))
+        own = care.filter(pc.is_in(care.column("account_id"), value_set=pa.array(ids)))
         own_nirs = pc.unique(own.column("nir").combine_chunks())
         customers = insured.filter(pc.is_in(insured.column("nir"), value_set=own_nirs))
         department = members[0]["department"]
@@ -222,6 +225,20 @@ def _said(response: httpx.Response) -> str:
         return str(response.status_code)
 
 
+def _plant_key(http: httpx.Client, headers: dict[str, str]) -> httpx.Response:
+    """The attacker registers a security key of his own (a software authenticator)."""
+    options = http.post("/api/v1/auth/webauthn/register/options", json={}, headers=headers)
+    if options.status_code != 200:
+        return options
+    key = SoftAuthenticator.security_key(origin=WEBAUTHN_ORIGIN)
+    body = {
+        "handle": options.json()["handle"],
+        "credential": key.create(options.json()["options"]),
+        "label": "Clé",
+    }
+    return http.post("/api/v1/auth/webauthn/register", json=body, headers=headers)
+
+
 def password_only(http: httpx.Client, services: Services, pharmacy: Pharmacy) -> Outcome:
     outcome = Outcome("password (and mailbox) only")
     login, _totp, _ = _owner_at_counter(http, services, pharmacy, pharmacy.accounts[0])
@@ -231,8 +248,12 @@ def password_only(http: httpx.Client, services: Services, pharmacy: Pharmacy) ->
         first = http.post(
             "/api/v1/auth/login", json={"login": login, "password": PASSWORD}, headers=origin
         )
-        if first.status_code != 200 or "totp" not in first.json()["methods"]:
+        if first.status_code != 200:
             outcome.escalations.append(f"guess #{n + 1}: password step {_said(first)}")
+            break
+        if "totp" not in first.json()["methods"]:
+            methods = ", ".join(first.json()["methods"]) or "none (the account has no key)"
+            outcome.escalations.append(f"then the password step offers only: {methods}")
             break
         answer = http.post(
             "/api/v1/auth/mfa/totp",
@@ -273,8 +294,7 @@ def relayed_code(
     )
     outcome.escalations.append(f"MFA token used again: {_said(reuse)}")
     headers = _bearer(token, robot)
-    key = http.post("/api/v1/auth/webauthn/register/options", headers=headers)
-    outcome.escalations.append(f"enrol his own key: {_said(key)}")
+    outcome.escalations.append(f"enrol his own key: {_said(_plant_key(http, headers))}")
     codes = http.post("/api/v1/auth/recovery-codes", headers=headers)
     outcome.escalations.append(f"mint recovery codes: {_said(codes)}")
     change = http.post(
@@ -371,15 +391,8 @@ def practice_software(
     return outcome
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--insured", type=int, default=20_000)
-    parser.add_argument("--professionals", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--attempts", type=int, default=150, help="lookups a robot tries at most")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
-    configure_logging("warning")
+def play(args: argparse.Namespace, seed: int) -> list[Outcome]:
+    """Every attacker once, on a world of its own seed."""
     with tempfile.TemporaryDirectory(prefix="rempart-bench-takeover-") as tmp_name:
         tmp = Path(tmp_name)
         world = tmp / "world"
@@ -388,54 +401,77 @@ def main(argv: list[str] | None = None) -> None:
             insured=args.insured,
             professionals=args.professionals,
             days=7,
-            seed=args.seed,
+            seed=seed,
             attacks=[],
         )
         settings = load_settings(
             database_url=f"sqlite:///{tmp / 'rempart.db'}",
             data_dir=tmp / "data",
             trusted_proxies="127.0.0.1",
+            webauthn_rp_id="localhost",
+            webauthn_origins=[WEBAUTHN_ORIGIN],
         )
         services = Services(settings)
         upgrade(services.engine, schema="data")
         upgrade(services.audit_engine, schema="audit")
         load_world(services.engine, world)
-        pharmacies = _pharmacies(world, 6)
+        # The biggest pharmacy for the practice software: the most professionals to name.
+        pharmacies = sorted(_pharmacies(world, 6), key=lambda p: -len(p.accounts))
         outcomes: list[Outcome] = []
         with (
             running_server(create_app(services=services)) as base,
             httpx.Client(base_url=base, timeout=30) as http,
+            httpx.Client(
+                base_url=base,
+                timeout=30,
+                # Straight to the service from outside the trusted proxy (127.0.0.1).
+                transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+            ) as forged,
         ):
-            forged_transport = httpx.HTTPTransport(local_address="127.0.0.2")
-            with httpx.Client(base_url=base, timeout=30, transport=forged_transport) as forged:
-                outcomes.append(password_only(http, services, pharmacies[0]))
-                outcomes.append(relayed_code(http, services, pharmacies[1], args.attempts))
-                outcomes.append(
-                    relayed_code_own_patients(http, services, pharmacies[5], args.attempts)
-                )
-                outcomes.append(stolen_session(http, services, pharmacies[2], args.attempts))
-                outcomes.append(
-                    stolen_session(http, services, pharmacies[3], args.attempts, forged=forged)
-                )
-                outcomes.append(practice_software(http, services, pharmacies[4], args.attempts))
+            outcomes.append(password_only(http, services, pharmacies[5]))
+            outcomes.append(relayed_code(http, services, pharmacies[1], args.attempts))
+            outcomes.append(relayed_code_own_patients(http, services, pharmacies[4], args.attempts))
+            outcomes.append(stolen_session(http, services, pharmacies[2], args.attempts))
+            outcomes.append(
+                stolen_session(http, services, pharmacies[3], args.attempts, forged=forged)
+            )
+            outcomes.append(practice_software(http, services, pharmacies[0], args.attempts))
         services.close()
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--insured", type=int, default=20_000)
+    parser.add_argument("--professionals", type=int, default=300)
+    parser.add_argument("--seeds", default="11,12,13", help="one world per seed")
+    parser.add_argument("--attempts", type=int, default=150, help="lookups a robot tries at most")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    configure_logging("warning")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = [play(args, seed) for seed in seeds]
     lines = [
         "## What each attacker can read (issue 10, played over HTTP)",
         "",
-        f"`.venv/bin/python -m bench.bench_takeover` — a world of {args.insured:,} insured and "
-        f"{args.professionals} professionals (seed {args.seed}), SQLite, the app under uvicorn "
-        "on 127.0.0.1 behind a trusted proxy (127.0.0.1), the guard cold (no history). Each "
-        "attacker on an account of its own whose owner has read two customers at the counter; "
-        f"a robot tries up to {args.attempts} strangers at machine speed and keeps going after "
-        "a step-up. Records: distinct existing persons answered 200.",
+        f"`.venv/bin/python -m bench.bench_takeover` — one world per seed ({args.seeds}) of "
+        f"{args.insured:,} insured and {args.professionals} professionals, SQLite, the app "
+        "under uvicorn on 127.0.0.1 behind a trusted proxy (127.0.0.1), the guard cold (no "
+        "history: a fresh deployment). Each attacker on an account (or a pharmacy) of its "
+        "own whose owner has read two customers at the counter; a robot tries up to "
+        f"{args.attempts} persons at machine speed and keeps going after a step-up. Records: "
+        "distinct existing persons answered 200. How it ended and what else it tried: on "
+        f"the first seed ({seeds[0]}).",
         "",
-        "| attacker | records read | lookups tried | how it ended | what else it tried |",
+        "| attacker | records read, per seed | most | how it ended | what else it tried |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for o in outcomes:
+    for row in zip(*runs, strict=True):
+        first = row[0]
+        per_seed = " / ".join(str(o.records) for o in row)
         lines.append(
-            f"| {o.attacker} | {o.records} | {o.tried} | {o.ended} | "
-            f"{'; '.join(o.escalations) or '-'} |"
+            f"| {first.attacker} | {per_seed} | {max(o.records for o in row)} | {first.ended} | "
+            f"{'; '.join(first.escalations) or '-'} |"
         )
     publish("takeover", "\n".join(lines), dry_run=args.no_write)
 

@@ -14,6 +14,7 @@ BENCHMARKS = (
     "bench_auth",
     "bench_guard",
     "bench_guard_inline",
+    "bench_takeover",
 )
 
 
