@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from rempart.auth.clients import ClientRegistry, ClientSecret
+    from rempart.services import Services
 
 app = typer.Typer(
     name="rempart",
@@ -67,6 +68,25 @@ def settings_or_exit() -> Settings:
     except ConfigError as exc:
         err.print(str(exc), highlight=False, markup=False)
         raise typer.Exit(2) from None
+
+
+@contextmanager
+def open_services(
+    settings: Settings | None = None, *, database_error: str = "database_unavailable"
+) -> Iterator[Services]:
+    """The services of one command, closed however it ends: a domain error exits with its
+    stable code, a database error with ``database_error`` and what went wrong."""
+    from rempart.services import Services
+
+    services = Services(settings or settings_or_exit())
+    try:
+        yield services
+    except RempartError as exc:
+        raise fail(exc.code, exc.detail) from None
+    except SQLAlchemyError as exc:
+        raise fail(database_error, _database_problem(exc)) from None
+    finally:
+        services.close()
 
 
 @world_app.command("generate")
@@ -131,17 +151,11 @@ def world_generate(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database schema to the latest version."""
-    from rempart.services import Services
     from rempart.store.migrate import upgrade
 
-    services = Services(settings_or_exit())
-    try:
+    with open_services() as services:
         upgrade(services.engine, schema="data")
         upgrade(services.audit_engine, schema="audit")
-    except SQLAlchemyError as exc:
-        raise fail("database_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
     err.print("database schema is up to date")
 
 
@@ -150,19 +164,16 @@ def db_load_world(
     world_dir: Annotated[Path, typer.Argument(help="A world directory (Parquet files).")],
 ) -> None:
     """Load the insured persons, professionals and care links of a world, in one transaction."""
-    from rempart.services import Services
     from rempart.store.load_world import load_world
 
-    services = Services(settings_or_exit())
-    try:
-        with progress_bar(err, "load: ") as progress:
-            summary = load_world(services.engine, world_dir, progress)
-    except WorldFormatError as exc:
-        raise fail(exc.code, f"{exc.detail}; nothing was loaded") from None
-    except SQLAlchemyError as exc:
-        raise fail("database_error", f"{_database_problem(exc)}; nothing was loaded") from None
-    finally:
-        services.close()
+    with open_services() as services:
+        try:
+            with progress_bar(err, "load: ") as progress:
+                summary = load_world(services.engine, world_dir, progress)
+        except WorldFormatError as exc:
+            raise fail(exc.code, f"{exc.detail}; nothing was loaded") from None
+        except SQLAlchemyError as exc:
+            raise fail("database_error", f"{_database_problem(exc)}; nothing was loaded") from None
     for table, rows in summary.rows.items():
         err.print(f"{table}: {rows:,} rows in the world, {summary.changed[table]:,} changed")
 
@@ -183,27 +194,20 @@ def accounts_create(
     ] = None,
 ) -> None:
     """Create a professional account; prints its TOTP provisioning URI (otpauth://)."""
-    from rempart.services import Services
     from rempart.store.engine import session_scope
 
     if not password_stdin:
         raise fail("password_required", "pass the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
-    services = Services(settings_or_exit())
-    try:
-        with session_scope(services.sessions) as session:
-            created = services.auth.create_account(
-                session,
-                login=login,
-                password=password,
-                profession=profession,
-                account_id=account_id,
-                email=email,
-            )
-    except RempartError as exc:
-        raise fail(exc.code, exc.detail) from None
-    finally:
-        services.close()
+    with open_services() as services, session_scope(services.sessions) as session:
+        created = services.auth.create_account(
+            session,
+            login=login,
+            password=password,
+            profession=profession,
+            account_id=account_id,
+            email=email,
+        )
     err.print(f"account {created.account_id} created for login {created.login}")
     out.print(created.otpauth_uri, highlight=False, soft_wrap=True)
 
@@ -216,29 +220,20 @@ OperatorOption = Annotated[
 
 def _operator_action(account_id: str, operator: str, action: str) -> str | bool:
     """Runs one operator action on an account in a transaction; exits with a code on error."""
-    from rempart.services import Services
     from rempart.store.engine import session_scope
 
     if not operator.strip():
         raise fail("operator_required", "name the operator with --operator")
-    services = Services(settings_or_exit())
-    try:
-        with session_scope(services.sessions) as session:
-            if action == "reset-code":
-                return services.recovery.issue_reset_code(session, account_id, operator=operator)
-            if action == "enrolment-code":
-                return services.recovery.issue_enrolment_code(
-                    session, account_id, operator=operator
-                )
-            if action == "reset-mfa":
-                return services.recovery.reset_second_factor(session, account_id, operator=operator)
-            if action == "clear-mfa-lock":
-                return services.auth.clear_mfa_lock(session, account_id, operator=operator)
-            return services.auth.suspend(session, account_id, by=f"operator:{operator}")
-    except RempartError as exc:
-        raise fail(exc.code, exc.detail) from None
-    finally:
-        services.close()
+    with open_services() as services, session_scope(services.sessions) as session:
+        if action == "reset-code":
+            return services.recovery.issue_reset_code(session, account_id, operator=operator)
+        if action == "enrolment-code":
+            return services.recovery.issue_enrolment_code(session, account_id, operator=operator)
+        if action == "reset-mfa":
+            return services.recovery.reset_second_factor(session, account_id, operator=operator)
+        if action == "clear-mfa-lock":
+            return services.auth.clear_mfa_lock(session, account_id, operator=operator)
+        return services.auth.suspend(session, account_id, by=f"operator:{operator}")
 
 
 @accounts_app.command("issue-reset-code")
@@ -332,27 +327,20 @@ def accounts_restore(
     from sqlalchemy.orm import Session
 
     from rempart.auth.compromise import compromise_start
-    from rempart.services import Services
     from rempart.store.engine import session_scope
 
     if not operator.strip():
         raise fail("operator_required", "name the operator with --operator")
     since = _parse_moment(compromised_since) if compromised_since else None
-    services = Services(settings_or_exit())
-    try:
-        with session_scope(services.sessions) as session:
-            evidence = "given by the operator"
-            if since is None:
-                with Session(services.audit_engine) as audit:
-                    start = compromise_start(session, audit, account_id)
-                since, evidence = start.at, start.evidence
-            report = services.recovery.restore_account(
-                session, account_id, operator=operator, since=since
-            )
-    except RempartError as exc:
-        raise fail(exc.code, exc.detail) from None
-    finally:
-        services.close()
+    with open_services() as services, session_scope(services.sessions) as session:
+        evidence = "given by the operator"
+        if since is None:
+            with Session(services.audit_engine) as audit:
+                start = compromise_start(session, audit, account_id)
+            since, evidence = start.at, start.evidence
+        report = services.recovery.restore_account(
+            session, account_id, operator=operator, since=since
+        )
     err.print(
         f"account {account_id} restored; compromise taken to begin at "
         f"{report.since.isoformat(timespec='seconds')} ({evidence})",
@@ -401,15 +389,13 @@ def audit_verify(
     """
     from rempart.audit.chain import CheckpointSigner
     from rempart.audit.verify import verify_database
-    from rempart.services import Services
 
     settings = settings_or_exit()
     if export is not None:
         _verify_export(export, CheckpointSigner(settings.keys.audit_signing_key).verifier())
         return
-    services = Services(settings)
     verifier = CheckpointSigner(settings.keys.audit_signing_key).verifier()
-    try:
+    with open_services(settings, database_error="audit_unavailable") as services:
         report = verify_database(
             services.audit_engine,
             verifier,
@@ -417,10 +403,6 @@ def audit_verify(
             jobs=jobs,
             url=settings.audit_database_url or settings.database_url,
         )
-    except SQLAlchemyError as exc:
-        raise fail("audit_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
     for problem in report.problems:
         err.print(f"BROKEN {problem}", highlight=False, markup=False)
     summary = (
@@ -463,25 +445,20 @@ def audit_export(
     """Write the audit trail as Parquet, partitioned by day, verifiable on its own."""
     from rempart.audit.chain import CheckpointSigner
     from rempart.audit.export import export_trail
-    from rempart.services import Services
 
     settings = settings_or_exit()
-    services = Services(settings)
     signer = CheckpointSigner(settings.keys.audit_signing_key)
-    try:
-        summary = export_trail(
-            services.audit_engine,
-            out_dir,
-            signer.verifier(),
-            since=as_utc(since),
-            until=as_utc(until),
-        )
-    except FileExistsError as exc:
-        raise fail("export_exists", str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise fail("audit_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
+    with open_services(settings, database_error="audit_unavailable") as services:
+        try:
+            summary = export_trail(
+                services.audit_engine,
+                out_dir,
+                signer.verifier(),
+                since=as_utc(since),
+                until=as_utc(until),
+            )
+        except FileExistsError as exc:
+            raise fail("export_exists", str(exc)) from None
     err.print(
         f"{summary.entries:,} entries of {len(summary.shards)} chain(s) and "
         f"{summary.checkpoints:,} checkpoint(s) written to {out_dir}",
@@ -508,7 +485,6 @@ def audit_history(
 
     from rempart.audit.history import access_history
     from rempart.nir import InvalidNIR, parse_nir
-    from rempart.services import Services
 
     if not nir_stdin:
         raise fail("nir_required", "pass the NIR on standard input with --nir-stdin")
@@ -517,8 +493,7 @@ def audit_history(
     except InvalidNIR as exc:
         raise fail("invalid_nir", f"{exc.code.value}: {exc.detail}") from None
     settings = settings_or_exit()
-    services = Services(settings)
-    try:
+    with open_services(settings) as services:
         accesses = access_history(
             nir=nir,
             audit_engine=services.audit_engine,
@@ -527,10 +502,6 @@ def audit_history(
             pseudonym_key=settings.keys.pseudonym_key,
             operator=getpass.getuser(),
         )
-    except RempartError as exc:
-        raise fail(exc.code, exc.detail) from None
-    finally:
-        services.close()
     if as_json:
         out.print_json(
             data=[
@@ -574,24 +545,19 @@ def audit_archive(
 
     from rempart.audit.chain import CheckpointSigner
     from rempart.audit.retention import archive_before
-    from rempart.services import Services
 
     settings = settings_or_exit()
     cutoff = as_utc(before) or datetime.now(UTC) - timedelta(days=settings.audit_retention_days)
-    services = Services(settings)
-    try:
-        summary = archive_before(
-            services.audit_engine,
-            cutoff,
-            out_dir,
-            CheckpointSigner(settings.keys.audit_signing_key),
-        )
-    except FileExistsError as exc:
-        raise fail("export_exists", str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise fail("audit_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
+    with open_services(settings, database_error="audit_unavailable") as services:
+        try:
+            summary = archive_before(
+                services.audit_engine,
+                cutoff,
+                out_dir,
+                CheckpointSigner(settings.keys.audit_signing_key),
+            )
+        except FileExistsError as exc:
+            raise fail("export_exists", str(exc)) from None
     err.print(
         f"{summary.entries:,} entries before {cutoff:%Y-%m-%d %H:%M} UTC archived to {out_dir} "
         f"(sha256 {summary.sha256[:16]}...) and removed from the live trail",
@@ -603,18 +569,12 @@ def audit_archive(
 def audit_checkpoint() -> None:
     """Sign the current head of every chain now (cron it, and run it before an export)."""
     from rempart.audit.trail import SqlAuditTrail
-    from rempart.services import Services
 
-    services = Services(settings_or_exit())
-    try:
+    with open_services(database_error="audit_unavailable") as services:
         audit = services.audit
         if not isinstance(audit, SqlAuditTrail):
             raise fail("audit_disabled", "the audit writer is disabled in this configuration")
         written = audit.checkpoint_heads()
-    except SQLAlchemyError as exc:
-        raise fail("audit_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
     err.print(f"{written} checkpoint(s) signed")
 
 
@@ -624,17 +584,11 @@ def outbox_deliver(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Send the e-mails that are due; exit 1 if any could not be sent (they stay pending)."""
-    from rempart.services import Services
 
-    services = Services(settings_or_exit())
-    try:
+    with open_services() as services:
         report = services.outbox.deliver_pending(
             services.sessions, services.mail_sender, limit=limit
         )
-    except SQLAlchemyError as exc:
-        raise fail("database_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
     counts = {
         "sent": report.sent,
         "failed": report.failed,
@@ -652,19 +606,10 @@ def outbox_deliver(
 @contextmanager
 def _client_registry() -> Iterator[tuple[ClientRegistry, Session]]:
     """The API-client registry and a transaction; exits with the error's code on failure."""
-    from rempart.services import Services
     from rempart.store.engine import session_scope
 
-    services = Services(settings_or_exit())
-    try:
-        with session_scope(services.sessions) as session:
-            yield services.clients, session
-    except RempartError as exc:
-        raise fail(exc.code, exc.detail) from None
-    except SQLAlchemyError as exc:
-        raise fail("database_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
+    with open_services() as services, session_scope(services.sessions) as session:
+        yield services.clients, session
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -784,7 +729,6 @@ def serve(
     import uvicorn
 
     from rempart.api.server import uvicorn_options
-    from rempart.services import Services
     from rempart.store.migrate import schema_problem
 
     settings = settings_or_exit()
@@ -805,11 +749,10 @@ def serve(
             f"the login throttle are kept per worker; {shared}"
         )
     _ = settings.keys  # generate or check keys now, before any worker starts
-    services = Services(settings)
-    problem = schema_problem(services.engine, "data") or schema_problem(
-        services.audit_engine, "audit"
-    )
-    services.close()
+    with open_services(settings) as services:
+        problem = schema_problem(services.engine, "data") or schema_problem(
+            services.audit_engine, "audit"
+        )
     if problem:
         raise fail("database_not_ready", problem, exit_code=2)
     uvicorn.run(
@@ -886,25 +829,18 @@ def guard_alerts(
     import json
 
     from rempart.guard.alerts import ALERT_STATUSES, list_alerts
-    from rempart.services import Services
     from rempart.store.engine import session_scope
 
     if status is not None and status not in ALERT_STATUSES:
         raise fail("bad_status", f"--status must be one of: {', '.join(ALERT_STATUSES)}")
-    services = Services(settings_or_exit())
-    try:
-        with session_scope(services.sessions) as session:
-            alerts = list_alerts(
-                session,
-                status=status,
-                account_id=account_id,
-                client_id=client_id,
-                limit=limit,
-            )
-    except SQLAlchemyError as exc:
-        raise fail("database_unavailable", _database_problem(exc)) from None
-    finally:
-        services.close()
+    with open_services() as services, session_scope(services.sessions) as session:
+        alerts = list_alerts(
+            session,
+            status=status,
+            account_id=account_id,
+            client_id=client_id,
+            limit=limit,
+        )
     if as_json:
         typer.echo(json.dumps([alert.as_json() for alert in alerts]))
         return
