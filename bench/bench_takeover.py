@@ -52,6 +52,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.load_world import load_world
 from rempart.store.migrate import upgrade
+from rempart.store.models import Account
 from rempart.world.generator import generate_world
 from rempart.world.io import read_table
 
@@ -383,8 +384,6 @@ def practice_software(
     )
     outcome.escalations.append(f"a new token afterwards: {_said(again)}")
     with session_scope(services.sessions) as session:
-        from rempart.store.models import Account  # noqa: PLC0415 - one query, here only
-
         statuses = [session.get(Account, a) for a in pharmacy.accounts]
         suspended = sum(1 for a in statuses if a is not None and a.status != "active")
     outcome.escalations.append(f"professional accounts suspended: {suspended}")

@@ -72,6 +72,8 @@ _ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U: read aloud or 
 _FRESH = AuthRequirement(
     ("password+totp", "password+recovery", "webauthn", "psc", "cps"), max_age=STRONG_PROOF_MAX_AGE
 )
+# Pro Santé Connect with e-CPS (a phone app) can be relayed: only a recent one counts.
+_RECENT_PSC = AuthRequirement((ACR_PSC,), max_age=STRONG_PROOF_MAX_AGE)
 _STRONG_PROOF_ACRS = (ACR_CPS, ACR_PSC, ACR_WEBAUTHN)
 ENROLMENT_PROOF_DETAIL = (
     "this needs a proof a mailbox thief cannot have: log in with Pro Sante Connect "
@@ -200,18 +202,19 @@ class RecoveryService:
         """Which proof lets this session enrol a first key or mint recovery codes (a proof
         a mailbox thief relaying one TOTP code cannot have), named for the trail:
 
-        - ``cps`` / ``psc``: a Pro Santé Connect login of the last 10 minutes;
+        - ``psc``: a Pro Santé Connect login (e-CPS) of the last 10 minutes;
+        - ``cps``: a CPS card login (issued by the state, never enrolled here: as for the
+          guard's step-up, its age does not matter);
         - ``established_key``: a session opened with a key past probation;
         - ``enrolment_code``: the single-use code the insurer posted, with a complete login
           of the last 10 minutes (spend it with :meth:`spend_enrolment_code`).
 
         Anything else is RFC 9470's 401 naming the ways out. Nothing is consumed here.
         """
-        recent = datetime.now(UTC).timestamp() - principal.auth_time <= STRONG_PROOF_MAX_AGE
-        if principal.acr in (ACR_PSC, ACR_CPS) and recent:
+        if _RECENT_PSC.is_met_by(principal):
             return principal.acr
         if passes_step_up(principal.acr, principal.factor_established):
-            return "established_key"
+            return principal.acr if principal.acr == ACR_CPS else "established_key"
         if enrolment_code and _FRESH.is_met_by(principal):
             return "enrolment_code"
         raise StepUpRequired(

@@ -211,7 +211,7 @@ class Guard:
         value once; the answer is the same as :meth:`decide`'s.
 
         ``answered_by_client``: the lookup comes through a practice software whose own
-        record (``client:<id>``, decided on the same lookup) answers for its refusals
+        record (``client/<id>``, decided on the same lookup) answers for its refusals
         (see *Practice software* in the package docstring): a refusal decided here then
         spends nothing of this record's budget, and a ``deny`` challenges this record
         for the rest of the day instead of suspending it.
