@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from rempart.audit.models import AuditBase
 from rempart.config import Settings, load_settings
+from rempart.logs import configure_logging
 from rempart.services import Services
 from rempart.store.migrate import upgrade
 from rempart.store.models import Base
@@ -29,6 +30,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Cheap argon2 parameters: tests check behaviour, the benchmark measures the real cost.
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 8192, "argon2_parallelism": 1}
+
+
+@pytest.fixture(autouse=True)
+def _info_logs() -> None:
+    """Every test starts with the service's logging at info level, as `rempart serve`
+    runs: logging is process-wide, and a test that runs the CLI in-process (which sets
+    warning) would otherwise hide the info lines a later test reads with capture_logs."""
+    configure_logging("info")
 
 
 def _unavailable(what: str, exc: Exception) -> None:

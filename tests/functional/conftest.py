@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
 import pyotp
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from rempart.api import create_app
+from rempart.auth.throttle import (
+    CounterStore,
+    LoginThrottle,
+    MemoryCounterStore,
+    RedisCounterStore,
+    ThrottleLimits,
+)
 from rempart.nir import NIR, make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -132,3 +143,36 @@ def log_in(client: TestClient, login: Login) -> str:
     assert second.status_code == 200, second.text
     token: str = second.json()["access_token"]
     return token
+
+
+@contextmanager
+def fresh_throttle(
+    request: pytest.FixtureRequest,
+    services: Services,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Iterator[str]:
+    """Gives the app a fresh throttle with the shipped limits, in memory or in the real
+    Redis (``request.param``: ``memory`` or ``redis``) under a key prefix of its own,
+    whose keys are removed afterwards. Yields the backend's name."""
+    store: CounterStore
+    client: redis.Redis | None = None
+    prefix = f"test:throttle:{secrets.token_hex(6)}:"
+    if request.param == "memory":
+        store = MemoryCounterStore()
+    else:
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        store = RedisCounterStore(client, prefix=prefix)
+    services.auth.throttle = LoginThrottle(
+        store,
+        ThrottleLimits.from_settings(services.settings),
+        secret=services.settings.keys.for_purpose("throttle"),
+        clock=clock,
+    )
+    try:
+        yield str(request.param)
+    finally:
+        if client is not None:
+            for key in client.scan_iter(match=prefix + "*"):
+                client.delete(key)
+            client.close()

@@ -7,7 +7,6 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from rempart.logs import configure_logging
 from rempart.nir import make_nir, parse_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -230,7 +229,6 @@ def test_no_nir_in_any_log_line(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    configure_logging("info")  # as `rempart serve` does; earlier tests may have set another level
     caplog.set_level(logging.DEBUG)
     # The test client's own httpx log is the caller's, not the service's.
     caplog.set_level(logging.WARNING, logger="httpx")

@@ -18,7 +18,6 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,12 @@ from rempart.guard.inline import client_record
 from rempart.nir import make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
-from rempart.store.models import Account, CareLink, Professional
+from rempart.store.models import Account
 from tests.functional.conftest import Login, Person, log_in, make_login
 from tests.functional.test_guard_inline import (
     PHARMACY,
     ROBOT,
-    _person,
+    build_town,
     cli_env,
     guard_settings,
     redis_dump,
@@ -84,34 +83,7 @@ def pharmacy(services: Services) -> tuple[list[Login], list[Person], list[Person
     """Four pharmacists of one pharmacy (one organisation), 12 customers with care links
     to it (spread over the four accounts), 40 strangers living in Marseille."""
     logins = [make_login(services, f"{a}.lilas", account_id=a) for a in PHARMACISTS]
-    customers: list[Person] = []
-    strangers: list[Person] = []
-    with session_scope(services.sessions) as session:
-        for account_id in PHARMACISTS:
-            session.add(
-                Professional(
-                    account_id=account_id,
-                    rpps=None,
-                    profession="pharmacie",
-                    department="75",
-                    organization_id=ORG,
-                    last_name=account_id.removeprefix("ph-").title(),
-                    first_name="Pharmacie",
-                    email=f"{account_id}@officine.example",
-                )
-            )
-        session.flush()
-        for i in range(12):
-            customers.append(_person(session, 100 + i, "75", date(1950 + i, 1 + i % 12, 15)))
-        for i in range(40):
-            strangers.append(_person(session, 300 + i, "13", date(1960 + i % 40, 1 + i % 12, 3)))
-        session.flush()
-        for i, person in enumerate(customers):
-            session.add(
-                CareLink(
-                    account_id=PHARMACISTS[i % 4], nir=person.nir.value, since=date(2024, 1, 1)
-                )
-            )
+    customers, strangers = build_town(services, PHARMACISTS, ORG)
     return logins, customers, strangers
 
 

@@ -116,20 +116,25 @@ def town(services: Services) -> tuple[list[Person], list[Person]]:
     return build_town(services)
 
 
-def build_town(services: Services) -> tuple[list[Person], list[Person]]:
-    """A pharmacy in Paris (two accounts, one organisation); 12 customers with care links
-    to it (some through the colleague's account), and 40 strangers living in Marseille."""
+def build_town(
+    services: Services,
+    accounts: tuple[str, ...] = ("ph-lilas-2", "ph-lilas"),
+    organization: str = "org-lilas",
+) -> tuple[list[Person], list[Person]]:
+    """A pharmacy in Paris (``accounts``, one organisation); 12 customers with care links
+    to it, spread over its accounts in turn (some through a colleague's account), and 40
+    strangers living in Marseille."""
     customers: list[Person] = []
     strangers: list[Person] = []
     with session_scope(services.sessions) as session:
-        for account_id in ("ph-lilas", "ph-lilas-2"):
+        for account_id in accounts:
             session.add(
                 Professional(
                     account_id=account_id,
                     rpps=None,
                     profession="pharmacie",
                     department="75",
-                    organization_id="org-lilas",
+                    organization_id=organization,
                     last_name="Lilas",
                     first_name="Pharmacie",
                     email=f"{account_id}@officine.example",
@@ -144,7 +149,7 @@ def build_town(services: Services) -> tuple[list[Person], list[Person]]:
         for i, person in enumerate(customers):
             session.add(
                 CareLink(
-                    account_id="ph-lilas" if i % 2 else "ph-lilas-2",
+                    account_id=accounts[i % len(accounts)],
                     nir=person.nir.value,
                     since=date(2024, 1, 1),
                 )

@@ -30,7 +30,6 @@ from rempart.api import create_app
 from rempart.audit.chain import AuditEntry
 from rempart.config import Settings
 from rempart.guard.redis_state import RedisState
-from rempart.logs import configure_logging
 from rempart.rights.service import ALL_CATEGORIES, Caller, lookup_entry
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -51,13 +50,6 @@ DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 HISTORY_DAYS = 7
 STRANGERS_A_DAY = 5
-
-
-@pytest.fixture(autouse=True)
-def _info_logs() -> None:
-    """The warm start reports at info level: an earlier test may have set another level
-    (capture_logs keeps the configured level's filter)."""
-    configure_logging("info")
 
 
 @pytest.fixture

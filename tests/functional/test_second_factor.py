@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -29,10 +28,8 @@ from typer.testing import CliRunner
 from rempart.audit.events import Origin
 from rempart.audit.models import AuditEvent
 from rempart.auth.throttle import (
-    CounterStore,
     LoginThrottle,
     MemoryCounterStore,
-    RedisCounterStore,
     ThrottleLimits,
 )
 from rempart.auth.tokens import InvalidToken
@@ -43,7 +40,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, MailOutbox, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import PROXY, Login
+from tests.functional.conftest import PROXY, Login, fresh_throttle
 
 ORIGIN = "http://testserver"
 API = "/api/v1/auth"
@@ -84,24 +81,8 @@ def loose_throttle(services: Services) -> None:
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def throttle(request: pytest.FixtureRequest, services: Services) -> Iterator[str]:
     """The app's throttle with the shipped limits, in memory or in the real Redis."""
-    store: CounterStore
-    client: redis.Redis | None = None
-    prefix = f"test:mfa:{secrets.token_hex(6)}:"
-    if request.param == "memory":
-        store = MemoryCounterStore()
-    else:
-        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-        store = RedisCounterStore(client, prefix=prefix)
-    services.auth.throttle = LoginThrottle(
-        store,
-        ThrottleLimits.from_settings(services.settings),
-        secret=services.settings.keys.for_purpose("throttle"),
-    )
-    yield str(request.param)
-    if client is not None:
-        for key in client.scan_iter(match=prefix + "*"):
-            client.delete(key)
-        client.close()
+    with fresh_throttle(request, services) as backend:
+        yield backend
 
 
 def bearer(token: str, headers: dict[str, str] | None = None) -> dict[str, str]:

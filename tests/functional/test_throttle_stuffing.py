@@ -7,27 +7,18 @@ addresses come from ``X-Forwarded-For`` (the test client is the trusted proxy, a
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
-from rempart.auth.throttle import (
-    CounterStore,
-    LoginThrottle,
-    MemoryCounterStore,
-    RedisCounterStore,
-    ThrottleLimits,
-)
 from rempart.config import Settings, load_settings
 from rempart.services import Services
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import PROXY, Login, make_login
+from tests.functional.conftest import PROXY, Login, fresh_throttle, make_login
 
 PHARMACY = "192.0.2.10"  # where the professional works from
 ROBOT = "198.51.100.66"
@@ -58,25 +49,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 def clock(request: pytest.FixtureRequest, services: Services) -> Iterator[FakeClock]:
     """The app's throttle, in memory or in Redis (a key prefix of its own), on a test clock."""
     clock = FakeClock()
-    store: CounterStore
-    client: redis.Redis | None = None
-    prefix = f"test:stuffing:{secrets.token_hex(6)}:"
-    if request.param == "memory":
-        store = MemoryCounterStore()
-    else:
-        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-        store = RedisCounterStore(client, prefix=prefix)
-    services.auth.throttle = LoginThrottle(
-        store,
-        ThrottleLimits.from_settings(services.settings),
-        secret=services.settings.keys.for_purpose("throttle"),
-        clock=clock,
-    )
-    yield clock
-    if client is not None:
-        for key in client.scan_iter(match=prefix + "*"):
-            client.delete(key)
-        client.close()
+    with fresh_throttle(request, services, clock=clock):
+        yield clock
 
 
 def password_step(client: TestClient, login: str, password: str, address: str) -> httpx.Response:
