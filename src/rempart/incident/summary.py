@@ -128,4 +128,9 @@ class IncidentFacts:
     organization: Organization
     ongoing: bool
     """True while an account or client of the definition is still active."""
+    security_before: list[str]
+    """Security measures in place before the breach, in French, from configuration."""
+    communication: dict[str, Any]
+    """The people's information: ``{"status": "planned" | "done" | "none", "date": ISO or
+    None, "channels": {"email": persons, "letter": persons}}`` (``notify`` fills it)."""
     extra: dict[str, Any] = field(default_factory=dict)
