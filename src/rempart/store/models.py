@@ -357,6 +357,9 @@ class Incident(Base):
     """The latest scoping's version (0: never scoped)."""
     reported_version: Mapped[int] = mapped_column(Integer, default=0)
     """The scope version the last CNIL report covered (0: none yet)."""
+    report_baseline_version: Mapped[int] = mapped_column(Integer, default=0)
+    """The version the last report completed (0: it was the initial notification): its
+    new persons are those first found after this version."""
     definition_changed: Mapped[bool] = mapped_column(Boolean, default=False)
     """The definition grew since the latest scoping: scope again before reporting."""
 
@@ -412,3 +415,5 @@ class IncidentExposure(Base):
     department: Mapped[str | None] = mapped_column(String(3))
     resolved: Mapped[bool] = mapped_column(Boolean)
     """Whether an insured person matched the pseudonym when scoped."""
+    has_email: Mapped[bool] = mapped_column(Boolean)
+    """Whether the insurer held an e-mail address for them when scoped."""

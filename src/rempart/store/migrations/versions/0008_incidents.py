@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("planned_measures", sa.Text(), nullable=False),
         sa.Column("scope_version", sa.Integer(), nullable=False),
         sa.Column("reported_version", sa.Integer(), nullable=False),
+        sa.Column("report_baseline_version", sa.Integer(), nullable=False),
         sa.Column("definition_changed", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("incident_id", name=op.f("pk_incidents")),
     )
@@ -91,6 +92,7 @@ def upgrade() -> None:
         sa.Column("reveals", sa.String(length=80), nullable=False),
         sa.Column("department", sa.String(length=3), nullable=True),
         sa.Column("resolved", sa.Boolean(), nullable=False),
+        sa.Column("has_email", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["incident_id"],
             ["incidents.incident_id"],
