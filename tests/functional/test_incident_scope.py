@@ -65,17 +65,14 @@ def story(client: TestClient, services: Services) -> Story:
     customers, strangers = build_town(services)
     with session_scope(services.sessions) as session:
         # What the strangers' records would reveal: an ALD, AME, C2S; a minor, an elder.
-        for person, values in zip(
-            strangers[:5],
-            [
-                {"ald": True},
-                {"ame": True},
-                {"c2s": True, "ald": True},
-                {"birth_date": date(2015, 6, 1)},
-                {"birth_date": date(1940, 2, 3)},
-            ],
-            strict=True,
-        ):
+        changes: list[dict[str, Any]] = [
+            {"ald": True},
+            {"ame": True},
+            {"c2s": True, "ald": True},
+            {"birth_date": date(2015, 6, 1)},
+            {"birth_date": date(1940, 2, 3)},
+        ]
+        for person, values in zip(strangers[:5], changes, strict=True):
             session.execute(update(Insured).where(Insured.nir == person.nir.value).values(**values))
     strangers[3] = Person(strangers[3].nir, date(2015, 6, 1), strangers[3].last_name)
     strangers[4] = Person(strangers[4].nir, date(1940, 2, 3), strangers[4].last_name)
