@@ -1,0 +1,117 @@
+"""The demo's breach chapter: from the guard's alert to the CNIL report and the register.
+
+The robot of the guard chapter was contained within a handful of records; those
+few persons are the breach. The incident is opened from the alert, scoped from
+the live trail and from a verified Parquet export (the same set), and its CNIL
+notification written in French (HTML, PDF, JSON) with the severity reasoning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from sqlalchemy import select
+
+from rempart.audit.chain import CheckpointSigner
+from rempart.audit.export import export_trail
+from rempart.incident.export_source import ExportSource
+from rempart.incident.live_source import LiveSource
+from rempart.incident.register import register_csv, register_rows
+from rempart.incident.report import write_report
+from rempart.incident.service import build_definition
+from rempart.incident.severity import assess, cnil_decision, people_decision
+from rempart.services import Services
+from rempart.store.engine import session_scope
+from rempart.store.models import GuardAlert
+
+__all__ = ["chapter_incident"]
+
+_BANDS = {"low": "faible", "medium": "moyenne", "high": "élevée", "very_high": "très élevée"}
+
+
+def chapter_incident(console: Console, services: Services, workdir: Path) -> None:
+    incidents = services.incidents
+    with session_scope(services.sessions) as session:
+        alert_ids = list(
+            session.scalars(
+                select(GuardAlert.alert_id)
+                .where(GuardAlert.decision == "deny", GuardAlert.client_id.is_(None))
+                .order_by(GuardAlert.alert_id)
+            )
+        )
+        if not alert_ids:
+            console.print("  [yellow]no guard alert to open an incident from[/]")
+            return
+        definition = build_definition(session, alert_ids=alert_ids[-1:])
+        incident_id = incidents.open(
+            session,
+            name="Robot sur un compte d'officine (identifiants dérobés)",
+            definition=definition,
+            operator="demo-dpo",
+            cause="Mot de passe du compte dérobé et code TOTP relayé par hameçonnage ; "
+            "consultations automatisées depuis un réseau inconnu.",
+        )
+        incidents.describe(
+            session,
+            incident_id,
+            operator="demo-dpo",
+            planned=[
+                "Rappel aux officines des consignes contre l'hameçonnage.",
+                "Généralisation des clés de sécurité (FIDO2) pour les comptes d'officine.",
+            ],
+        )
+    console.print(
+        f"  rempart incident open --from-alerts {alert_ids[-1]} → incident {incident_id} "
+        "(the lookups behind the guard's alert: the robot's session)"
+    )
+    live = incidents.scope(incident_id, LiveSource(services.audit_engine), operator="demo-dpo")
+    console.print(
+        f"  rempart incident scope {incident_id} → {live.persons} person(s) exposed, "
+        f"{live.records} record(s); {sum(live.refused.values())} refused lookup(s) counted "
+        f"apart as intent ({', '.join(f'{k} {v}' for k, v in live.refused.items())})"
+    )
+    console.print(
+        "    what the exposure reveals: "
+        + (", ".join(f"{k} {v}" for k, v in live.by_reveal.items()) or "identity only")
+        + "; departments: "
+        + ", ".join(f"{k} {v}" for k, v in live.by_department.items())
+    )
+    export_dir = workdir / f"audit-export-incident-{incident_id}"
+    if not export_dir.exists():
+        services.audit.checkpoint_heads()  # type: ignore[attr-defined]
+        verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
+        export_trail(services.audit_engine, export_dir, verifier)
+    verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
+    from_export = ExportSource(export_dir, verifier).read(definition)
+    same = set(from_export.exposures) == {
+        p for p in incidents.exposed_pseudonyms_of(incident_id)
+    }
+    console.print(
+        f"  the same scope from a verified Parquet export read with DuckDB: "
+        f"{len(from_export.exposures)} person(s) — "
+        + ("[green]identical set[/]" if same else "[bold red]DIFFERENT[/]")
+    )
+    with session_scope(services.sessions) as session:
+        facts = incidents.facts(session, incident_id)
+        severity = assess(facts)
+        cnil = cnil_decision(severity)
+        people = people_decision(severity, facts)
+        files = write_report(facts, workdir / f"incident-{incident_id}")
+        kind = incidents.mark_reported(session, incident_id, operator="demo-dpo")
+    console.print(
+        f"  severity (ENISA 2013): SE = {severity.score:g} → {_BANDS.get(severity.band, severity.band)}"
+        f"; CNIL notification: {'yes' if cnil.required else 'no'}; "
+        f"tell the persons (Art. 34): {'yes' if people.required else 'no'}"
+    )
+    console.print(
+        f"  rempart incident report {incident_id} --out {files.html.parent} → "
+        f"{files.html.name}, {files.pdf.name}, {files.json.name} ({kind} notification, in French)"
+    )
+    with session_scope(services.sessions) as session:
+        rows = register_rows(incidents.register(session))
+    register = workdir / "registre-violations.csv"
+    register.write_text(register_csv(rows), encoding="utf-8")
+    console.print(
+        f"  the breach register (Art. 33(5)), every incident notified or not → {register}"
+    )
