@@ -152,10 +152,15 @@ def world_generate(
 def db_upgrade() -> None:
     """Create or migrate the database schema to the latest version."""
     from rempart.store.migrate import upgrade
+    from rempart.store.pseudonyms import backfill
 
     with open_services() as services:
         upgrade(services.engine, schema="data")
         upgrade(services.audit_engine, schema="audit")
+        # Persons loaded before insured.pseudonym existed (migration 0008) get theirs.
+        filled = backfill(services.engine, services.settings.keys.pseudonym_key)
+    if filled:
+        err.print(f"pseudonyms computed for {filled} insured persons")
     err.print("database schema is up to date")
 
 
@@ -169,7 +174,12 @@ def db_load_world(
     with open_services() as services:
         try:
             with progress_bar(err, "load: ") as progress:
-                summary = load_world(services.engine, world_dir, progress)
+                summary = load_world(
+                    services.engine,
+                    world_dir,
+                    pseudonym_key=services.settings.keys.pseudonym_key,
+                    progress=progress,
+                )
         except WorldFormatError as exc:
             raise fail(exc.code, f"{exc.detail}; nothing was loaded") from None
         except SQLAlchemyError as exc:
@@ -862,6 +872,12 @@ def _database_problem(exc: Exception) -> str:
     # The exception class and the server's first line, never parameters.
     first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[:1]
     return f"{type(exc).__name__}: {first_line[0] if first_line else 'database error'}"
+
+
+# Last: the incident commands import this module's helpers.
+from rempart.cli_incident import incident_app  # noqa: E402
+
+app.add_typer(incident_app, name="incident")
 
 
 def main() -> None:  # pragma: no cover - the console script entry point

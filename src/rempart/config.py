@@ -238,6 +238,16 @@ class Settings(BaseSettings):
         "67 89'. Never a link.",
     )
 
+    # The controller named in CNIL notifications and in the breach register (incidents).
+    organization_name: str = Field(
+        default="Caisse d'assurance maladie (démonstration)", min_length=2, max_length=200
+    )
+    organization_siren: str = Field(default="", max_length=14)
+    organization_address: str = Field(default="", max_length=300)
+    dpo_name: str = Field(default="Délégué à la protection des données", max_length=120)
+    dpo_email: str = Field(default="", max_length=200)
+    dpo_phone: str = Field(default="", max_length=40)
+
     # Pro Santé Connect (or any OpenID Connect provider shaped like it): set the four
     # of discovery URL, client id, secret and redirect URI, or none (PSC disabled).
     psc_discovery_url: str | None = Field(

@@ -146,8 +146,15 @@ def _run(
     upgrade(services.engine, schema="data")
     upgrade(services.audit_engine, schema="audit")
     with progress_bar(console, "  ") as progress:
-        loaded = load_world(services.engine, world_dir, progress)
-    again = load_world(services.engine, world_dir)
+        loaded = load_world(
+            services.engine,
+            world_dir,
+            pseudonym_key=services.settings.keys.pseudonym_key,
+            progress=progress,
+        )
+    again = load_world(
+        services.engine, world_dir, pseudonym_key=services.settings.keys.pseudonym_key
+    )
     console.print(
         "  loaded: "
         + ", ".join(f"{table} {rows:,}" for table, rows in loaded.rows.items())

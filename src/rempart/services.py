@@ -41,6 +41,8 @@ from rempart.guard.inline import InlineGuard
 from rempart.guard.redis_state import RedisState
 from rempart.guard.state import GuardState
 from rempart.guard.warm_start import warm_start
+from rempart.incident.controller import organization, security_before
+from rempart.incident.service import IncidentService
 from rempart.notify.mail import MailSender, sender_from_settings
 from rempart.notify.notices import NoticeBoard
 from rempart.notify.outbox import Outbox
@@ -85,6 +87,17 @@ class Services:
             # Unreachable or not migrated yet: the first append tries again (or answers 503).
             log.warning("audit_heads_not_ready", error_type=type(exc).__name__)
         return trail
+
+    @cached_property
+    def incidents(self) -> IncidentService:
+        return IncidentService(
+            self.engine,
+            self.audit,
+            self.audit_engine,
+            pseudonym_key=self.settings.keys.pseudonym_key,
+            organization=organization(self.settings),
+            security_before=security_before(self.settings),
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

@@ -255,7 +255,7 @@ def _verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_a_server_killed_under_load_answered_nothing_unaudited(
     services: Services, settings: Settings, crash_world: Path, tmp_path: Path
 ) -> None:
-    load_world(services.engine, crash_world)
+    load_world(services.engine, crash_world, pseudonym_key=settings.keys.pseudonym_key)
     account = make_login(services, "ph.crash")
     probes = _probes(crash_world, settings.keys.pseudonym_key)
     env = {

@@ -22,6 +22,8 @@ from rempart.store.models import CareLink, Insured, Professional
 from rempart.world.generator import generate_world
 from rempart.world.io import WorldFormatError
 
+KEY = b"load-world-test-pseudonym-key"
+
 
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -52,7 +54,7 @@ def fingerprint(services: Services) -> list[tuple[object, ...]]:
 
 
 def test_load_world_loads_every_row(services: Services, small_world: Path) -> None:
-    summary = load_world(services.engine, small_world)
+    summary = load_world(services.engine, small_world, pseudonym_key=KEY)
     world_rows = {
         "professionals": pq.read_metadata(small_world / "professionals.parquet").num_rows,
         "insured": pq.read_metadata(small_world / "insured.parquet").num_rows,
@@ -66,9 +68,9 @@ def test_load_world_loads_every_row(services: Services, small_world: Path) -> No
 def test_loading_the_same_world_twice_changes_nothing(
     services: Services, small_world: Path
 ) -> None:
-    load_world(services.engine, small_world)
+    load_world(services.engine, small_world, pseudonym_key=KEY)
     before = fingerprint(services)
-    again = load_world(services.engine, small_world)
+    again = load_world(services.engine, small_world, pseudonym_key=KEY)
     assert again.changed == {"professionals": 0, "insured": 0, "care_links": 0}
     assert fingerprint(services) == before
 
@@ -76,7 +78,7 @@ def test_loading_the_same_world_twice_changes_nothing(
 def test_a_changed_row_is_updated_and_only_it(
     services: Services, small_world: Path, tmp_path: Path
 ) -> None:
-    load_world(services.engine, small_world)
+    load_world(services.engine, small_world, pseudonym_key=KEY)
     changed_world = tmp_path / "changed"
     shutil.copytree(small_world, changed_world)
     insured = pq.read_table(changed_world / "insured.parquet")
@@ -87,7 +89,7 @@ def test_a_changed_row_is_updated_and_only_it(
     )
     insured = insured.set_column(insured.schema.get_field_index("c2s"), "c2s", flipped)
     pq.write_table(insured, changed_world / "insured.parquet")
-    summary = load_world(services.engine, changed_world)
+    summary = load_world(services.engine, changed_world, pseudonym_key=KEY)
     assert summary.changed == {"professionals": 0, "insured": 1, "care_links": 0}
 
 
@@ -124,7 +126,7 @@ def test_a_damaged_world_is_refused_and_nothing_is_loaded(
             insured.set_column(index, "treating_doctor", pa.array(doctors)), insured_path
         )
     with pytest.raises(WorldFormatError) as caught:
-        load_world(services.engine, broken)
+        load_world(services.engine, broken, pseudonym_key=KEY)
     assert caught.value.code == code
     assert named in caught.value.detail
     assert counts(services) == {"professionals": 0, "insured": 0, "care_links": 0}
@@ -141,13 +143,13 @@ def test_a_crash_during_the_load_leaves_nothing_behind(
             raise Crash
 
     with pytest.raises(Crash):
-        load_world(services.engine, small_world, crash_in_last_table)
+        load_world(services.engine, small_world, pseudonym_key=KEY, progress=crash_in_last_table)
     assert counts(services) == {"professionals": 0, "insured": 0, "care_links": 0}
 
 
 def test_a_missing_directory_is_refused(services: Services, tmp_path: Path) -> None:
     with pytest.raises(WorldFormatError) as caught:
-        load_world(services.engine, tmp_path / "nowhere")
+        load_world(services.engine, tmp_path / "nowhere", pseudonym_key=KEY)
     assert caught.value.code == "world_not_found"
 
 

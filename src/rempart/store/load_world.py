@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from rempart.store.models import Base
+from rempart.store.pseudonyms import with_pseudonyms
 from rempart.world.io import WorldFormatError, read_table
 
 __all__ = ["LoadSummary", "load_world"]
@@ -85,8 +86,13 @@ def _check_reference(table: pa.Table, name: str, column: str, target: pa.Chunked
         )
 
 
-def load_world(engine: Engine, world_dir: Path, progress: Progress | None = None) -> LoadSummary:
+def load_world(
+    engine: Engine, world_dir: Path, *, pseudonym_key: bytes, progress: Progress | None = None
+) -> LoadSummary:
+    """Load a world; each person's pseudonym (``pseudonym_key``: the trail's) is stored
+    with them, in the same transaction."""
     tables = _read_world(world_dir)
+    tables["insured"] = with_pseudonyms(tables["insured"], pseudonym_key)
     summary = LoadSummary()
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":

@@ -71,6 +71,10 @@ class Insured(Base):
     street: Mapped[str] = mapped_column(String(256))
     postcode: Mapped[str] = mapped_column(String(10))
     city: Mapped[str] = mapped_column(String(128))
+    # The NIR's keyed pseudonym, as the audit trail names the person: set when the world
+    # is loaded, indexed, so that scoping a breach finds the persons its lookups exposed
+    # without recomputing a pseudonym for the whole population.
+    pseudonym: Mapped[str | None] = mapped_column(String(32), unique=True)
 
 
 class CareLink(Base):
@@ -327,3 +331,89 @@ class AccountNotice(Base):
     subject: Mapped[str] = mapped_column(String(256))
     text: Mapped[str] = mapped_column(Text)
     seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Incident(Base):
+    """A personal data breach being handled (``rempart.incident``): its definition (JSON,
+    ``incident.definition.Definition``) and where it stands.
+
+    ``status``: ``open`` → ``scoped`` → ``reported`` → ``notified`` → ``closed``; every
+    change is a row of ``incident_transitions`` and an entry of the audit trail."""
+
+    __tablename__ = "incidents"
+
+    incident_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    definition: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    opened_by: Mapped[str] = mapped_column(String(128))
+    aware_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    discovery: Mapped[str] = mapped_column(Text, default="")
+    cause: Mapped[str] = mapped_column(Text, default="")
+    delay_reason: Mapped[str] = mapped_column(Text, default="")
+    planned_measures: Mapped[str] = mapped_column(Text, default="[]")
+    scope_version: Mapped[int] = mapped_column(Integer, default=0)
+    """The latest scoping's version (0: never scoped)."""
+    reported_version: Mapped[int] = mapped_column(Integer, default=0)
+    """The scope version the last CNIL report covered (0: none yet)."""
+    report_baseline_version: Mapped[int] = mapped_column(Integer, default=0)
+    """The version the last report completed (0: it was the initial notification): its
+    new persons are those first found after this version."""
+    definition_changed: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The definition grew since the latest scoping: scope again before reporting."""
+
+
+class IncidentTransition(Base):
+    __tablename__ = "incident_transitions"
+
+    transition_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("incidents.incident_id"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_from: Mapped[str] = mapped_column(String(16))
+    status_to: Mapped[str] = mapped_column(String(16))
+    operator: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class IncidentScope(Base):
+    """One version of an incident's scope: the aggregates (``ScopeSummary`` as JSON)."""
+
+    __tablename__ = "incident_scopes"
+
+    incident_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("incidents.incident_id"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scoped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    operator: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(512))
+    verified: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[str] = mapped_column(Text)
+
+
+class IncidentExposure(Base):
+    """One person an incident exposed, named by pseudonym (never the NIR): what the
+    notification campaign reads. ``version`` is the scope version that first found them."""
+
+    __tablename__ = "incident_exposures"
+
+    incident_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("incidents.incident_id"), primary_key=True
+    )
+    pseudonym: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    records: Mapped[int] = mapped_column(Integer)
+    first_us: Mapped[int] = mapped_column(BigInteger)
+    last_us: Mapped[int] = mapped_column(BigInteger)
+    accounts: Mapped[str] = mapped_column(Text)
+    """Comma-separated account ids that read the person."""
+    categories: Mapped[str] = mapped_column(String(80))
+    reveals: Mapped[str] = mapped_column(String(80))
+    department: Mapped[str | None] = mapped_column(String(3))
+    resolved: Mapped[bool] = mapped_column(Boolean)
+    """Whether an insured person matched the pseudonym when scoped."""
+    has_email: Mapped[bool] = mapped_column(Boolean)
+    """Whether the insurer held an e-mail address for them when scoped."""
