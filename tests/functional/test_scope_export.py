@@ -36,6 +36,7 @@ from rempart.incident.export_source import (
     ExportUnverified,
     read_export,
 )
+from rempart.incident.live_source import LiveSource
 from rempart.incident.reading import HOUR_US, SubjectExposure, TrailReading, is_exposure, matches
 from rempart.services import Services
 
@@ -159,7 +160,7 @@ def reference(entries: list[Stored], definition: Definition) -> TrailReading:
             accounts=tuple(sorted({e.account_id for e in mine})),
             categories=tuple(c for c in CATEGORIES if c in returned),
         )
-    reading.intent_subjects = len(looked_up - set(rows) - {""})
+    reading.intent_subjects = len(looked_up - set(rows))
     return reading
 
 
@@ -243,6 +244,23 @@ def test_the_export_reading_equals_the_reference(
         # The trail is varied enough that every definition exposes and refuses someone.
         assert expected.exposures
         assert expected.refused
+
+
+def test_the_live_trail_and_its_export_give_the_identical_reading(
+    services: Services, exported: tuple[list[Stored], Path]
+) -> None:
+    """Two sources, one result: every definition, on the trail's own database (SQLite and
+    PostgreSQL) and on the export of it."""
+    _, directory = exported
+    live = LiveSource(services.audit_engine)
+    for name, definition in DEFINITIONS.items():
+        from_export = source(directory).read(definition)
+        from_live = live.read(definition)
+        assert from_live.exposures == from_export.exposures, name
+        assert from_live.refused == from_export.refused, name
+        assert from_live.intent_subjects == from_export.intent_subjects, name
+        assert from_live.series == from_export.series, name
+        assert from_live.records == from_export.records, name
 
 
 def test_a_bounded_definition_reads_only_the_files_of_its_span(

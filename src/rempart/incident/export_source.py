@@ -349,7 +349,7 @@ def _aggregate(connection: duckdb.DuckDBPyConnection, reading: TrailReading) -> 
     )
     intent = connection.execute(
         "SELECT count(DISTINCT subject) FROM matched "
-        "WHERE event = 'lookup' AND NOT exposed AND subject <> '' "
+        "WHERE event = 'lookup' AND NOT exposed "
         "AND subject NOT IN (SELECT subject FROM matched WHERE exposed)"
     ).fetchone()
     reading.intent_subjects = int(intent[0]) if intent else 0
