@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -215,18 +216,114 @@ def _scope_json(summary: ScopeSummary) -> dict[str, object]:
 @incident_app.command("scope")
 def incident_scope(
     incident_id: Annotated[int, typer.Argument(help="The incident.")],
+    *,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scope as JSON.")] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="Scope from an audit export (rempart audit export) instead of the live "
+            "trail; it is verified first.",
+        ),
+    ] = None,
+    accept_unverified_export: Annotated[
+        bool,
+        typer.Option(
+            "--accept-unverified-export",
+            help="Scope from an export that fails its verification; the scope and the "
+            "report then say so.",
+        ),
+    ] = False,
     operator: OperatorOption = "",
 ) -> None:
-    """Scope an incident from the live audit trail: the exact persons exposed, what each
-    exposure reveals; stored for the notification campaign."""
+    """Scope an incident: the exact persons exposed and what each exposure reveals,
+    stored for the notification campaign. Scoping again gives the union."""
+    from rempart.audit.chain import CheckpointSigner
+    from rempart.incident.export_source import ExportSource
     from rempart.incident.live_source import LiveSource
+    from rempart.incident.reading import TrailSource
 
     with open_services(database_error="audit_unavailable") as services:
-        summary = services.incidents.scope(
-            incident_id, LiveSource(services.audit_engine), operator=_operator(operator)
+        source: TrailSource
+        if export is not None:
+            verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
+            source = ExportSource(export, verifier, accept_unverified=accept_unverified_export)
+        else:
+            source = LiveSource(services.audit_engine)
+        summary = services.incidents.scope(incident_id, source, operator=_operator(operator))
+    if not summary.verified:
+        err.print(
+            "[bold yellow]warning[/] the export failed its verification; this scope (and "
+            "any report made from it) says so"
         )
     _print_scope(summary, as_json)
+
+
+@incident_app.command("report")
+def incident_report(
+    incident_id: Annotated[int, typer.Argument(help="The incident.")],
+    *,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the three files.")],
+    operator: OperatorOption = "",
+) -> None:
+    """Write the CNIL notification (report.html, report.pdf, report.json, in French) of
+    the incident's latest scope; a re-scope that found new persons makes it complementary."""
+    from rempart.incident.report import write_report
+
+    with open_services() as services, services.sessions() as session, session.begin():
+        incident = services.incidents.get(session, incident_id)
+        if incident.definition_changed:
+            raise fail(
+                "definition_changed",
+                f"the definition grew since the last scoping: rempart incident scope {incident_id}",
+            )
+        facts = services.incidents.facts(session, incident_id)
+        files = write_report(facts, out_dir)
+        kind = services.incidents.mark_reported(session, incident_id, operator=_operator(operator))
+    if not facts.scope.verified:
+        err.print("[bold yellow]warning[/] scoped from an export that failed verification")
+    err.print(f"{kind} notification of incident {incident_id} written:")
+    for path in (files.html, files.pdf, files.json):
+        out.print(str(path), highlight=False)
+
+
+@incident_app.command("list")
+def incident_list(
+    *,
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="table, csv or json (the register, Art. 33(5))."),
+    ] = "table",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """The breach register: every incident, notified or not, with its decisions."""
+    from rempart.incident.register import register_csv, register_json, register_rows
+
+    if output_format not in ("table", "csv", "json"):
+        raise fail("invalid_format", "--format is table, csv or json")
+    with open_services() as services, services.sessions() as session:
+        rows = register_rows(services.incidents.register(session))
+    if output_format == "table":
+        for row in rows:
+            out.print(
+                " ".join(str(row.get(k, "")) for k in _TABLE_COLUMNS),
+                highlight=False,
+                soft_wrap=True,
+            )
+        if not rows:
+            err.print("no incident in the register")
+        return
+    text = register_csv(rows) if output_format == "csv" else register_json(rows)
+    if out_file is None:
+        out.print(text, highlight=False, markup=False, end="", soft_wrap=True)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        err.print(f"register written to {out_file}")
+
+
+_TABLE_COLUMNS = ("incident", "status", "persons", "severity_band", "name")
 
 
 def _print_scope(summary: ScopeSummary, as_json: bool) -> None:

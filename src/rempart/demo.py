@@ -30,6 +30,7 @@ from rempart.audit.models import AuditEvent
 from rempart.audit.verify import verify_database
 from rempart.config import load_settings
 from rempart.demo_guard import chapter_guard_inline, chapter_guard_replay
+from rempart.demo_incident import chapter_incident
 from rempart.demo_login import (
     chapter_practice_software,
     chapter_psc,
@@ -215,16 +216,18 @@ def _run(
         world_dir=world_dir,
     )
     _audit_chapter(console, services, workdir, people[0]["nir"])
+    _step(console, 13, "The breach: scoped from the guard's alert, the CNIL report, the register")
+    chapter_incident(console, services, workdir)
     services.close()
-    _step(console, 13, "The guard offline: the world's 28 days replayed by the same engine")
+    _step(console, 14, "The guard offline: the world's 28 days replayed by the same engine")
     chapter_guard_replay(console, world_dir)
     console.print()
     console.print(
         Panel.fit(
             f"Demo data kept in {workdir}.\n"
-            "Every lookup above went through the guard before the rights were read. "
-            "Coming next: breach scoping, the CNIL report and notification of the people "
-            "affected.",
+            "Every lookup above went through the guard before the rights were read; the "
+            "few it let a robot read are scoped, reported and registered. Coming next: "
+            "letters and e-mails to the people affected.",
             border_style="green",
         )
     )

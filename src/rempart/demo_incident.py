@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from rempart.audit.chain import CheckpointSigner
 from rempart.audit.export import export_trail
+from rempart.audit.trail import SqlAuditTrail
 from rempart.incident.export_source import ExportSource
 from rempart.incident.live_source import LiveSource
 from rempart.incident.register import register_csv, register_rows
@@ -26,8 +27,6 @@ from rempart.store.engine import session_scope
 from rempart.store.models import GuardAlert
 
 __all__ = ["chapter_incident"]
-
-_BANDS = {"low": "faible", "medium": "moyenne", "high": "élevée", "very_high": "très élevée"}
 
 
 def chapter_incident(console: Console, services: Services, workdir: Path) -> None:
@@ -79,14 +78,14 @@ def chapter_incident(console: Console, services: Services, workdir: Path) -> Non
     )
     export_dir = workdir / f"audit-export-incident-{incident_id}"
     if not export_dir.exists():
-        services.audit.checkpoint_heads()  # type: ignore[attr-defined]
+        if isinstance(services.audit, SqlAuditTrail):
+            services.audit.checkpoint_heads()  # the export's chains end on signed heads
         verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
         export_trail(services.audit_engine, export_dir, verifier)
     verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
     from_export = ExportSource(export_dir, verifier).read(definition)
-    same = set(from_export.exposures) == {
-        p for p in incidents.exposed_pseudonyms_of(incident_id)
-    }
+    with session_scope(services.sessions) as session:
+        same = set(from_export.exposures) == set(incidents.exposed_pseudonyms(session, incident_id))
     console.print(
         f"  the same scope from a verified Parquet export read with DuckDB: "
         f"{len(from_export.exposures)} person(s) — "
@@ -100,7 +99,7 @@ def chapter_incident(console: Console, services: Services, workdir: Path) -> Non
         files = write_report(facts, workdir / f"incident-{incident_id}")
         kind = incidents.mark_reported(session, incident_id, operator="demo-dpo")
     console.print(
-        f"  severity (ENISA 2013): SE = {severity.score:g} → {_BANDS.get(severity.band, severity.band)}"
+        f"  severity (ENISA 2013): SE = {severity.score:g} → {severity.band_label}"
         f"; CNIL notification: {'yes' if cnil.required else 'no'}; "
         f"tell the persons (Art. 34): {'yes' if people.required else 'no'}"
     )

@@ -36,6 +36,12 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "rempart guard alerts → #1 open",
         "restores the account (rempart accounts restore): the compromise is taken to begin",
         "The robot tries the leaked password again → 401 invalid_credentials",
+        "rempart incident open --from-alerts 1 → incident 1",
+        "read with DuckDB",
+        "identical set",
+        "severity (ENISA 2013): SE =",
+        "report.html, report.pdf, report.json (initial notification, in French)",
+        "the breach register (Art. 33(5))",
         "rempart guard replay:",
     ):
         assert expected in text, expected
