@@ -14,6 +14,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
@@ -260,3 +262,57 @@ def test_bad_definitions_are_refused_and_nothing_is_stored(
     assert result.stdout.strip() == ""
     with session_scope(services.sessions) as session:
         assert session.scalar(select(func.count()).select_from(Incident)) == 0
+
+
+def test_an_export_gives_the_same_scope_and_a_tampered_one_is_refused(
+    services: Services, story: Story, tmp_path: Path
+) -> None:
+    """The operator exports the trail (``rempart audit checkpoint`` then ``export``) and
+    scopes from it: the same persons as from the live trail. An export altered after the
+    fact is refused, unless the operator accepts it explicitly, and the scope says so."""
+    env = story.env
+    assert cli(env, "audit", "checkpoint").exit_code == 0
+    export = tmp_path / "export"
+    exported = cli(env, "audit", "export", "--out", str(export))
+    assert exported.exit_code == 0, exported.output
+    live_id = cli(env, "incident", "open", "--name", "Live", "--accounts", "ph-lilas").stdout
+    live = scope_json(env, live_id.strip())
+    from_export_id = cli(
+        env, "incident", "open", "--name", "Export", "--accounts", "ph-lilas"
+    ).stdout.strip()
+    result = cli(env, "incident", "scope", from_export_id, "--json", "--export", str(export))
+    assert result.exit_code == 0, result.output
+    from_export = json.loads(result.stdout)
+    assert from_export["verified"] is True
+    for key in ("persons", "records", "by_category", "by_reveal", "refused", "by_department"):
+        assert from_export[key] == live[key], key
+    assert set(stored(services, int(from_export_id))) == set(stored(services, int(live_id)))
+
+    # Someone edits the export: who read the first person becomes someone else.
+    part = sorted(export.glob("day=*/*.parquet"))[0]
+    table = pq.read_table(part)
+    accounts = table.column("account_id").to_pylist()
+    accounts[0] = "PS-innocent"
+    pq.write_table(
+        table.set_column(
+            table.schema.get_field_index("account_id"),
+            table.schema.field("account_id"),
+            pa.array(accounts, pa.string()),
+        ),
+        part,
+    )
+    refused = cli(env, "incident", "scope", from_export_id, "--export", str(export))
+    assert refused.exit_code != 0
+    assert "[export_unverified]" in refused.output
+    accepted = cli(
+        env,
+        "incident",
+        "scope",
+        from_export_id,
+        "--json",
+        "--export",
+        str(export),
+        "--accept-unverified-export",
+    )
+    assert accepted.exit_code == 0, accepted.output
+    assert json.loads(accepted.stdout)["verified"] is False

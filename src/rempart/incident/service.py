@@ -230,6 +230,8 @@ def summarize(
         by_combination["+".join(sorted(person_reveals))] += 1
         by_department[e.department or "inconnu"] += 1
         account_persons.update(filter(None, e.accounts.split(",")))
+    # Per account: records and times from this reading's series (times to the hour),
+    # persons from the stored union.
     per_account: dict[str, dict[str, int]] = {}
     for (account, hour), count in reading.series.items():
         entry = per_account.setdefault(
@@ -241,11 +243,6 @@ def summarize(
     for account, persons in account_persons.items():
         per_account.setdefault(account, {"records": 0, "persons": 0, "first_us": 0, "last_us": 0})
         per_account[account]["persons"] = persons
-    for exposure in reading.exposures.values():
-        for account in exposure.accounts:
-            entry = per_account[account]
-            entry["first_us"] = min(entry["first_us"] or exposure.first_us, exposure.first_us)
-            entry["last_us"] = max(entry["last_us"], exposure.last_us)
     email = sum(1 for e in stored if e.has_email)
     return ScopeSummary(
         incident_id=incident_id,

@@ -52,7 +52,8 @@ class ScopeSummary:
     """Sorted ``+``-joined reveals (``"health+low_income"``, ``""`` = identity only) -> persons."""
     by_department: dict[str, int]
     by_account: dict[str, dict[str, int]]
-    """Account -> ``{"records", "persons", "first_us", "last_us"}``."""
+    """Account -> ``{"records", "persons", "first_us", "last_us"}``: records and times (to
+    the hour) from the latest reading, persons from every scoping's union."""
     refused: dict[str, int]
     """Lookups that returned nothing, per outcome: intent, not exposure."""
     intent_subjects: int
