@@ -59,6 +59,7 @@ reads: integrity and availability are not lost. An incident of another nature
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -68,6 +69,7 @@ from rempart.incident.summary import IncidentFacts
 
 __all__ = [
     "BANDS",
+    "CLASS_LABEL",
     "DATA_KINDS",
     "Band",
     "CategoryScore",
@@ -315,8 +317,7 @@ class Severity:
         return self.cb[0].value > 0
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["band"] = self.band.value
+        data = _plain(asdict(self))
         data["cb_total"] = self.cb_total
         return data
 
@@ -332,7 +333,14 @@ class Decision:
     """Art. 34(3) exceptions considered (value 1 when one applies)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _plain(asdict(self))
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """As JSON gives it back (lists, not tuples; the band's value): the report's JSON
+    file and the document in memory are then equal."""
+    plain: dict[str, Any] = json.loads(json.dumps(data))
+    return plain
 
 
 def band_of(score: float) -> tuple[Band, str]:
@@ -398,7 +406,8 @@ def _dpc(categories: tuple[CategoryScore, ...]) -> Factor:
             "Aucune donnée n'a été communiquée (seules des tentatives, refusées ou sans "
             "résultat) : aucune catégorie de données n'est présente, DPC = 0.",
         )
-    top = max(categories, key=lambda c: c.score)
+    # On a tie, the most sensitive class explains the score best.
+    top = max(categories, key=lambda c: (c.score, c.base))
     adjustments = " ; ".join(f"{a.label} +{_number(a.value)}" for a in top.adjustments)
     how = f"base {top.base} ({CLASS_LABEL[top.enisa_class]})"
     if adjustments:
@@ -440,7 +449,9 @@ def _ei(facts: IncidentFacts) -> Factor:
             "Aucune donnée d'identification n'a été communiquée.",
         )
     value, label = EI_LEVELS[level]
-    return Factor("ei", "Facilité d'identification (EI)", value, f"{why} Niveau {label}.")
+    return Factor(
+        "ei", "Facilité d'identification (EI)", value, f"{why} Facilité d'identification {label}."
+    )
 
 
 def _circumstances(facts: IncidentFacts) -> dict[str, Any]:
