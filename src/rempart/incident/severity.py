@@ -361,6 +361,11 @@ def _number(value: float) -> str:
     return text.replace(".", ",")
 
 
+def _count(n: int) -> str:
+    """``510 000``, with the narrow no-break space of French typography."""
+    return f"{n:,}".replace(",", "\u202f")
+
+
 def _persons(facts: IncidentFacts, source: str, key: str) -> int:
     counts = facts.scope.by_category if source == "category" else facts.scope.by_reveal
     return int(counts.get(key, 0))
@@ -574,7 +579,7 @@ def people_decision(severity: Severity, facts: IncidentFacts) -> Decision:
             "34.3.c",
             "Efforts disproportionnés (communication publique à la place)",
             0.0,
-            f"Non applicable : {addressable} personne(s) peuvent être informées "
+            f"Non applicable : {_count(addressable)} personne(s) peuvent être informées "
             "individuellement, par courrier électronique ou postal, à partir des "
             "coordonnées détenues par l'organisme.",
         ),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import replace
@@ -247,3 +248,17 @@ def test_a_failure_while_writing_leaves_no_temporary_file(
         write_report(facts_2022(), tmp_path, now=WITHIN)
     assert _listing(tmp_path) == ["report.html", "report.json", "report.pdf"]
     assert (tmp_path / "report.json").read_bytes() == old_json
+
+
+def test_pdf_font_has_every_french_glyph(caplog: pytest.LogCaptureFixture) -> None:
+    facts = facts_2022(
+        cause="Cœur de l\N{RIGHT SINGLE QUOTATION MARK}attaque : « 1 000 € » — Œuvre, Ÿ, ç, à, î"
+    )
+    doc = report_document(facts, now=WITHIN)
+    with caplog.at_level(logging.WARNING, logger="fpdf"):
+        render_pdf(doc, [])
+    assert not [r for r in caplog.records if "missing" in r.getMessage()]
+    # The check itself works: a glyph DejaVu Sans lacks is reported.
+    with caplog.at_level(logging.WARNING, logger="fpdf"):
+        render_pdf(report_document(facts_2022(cause="漢"), now=WITHIN), [])
+    assert [r for r in caplog.records if "missing" in r.getMessage()]
