@@ -176,6 +176,17 @@ def incident_describe(
     planned: Annotated[
         list[str] | None, typer.Option(help="A measure planned (French); repeatable.")
     ] = None,
+    recipients: Annotated[
+        str | None,
+        typer.Option(
+            help="Who received the data, when the definition's default (unknown) does not "
+            "hold: none, known or unknown (ENISA)."
+        ),
+    ] = None,
+    malicious: Annotated[
+        bool | None,
+        typer.Option("--malicious/--not-malicious", help="Whether there was malicious intent."),
+    ] = None,
     operator: OperatorOption = "",
 ) -> None:
     """State what the trail cannot tell: cause, discovery, delay reason, planned measures."""
@@ -188,6 +199,11 @@ def incident_describe(
             discovery=discovery,
             delay_reason=delay_reason,
             planned=planned or [],
+            circumstances={
+                k: v
+                for k, v in (("recipients", recipients), ("malicious", malicious))
+                if v is not None
+            },
         )
     err.print(f"incident {incident_id} updated")
 
@@ -308,7 +324,8 @@ def incident_list(
     if output_format == "table":
         for row in rows:
             out.print(
-                " ".join(str(row.get(k, "")) for k in _TABLE_COLUMNS),
+                f"#{row.incident_id} {row.status:<9} {row.persons:>9,} persons  "
+                f"{row.severity_band:<9} {row.name}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -321,9 +338,6 @@ def incident_list(
     else:
         out_file.write_text(text, encoding="utf-8")
         err.print(f"register written to {out_file}")
-
-
-_TABLE_COLUMNS = ("incident", "status", "persons", "severity_band", "name")
 
 
 def _print_scope(summary: ScopeSummary, as_json: bool) -> None:

@@ -78,7 +78,8 @@ class RegisterRow:
     people_reasoning: str
     notification_kind: str
     notified_at: tuple[str, ...]
-    """Every time the incident entered ``notified`` (the initial and complementary ones)."""
+    """Every CNIL report made (the incident entered ``reported``): the initial and the
+    complementary notifications."""
     people_informed: str
     """``done``, ``planned`` or ``none``."""
     people_informed_at: str | None
@@ -128,7 +129,13 @@ CSV_HEADERS: dict[str, str] = {
 }
 """CSV column headers (French), in the row's field order."""
 
-_BANDS = {"low": "faible", "medium": "moyenne", "high": "élevée", "very_high": "très élevée"}
+_BANDS = {
+    "pending": "à évaluer",
+    "low": "faible",
+    "medium": "moyenne",
+    "high": "élevée",
+    "very_high": "très élevée",
+}
 _KINDS = {"initial": "initiale", "complementary": "complémentaire"}
 _INFORMED = {"done": "effectuée", "planned": "prévue", "none": "non"}
 
@@ -146,6 +153,8 @@ def _measures_summary(facts: IncidentFacts) -> str:
 
 def _row(facts: IncidentFacts) -> RegisterRow:
     scope = facts.scope
+    if scope.version == 0:
+        return _pending_row(facts)
     severity = assess(facts)
     cnil = cnil_decision(severity)
     people = people_decision(severity, facts)
@@ -176,7 +185,7 @@ def _row(facts: IncidentFacts) -> RegisterRow:
         people_required=people.required,
         people_reasoning=people.reasoning,
         notification_kind=facts.notification,
-        notified_at=tuple(t.at for t in facts.transitions if t.status == "notified"),
+        notified_at=_reported(facts),
         people_informed=str(facts.communication.get("status", "none")),
         people_informed_at=facts.communication.get("date"),
         measures=_measures_summary(facts),
@@ -249,3 +258,42 @@ def register_csv(rows: list[RegisterRow]) -> str:
     for row in rows:
         writer.writerow(csv_record(row))
     return BOM + out.getvalue()
+
+
+def _reported(facts: IncidentFacts) -> tuple[str, ...]:
+    return tuple(t.at for t in facts.transitions if t.status == "reported")
+
+
+_PENDING = "Périmètre non encore établi : l'évaluation est en cours."
+
+
+def _pending_row(facts: IncidentFacts) -> RegisterRow:
+    """An incident not scoped yet: registered all the same, its decisions pending (a
+    severity computed on no data would read as "low" and mislead)."""
+    return RegisterRow(
+        incident_id=facts.incident_id,
+        name=facts.name,
+        status=facts.status,
+        opened_at=facts.opened_at,
+        aware_at=facts.aware_at,
+        first_exposure=None,
+        last_exposure=None,
+        ongoing=facts.ongoing,
+        persons=0,
+        records=0,
+        categories=(),
+        sensitive=False,
+        minors=0,
+        over_75=0,
+        severity_score=0.0,
+        severity_band="pending",
+        cnil_required=False,
+        cnil_reasoning=_PENDING,
+        people_required=False,
+        people_reasoning=_PENDING,
+        notification_kind=facts.notification,
+        notified_at=_reported(facts),
+        people_informed="none",
+        people_informed_at=None,
+        measures=_measures_summary(facts),
+    )

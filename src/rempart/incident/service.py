@@ -36,6 +36,7 @@ from rempart.incident.definition import (
 )
 from rempart.incident.persons import Person, resolve, reveals
 from rempart.incident.reading import HOUR_US, SubjectExposure, TrailReading, TrailSource
+from rempart.incident.severity import check_circumstances
 from rempart.incident.summary import (
     REVEALS,
     IncidentFacts,
@@ -321,6 +322,7 @@ class IncidentService:
             cause=cause.strip(),
             delay_reason="",
             planned_measures="[]",
+            circumstances="{}",
             scope_version=0,
             reported_version=0,
             report_baseline_version=0,
@@ -361,9 +363,11 @@ class IncidentService:
         discovery: str | None = None,
         delay_reason: str | None = None,
         planned: Sequence[str] = (),
+        circumstances: dict[str, Any] | None = None,
     ) -> None:
         """What the operator states and the trail cannot tell: the cause, how the breach was
-        discovered, why a notification comes late, the measures planned."""
+        discovered, why a notification comes late, the measures planned, and circumstances
+        that differ from what the definition implies (``severity`` checks the values)."""
         incident = self._open_for_change(session, incident_id)
         _require_operator(operator)
         if cause is not None:
@@ -372,6 +376,10 @@ class IncidentService:
             incident.discovery = discovery.strip()
         if delay_reason is not None:
             incident.delay_reason = delay_reason.strip()
+        if circumstances:
+            merged = {**json.loads(incident.circumstances), **circumstances}
+            check_circumstances(merged)
+            incident.circumstances = json.dumps(merged, sort_keys=True)
         if planned:
             incident.planned_measures = json.dumps(
                 [
@@ -516,11 +524,17 @@ class IncidentService:
 
     # -- facts for reports and the register ---------------------------------------------
 
-    def facts(self, session: Session, incident_id: int) -> IncidentFacts:
+    def facts(
+        self, session: Session, incident_id: int, *, require_scope: bool = True
+    ) -> IncidentFacts:
+        """The incident's facts for its report (``require_scope``) or the register (an
+        incident not scoped yet has an empty scope of version 0)."""
         incident = self.get(session, incident_id)
         scope = self.latest_scope(session, incident_id)
         if scope is None:
-            raise IncidentError("not_scoped", "scope the incident before reporting it")
+            if require_scope:
+                raise IncidentError("not_scoped", "scope the incident before reporting it")
+            scope = _unscoped(incident_id)
         definition = Definition.from_json(incident.definition)
         kind = self.notification_kind(incident)
         if kind == "complementary":
@@ -542,6 +556,15 @@ class IncidentService:
             )
         measures = self.measures(session, definition, scope.first_us)
         status = incident.status
+        transitions = [
+            Transition(t.status_to, _aware(t.at).isoformat(), t.operator, t.note)
+            for t in session.scalars(
+                select(IncidentTransition)
+                .where(IncidentTransition.incident_id == incident_id)
+                .order_by(IncidentTransition.transition_id)
+            )
+        ]
+        informed = [t.at for t in transitions if t.status == "notified"]
         return IncidentFacts(
             incident_id=incident.incident_id,
             name=incident.name,
@@ -554,24 +577,18 @@ class IncidentService:
             delay_reason=incident.delay_reason,
             planned_measures=list(json.loads(incident.planned_measures)),
             definition=json.loads(incident.definition),
-            transitions=[
-                Transition(t.status_to, _aware(t.at).isoformat(), t.operator, t.note)
-                for t in session.scalars(
-                    select(IncidentTransition)
-                    .where(IncidentTransition.incident_id == incident_id)
-                    .order_by(IncidentTransition.transition_id)
-                )
-            ],
+            transitions=transitions,
             scope=scope,
             measures=measures,
             organization=self.organization,
             ongoing=self._ongoing(session, definition, measures),
             security_before=self.security_before,
             communication={
-                "status": "done" if status in ("notified", "closed") else "planned",
-                "date": None,
+                "status": "done" if informed else ("none" if not scope.persons else "planned"),
+                "date": informed[0] if informed else None,
                 "channels": dict(scope.reachable),
             },
+            extra={"circumstances": json.loads(incident.circumstances)},
         )
 
     def measures(
@@ -650,14 +667,14 @@ class IncidentService:
                 return True
         return False
 
-    def register(self, session: Session) -> list[IncidentFacts | Incident]:
-        """Every incident, notified or not: its facts when scoped, else the bare record."""
-        out: list[IncidentFacts | Incident] = []
-        for incident in session.scalars(select(Incident).order_by(Incident.incident_id)):
-            out.append(
-                self.facts(session, incident.incident_id) if incident.scope_version else incident
+    def register(self, session: Session) -> list[IncidentFacts]:
+        """Every incident, notified or not (Art. 33(5)), scoped or not yet."""
+        return [
+            self.facts(session, incident_id, require_scope=False)
+            for incident_id in session.scalars(
+                select(Incident.incident_id).order_by(Incident.incident_id)
             )
-        return out
+        ]
 
     # -- internals ---------------------------------------------------------------------
 
@@ -708,6 +725,34 @@ class IncidentService:
             ],
             session=session,
         )
+
+
+def _unscoped(incident_id: int) -> ScopeSummary:
+    return ScopeSummary(
+        incident_id=incident_id,
+        version=0,
+        scoped_at="",
+        source="",
+        verified=True,
+        verification_problems=[],
+        persons=0,
+        records=0,
+        new_persons=0,
+        unresolved=0,
+        by_category={},
+        by_reveal={},
+        by_combination={},
+        by_department={},
+        by_account={},
+        refused={},
+        intent_subjects=0,
+        first_us=None,
+        last_us=None,
+        series=[],
+        reachable={"email": 0, "letter": 0},
+        rows_scanned=0,
+        seconds=0.0,
+    )
 
 
 def _require_operator(operator: str) -> None:

@@ -79,6 +79,7 @@ __all__ = [
     "Severity",
     "assess",
     "band_of",
+    "check_circumstances",
     "cnil_decision",
     "people_decision",
 ]
@@ -471,21 +472,26 @@ def _circumstances(facts: IncidentFacts) -> dict[str, Any]:
         "availability": "none",
     }
     given = facts.extra.get("circumstances") or {}
-    if not isinstance(given, dict):
-        raise InvalidCircumstances("circumstances must be an object")
-    for key, value in given.items():
-        if key not in chosen:
-            raise InvalidCircumstances(f"unknown circumstance {key!r}")
-        chosen[key] = value
+    check_circumstances(given)
+    chosen.update(given)
     if not exposed:
         chosen["recipients"] = "none"
-    tables = {"recipients": RECIPIENTS, "integrity": INTEGRITY, "availability": AVAILABILITY}
-    for key, table in tables.items():
-        if chosen[key] not in table:
-            raise InvalidCircumstances(f"{key} must be one of {sorted(table)}")
-    if not isinstance(chosen["malicious"], bool):
-        raise InvalidCircumstances("malicious must be true or false")
     return chosen
+
+
+def check_circumstances(given: object) -> None:
+    """Refuses circumstances the method does not have (``invalid_circumstances``)."""
+    if not isinstance(given, dict):
+        raise InvalidCircumstances("circumstances must be an object")
+    tables = {"recipients": RECIPIENTS, "integrity": INTEGRITY, "availability": AVAILABILITY}
+    for key, value in given.items():
+        if key == "malicious":
+            if not isinstance(value, bool):
+                raise InvalidCircumstances("malicious must be true or false")
+        elif key not in tables:
+            raise InvalidCircumstances(f"unknown circumstance {key!r}")
+        elif value not in tables[key]:
+            raise InvalidCircumstances(f"{key} must be one of {sorted(tables[key])}")
 
 
 def _cb(facts: IncidentFacts) -> tuple[Factor, ...]:

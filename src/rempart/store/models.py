@@ -353,6 +353,9 @@ class Incident(Base):
     cause: Mapped[str] = mapped_column(Text, default="")
     delay_reason: Mapped[str] = mapped_column(Text, default="")
     planned_measures: Mapped[str] = mapped_column(Text, default="[]")
+    circumstances: Mapped[str] = mapped_column(Text, default="{}")
+    """What the operator states of the circumstances when the definition's defaults do not
+    hold (``severity`` explains them): e.g. an honest mistake, known recipients."""
     scope_version: Mapped[int] = mapped_column(Integer, default=0)
     """The latest scoping's version (0: never scoped)."""
     reported_version: Mapped[int] = mapped_column(Integer, default=0)

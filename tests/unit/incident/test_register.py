@@ -18,10 +18,10 @@ from tests.unit.incident.facts import facts_2022, facts_small_error
 
 def _facts() -> list[IncidentFacts]:
     notified = facts_2022(
-        status="notified",
+        status="reported",
         transitions=[
             *facts_2022().transitions,
-            Transition("notified", "2022-03-16T14:00:00+00:00", "dpo.durand"),
+            Transition("reported", "2022-03-16T14:00:00+00:00", "dpo.durand"),
         ],
         # A name with the separator, quotes and a line break: the CSV must keep it whole.
         name='Pharmacies ; comptes "compromis"\n(mars 2022)',
@@ -102,3 +102,14 @@ def test_csv_bytes_decode_with_the_bom_aware_codec() -> None:
     data = register_csv(register_rows(_facts())).encode("utf-8")
     assert data.startswith(b"\xef\xbb\xbf")
     assert data.decode("utf-8-sig").startswith("N° incident;")
+
+
+def test_an_incident_not_yet_scoped_is_registered_with_its_decisions_pending() -> None:
+    facts = facts_2022()
+    facts.scope = replace(facts.scope, version=0, persons=0, records=0, by_reveal={})
+    (row,) = register_rows([facts])
+    assert row.severity_band == "pending"
+    assert row.persons == 0
+    assert not row.cnil_required
+    assert "non encore établi" in row.cnil_reasoning
+    assert "à évaluer" in register_csv([row])

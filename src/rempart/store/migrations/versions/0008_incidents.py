@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("cause", sa.Text(), nullable=False),
         sa.Column("delay_reason", sa.Text(), nullable=False),
         sa.Column("planned_measures", sa.Text(), nullable=False),
+        sa.Column("circumstances", sa.Text(), nullable=False),
         sa.Column("scope_version", sa.Integer(), nullable=False),
         sa.Column("reported_version", sa.Integer(), nullable=False),
         sa.Column("report_baseline_version", sa.Integer(), nullable=False),
