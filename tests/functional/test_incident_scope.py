@@ -316,3 +316,59 @@ def test_an_export_gives_the_same_scope_and_a_tampered_one_is_refused(
     )
     assert accepted.exit_code == 0, accepted.output
     assert json.loads(accepted.stdout)["verified"] is False
+
+
+def test_the_report_and_the_register_tell_what_the_scope_found(
+    services: Services, story: Story, tmp_path: Path
+) -> None:
+    env = story.env
+    incident = cli(
+        env, "incident", "open", "--name", "Robot officine", "--accounts", "ph-lilas"
+    ).stdout.strip()
+    # Before scoping: in the register already, its decisions pending; no report yet.
+    listed = cli(env, "incident", "list", "--format", "json")
+    assert listed.exit_code == 0, listed.output
+    (pending,) = json.loads(listed.stdout)
+    assert pending["severity_band"] == "pending"
+    early = cli(env, "incident", "report", incident, "--out", str(tmp_path / "early"))
+    assert early.exit_code != 0
+    assert "[not_scoped]" in early.output
+    assert not (tmp_path / "early").exists()
+
+    scope = scope_json(env, incident)
+    out = tmp_path / "cnil"
+    reported = cli(env, "incident", "report", incident, "--out", str(out), "--operator", "dpo")
+    assert reported.exit_code == 0, reported.output
+    document = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    text = json.dumps(document, ensure_ascii=False)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    # No NIR anywhere: not the served persons', not any.
+    for person in [*story.robot_served, *story.strangers]:
+        assert person.nir.value not in text
+        assert person.nir.value not in html
+        assert person.nir.value[:13] not in html
+    assert f"{scope['persons']}" in html
+    assert "Notification initiale" in html or "initiale" in html
+    # The measures taken are read from the trail: the guard's suspension is there.
+    assert "account_suspended" in text or "Suspension du compte" in text
+    shown = json.loads(cli(env, "incident", "show", incident, "--json").stdout)
+    assert shown["status"] == "reported"
+    assert shown["transitions"][-1]["operator"] == "dpo"
+
+    # A compromised account found later: the re-scope finds new persons, and the next
+    # report is a complementary notification of them.
+    assert cli(env, "incident", "add", incident, "--accounts", "ph-lilas-2").exit_code == 0
+    stale = cli(env, "incident", "report", incident, "--out", str(tmp_path / "stale"))
+    assert "[definition_changed]" in stale.output
+    union = scope_json(env, incident)
+    assert union["new_persons"] > 0
+    second = tmp_path / "cnil-2"
+    assert cli(env, "incident", "report", incident, "--out", str(second)).exit_code == 0
+    complementary = json.loads((second / "report.json").read_text(encoding="utf-8"))
+    assert "complementary" in json.dumps(complementary)
+
+    register = cli(env, "incident", "list", "--format", "csv")
+    assert register.exit_code == 0, register.output
+    assert register.stdout.startswith("\ufeff")
+    assert "Robot officine" in register.stdout
