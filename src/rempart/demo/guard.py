@@ -15,7 +15,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from rempart.auth.compromise import compromise_start
-from rempart.demo_login import deliver_and_list_mail, totp_login
+from rempart.demo.login import deliver_and_list_mail, totp_login
 from rempart.guard.alerts import list_alerts
 from rempart.guard.replay import replay_world
 from rempart.guard.scoring import score_decisions

@@ -29,9 +29,9 @@ from rempart.audit.history import access_history
 from rempart.audit.models import AuditEvent
 from rempart.audit.verify import verify_database
 from rempart.config import load_settings
-from rempart.demo_guard import chapter_guard_inline, chapter_guard_replay
-from rempart.demo_incident import chapter_incident
-from rempart.demo_login import (
+from rempart.demo.guard import chapter_guard_inline, chapter_guard_replay
+from rempart.demo.incident import chapter_incident
+from rempart.demo.login import (
     chapter_practice_software,
     chapter_psc,
     chapter_stolen_mailbox,
