@@ -153,16 +153,24 @@ def _measures_summary(facts: IncidentFacts) -> str:
 
 def _row(facts: IncidentFacts) -> RegisterRow:
     scope = facts.scope
-    if scope.version == 0:
-        return _pending_row(facts)
-    severity = assess(facts)
-    cnil = cnil_decision(severity)
-    people = people_decision(severity, facts)
     categories = tuple(
         key
         for key, source in _CATEGORY_SOURCES
         if (scope.by_category if source == "category" else scope.by_reveal).get(key, 0) > 0
     )
+    if scope.version == 0:
+        # Not scoped yet: registered all the same, its decisions pending (a severity
+        # computed on no data would read as "low" and mislead).
+        score, band = 0.0, "pending"
+        cnil_required, cnil_reasoning = False, _PENDING
+        people_required, people_reasoning = False, _PENDING
+    else:
+        severity = assess(facts)
+        cnil = cnil_decision(severity)
+        people = people_decision(severity, facts)
+        score, band = severity.score, severity.band.value
+        cnil_required, cnil_reasoning = cnil.required, cnil.reasoning
+        people_required, people_reasoning = people.required, people.reasoning
     return RegisterRow(
         incident_id=facts.incident_id,
         name=facts.name,
@@ -178,14 +186,14 @@ def _row(facts: IncidentFacts) -> RegisterRow:
         sensitive=any(k in categories for k in ("health", "irregular_residence")),
         minors=int(scope.by_reveal.get("minor", 0)),
         over_75=int(scope.by_reveal.get("over_75", 0)),
-        severity_score=severity.score,
-        severity_band=severity.band.value,
-        cnil_required=cnil.required,
-        cnil_reasoning=cnil.reasoning,
-        people_required=people.required,
-        people_reasoning=people.reasoning,
+        severity_score=score,
+        severity_band=band,
+        cnil_required=cnil_required,
+        cnil_reasoning=cnil_reasoning,
+        people_required=people_required,
+        people_reasoning=people_reasoning,
         notification_kind=facts.notification,
-        notified_at=_reported(facts),
+        notified_at=tuple(t.at for t in facts.transitions if t.status == "reported"),
         people_informed=str(facts.communication.get("status", "none")),
         people_informed_at=facts.communication.get("date"),
         measures=_measures_summary(facts),
@@ -260,40 +268,4 @@ def register_csv(rows: list[RegisterRow]) -> str:
     return BOM + out.getvalue()
 
 
-def _reported(facts: IncidentFacts) -> tuple[str, ...]:
-    return tuple(t.at for t in facts.transitions if t.status == "reported")
-
-
 _PENDING = "Périmètre non encore établi : l'évaluation est en cours."
-
-
-def _pending_row(facts: IncidentFacts) -> RegisterRow:
-    """An incident not scoped yet: registered all the same, its decisions pending (a
-    severity computed on no data would read as "low" and mislead)."""
-    return RegisterRow(
-        incident_id=facts.incident_id,
-        name=facts.name,
-        status=facts.status,
-        opened_at=facts.opened_at,
-        aware_at=facts.aware_at,
-        first_exposure=None,
-        last_exposure=None,
-        ongoing=facts.ongoing,
-        persons=0,
-        records=0,
-        categories=(),
-        sensitive=False,
-        minors=0,
-        over_75=0,
-        severity_score=0.0,
-        severity_band="pending",
-        cnil_required=False,
-        cnil_reasoning=_PENDING,
-        people_required=False,
-        people_reasoning=_PENDING,
-        notification_kind=facts.notification,
-        notified_at=_reported(facts),
-        people_informed="none",
-        people_informed_at=None,
-        measures=_measures_summary(facts),
-    )
