@@ -51,7 +51,8 @@ accounts, networks, sessions or guard alerts is, in Rempart, an unauthorised use
 of an access (a compromised account, a stolen session), so by default the data
 went to **unknown recipients** with **malicious intent**. A lookup service only
 reads: integrity and availability are not lost. An incident of another nature
-(a professional's mistake, data seen by known people) says so in
+(a professional's mistake, data seen by known people) says so with ``rempart
+incident describe ID --recipients known --not-malicious``, kept in
 ``facts.extra["circumstances"]``: ``{"recipients": "none" | "known" | "unknown",
 "malicious": bool, "integrity": "none" | "recoverable" | "lost", "availability":
 "none" | "temporary" | "permanent"}`` (keys omitted keep the default).
