@@ -372,3 +372,29 @@ def test_the_report_and_the_register_tell_what_the_scope_found(
     assert register.exit_code == 0, register.output
     assert register.stdout.startswith("\ufeff")
     assert "Robot officine" in register.stdout
+
+
+def test_persons_are_found_through_the_stored_pseudonym_not_recomputed(
+    services: Services, story: Story
+) -> None:
+    """The scope joins the trail to persons through ``insured.pseudonym`` (indexed):
+    nothing recomputes the population's pseudonyms. A person whose stored pseudonym is
+    not the trail's stays exposed (counted) but unresolved, which only happens this way."""
+    env = story.env
+    key = services.settings.keys.pseudonym_key
+    first = story.robot_served[0]
+    incident = cli(env, "incident", "open", "--name", "Robot", "--accounts", "ph-lilas").stdout
+    # Scoping backfills the persons added without one (the test town), then joins.
+    scope_json(env, incident.strip())
+    with session_scope(services.sessions) as session:
+        assert session.scalar(select(func.count()).where(Insured.pseudonym.is_(None))) == 0
+        session.execute(
+            update(Insured).where(Insured.nir == first.nir.value).values(pseudonym="0" * 32)
+        )
+    other = cli(env, "incident", "open", "--name", "Robot 2", "--accounts", "ph-lilas").stdout
+    scope = scope_json(env, other.strip())
+    assert scope["persons"] == len(story.robot_served)
+    assert scope["unresolved"] == 1
+    exposure = stored(services, int(other))[pseudonymize(first.nir, key)]
+    assert not exposure.resolved
+    assert exposure.department is None
