@@ -818,8 +818,9 @@ def render(args: argparse.Namespace, results: dict[str, Any]) -> str:
         f"--live-rows {args.live_rows}` (PostgreSQL on 127.0.0.1:5432; the database "
         f"`{DB_NAME}` is created, then dropped).",
         f"- **Machine**: 2 cores, shared: busy {results['busy_before']:.0f} % of a core "
-        "(on a 200 % scale) just before measuring; other helpers' work was running, so the "
-        "figures are noisy; the Parquet files were in the OS page cache after generation.",
+        "(on a 200 % scale) just before measuring; other helpers share it and may have run "
+        "during the measurement (not checked), so the spread between runs is noise; the "
+        "Parquet files were in the OS page cache (24 GiB of RAM), not read from a cold disk.",
     ]
     return "\n".join(lines)
 
