@@ -15,6 +15,7 @@ BENCHMARKS = (
     "bench_guard",
     "bench_guard_inline",
     "bench_takeover",
+    "bench_scope",
 )
 
 

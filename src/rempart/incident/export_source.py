@@ -321,23 +321,45 @@ def read_export(
     return reading
 
 
+def _arrow(connection: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> pa.Table:
+    table = connection.sql(query, params=params).to_arrow_table()
+    assert table is not None  # a SELECT always has a result
+    return table
+
+
 def _aggregate(connection: duckdb.DuckDBPyConnection, reading: TrailReading) -> None:
-    has = ", ".join("bool_or(list_contains(string_split(categories, ','), ?))" for _ in CATEGORIES)
-    rows = connection.execute(
-        "SELECT subject, count(*), min(ts_us), max(ts_us), "  # noqa: S608 - constant fragments
-        f"list(DISTINCT account_id ORDER BY account_id), {has} "
-        "FROM matched WHERE exposed GROUP BY subject",
-        list(CATEGORIES),
-    ).fetchall()
-    for subject, records, first_us, last_us, accounts, *present in rows:
-        reading.exposures[subject] = SubjectExposure(
+    # Categories as one bit each, OR-ed per subject: one integer per subject to decode
+    # (through a table of at most 64 masks) instead of a list per subject.
+    mask = " + ".join(
+        "CASE WHEN list_contains(string_split(categories, ','), ?) THEN ? ELSE 0 END"
+        for _ in CATEGORIES
+    )
+    mask_params: list[Any] = [x for i, c in enumerate(CATEGORIES) for x in (c, 1 << i)]
+    # Fetched as Arrow columns: half a million subjects (the 2022 breach) convert to Python
+    # several times faster than row tuples.
+    table = _arrow(
+        connection,
+        "SELECT subject, count(*) AS records, min(ts_us) AS first_us, max(ts_us) AS last_us, "  # noqa: S608 - constant fragments
+        "list(DISTINCT account_id ORDER BY account_id) AS accounts, "
+        f"bit_or({mask}) AS categories FROM matched WHERE exposed GROUP BY subject",
+        mask_params,
+    )
+    decoded = {
+        m: tuple(c for i, c in enumerate(CATEGORIES) if m & (1 << i))
+        for m in range(1 << len(CATEGORIES))
+    }
+    columns = [table.column(name).to_pylist() for name in table.column_names]
+    reading.exposures = {
+        subject: SubjectExposure(
             subject=subject,
-            records=int(records),
-            first_us=int(first_us),
-            last_us=int(last_us),
+            records=records,
+            first_us=first_us,
+            last_us=last_us,
             accounts=tuple(accounts),
-            categories=tuple(c for c, p in zip(CATEGORIES, present, strict=True) if p),
+            categories=decoded[categories],
         )
+        for subject, records, first_us, last_us, accounts, categories in zip(*columns, strict=True)
+    }
     reading.refused = Counter(
         {
             str(outcome): int(count)
