@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         services = Services(settings)
         upgrade(services.engine, schema="data")
         upgrade(services.audit_engine, schema="audit")
-        load_world(services.engine, world)
+        load_world(services.engine, world, pseudonym_key=services.settings.keys.pseudonym_key)
         lookups = read_table(world, "lookups").slice(0, args.lookups)
         rows = lookups.to_pylist()
         ts = pc.cast(lookups.column("ts"), "int64").to_pylist()

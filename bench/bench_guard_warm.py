@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         setup = Services(settings)
         upgrade(setup.engine, schema="data")
         upgrade(setup.audit_engine, schema="audit")
-        load_world(setup.engine, world)
+        load_world(setup.engine, world, pseudonym_key=setup.settings.keys.pseudonym_key)
         start = load_window_start(world)
         lookups = read_table(world, "lookups")
         rows = lookups.to_pylist()

@@ -413,7 +413,7 @@ def play(args: argparse.Namespace, seed: int) -> list[Outcome]:
         services = Services(settings)
         upgrade(services.engine, schema="data")
         upgrade(services.audit_engine, schema="audit")
-        load_world(services.engine, world)
+        load_world(services.engine, world, pseudonym_key=services.settings.keys.pseudonym_key)
         # The biggest pharmacy for the practice software: the most professionals to name.
         pharmacies = sorted(_pharmacies(world, 6), key=lambda p: -len(p.accounts))
         outcomes: list[Outcome] = []
