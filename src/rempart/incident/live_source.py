@@ -1,24 +1,65 @@
 """Scoping from the live audit trail (``audit_events``, SQLite or PostgreSQL).
 
-The SQL narrows the trail to the definition's candidates through the indexes
-the trail has — ``(account_id, ts_us)`` for accounts and alerts, ``ts_us`` for
-networks' windows — and streams them; :class:`~rempart.incident.reading.Matcher`
-then decides each entry exactly as every source does, so the live trail and an
-export give the same reading. Cost: the candidate rows, never the whole trail
-(except for a network without a time bound, which has to look at every lookup).
+The definition becomes one exact SQL condition that the trail's indexes answer
+— ``(account_id, ts_us)`` for accounts and alerts, the primary key's neighbour
+``session_id`` list, ``ts_us`` for networks' windows —; the matching lookups are
+copied once into a temporary table and aggregated there by the database (per
+person, per outcome, per account and hour), so that Python handles one row per
+exposed person rather than one per lookup. Networks are matched as the reference
+predicate (``reading.Matcher``) does, with ``ipaddress``, over the distinct
+addresses of their window: no database needs an address type, and an address the
+trail holds that does not parse matches no network.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Engine, and_, or_, select, true
+import ipaddress
+from collections import Counter
+from collections.abc import Iterator
 
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    distinct,
+    false,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.orm import InstrumentedAttribute
+
+from rempart.audit.chain import CATEGORIES
 from rempart.audit.models import AuditEvent
-from rempart.incident.definition import Definition
-from rempart.incident.reading import Matcher, ReadingBuilder, TrailReading
+from rempart.incident.definition import Definition, NetworkElement
+from rempart.incident.reading import HOUR_US, SubjectExposure, TrailReading
 
-__all__ = ["LiveSource"]
+__all__ = ["LiveSource", "condition"]
 
-_BATCH = 50_000
+_IN_CHUNK = 5_000
+
+_rows = Table(
+    "scope_rows",
+    MetaData(),
+    Column("subject", String(64)),
+    Column("ts_us", BigInteger),
+    Column("account_id", String(64)),
+    Column("outcome", String(40)),
+    Column("categories", String(80)),
+    Column("exposed", Integer),
+    prefixes=["TEMPORARY"],
+)
+"""The definition's lookups, copied once per scoping (per connection, dropped after)."""
 
 
 def _bounded(
@@ -32,17 +73,55 @@ def _bounded(
     return and_(*conditions)
 
 
-def candidates(definition: Definition) -> ColumnElement[bool]:
-    """A superset of the definition's entries that the trail's indexes can find."""
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _in(column: InstrumentedAttribute[str], values: list[str]) -> ColumnElement[bool]:
+    return or_(*(column.in_(chunk) for chunk in _chunks(values))) if values else false()
+
+
+def _network_addresses(connection: Connection, network: NetworkElement) -> list[str]:
+    """The addresses of the network's window that belong to it, matched in Python."""
+    query = select(distinct(AuditEvent.client_ip)).where(
+        _bounded(AuditEvent.event == "lookup", network.since_us, network.until_us)
+    )
+    net = ipaddress.ip_network(network.cidr)
+    found = []
+    for (raw,) in connection.execute(query):
+        try:
+            if ipaddress.ip_address(raw) in net:
+                found.append(raw)
+        except ValueError:
+            continue
+    return found
+
+
+def condition(definition: Definition, connection: Connection) -> ColumnElement[bool]:
+    """Exactly the definition's entries (``reading.matches``), as SQL."""
     parts: list[ColumnElement[bool]] = []
+    by_range: dict[tuple[int | None, int | None], list[str]] = {}
     for account_id, since, until in definition.account_filters():
-        parts.append(_bounded(AuditEvent.account_id == account_id, since, until))
+        by_range.setdefault((since, until), []).append(account_id)
+    for (since, until), accounts in sorted(
+        by_range.items(), key=lambda kv: (kv[0][0] or -1, kv[0][1] or -1)
+    ):
+        parts.append(_bounded(_in(AuditEvent.account_id, sorted(set(accounts))), since, until))
     sessions = sorted({s for s, _, _ in definition.session_filters()})
     if sessions:
-        parts.append(AuditEvent.session_id.in_(sessions))
+        parts.append(_in(AuditEvent.session_id, sessions))
     for network in definition.networks:
-        parts.append(_bounded(true(), network.since_us, network.until_us))
-    return or_(*parts) if parts else AuditEvent.ts_us < 0
+        addresses = _network_addresses(connection, network)
+        if addresses:
+            parts.append(
+                _bounded(_in(AuditEvent.client_ip, addresses), network.since_us, network.until_us)
+            )
+    return and_(AuditEvent.event == "lookup", or_(*parts)) if parts else false()
+
+
+_EXPOSED = and_(AuditEvent.outcome == "ok", AuditEvent.found == 1, AuditEvent.categories != "")
+"""``reading.is_exposure`` in SQL (the event is already ``lookup``)."""
 
 
 class LiveSource:
@@ -52,31 +131,83 @@ class LiveSource:
         self.engine = engine
 
     def read(self, definition: Definition) -> TrailReading:
-        matcher = Matcher(definition)
-        builder = ReadingBuilder(self.name)
-        query = select(
-            AuditEvent.subject,
-            AuditEvent.ts_us,
-            AuditEvent.account_id,
-            AuditEvent.session_id,
-            AuditEvent.client_ip,
-            AuditEvent.outcome,
-            AuditEvent.found,
-            AuditEvent.categories,
-        ).where(AuditEvent.event == "lookup", candidates(definition))
-        with self.engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=_BATCH).execute(
-                query
+        reading = TrailReading(source=self.name)
+        with self.engine.begin() as connection:
+            # Created and dropped in this transaction: a failure rolls both back, on
+            # SQLite and PostgreSQL alike (their DDL is transactional).
+            _rows.create(connection)
+            connection.execute(
+                insert(_rows).from_select(
+                    [c.name for c in _rows.columns],
+                    select(
+                        AuditEvent.subject,
+                        AuditEvent.ts_us,
+                        AuditEvent.account_id,
+                        AuditEvent.outcome,
+                        AuditEvent.categories,
+                        case((_EXPOSED, 1), else_=0),
+                    ).where(condition(definition, connection)),
+                )
             )
-            for rows in result.partitions():
-                for subject, ts_us, account_id, session_id, ip, outcome, found, cats in rows:
-                    if matcher(account_id, session_id, ip, ts_us):
-                        builder.add(
-                            subject=subject,
-                            ts_us=ts_us,
-                            account_id=account_id,
-                            outcome=outcome,
-                            found=found,
-                            categories=cats,
-                        )
-        return builder.build()
+            _aggregate(connection, reading)
+            _rows.drop(connection)
+        return reading
+
+
+def _distinct_joined(connection: Connection, column: ColumnElement[str]) -> ColumnElement[str]:
+    if connection.dialect.name == "postgresql":
+        return func.string_agg(distinct(column), literal_column("','"))
+    return func.group_concat(distinct(column))
+
+
+def _aggregate(connection: Connection, reading: TrailReading) -> None:
+    rows = _rows.c
+    ordered: dict[str, tuple[str, ...]] = {}  # a few distinct category lists: computed once
+    for subject, records, first, last, accounts, categories in connection.execute(
+        select(
+            rows.subject,
+            func.count(),
+            func.min(rows.ts_us),
+            func.max(rows.ts_us),
+            _distinct_joined(connection, rows.account_id),
+            _distinct_joined(connection, rows.categories),
+        )
+        .where(rows.exposed == 1)
+        .group_by(rows.subject)
+    ):
+        kinds = ordered.get(categories)
+        if kinds is None:
+            present = set(categories.split(","))
+            kinds = ordered[categories] = tuple(c for c in CATEGORIES if c in present)
+        reading.exposures[subject] = SubjectExposure(
+            subject=subject,
+            records=int(records),
+            first_us=int(first),
+            last_us=int(last),
+            accounts=tuple(sorted(accounts.split(","))) if "," in accounts else (accounts,),
+            categories=kinds,
+        )
+    reading.refused = Counter(
+        {
+            outcome: int(count)
+            for outcome, count in connection.execute(
+                select(rows.outcome, func.count()).where(rows.exposed == 0).group_by(rows.outcome)
+            )
+        }
+    )
+    looked_up_only = (
+        select(rows.subject).group_by(rows.subject).having(func.max(rows.exposed) == 0)
+    ).subquery()
+    reading.intent_subjects = int(
+        connection.scalar(select(func.count()).select_from(looked_up_only)) or 0
+    )
+    hour = (rows.ts_us - rows.ts_us % HOUR_US).label("hour")
+    reading.series = {
+        (account, int(start)): int(count)
+        for account, start, count in connection.execute(
+            select(rows.account_id, hour, func.count())
+            .where(rows.exposed == 1)
+            .group_by(rows.account_id, hour)
+        )
+    }
+    reading.rows_scanned = reading.records + sum(reading.refused.values())
