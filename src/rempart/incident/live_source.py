@@ -84,8 +84,10 @@ def _in(column: InstrumentedAttribute[str], values: list[str]) -> ColumnElement[
 
 def _network_addresses(connection: Connection, network: NetworkElement) -> list[str]:
     """The addresses of the network's window that belong to it, matched in Python."""
-    query = select(distinct(AuditEvent.client_ip)).where(
-        _bounded(AuditEvent.event == "lookup", network.since_us, network.until_us)
+    query = (
+        select(AuditEvent.client_ip)
+        .distinct()
+        .where(_bounded(AuditEvent.event == "lookup", network.since_us, network.until_us))
     )
     net = ipaddress.ip_network(network.cidr)
     found = []
