@@ -181,56 +181,134 @@ class _Stored:
         return {"incident_id": incident_id, **self.__dict__}
 
 
+def _unchanged(old: _Stored, new: SubjectExposure) -> bool:
+    """Whether a re-scoping adds nothing to a stored person (the common case)."""
+    return (
+        new.records <= old.records
+        and new.first_us >= old.first_us
+        and new.last_us <= old.last_us
+        and all(a in old.accounts.split(",") for a in new.accounts)
+        and all(c in old.categories.split(",") for c in new.categories)
+    )
+
+
 def _merge(
     old: _Stored | None, new: SubjectExposure, person: Person | None, version: int
 ) -> _Stored:
     """Re-scoping never shrinks what an earlier scoping found (the trail may have been
-    archived since): counts and times widen, accounts and categories add up."""
-    records, first, last = new.records, new.first_us, new.last_us
-    accounts, categories = set(new.accounts), set(new.categories)
-    if old is not None:
-        records = max(records, old.records)
-        first, last = min(first, old.first_us), max(last, old.last_us)
-        accounts |= set(filter(None, old.accounts.split(",")))
-        categories |= set(filter(None, old.categories.split(",")))
+    archived since): counts and times widen, accounts and categories add up; what the
+    person's record reveals is kept when they can no longer be resolved."""
+    if old is None:
+        return _Stored(
+            pseudonym=new.subject,
+            version=version,
+            records=new.records,
+            first_us=new.first_us,
+            last_us=new.last_us,
+            accounts=",".join(new.accounts),
+            categories=",".join(new.categories),
+            reveals=",".join(reveals(new, person)),
+            department=person.department if person else None,
+            resolved=person is not None,
+            has_email=person.has_email if person else False,
+        )
+    accounts = set(new.accounts) | set(filter(None, old.accounts.split(",")))
+    categories = set(new.categories) | set(filter(None, old.categories.split(",")))
     ordered = tuple(c for c in CATEGORIES if c in categories)
-    merged = SubjectExposure(new.subject, records, first, last, tuple(sorted(accounts)), ordered)
+    merged = SubjectExposure(
+        new.subject,
+        max(new.records, old.records),
+        min(new.first_us, old.first_us),
+        max(new.last_us, old.last_us),
+        tuple(sorted(accounts)),
+        ordered,
+    )
     return _Stored(
         pseudonym=new.subject,
-        version=old.version if old is not None else version,
-        records=records,
-        first_us=first,
-        last_us=last,
+        version=old.version,
+        records=merged.records,
+        first_us=merged.first_us,
+        last_us=merged.last_us,
         accounts=",".join(merged.accounts),
         categories=",".join(ordered),
-        reveals=",".join(reveals(merged, person)),
-        department=person.department if person else (old.department if old else None),
-        resolved=person is not None or (old.resolved if old else False),
-        has_email=person.has_email if person else (old.has_email if old else False),
+        reveals=",".join(reveals(merged, person)) if person else old.reveals,
+        department=person.department if person else old.department,
+        resolved=person is not None or old.resolved,
+        has_email=person.has_email if person else old.has_email,
     )
 
 
 def summarize(
+    connection: Connection,
     incident_id: int,
     version: int,
-    stored: Sequence[_Stored],
     reading: TrailReading,
     *,
     new_persons: int,
     seconds: float,
 ) -> ScopeSummary:
+    """The aggregates of every person stored for the incident (the union of its scopings),
+    counted by the database over the few distinct combinations, not person by person."""
+    exposures = IncidentExposure.__table__.c
+    mine = exposures.incident_id == incident_id
     by_category: Counter[str] = Counter()
     by_reveal: Counter[str] = Counter()
     by_combination: Counter[str] = Counter()
     by_department: Counter[str] = Counter()
+    persons = records = email = unresolved = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    for (
+        categories,
+        person_reveals,
+        department,
+        has_email,
+        resolved,
+        count,
+        total,
+        first,
+        last,
+    ) in connection.execute(
+        select(
+            exposures.categories,
+            exposures.reveals,
+            exposures.department,
+            exposures.has_email,
+            exposures.resolved,
+            func.count(),
+            func.sum(exposures.records),
+            func.min(exposures.first_us),
+            func.max(exposures.last_us),
+        )
+        .where(mine)
+        .group_by(
+            exposures.categories,
+            exposures.reveals,
+            exposures.department,
+            exposures.has_email,
+            exposures.resolved,
+        )
+    ).all():
+        n = int(count)
+        persons += n
+        records += int(total)
+        email += n if has_email else 0
+        unresolved += 0 if resolved else n
+        first_us = int(first) if first_us is None else min(first_us, int(first))
+        last_us = int(last) if last_us is None else max(last_us, int(last))
+        for category in filter(None, categories.split(",")):
+            by_category[category] += n
+        kinds = [r for r in person_reveals.split(",") if r]
+        for kind in kinds:
+            by_reveal[kind] += n
+        by_combination["+".join(sorted(kinds))] += n
+        by_department[department or "inconnu"] += n
     account_persons: Counter[str] = Counter()
-    for e in stored:
-        by_category.update(filter(None, e.categories.split(",")))
-        person_reveals = [r for r in e.reveals.split(",") if r]
-        by_reveal.update(person_reveals)
-        by_combination["+".join(sorted(person_reveals))] += 1
-        by_department[e.department or "inconnu"] += 1
-        account_persons.update(filter(None, e.accounts.split(",")))
+    for accounts, n in connection.execute(
+        select(exposures.accounts, func.count()).where(mine).group_by(exposures.accounts)
+    ).all():
+        for account in filter(None, accounts.split(",")):
+            account_persons[account] += int(n)
     # Per account: records and times from this reading's series (times to the hour),
     # persons from the stored union.
     per_account: dict[str, dict[str, int]] = {}
@@ -241,10 +319,9 @@ def summarize(
         entry["records"] += count
         entry["first_us"] = min(entry["first_us"], hour)
         entry["last_us"] = max(entry["last_us"], hour + HOUR_US - 1)
-    for account, persons in account_persons.items():
+    for account, n in account_persons.items():
         per_account.setdefault(account, {"records": 0, "persons": 0, "first_us": 0, "last_us": 0})
-        per_account[account]["persons"] = persons
-    email = sum(1 for e in stored if e.has_email)
+        per_account[account]["persons"] = n
     return ScopeSummary(
         incident_id=incident_id,
         version=version,
@@ -252,10 +329,10 @@ def summarize(
         source=reading.source,
         verified=reading.verified,
         verification_problems=list(reading.verification_problems),
-        persons=len(stored),
-        records=sum(e.records for e in stored),
+        persons=persons,
+        records=records,
         new_persons=new_persons,
-        unresolved=sum(1 for e in stored if not e.resolved),
+        unresolved=unresolved,
         by_category={c: by_category[c] for c in CATEGORIES if by_category[c]},
         by_reveal={r: by_reveal[r] for r in REVEALS if by_reveal[r]},
         by_combination=dict(sorted(by_combination.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -263,10 +340,10 @@ def summarize(
         by_account=dict(sorted(per_account.items())),
         refused=dict(sorted(reading.refused.items())),
         intent_subjects=reading.intent_subjects,
-        first_us=min((e.first_us for e in stored), default=None),
-        last_us=max((e.last_us for e in stored), default=None),
+        first_us=first_us,
+        last_us=last_us,
         series=sorted((a, h, c) for (a, h), c in reading.series.items()),
-        reachable={"email": email, "letter": len(stored) - email},
+        reachable={"email": email, "letter": persons - email},
         rows_scanned=reading.rows_scanned,
         seconds=round(seconds, 3),
     )
@@ -440,26 +517,31 @@ class IncidentService:
                     "incident_changed", "the definition changed during scoping: scope again"
                 )
             connection = session.connection()
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL jit = off")  # see live_source
             existing = _stored(connection, incident_id)
-            persons = resolve(connection, reading.exposures.keys())
-            new = [s for s in reading.exposures if s not in existing]
+            # Only what a re-scoping adds needs the persons' records.
+            grown = {
+                subject: exposure
+                for subject, exposure in reading.exposures.items()
+                if subject not in existing or not _unchanged(existing[subject], exposure)
+            }
+            persons = resolve(connection, grown)
+            new = [s for s in grown if s not in existing]
             version = (
                 incident.scope_version + 1
                 if (new or incident.scope_version == 0)
                 else (incident.scope_version)
             )
-            changed: list[_Stored] = []
-            merged = dict(existing)
-            for subject, exposure in reading.exposures.items():
-                row = _merge(existing.get(subject), exposure, persons.get(subject), version)
-                if row != existing.get(subject):
-                    changed.append(row)
-                    merged[subject] = row
-            _write_exposures(connection, incident_id, changed)
+            changed = [
+                _merge(existing.get(subject), exposure, persons.get(subject), version)
+                for subject, exposure in grown.items()
+            ]
+            _write_exposures(connection, incident_id, changed, fresh=not existing)
             summary = summarize(
+                connection,
                 incident_id,
                 version,
-                list(merged.values()),
                 reading,
                 new_persons=len(new),
                 seconds=time.perf_counter() - started,
@@ -779,14 +861,25 @@ def _stored(connection: Connection, incident_id: int) -> dict[str, _Stored]:
     }
 
 
-def _write_exposures(connection: Connection, incident_id: int, rows: list[_Stored]) -> None:
+def _write_exposures(
+    connection: Connection, incident_id: int, rows: list[_Stored], *, fresh: bool
+) -> None:
+    """Insert or update the rows; ``fresh``: the incident has none yet (its first scoping),
+    so no row can conflict."""
     if not rows:
         return
     columns = ["incident_id", *_Stored.__dataclass_fields__]
+    raw: Any = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql" and fresh:
+        with raw.cursor() as cursor:
+            copy_sql = f"COPY incident_exposures ({', '.join(columns)}) FROM STDIN"
+            with cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row([incident_id, *row.__dict__.values()])
+        return
     if connection.dialect.name == "postgresql":
         # COPY into a staging table, then one upsert: hundreds of thousands of persons
         # are written in seconds, in the scoping's transaction.
-        raw: Any = connection.connection.dbapi_connection
         with raw.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMP TABLE stage_exposures (LIKE incident_exposures) ON COMMIT DROP"
