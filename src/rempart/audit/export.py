@@ -13,6 +13,7 @@ is anchored when it follows the genesis or a signed checkpoint in the export.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -195,27 +196,49 @@ class ExportVerification(VerifyReport):
     """Shards whose first exported entry follows neither the genesis nor a signed checkpoint."""
 
 
+def _shard_parts(parts: list[Path]) -> dict[int, list[tuple[int, Path]]]:
+    """For each shard, the part files that hold its entries, in sequence order (each
+    file's smallest sequence number of the shard; the folder names are not trusted)."""
+    runs: dict[int, list[tuple[int, Path]]] = {}
+    for part in parts:
+        keys = pq.read_table(part, columns=["shard", "seq"])
+        if not keys.num_rows:
+            continue
+        lows = keys.group_by("shard").aggregate([("seq", "min")])
+        for shard, low in zip(
+            lows.column("shard").to_pylist(), lows.column("seq_min").to_pylist(), strict=True
+        ):
+            runs.setdefault(int(shard), []).append((int(low), part))
+    return {shard: sorted(files) for shard, files in runs.items()}
+
+
+_ROW_COLUMNS = [*FIELD_NAMES, "prev_hash", "hash"]
+
+
+def _shard_rows(files: list[tuple[int, Path]], shard: int) -> Iterator[tuple[object, ...]]:
+    """A shard's entries, one part file at a time: memory holds one file's share of one
+    shard, never the export."""
+    for _, part in files:
+        rows = pq.read_table(
+            part, columns=["shard", *_ROW_COLUMNS], filters=[("shard", "=", shard)]
+        ).sort_by("seq")
+        yield from zip(*(rows.column(name).to_pylist() for name in _ROW_COLUMNS), strict=True)
+
+
 def verify_export(directory: Path, verifier: CheckpointVerifier) -> ExportVerification:
-    """Re-chain every shard of an export and check its checkpoints, using only its files."""
+    """Re-chain every shard of an export and check its checkpoints, using only its files.
+
+    Streamed shard by shard and file by file, so that an export of any size verifies in
+    bounded memory."""
     report = ExportVerification()
     if not (directory / "checkpoints.parquet").exists():
         raise FileNotFoundError(f"{directory} is not an audit export (no checkpoints.parquet)")
-    parts = sorted(directory.glob("day=*/*.parquet"))
-    table = (
-        ds.dataset(
-            parts, format="parquet", schema=EVENT_SCHEMA.remove(EVENT_SCHEMA.get_field_index("day"))
-        )
-        .to_table()
-        .sort_by([("shard", "ascending"), ("seq", "ascending")])
-        if parts
-        else pa.table({f.name: pa.array([], f.type) for f in EVENT_SCHEMA})
-    )
+    runs = _shard_parts(sorted(directory.glob("day=*/*.parquet")))
     checkpoints = pq.read_table(directory / "checkpoints.parquet").to_pylist()
-    for shard in sorted(set(table.column("shard").to_pylist())):
-        rows = table.filter(pc.equal(table.column("shard"), shard))
-        columns = [rows.column(name).to_pylist() for name in (*FIELD_NAMES, "prev_hash", "hash")]
-        tuples = list(zip(*columns, strict=True))
-        first_seq, first_prev = int(tuples[0][0]), bytes(tuples[0][len(FIELD_NAMES)])
+    for shard, files in sorted(runs.items()):
+        rows = _shard_rows(files, shard)
+        first = next(rows)
+        first_seq, first_prev = int(first[0]), bytes(first[len(FIELD_NAMES)])  # type: ignore[call-overload]
         signed = {
             int(c["seq"]): Checkpoint(int(c["seq"]), int(c["ts_us"]), c["hash"], c["signature"])
             for c in checkpoints
@@ -231,7 +254,7 @@ def verify_export(directory: Path, verifier: CheckpointVerifier) -> ExportVerifi
             report.unanchored.append(shard)
         report.shards.append(
             verify_chain(
-                tuples,
+                itertools.chain([first], rows),
                 shard=shard,
                 start_seq=first_seq - 1,
                 start_hash=first_prev,
