@@ -14,6 +14,7 @@ import typer
 from rempart.cli import err, fail, open_services, out
 from rempart.incident.definition import Definition
 from rempart.incident.summary import ScopeSummary
+from rempart.store.engine import as_utc
 
 incident_app = typer.Typer(
     help="Personal data breaches: scoping from the audit trail, the CNIL report, the register."
@@ -370,7 +371,12 @@ def incident_show(
         incident = services.incidents.get(session, incident_id)
         scope = services.incidents.latest_scope(session, incident_id)
         transitions = [
-            {"status": t.status_to, "at": t.at.isoformat(), "operator": t.operator, "note": t.note}
+            {
+                "status": t.status_to,
+                "at": as_utc(t.at).isoformat(),
+                "operator": t.operator,
+                "note": t.note,
+            }
             for t in session.scalars(
                 select(IncidentTransition)
                 .where(IncidentTransition.incident_id == incident_id)
@@ -381,7 +387,7 @@ def incident_show(
             "incident": incident.incident_id,
             "name": incident.name,
             "status": incident.status,
-            "aware_at": incident.aware_at.isoformat(),
+            "aware_at": as_utc(incident.aware_at).isoformat(),
             "opened_by": incident.opened_by,
             "definition": json.loads(incident.definition),
             "definition_changed": incident.definition_changed,
