@@ -35,7 +35,13 @@ __all__ = ["ConfigError", "Keys", "Settings", "load_settings"]
 
 _DEV_KEYS_FILE = "dev-keys.json"
 _MIN_SECRET_LENGTH = 32
-_SECRET_NAMES = ("token_secret", "pseudonym_key", "data_key", "audit_signing_key")
+_SECRET_NAMES = (
+    "token_secret",
+    "pseudonym_key",
+    "data_key",
+    "audit_signing_key",
+    "notice_code_key",
+)
 _RP_ID_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _RP_ID_SHAPE = re.compile(rf"^(?=.{{1,253}}$){_RP_ID_LABEL}(\.{_RP_ID_LABEL})*$")
 _ORIGIN_SHAPE = re.compile(r"^(?P<scheme>https?)://(?P<host>[a-z0-9.-]{1,253})(:[0-9]{1,5})?$")
@@ -68,6 +74,10 @@ class Settings(BaseSettings):
     data_key: SecretStr | None = None
     audit_signing_key: SecretStr | None = Field(
         default=None, description="Seed of the Ed25519 key that signs audit checkpoints."
+    )
+    notice_code_key: SecretStr | None = Field(
+        default=None,
+        description="Derives the breach notices' verification codes and their stored hashes.",
     )
     audit_shards: int = Field(default=8, ge=1, le=64)
     audit_writer: Literal["sql", "noop-benchmark-only"] = Field(
@@ -247,6 +257,28 @@ class Settings(BaseSettings):
     dpo_name: str = Field(default="Délégué à la protection des données", max_length=120)
     dpo_email: str = Field(default="", max_length=200)
     dpo_phone: str = Field(default="", max_length=40)
+    organization_website: str = Field(
+        default="www.rempart.example",
+        max_length=120,
+        description="The insurer's site as breach notices write it out (text, never a link).",
+    )
+
+    # Breach notices (notify.breach): DKIM signature and sending pace.
+    dkim_private_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key (RSA 2048+ or Ed25519) that signs notices' e-mails; "
+        "without it a development key is generated in the data folder.",
+    )
+    dkim_selector: str = Field(default="rempart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    dkim_domain: str | None = Field(
+        default=None, description="d= of the signature; defaults to REMPART_MAIL_FROM's domain."
+    )
+    notice_mail_rate: float = Field(
+        default=200.0,
+        gt=0,
+        le=10_000,
+        description="E-mails per second one campaign worker hands to the SMTP server at most.",
+    )
 
     # Pro Santé Connect (or any OpenID Connect provider shaped like it): set the four
     # of discovery URL, client id, secret and redirect URI, or none (PSC disabled).
@@ -468,6 +500,7 @@ class Keys:
     pseudonym_key: bytes
     data_key: bytes
     audit_signing_key: bytes
+    notice_code_key: bytes
     development: bool
 
     def for_purpose(self, purpose: str) -> bytes:
@@ -534,6 +567,7 @@ def _resolve_keys(settings: Settings) -> Keys:
         pseudonym_key=derive("pseudonym_key"),
         data_key=derive("data_key"),
         audit_signing_key=derive("audit_signing_key"),
+        notice_code_key=derive("notice_code_key"),
         development=development,
     )
 

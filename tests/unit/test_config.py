@@ -58,6 +58,7 @@ def test_production_accepts_real_keys(tmp_path: Path) -> None:
         pseudonym_key="p" * 40,
         data_key="d" * 40,
         audit_signing_key="a" * 40,
+        notice_code_key="n" * 40,
     )
     assert not settings.keys.development
     assert not (tmp_path / "rempart-data").exists()

@@ -420,3 +420,117 @@ class IncidentExposure(Base):
     """Whether an insured person matched the pseudonym when scoped."""
     has_email: Mapped[bool] = mapped_column(Boolean)
     """Whether the insurer held an e-mail address for them when scoped."""
+
+
+class Campaign(Base):
+    """Telling the persons an incident exposed (``rempart.notify.campaign``, Art. 34).
+
+    ``kind``: ``initial`` (the first campaign of an incident) or ``complementary`` (only
+    the persons a later scope added and no earlier campaign of the incident planned).
+    ``status``: ``planned`` → ``running`` → ``done`` (every message sent, printed, or
+    given up and turned into a letter or an unreachable person)."""
+
+    __tablename__ = "campaigns"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("incidents.incident_id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    scope_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128))
+    persons: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CampaignRecipient(Base):
+    """One person a campaign tells; at most one per incident (``uq`` on incident and
+    pseudonym), so that no later campaign of the incident tells them again.
+
+    What the notice says of them (their own categories, the period) is copied from the
+    exposure when planned: a later re-scope does not change a notice already planned.
+    ``reachable``: empty when a channel exists, else why not (``unknown_person``,
+    ``no_address``)."""
+
+    __tablename__ = "campaign_recipients"
+    __table_args__ = (
+        Index("uq_campaign_recipients_person", "incident_id", "pseudonym", unique=True),
+    )
+
+    recipient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("campaigns.campaign_id"), index=True
+    )
+    incident_id: Mapped[int] = mapped_column(Integer)
+    pseudonym: Mapped[str] = mapped_column(String(32))
+    categories: Mapped[str] = mapped_column(String(80))
+    first_us: Mapped[int] = mapped_column(BigInteger)
+    last_us: Mapped[int] = mapped_column(BigInteger)
+    unreachable: Mapped[str] = mapped_column(String(32), default="")
+
+
+class NoticeMessage(Base):
+    """One notice to one person through one channel (the campaign's durable outbox).
+
+    ``state``: ``planned`` → ``rendered`` (a letter assigned to a print batch) →
+    ``sent`` (e-mail accepted by the SMTP server) / ``printed`` (its batch written and
+    recorded) or ``failed`` (e-mail refused or bounced: a letter is planned instead).
+    At most one message per person and channel. ``code_hash`` is the keyed hash of the
+    notice's verification code (``notify.codes``); the code itself is never stored."""
+
+    __tablename__ = "notice_messages"
+    __table_args__ = (
+        Index("uq_notice_messages_channel", "recipient_id", "channel", unique=True),
+        Index("ix_notice_messages_queue", "campaign_id", "channel", "state", "message_id"),
+    )
+
+    message_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("campaign_recipients.recipient_id")
+    )
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16), default="planned")
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(256))
+    batch_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    address_flags: Mapped[str] = mapped_column(String(64), default="")
+    """Letters: how the address block was fitted (``abbreviated``, ``truncated``)."""
+
+
+class NoticeSent(Base):
+    """The durable record, committed right after the SMTP server accepted a message and
+    before the next one is handed over: what makes a crash resend at most that one.
+
+    No foreign key on purpose: the runner holds its claimed messages locked (PostgreSQL
+    ``FOR NO KEY UPDATE``) while this is written from a second connection."""
+
+    __tablename__ = "notice_sent"
+
+    message_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    campaign_id: Mapped[int] = mapped_column(Integer, index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PrintBatch(Base):
+    """A print batch: one merged PDF and its CSV manifest, written atomically.
+
+    ``state``: ``writing`` (members fixed, files being written: a rerun writes the same
+    batch again, same names, same letters) → ``written``."""
+
+    __tablename__ = "print_batches"
+
+    batch_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("campaigns.campaign_id"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="writing")
+    letters: Mapped[int] = mapped_column(Integer)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    written_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
