@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal
 
-__all__ = ["Insurer", "NoticeContent", "Recipient"]
+__all__ = ["Block", "Insurer", "LetterText", "NoticeContent", "Recipient"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,26 @@ class NoticeContent:
     complementary: bool = False
     """Sent by a complementary campaign (a later scope found the person)."""
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a letter's body, as the letter template writes it (mini-markup:
+    ``## `` a heading, ``- `` a bullet, ``CODE: `` the verification code line, a blank
+    line between paragraphs)."""
+
+    kind: Literal["heading", "paragraph", "bullet", "code"]
+    text: str
+
+
+@dataclass(frozen=True)
+class LetterText:
+    """A rendered letter, ready for the PDF engine (``notify.breach.letters``)."""
+
+    reference: str
+    address_lines: tuple[str, ...]
+    """The NF Z10-011 address block (``notify.breach.postal``), at most 6 lines."""
+    place_date: str
+    """``Le 3 décembre 2026``."""
+    subject: str
+    blocks: tuple[Block, ...]
