@@ -874,10 +874,12 @@ def _database_problem(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first_line[0] if first_line else 'database error'}"
 
 
-# Last: the incident commands import this module's helpers.
+# Last: the incident and notify commands import this module's helpers.
 from rempart.cli_incident import incident_app  # noqa: E402
+from rempart.cli_notify import notify_app  # noqa: E402
 
 app.add_typer(incident_app, name="incident")
+app.add_typer(notify_app, name="notify")
 
 
 def main() -> None:  # pragma: no cover - the console script entry point

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 
 import redis
 import structlog
@@ -43,9 +44,15 @@ from rempart.guard.state import GuardState
 from rempart.guard.warm_start import warm_start
 from rempart.incident.controller import organization, security_before
 from rempart.incident.service import IncidentService
+from rempart.notify.breach.campaign import CampaignService, insurer_from_settings
+from rempart.notify.breach.codes import NoticeKeys
+from rempart.notify.breach.dkim import signer_from_settings
+from rempart.notify.breach.render import NoticeRenderer
+from rempart.notify.breach.runner import CampaignRunner
 from rempart.notify.mail import MailSender, sender_from_settings
 from rempart.notify.notices import NoticeBoard
 from rempart.notify.outbox import Outbox
+from rempart.progress import ProgressFn
 from rempart.store.engine import make_engine
 
 __all__ = ["Services"]
@@ -97,6 +104,31 @@ class Services:
             pseudonym_key=self.settings.keys.pseudonym_key,
             organization=organization(self.settings),
             security_before=security_before(self.settings),
+        )
+
+    @cached_property
+    def campaigns(self) -> CampaignService:
+        return CampaignService(
+            self.engine,
+            self.audit,
+            self.incidents,
+            keys=NoticeKeys(self.settings.keys.notice_code_key),
+            insurer=insurer_from_settings(self.settings),
+        )
+
+    def campaign_runner(
+        self, letters_dir: Path, *, progress: ProgressFn | None = None
+    ) -> CampaignRunner:
+        return CampaignRunner(
+            self.campaigns,
+            renderer=NoticeRenderer(),
+            sender=self.mail_sender,
+            mail_from=self.settings.mail_from,
+            letters_dir=letters_dir,
+            lock_dir=self.settings.resolved_data_dir,
+            signer=signer_from_settings(self.settings),
+            rate=self.settings.notice_mail_rate,
+            progress=progress,
         )
 
     @cached_property

@@ -489,6 +489,18 @@ class IncidentService:
         )
         return kind
 
+    def mark_notified(
+        self, session: Session, incident_id: int, *, operator: str, note: str = ""
+    ) -> None:
+        """Record that the people's information started (a notification campaign's first
+        run): the report's communication date is the first such transition. A later
+        campaign of the same incident adds a transition without changing the status."""
+        incident = self._open_for_change(session, incident_id)
+        _require_operator(operator)
+        if incident.status == "open":
+            raise IncidentError("not_scoped", "scope the incident before notifying")
+        self._transition(session, incident, "notified", operator, note=note)
+
     @staticmethod
     def notification_kind(incident: Incident) -> str:
         baseline = (

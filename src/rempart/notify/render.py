@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ __all__ = [
     "MailRenderer",
     "MailTemplateError",
     "RenderedMail",
+    "french_date",
     "french_datetime",
     "method_label",
     "plain",
@@ -120,6 +121,17 @@ def french_datetime(value: object) -> str:
         f"{_DAYS[local.weekday()]} {day} {_MONTHS[local.month - 1]} {local.year} "
         f"à {local.hour} h {local.minute:02d} (heure de Paris)"
     )
+
+
+def french_date(value: object) -> str:
+    """``4 mars 2025`` (``1er`` for the first), the day in Paris; a naive datetime is UTC."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        value = moment.astimezone(PARIS).date()
+    if not isinstance(value, date):
+        raise MailTemplateError(f"a date is expected, not {type(value).__name__}")
+    day = "1er" if value.day == 1 else str(value.day)
+    return f"{day} {_MONTHS[value.month - 1]} {value.year}"
 
 
 def plain(value: object) -> str:

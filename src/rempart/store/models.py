@@ -464,6 +464,9 @@ class CampaignRecipient(Base):
     )
     incident_id: Mapped[int] = mapped_column(Integer)
     pseudonym: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(24), unique=True)
+    """``notify.breach.codes.person_reference``: on the letter, in the print manifest and
+    in the e-mail's Message-ID (how a bounce finds its person)."""
     categories: Mapped[str] = mapped_column(String(80))
     first_us: Mapped[int] = mapped_column(BigInteger)
     last_us: Mapped[int] = mapped_column(BigInteger)

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("campaign_id", sa.Integer(), nullable=False),
         sa.Column("incident_id", sa.Integer(), nullable=False),
         sa.Column("pseudonym", sa.String(length=32), nullable=False),
+        sa.Column("reference", sa.String(length=24), nullable=False),
         sa.Column("categories", sa.String(length=80), nullable=False),
         sa.Column("first_us", sa.BigInteger(), nullable=False),
         sa.Column("last_us", sa.BigInteger(), nullable=False),
@@ -66,6 +67,7 @@ def upgrade() -> None:
             name=op.f("fk_campaign_recipients_campaign_id_campaigns"),
         ),
         sa.PrimaryKeyConstraint("recipient_id", name=op.f("pk_campaign_recipients")),
+        sa.UniqueConstraint("reference", name=op.f("uq_campaign_recipients_reference")),
     )
     with op.batch_alter_table("campaign_recipients", schema=None) as batch_op:
         batch_op.create_index(
