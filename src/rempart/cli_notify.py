@@ -77,7 +77,7 @@ def notify_preview(
 
 
 @notify_app.command("run")
-def notify_run(
+def notify_run(  # noqa: PLR0917 - Typer maps each parameter to an option
     campaign: Annotated[int, typer.Argument(help="The campaign.")],
     letters_dir: Annotated[
         Path, typer.Option("--letters-dir", help="Where print batches (PDF + CSV) go.")
@@ -85,6 +85,9 @@ def notify_run(
     channel: Annotated[
         str, typer.Option(help="email, letter or all (several workers can share one).")
     ] = "all",
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=5_000, help="Letters per print batch (one PDF + CSV).")
+    ] = 500,
     as_json: JsonOption = False,
     operator: OperatorOption = "",
 ) -> None:
@@ -99,7 +102,7 @@ def notify_run(
         raise fail("invalid_channel", "--channel is email, letter or all")
     channels = ("email", "letter") if channel == "all" else (channel,)
     with open_services() as services, progress_bar(err, "", rates=True) as progress:
-        runner = services.campaign_runner(letters_dir, progress=progress)
+        runner = services.campaign_runner(letters_dir, progress=progress, batch_letters=batch_size)
         report = runner.run(campaign, operator=_operator(operator), channels=channels)
         status = services.campaigns.status(campaign)
     if as_json:

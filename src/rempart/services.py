@@ -117,7 +117,7 @@ class Services:
         )
 
     def campaign_runner(
-        self, letters_dir: Path, *, progress: ProgressFn | None = None
+        self, letters_dir: Path, *, progress: ProgressFn | None = None, batch_letters: int = 500
     ) -> CampaignRunner:
         return CampaignRunner(
             self.campaigns,
@@ -128,6 +128,7 @@ class Services:
             lock_dir=self.settings.resolved_data_dir,
             signer=signer_from_settings(self.settings),
             rate=self.settings.notice_mail_rate,
+            batch_letters=batch_letters,
             progress=progress,
         )
 

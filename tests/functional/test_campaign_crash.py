@@ -1,0 +1,111 @@
+"""A campaign's runner killed (SIGKILL) at random points, several times, then run to
+the end: a real SMTP server (aiosmtpd) counts what it received. Every person is
+reached once (distinct Message-IDs), no one is missing, and the only copies sent twice
+are messages in flight at a kill (same Message-ID); every letter is in exactly one
+print batch. On PostgreSQL two workers run side by side (SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from rempart.services import Services
+from tests.functional.breach_world import Insuree, build_breach, open_and_scope, people
+from tests.functional.test_campaign import env_of, letters
+from tests.functional.test_outbox import Inbox
+
+EMAILS = 300
+LETTERS = 60
+KILLS = 4
+
+
+def crowd() -> list[Insuree]:
+    base = people()[0]
+    return [
+        replace(base, key=f"m{i}", last_name=f"Nom{i}", email=f"personne{i}@gmail.example")
+        for i in range(EMAILS)
+    ] + [
+        replace(base, key=f"p{i}", last_name=f"Papier{i}", email=None, channel="letter")
+        for i in range(LETTERS)
+    ]
+
+
+def workers(
+    services: Services, campaign: int, folder: Path, count: int
+) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, **env_of(services)}
+    command = [
+        sys.executable,
+        "-m",
+        "rempart",
+        "notify",
+        "run",
+        str(campaign),
+        "--letters-dir",
+        str(folder),
+        "--batch-size",
+        "7",
+        "--operator",
+        "crash-test",
+    ]
+    return [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+
+
+def test_killed_runners_never_skip_anyone_and_never_send_twice(
+    services: Services, smtp: tuple[Inbox, int], tmp_path: Path
+) -> None:
+    inbox, _ = smtp
+    inbox.refuse = set()
+    inbox.delay = 0.004  # the run lasts long enough for the kills to land mid-way
+    build_breach(services, crowd())
+    incident = open_and_scope(services)
+    plan = services.campaigns.plan(incident, operator="dpo")
+    assert plan.email == EMAILS
+    assert plan.letter == LETTERS
+    folder = tmp_path / "letters"
+    count = 2 if services.engine.dialect.name == "postgresql" else 1
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(KILLS):
+        running = workers(services, plan.campaign_id, folder, count)
+        time.sleep(rng.uniform(1.2, 3.0))
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait()
+    assert kills, "no kill landed: the run ended before the first one"
+    for process in workers(services, plan.campaign_id, folder, count):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr.decode()[-2000:]
+
+    ids = Counter(str(r.message["Message-ID"]) for r in inbox.received)
+    to = {str(r.message["Message-ID"]): str(r.message["To"]) for r in inbox.received}
+    assert len(ids) == EMAILS, "every e-mail person reached"
+    assert sorted(to.values()) == sorted(f"personne{i}@gmail.example" for i in range(EMAILS))
+    duplicates = sum(n - 1 for n in ids.values())
+    assert duplicates <= kills, f"{duplicates} copies sent twice for {kills} kills"
+
+    rows = letters(folder)  # fails on a reference in two batches
+    assert len(rows) == LETTERS
+    names = {p.name for p in folder.iterdir()}
+    assert all(n.endswith((".pdf", ".csv")) for n in names), names
+    assert {n[:-4] for n in names if n.endswith(".pdf")} == {
+        n[:-4] for n in names if n.endswith(".csv")
+    }
+
+    status = services.campaigns.status(plan.campaign_id)
+    assert status.reached_email == EMAILS
+    assert status.reached_letter == LETTERS
+    assert status.pending == 0
+    assert status.adds_up
