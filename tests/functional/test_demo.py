@@ -42,6 +42,12 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "severity (ENISA 2013): SE =",
         "report.html, report.pdf, report.json (initial notification, in French)",
         "the breach register (Art. 33(5))",
+        "rempart notify plan 1 → campaign 1:",
+        "signed with DKIM",
+        "→ genuine: True; a phisher's made-up code → genuine: False",
+        "1 letter planned instead, printed by the next run (1 letter)",
+        "nobody is told twice",
+        "(adds up: yes)",
         "rempart guard replay:",
     ):
         assert expected in text, expected

@@ -31,6 +31,7 @@ from rempart.audit.verify import verify_database
 from rempart.config import load_settings
 from rempart.demo.guard import chapter_guard_inline, chapter_guard_replay
 from rempart.demo.incident import chapter_incident
+from rempart.demo.notify import chapter_notify
 from rempart.demo.login import (
     chapter_practice_software,
     chapter_psc,
@@ -217,17 +218,22 @@ def _run(
     )
     _audit_chapter(console, services, workdir, people[0]["nir"])
     _step(console, 13, "The breach: scoped from the guard's alert, the CNIL report, the register")
-    chapter_incident(console, services, workdir)
+    incident_id = chapter_incident(console, services, workdir)
+    if incident_id is not None:
+        _step(
+            console, 14, "Telling each person: e-mails and letters, once, that phishers cannot fake"
+        )
+        chapter_notify(console, services, workdir, incident_id)
     services.close()
-    _step(console, 14, "The guard offline: the world's 28 days replayed by the same engine")
+    _step(console, 15, "The guard offline: the world's 28 days replayed by the same engine")
     chapter_guard_replay(console, world_dir)
     console.print()
     console.print(
         Panel.fit(
             f"Demo data kept in {workdir}.\n"
             "Every lookup above went through the guard before the rights were read; the "
-            "few it let a robot read are scoped, reported and registered. Coming next: "
-            "letters and e-mails to the people affected.",
+            "few it let a robot read are scoped, reported, registered, and each person "
+            "is told once, by e-mail or letter, with a code they can check.",
             border_style="green",
         )
     )

@@ -29,7 +29,8 @@ from rempart.store.models import GuardAlert
 __all__ = ["chapter_incident"]
 
 
-def chapter_incident(console: Console, services: Services, workdir: Path) -> None:
+def chapter_incident(console: Console, services: Services, workdir: Path) -> int | None:
+    """Returns the incident's id (None when the guard raised no alert to open it from)."""
     incidents = services.incidents
     with session_scope(services.sessions) as session:
         alert_ids = list(
@@ -41,7 +42,7 @@ def chapter_incident(console: Console, services: Services, workdir: Path) -> Non
         )
         if not alert_ids:
             console.print("  [yellow]no guard alert to open an incident from[/]")
-            return
+            return None
         definition = build_definition(session, alert_ids=alert_ids[-1:])
         incident_id = incidents.open(
             session,
@@ -114,3 +115,4 @@ def chapter_incident(console: Console, services: Services, workdir: Path) -> Non
     console.print(
         f"  the breach register (Art. 33(5)), every incident notified or not → {register}"
     )
+    return incident_id

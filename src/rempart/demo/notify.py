@@ -1,0 +1,135 @@
+"""The demo's notification chapter: every person the robot read is told, once.
+
+The campaign is planned from the scoped incident, previewed, then run: e-mails go to
+``REMPART_SMTP_URL`` — in the embedded default, ``.eml`` files in the data folder —
+and letters into a print batch (PDF + CSV manifest). A person then checks their
+notice's code on the public API, a phisher's made-up code is refused, one e-mail
+bounces and becomes a letter, and a second run sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from rich.console import Console
+
+from rempart.api import create_app
+from rempart.notify.breach.bounces import ingest_bounces
+from rempart.notify.breach.dsn import parse_bounce
+from rempart.notify.breach.preview import write_preview
+from rempart.services import Services
+from rempart.store.models import Insured
+
+__all__ = ["chapter_notify"]
+
+_CODE = re.compile(r"^Code de vérification : (\S+)$", re.MULTILINE)
+
+
+def chapter_notify(console: Console, services: Services, workdir: Path, incident_id: int) -> None:
+    campaigns = services.campaigns
+    plan = campaigns.plan(incident_id, operator="demo-dpo")
+    console.print(
+        f"  rempart notify plan {incident_id} → campaign {plan.campaign_id}: "
+        f"{plan.email} e-mail(s), {plan.letter} letter(s), "
+        f"{sum(plan.unreachable.values())} unreachable"
+        + (f" {plan.unreachable}" if plan.unreachable else "")
+    )
+    letters_dir = workdir / f"courriers-campagne-{plan.campaign_id}"
+    runner = services.campaign_runner(letters_dir)
+    preview_dir = workdir / f"apercu-campagne-{plan.campaign_id}"
+    samples = write_preview(campaigns, runner, plan.campaign_id, preview_dir)
+    console.print(
+        f"  rempart notify preview {plan.campaign_id} --out {preview_dir} → {len(samples)} "
+        "sample(s), one per variant (ALD, AME, C2S, minor…), fictitious persons"
+    )
+    outbox = services.settings.resolved_data_dir / "outbox"
+    before = set(outbox.glob("*.eml")) if outbox.exists() else set()
+    report = runner.run(plan.campaign_id, operator="demo-dpo")
+    sent = sorted(set(outbox.glob("*.eml")) - before) if outbox.exists() else []
+    console.print(
+        f"  rempart notify run {plan.campaign_id} --letters-dir {letters_dir} → "
+        f"{report.emailed} e-mail(s) signed with DKIM ("
+        + ("no SMTP server configured: written to " + str(outbox) if sent else "SMTP")
+        + f"), {report.printed} letter(s) in {report.batches} print batch(es)"
+    )
+    messages = [_read(path) for path in sent]
+    if messages:
+        text = _text(messages[0])
+        lines = [line for line in text.splitlines() if line.strip()]
+        console.print("    the first e-mail begins:")
+        for line in lines[:4]:
+            console.print(f"      [dim]{line}[/]", highlight=False)
+        code = _CODE.search(text)
+        if code:
+            _check_codes(console, services, messages[0], code.group(1))
+        _bounce_one(console, services, messages[-1], plan.campaign_id, letters_dir)
+    again = runner.run(plan.campaign_id, operator="demo-dpo")
+    status = campaigns.status(plan.campaign_id)
+    console.print(
+        f"  a second run: {again.emailed} e-mail(s), {again.printed} letter(s) — nobody "
+        f"is told twice; status: {status.reached_email} by e-mail, {status.reached_letter} "
+        f"by letter, {sum(status.unreachable.values())} unreachable, {status.pending} "
+        f"pending, of {status.persons} (adds up: {'yes' if status.adds_up else 'NO'})"
+    )
+
+
+def _check_codes(console: Console, services: Services, message: EmailMessage, code: str) -> None:
+    recipient = str(message["To"])
+    with services.sessions() as session:
+        last_name = session.query(Insured.last_name).filter(Insured.email == recipient).scalar()
+    with TestClient(create_app(services=services)) as client:
+        genuine = client.post(
+            "/api/v1/notices/verify", json={"code": code, "last_name": last_name or ""}
+        ).json()
+        fake = client.post(
+            "/api/v1/notices/verify", json={"code": "ABCD-EFGH-JKMN", "last_name": "Dupont"}
+        ).json()
+    console.print(
+        f"  the person types their code on /verifier (POST /api/v1/notices/verify) → "
+        f"genuine: {genuine.get('genuine')}; a phisher's made-up code → genuine: "
+        f"{fake.get('genuine')}"
+    )
+
+
+def _bounce_one(
+    console: Console,
+    services: Services,
+    message: EmailMessage,
+    campaign_id: int,
+    letters_dir: Path,
+) -> None:
+    """The receiving server later returns one e-mail (mailbox closed): a DSN (RFC 3464)."""
+    dsn = (
+        "From: MAILER-DAEMON@mx.example\r\nTo: securite@rempart.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n"
+        f"\r\nFinal-Recipient: rfc822; {message['To']}\r\nAction: failed\r\nStatus: 5.2.1\r\n"
+        f"\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {message['Message-ID']}"
+        f"\r\nTo: {message['To']}\r\n\r\n--B--\r\n"
+    ).encode()
+    path = letters_dir.parent / "retour-dsn.eml"
+    path.write_bytes(dsn)
+    report = ingest_bounces(services.campaigns, [(path.name, parse_bounce(dsn))])
+    printed = services.campaign_runner(letters_dir).run(campaign_id, operator="demo-dpo")
+    console.print(
+        f"  rempart notify bounces {path.name} → one e-mail bounced (mailbox closed): "
+        f"{report.letters_planned} letter planned instead, printed by the next run "
+        f"({printed.printed} letter)"
+    )
+
+
+def _read(path: Path) -> EmailMessage:
+    parsed = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    return str(part.get_content()) if part is not None else ""
