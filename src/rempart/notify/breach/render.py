@@ -23,6 +23,7 @@ import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,8 @@ _MONTHS = (
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 # A notice never holds a link: neither markup that makes one nor text a client follows.
-_LINK = re.compile(
-    r"(?i)<\s*(?:a|img|link|form|iframe|base)\b|\bhref\s*=|\bsrc\s*=|https?:|mailto:"
-)
+_LINK = re.compile(r"<\s*(?:a|img|link|form|iframe|base)\b|\bhref\s*=|\bsrc\s*=|https?:|mailto:")
+_LINK_WORDS = ("<a", "<img", "<link", "<form", "<iframe", "<base", "href", "src", "http", "mailto")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _WIDTH = 76
 _CIVILITY = {1: "Monsieur", 2: "Madame"}
@@ -192,25 +192,35 @@ def blocks_as_text(blocks: Iterable[Block], width: int = _WIDTH) -> str:
     for block in blocks:
         if out and not (block.kind == "bullet" and previous == "bullet"):
             out.append("")
-        if block.kind == "bullet":
-            out.extend(
-                textwrap.wrap(
-                    block.text,
-                    width,
-                    initial_indent="- ",
-                    subsequent_indent="  ",
-                    break_long_words=False,
-                    break_on_hyphens=False,
-                )
-            )
-        elif block.kind in ("code", "heading"):
-            out.append(block.text)
-        else:
-            out.extend(
-                textwrap.wrap(block.text, width, break_long_words=False, break_on_hyphens=False)
-            )
+        out.extend(_wrapped(block.kind, block.text, width))
         previous = block.kind
     return "\n".join(out) + "\n"
+
+
+@lru_cache(maxsize=4096)
+def _wrapped(kind: str, text: str, width: int) -> tuple[str, ...]:
+    # Cached: most blocks (the advice, the rights) are the same in every notice.
+    if kind in ("code", "heading"):
+        return (text,)
+    first = "- " if kind == "bullet" else ""
+    return tuple(
+        textwrap.wrap(
+            text,
+            width,
+            initial_indent=first,
+            subsequent_indent=" " * len(first),
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    )
+
+
+def _holds_link(text: str) -> bool:
+    lowered = text.lower()
+    # The regex is costly on a whole notice; most notices hold none of these words.
+    if not any(word in lowered for word in _LINK_WORDS):
+        return False
+    return _LINK.search(lowered) is not None
 
 
 class NoticeRenderer:
@@ -289,7 +299,7 @@ class NoticeRenderer:
             self._html, "notice/email/body.html", {**context, "subject": subject, "blocks": blocks}
         )
         for part in (subject, text, html):
-            if _LINK.search(part):
+            if _holds_link(part):
                 raise NoticeTemplateError(
                     "a notice e-mail must hold no link, image or mailto:",
                     code="notice_link_refused",
