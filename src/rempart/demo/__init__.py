@@ -31,13 +31,13 @@ from rempart.audit.verify import verify_database
 from rempart.config import load_settings
 from rempart.demo.guard import chapter_guard_inline, chapter_guard_replay
 from rempart.demo.incident import chapter_incident
-from rempart.demo.notify import chapter_notify
 from rempart.demo.login import (
     chapter_practice_software,
     chapter_psc,
     chapter_stolen_mailbox,
     psc_provider_config,
 )
+from rempart.demo.notify import chapter_notify
 from rempart.devtools.oidc_provider import LocalProvider, ProviderUnavailable, running_provider
 from rempart.logs import configure_logging
 from rempart.nir import parse_nir
