@@ -266,7 +266,7 @@ class Settings(BaseSettings):
     # Breach notices (notify.breach): DKIM signature and sending pace.
     dkim_private_key_file: Path | None = Field(
         default=None,
-        description="PEM private key (RSA 2048+ or Ed25519) that signs notices' e-mails; "
+        description="PEM private key (RSA, 2048 bits or more) that signs notices' e-mails; "
         "without it a development key is generated in the data folder.",
     )
     dkim_selector: str = Field(default="rempart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")

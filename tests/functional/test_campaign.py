@@ -198,10 +198,12 @@ def test_a_campaign_tells_each_person_once_through_the_right_channel(
         # Their own categories only, worded with care.
         ald = text_of(next(m for m in received if str(m["To"]) == named["ald"].email))
         identity = text_of(next(m for m in received if str(m["To"]) == named["identity"].email))
-        assert "longue durée" in ald
-        assert "longue durée" not in identity
-        assert "sécurité sociale" not in identity
-        assert "aide médicale de l'État" not in identity
+        assert "affection de longue durée" in ald
+        assert "affection de longue durée" not in identity
+        assert "numéro de sécurité sociale ;" in ald
+        assert "numéro de sécurité sociale ;" not in identity
+        assert "Aide médicale de l'État" not in identity
+        assert "ne dit rien de votre situation" in ald
         minor = text_of(next(m for m in received if str(m["To"]) == named["minor"].email))
         assert "représentant" in minor
 
@@ -276,7 +278,7 @@ def test_a_complementary_campaign_tells_only_the_new_persons(
     addresses = [str(r.message["To"]) for r in inbox.received]
     assert len(addresses) == len(set(addresses)) == len(first) + len(later)
     text = text_of(inbox.received[-1].message)
-    assert "complément" in text.lower()
+    assert "plus complète" in text
 
     # Nothing new: a third plan is refused with a stable code.
     result = runner.invoke(app, ["notify", "plan", str(incident)], env=env_of(services))

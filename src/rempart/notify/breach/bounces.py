@@ -93,13 +93,11 @@ def ingest_bounces(
 
 
 def _campaign_of(connection: Connection, recipient_id: int) -> int:
-    return int(
-        connection.scalar(
-            select(CampaignRecipient.campaign_id).where(
-                CampaignRecipient.recipient_id == recipient_id
-            )
-        )
+    campaign_id = connection.scalar(
+        select(CampaignRecipient.campaign_id).where(CampaignRecipient.recipient_id == recipient_id)
     )
+    assert campaign_id is not None  # the recipient was found by its message
+    return int(campaign_id)
 
 
 def _find(connection: Connection, bounce: Bounce) -> tuple[str, Any] | None:

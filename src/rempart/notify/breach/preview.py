@@ -26,7 +26,7 @@ def write_preview(
     context = service.context(campaign_id)
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     written: list[Path] = []
-    for index, sample in enumerate(variants(), start=1):
+    for index, sample in enumerate(variants(service.insurer, sent_on=context.sent_on), start=1):
         content = dataclasses.replace(
             sample,
             incident_start=context.incident_start,
@@ -36,7 +36,7 @@ def write_preview(
             sent_on=context.sent_on,
             complementary=sample.complementary or context.kind == "complementary",
         )
-        name = f"{index:02d}-{content.channel}-{_label(content)}"
+        name = f"{index:02d}-{content.extra.get('variant') or content.channel}"
         if content.channel == "email":
             rendered = runner.renderer.render_email(content)
             message = compose_message(
@@ -61,16 +61,6 @@ def write_preview(
                 _write(out_dir / f"{name}.pdf", render_letter_pdf(letter, service.insurer))
             )
     return written
-
-
-def _label(content: object) -> str:
-    categories = getattr(content, "categories", ())
-    parts = [c for c in ("ald", "ame", "c2s", "nir") if c in categories] or ["identite"]
-    if getattr(content, "minor", False):
-        parts.append("mineur")
-    if getattr(content, "complementary", False):
-        parts.append("complementaire")
-    return "-".join(parts)
 
 
 def _write(path: Path, data: bytes) -> Path:
