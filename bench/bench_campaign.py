@@ -410,7 +410,8 @@ def render(args: argparse.Namespace, built: Setup, results: dict[str, Any], busy
         f"{built.persons / results['plan']['seconds']:,.0f} persons/s |",
         f"| e-mails ({email['count']:,}) | {email['seconds']:.1f} s | {email['rate']:,.0f} /s |",
         f"| letters ({letter['count']:,}, {results['batches']} PDF batches, "
-        f"{results['letters_mb']:,.0f} MB) | {letter['seconds']:.1f} s | {letter['rate']:,.0f} /s |",
+        f"{results['letters_mb']:,.0f} MB) | {letter['seconds']:.1f} s | "
+        f"{letter['rate']:,.0f} /s |",
         f"| **total, plan to last notice** | **{total / 60:.1f} min** | "
         f"{built.persons / total:,.0f} persons/s |",
         "",
