@@ -18,10 +18,10 @@ __all__ = ["PAGE_CSP", "STYLESHEET_PATH", "PageRenderer", "page_response"]
 TEMPLATES = Path(__file__).parent / "templates"
 STYLESHEET_PATH = "/assets/rempart.css"
 
-# Only our own stylesheet and our own forms; no script at all, no frames, no plugins.
-# 'self' for images leaves room for a logo served from here.
+# Only what this origin serves (the stylesheet, a logo one day), forms posted here, no
+# script at all, no plugin, no framing; no inline style either ('self' does not allow it).
 PAGE_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'self'; script-src 'none'; object-src 'none'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
 
