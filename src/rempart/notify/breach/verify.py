@@ -151,10 +151,13 @@ def _parse_fields(values: Mapping[str, object]) -> NoticeCheck:
 def parse_json_check(body: bytes) -> NoticeCheck:
     """The API's body, ``{"code": …, "last_name": …}``, or :class:`InvalidNoticeCheck`.
 
-    >>> parse_json_check(b'{"code": "k7qm 4xpd 9trw", "last_name": "Lef\\u00e8vre"}').code
+    >>> parse_json_check(b'{"code": "k7qm 4xpd 9trw", "last_name": "Dupont"}').code
     'K7QM4XPD9TRW'
-    >>> parse_json_check(b'{"code": "K7QM-4XPD-9TR0", "last_name": ""}').problems
-    {'code': 'invalid_code', 'last_name': 'invalid_last_name'}
+    >>> try:
+    ...     parse_json_check(b'{"code": "K7QM-4XPD-9TR0", "last_name": ""}')
+    ... except InvalidNoticeCheck as exc:
+    ...     print(exc.code, exc.problems)
+    invalid_code {'code': 'invalid_code', 'last_name': 'invalid_last_name'}
     """
     try:
         payload = json.loads(body)
