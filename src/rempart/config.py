@@ -279,6 +279,27 @@ class Settings(BaseSettings):
         le=10_000,
         description="E-mails per second one campaign worker hands to the SMTP server at most.",
     )
+    # The public notice check (GET /verifier, POST /api/v1/notices/verify): bounded
+    # guesses per address, per network, per code, and across the service (a botnet).
+    notice_check_window_seconds: int = Field(default=3600, ge=60, le=86400)
+    notice_check_address_checks: int = Field(
+        default=30, ge=1, description="Checks one address may make per window."
+    )
+    notice_check_address_failures: int = Field(
+        default=10, ge=1, description="Checks answered 'not genuine' per address and window."
+    )
+    notice_check_network_failures: int = Field(
+        default=60, ge=1, description="The same per network (IPv4 /24, IPv6 /48)."
+    )
+    notice_check_code_failures: int = Field(
+        default=5, ge=1, description="Failed checks of one code (any name) per window."
+    )
+    notice_check_global_failures_per_minute: int = Field(
+        default=120,
+        ge=1,
+        description="Failed checks across the service per minute; beyond, every check "
+        "waits for the next minute (what stops a botnet enumerating codes).",
+    )
 
     # Pro Santé Connect (or any OpenID Connect provider shaped like it): set the four
     # of discovery URL, client id, secret and redirect URI, or none (PSC disabled).

@@ -49,6 +49,7 @@ from rempart.notify.breach.codes import NoticeKeys
 from rempart.notify.breach.dkim import signer_from_settings
 from rempart.notify.breach.render import NoticeRenderer
 from rempart.notify.breach.runner import CampaignRunner
+from rempart.notify.breach.verify import NoticeCheckLimits, NoticeCheckThrottle, NoticeVerifier
 from rempart.notify.mail import MailSender, sender_from_settings
 from rempart.notify.notices import NoticeBoard
 from rempart.notify.outbox import Outbox
@@ -238,6 +239,21 @@ class Services:
     @cached_property
     def outbox(self) -> Outbox:
         return Outbox.from_settings(self.settings)
+
+    @cached_property
+    def notice_verifier(self) -> NoticeVerifier:
+        """The public check of breach notices, throttled in the login throttle's store."""
+        s = self.settings
+        return NoticeVerifier(
+            NoticeKeys(s.keys.notice_code_key),
+            self.sessions,
+            self.audit,
+            NoticeCheckThrottle(
+                self.counter_store,
+                NoticeCheckLimits.from_settings(s),
+                secret=s.keys.for_purpose("notice-check-throttle"),
+            ),
+        )
 
     @cached_property
     def recovery(self) -> RecoveryService:

@@ -17,12 +17,14 @@ from rempart.api.middleware import (
     BodyLimitMiddleware,
     ClientAddressMiddleware,
 )
+from rempart.api.notice_routes import router as notice_router
 from rempart.api.oauth_routes import router as oauth_router
 from rempart.api.psc_routes import router as psc_router
 from rempart.api.routes import router
 from rempart.api.webauthn_routes import router as webauthn_router
 from rempart.config import Settings, load_settings
 from rempart.services import Services
+from rempart.web import assets_router
 
 __all__ = ["create_app"]
 
@@ -66,6 +68,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(psc_router)
     app.include_router(webauthn_router)
     app.include_router(oauth_router)
+    app.include_router(notice_router)
+    app.include_router(assets_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

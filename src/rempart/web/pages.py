@@ -1,0 +1,56 @@
+"""Rendering a page: the Jinja environment (autoescaped, strict) and the response headers.
+
+Templates live under ``web/templates/<feature>/`` and extend ``base.html``. The layout
+takes a ``title`` (the page's ``<title>`` and nothing else: RGAA asks that it tell the
+page and its state apart, e.g. « Erreur : … »), and each page fills ``main``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.responses import HTMLResponse
+
+__all__ = ["PAGE_CSP", "STYLESHEET_PATH", "PageRenderer", "page_response"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+STYLESHEET_PATH = "/assets/rempart.css"
+
+# Only what this origin serves (the stylesheet, a logo one day), forms posted here, no
+# script at all, no plugin, no framing; no inline style either ('self' does not allow it).
+PAGE_CSP = (
+    "default-src 'self'; script-src 'none'; object-src 'none'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class PageRenderer:
+    """One environment for every page, with what the layout always needs."""
+
+    def __init__(self, globals_: Mapping[str, object] | None = None) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self._env.globals.update({"stylesheet": STYLESHEET_PATH, **(globals_ or {})})
+
+    def render(self, template: str, context: Mapping[str, object]) -> str:
+        return self._env.get_template(template).render(context)
+
+
+def page_response(
+    html: str, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> HTMLResponse:
+    """An HTML page with the pages' policy (the API's security middleware adds the rest
+    and keeps this one)."""
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={"content-security-policy": PAGE_CSP, **(headers or {})},
+    )
