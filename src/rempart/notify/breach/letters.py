@@ -1,7 +1,8 @@
 """Breach notice letters as PDF, and the print batches handed to the printer.
 
-The engine is typst (PyPI ``typst``, the Rust compiler in-process): a whole batch is one
-typst document compiled from JSON data passed as ``sys.inputs``, laid out by
+The engine is typst (PyPI ``typst``, the Rust compiler as a Python extension, run in a
+short-lived child process per batch): a whole batch is one typst document compiled
+from JSON data passed as ``sys.inputs``, laid out by
 :data:`LAYOUT`. It was chosen by measurement against fpdf2 (``bench/bench_letters.py``,
 figures in ``docs/benchmarks.md``): fpdf2 lays out text in Python and is several times
 slower at campaign volume. The person's text is data for the layout, never typst markup,
@@ -26,20 +27,20 @@ import contextlib
 import csv
 import functools
 import hashlib
+import importlib.util
 import io
 import json
 import os
 import re
 import secrets
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import matplotlib as mpl
-import typst
 
 from rempart.errors import RempartError
 from rempart.notify.breach.content import Insurer, LetterText
@@ -57,8 +58,12 @@ __all__ = [
 ]
 
 # DejaVu ships with matplotlib (a dependency already): the same fonts on every machine,
-# with every glyph of French (œ, €, « ») and no system font looked up.
-FONTS = Path(mpl.get_data_path()) / "fonts" / "ttf"
+# with every glyph of French (œ, €, « ») and no system font looked up. Found without
+# importing matplotlib (slow to import, and nothing else of it is needed).
+_MATPLOTLIB = importlib.util.find_spec("matplotlib")
+assert _MATPLOTLIB is not None
+assert _MATPLOTLIB.origin is not None
+FONTS = Path(_MATPLOTLIB.origin).parent / "mpl-data" / "fonts" / "ttf"
 
 MANIFEST_COLUMNS = (
     "reference",
@@ -170,8 +175,8 @@ def _sender_lines(insurer: Insurer) -> list[str]:
 
 @functools.cache
 def _layout_file() -> Path:
-    """The layout as a file: the binding's compiler answers queries only for a file
-    input (from bytes it compiles but then cannot query)."""
+    """The layout as a file for the child (the binding's compiler answers queries only
+    for a file input: from bytes it compiles but then cannot query)."""
     folder = Path(tempfile.mkdtemp(prefix="rempart-letters-"))
     path = folder / "letter.typ"
     path.write_text(LAYOUT, encoding="utf-8")
@@ -188,6 +193,26 @@ def _letter_data(letter: LetterText) -> dict[str, Any]:
     }
 
 
+# Runs in a fresh interpreter per batch: typst memoizes every layout it does in
+# process-wide caches that the binding never evicts (about 1 MB per letter: a worker
+# writing batches would grow by gigabytes). A child that exits frees them; it imports
+# nothing but typst (a few tens of ms). Its answer on stdout: the letters' first pages
+# as one JSON line, then the PDF.
+_CHILD = """
+import json, sys, typst
+layout, fonts = sys.argv[1], sys.argv[2]
+compiler = typst.Compiler(layout, font_paths=[fonts], ignore_system_fonts=True,
+                          sys_inputs={"data": sys.stdin.buffer.read().decode("utf-8")})
+try:
+    pdf = compiler.compile(format="pdf", pdf_tags=False)
+    first = compiler.query("<rempart-first-pages>", field="value", one=True)
+except typst.TypstError as error:
+    sys.stderr.write(str(error))
+    sys.exit(3)
+sys.stdout.buffer.write(json.dumps(json.loads(first)).encode() + b"\\n" + pdf)
+"""
+
+
 def _compile(
     letters: Sequence[LetterText], insurer: Insurer, *, title: str, duplex: bool
 ) -> tuple[bytes, list[int]]:
@@ -198,21 +223,22 @@ def _compile(
         "sender": {"name": insurer.name, "lines": _sender_lines(insurer)},
         "letters": [_letter_data(letter) for letter in letters],
     }
-    compiler = typst.Compiler(
-        str(_layout_file()),
-        font_paths=[str(FONTS)],
-        ignore_system_fonts=True,
-        sys_inputs={"data": json.dumps(data, ensure_ascii=False)},
+    # No PDF tags (in the child): a printed letter is read on paper, and tags cost time.
+    done = subprocess.run(  # noqa: S603 - our interpreter, our code, no shell
+        [sys.executable, "-I", "-c", _CHILD, str(_layout_file()), str(FONTS)],
+        input=json.dumps(data, ensure_ascii=False).encode("utf-8"),
+        capture_output=True,
+        check=False,
     )
-    try:
-        # No tags: a printed letter is read on paper (and tagging costs time per page).
-        pdf = compiler.compile(format="pdf", pdf_tags=False)
-        # The same compiler answers from its memoized layout: no second layout pass.
-        first_pages = json.loads(compiler.query("<rempart-first-pages>", field="value", one=True))
-    except typst.TypstError as error:
-        raise LetterError(f"the letter layout failed: {error}", code="render_failed") from None
-    assert isinstance(pdf, bytes)
-    return pdf, [int(page) for page in first_pages]
+    if done.returncode != 0:
+        # The last line of typst's message: what failed in the layout, not the letters.
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        raise LetterError(
+            f"the letter layout failed: {' '.join(detail) or done.returncode}",
+            code="render_failed",
+        )
+    header, _, pdf = done.stdout.partition(b"\n")
+    return pdf, [int(page) for page in json.loads(header)]
 
 
 def render_letter_pdf(letter: LetterText, insurer: Insurer) -> bytes:
