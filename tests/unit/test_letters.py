@@ -145,6 +145,13 @@ def test_batch_pdf_and_manifest_agree(tmp_path: Path) -> None:
         assert row["reference"] in start
         assert row["line1"] in start
         assert f"Page 1/{count}" in start or f"Page 1/{count - 1}" in start
+        # The last sheet's verso is either the letter's last page or left blank.
+        last = reader.pages[first + count - 2].extract_text()
+        assert f"Page {count}/{count}" in last or last.strip() == ""
+    assert any(
+        reader.pages[int(row["first_page"]) + int(row["pages"]) - 2].extract_text().strip() == ""
+        for row in rows
+    ), "the sample has letters of an odd page count: one padding page at least"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(files.pdf.stat().st_mode) == 0o600
     assert stat.S_IMODE(files.manifest.stat().st_mode) == 0o600

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import hashlib
 import importlib.util
 import io
@@ -36,7 +35,6 @@ import secrets
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,16 +171,6 @@ def _sender_lines(insurer: Insurer) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-@functools.cache
-def _layout_file() -> Path:
-    """The layout as a file for the child (the binding's compiler answers queries only
-    for a file input: from bytes it compiles but then cannot query)."""
-    folder = Path(tempfile.mkdtemp(prefix="rempart-letters-"))
-    path = folder / "letter.typ"
-    path.write_text(LAYOUT, encoding="utf-8")
-    return path
-
-
 def _letter_data(letter: LetterText) -> dict[str, Any]:
     return {
         "reference": letter.reference,
@@ -199,16 +187,20 @@ def _letter_data(letter: LetterText) -> dict[str, Any]:
 # nothing but typst (a few tens of ms). Its answer on stdout: the letters' first pages
 # as one JSON line, then the PDF.
 _CHILD = """
-import json, sys, typst
+import json, pathlib, sys, tempfile, typst
 layout, fonts = sys.argv[1], sys.argv[2]
-compiler = typst.Compiler(layout, font_paths=[fonts], ignore_system_fonts=True,
-                          sys_inputs={"data": sys.stdin.buffer.read().decode("utf-8")})
-try:
-    pdf = compiler.compile(format="pdf", pdf_tags=False)
-    first = compiler.query("<rempart-first-pages>", field="value", one=True)
-except typst.TypstError as error:
-    sys.stderr.write(str(error))
-    sys.exit(3)
+with tempfile.TemporaryDirectory(prefix="rempart-letters-") as folder:
+    # A file, not bytes: the binding's compiler answers queries only for a file input.
+    source = pathlib.Path(folder) / "letter.typ"
+    source.write_text(layout, encoding="utf-8")
+    compiler = typst.Compiler(str(source), font_paths=[fonts], ignore_system_fonts=True,
+                              sys_inputs={"data": sys.stdin.buffer.read().decode("utf-8")})
+    try:
+        pdf = compiler.compile(format="pdf", pdf_tags=False)
+        first = compiler.query("<rempart-first-pages>", field="value", one=True)
+    except typst.TypstError as error:
+        sys.stderr.write(str(error))
+        sys.exit(3)
 sys.stdout.buffer.write(json.dumps(json.loads(first)).encode() + b"\\n" + pdf)
 """
 
@@ -225,7 +217,7 @@ def _compile(
     }
     # No PDF tags (in the child): a printed letter is read on paper, and tags cost time.
     done = subprocess.run(  # noqa: S603 - our interpreter, our code, no shell
-        [sys.executable, "-I", "-c", _CHILD, str(_layout_file()), str(FONTS)],
+        [sys.executable, "-I", "-c", _CHILD, LAYOUT, str(FONTS)],
         input=json.dumps(data, ensure_ascii=False).encode("utf-8"),
         capture_output=True,
         check=False,
