@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date
 
+from sqlalchemy import func, select
+
 from rempart.audit.chain import AuditEntry
 from rempart.audit.trail import now_us
 from rempart.incident.live_source import LiveSource
@@ -120,7 +122,9 @@ def build_breach(services: Services, persons: list[Insuree] | None = None) -> li
     key = services.settings.keys.pseudonym_key
     done = []
     with session_scope(services.sessions) as session:
-        for order, person in enumerate(persons, start=1):
+        # Orders follow those already loaded: a second breach gets NIRs of its own.
+        already = session.scalar(select(func.count()).select_from(Insured)) or 0
+        for order, person in enumerate(persons, start=already + 1):
             sex = 2 if person.first_name in ("Louise",) else 1
             nir = make_nir(
                 sex=sex,
