@@ -336,6 +336,7 @@ def write_batch(
         raise LetterError("one flags tuple per letter", code="flags_mismatch")
     pdf, pages = render_batch_pdf(letters, insurer, title=f"Lot {name}", duplex=duplex)
     _private_directory(directory)
+    discard_temporaries(directory, name)
     pdf_path, manifest_path = directory / f"{name}.pdf", directory / f"{name}.csv"
     # A manifest from an earlier, different attempt must not vouch for the new PDF.
     manifest_path.unlink(missing_ok=True)
@@ -349,6 +350,20 @@ def write_batch(
         pages=sum(pages),
         sha256=hashlib.sha256(pdf).hexdigest(),
     )
+
+
+def discard_temporaries(directory: Path, name: str) -> int:
+    """Remove the temporary files a writer of batch ``name`` killed mid-write left behind
+    (hidden ``.<name>.pdf.<random>.tmp`` files, never a printed batch). Only for the
+    batch's current holder: the campaign runner holds it (row lock or lock file), so no
+    live writer owns them."""
+    _check_name(name)
+    removed = 0
+    for suffix in ("pdf", "csv"):
+        for leftover in directory.glob(f".{name}.{suffix}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _manifest_pages(manifest: str, name: str) -> int | None:

@@ -54,7 +54,7 @@ from rempart.notify.breach.campaign import (
 from rempart.notify.breach.channels import usable_email
 from rempart.notify.breach.codes import derive_code, message_id
 from rempart.notify.breach.dkim import DkimSigner
-from rempart.notify.breach.letters import existing_batch, write_batch
+from rempart.notify.breach.letters import discard_temporaries, existing_batch, write_batch
 from rempart.notify.breach.render import NoticeRenderer
 from rempart.notify.mail import (
     BatchingSender,
@@ -477,6 +477,8 @@ class CampaignRunner:
                 persons = self.service.persons(reader, ids)
             if not self.postgres:
                 transaction.commit()
+            if self.letters_dir.exists():
+                discard_temporaries(self.letters_dir, row.name)
             files = existing_batch(self.letters_dir, row.name)
             flags: list[tuple[str, ...]] = []
             if files is None:
