@@ -75,9 +75,16 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller.stop()
 
 
-def wait_until(condition: Callable[[], bool], running: list[subprocess.Popen[bytes]]) -> None:
+def written(folder: Path) -> int:
+    """Print batches complete on disk (their manifest is written last)."""
+    return len(list(folder.glob("*.csv"))) if folder.exists() else 0
+
+
+def wait_until(
+    count: Callable[[], int], target: int, running: list[subprocess.Popen[bytes]]
+) -> None:
     deadline = time.monotonic() + 120
-    while not condition() and time.monotonic() < deadline:
+    while count() < target and time.monotonic() < deadline:
         if all(p.poll() is not None for p in running):
             return
         time.sleep(0.02)
@@ -103,16 +110,10 @@ def test_killed_runners_never_skip_anyone_and_never_send_twice(
         if round_ < KILLS // 2:
             # Mid-e-mails: once the server has received some more messages.
             sent = len(inbox.received) + rng.randint(10, 60)
-            wait_until(lambda sent=sent: len(inbox.received) >= sent, running)
+            wait_until(lambda: len(inbox.received), sent, running)
         else:
             # Mid-letters: once one more batch is written, a moment into the next one.
-            batches = len(list(folder.glob("*.csv"))) + 1 if folder.exists() else 1
-            wait_until(
-                lambda batches=batches: (
-                    folder.exists() and len(list(folder.glob("*.csv"))) >= batches
-                ),
-                running,
-            )
+            wait_until(lambda: written(folder), written(folder) + 1, running)
             time.sleep(rng.uniform(0.0, 0.3))
         for process in running:
             if process.poll() is None:
