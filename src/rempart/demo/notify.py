@@ -44,8 +44,9 @@ def chapter_notify(console: Console, services: Services, workdir: Path, incident
     preview_dir = workdir / f"apercu-campagne-{plan.campaign_id}"
     samples = write_preview(campaigns, runner, plan.campaign_id, preview_dir)
     console.print(
-        f"  rempart notify preview {plan.campaign_id} --out {preview_dir} → {len(samples)} "
-        "sample(s), one per variant (ALD, AME, C2S, minor…), fictitious persons"
+        f"  rempart notify preview {plan.campaign_id} --out {preview_dir} → "
+        f"{len({p.stem for p in samples})} variants (e-mail and letter × ALD, AME, C2S, "
+        f"minor…; {len(samples)} files), fictitious persons"
     )
     outbox = services.settings.resolved_data_dir / "outbox"
     before = set(outbox.glob("*.eml")) if outbox.exists() else set()
