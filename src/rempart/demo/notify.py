@@ -45,7 +45,7 @@ def chapter_notify(console: Console, services: Services, workdir: Path, incident
     samples = write_preview(campaigns, runner, plan.campaign_id, preview_dir)
     console.print(
         f"  rempart notify preview {plan.campaign_id} --out {preview_dir} → "
-        f"{len({p.stem for p in samples})} variants (e-mail and letter × ALD, AME, C2S, "
+        f"{len({p.stem for p in samples})} variants (e-mail and letter, for ALD, AME, C2S, "
         f"minor…; {len(samples)} files), fictitious persons"
     )
     outbox = services.settings.resolved_data_dir / "outbox"

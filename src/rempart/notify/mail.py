@@ -21,7 +21,7 @@ import os
 import secrets
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +45,8 @@ __all__ = [
     "DirectorySender",
     "MailDeliveryError",
     "MailSender",
+    "PreparedMail",
+    "PreparedSender",
     "SmtpSender",
     "compose_message",
     "mail_domain",
@@ -90,6 +92,44 @@ class BatchingSender(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
     def batch(self) -> AbstractContextManager[MailSender]: ...
+
+
+@dataclass(frozen=True)
+class PreparedMail:
+    """A message already serialized as SMTP carries it (CRLF, signed where it must be):
+    sent as these bytes, never encoded again — a campaign serializes each notice once."""
+
+    envelope_from: str
+    recipient: str
+    message_id: str
+    date: datetime
+    data: bytes
+
+    @classmethod
+    def of(
+        cls, message: EmailMessage, *, signature: Callable[[bytes], bytes] | None = None
+    ) -> PreparedMail:
+        """``message`` serialized once; ``signature`` (e.g. a DKIM signer's) computes a
+        header field over those bytes, prepended to them."""
+        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        if signature is not None:
+            data = signature(data) + data
+        header = message["Date"]
+        moment = getattr(header, "datetime", None) if header is not None else None
+        return cls(
+            envelope_from=parseaddr(str(message["From"] or ""))[1],
+            recipient=str(message["To"]),
+            message_id=str(message["Message-ID"]),
+            date=moment or datetime.now(UTC),
+            data=data,
+        )
+
+
+@runtime_checkable
+class PreparedSender(Protocol):
+    """A sender that can hand over a :class:`PreparedMail`'s bytes as they are."""
+
+    def send_prepared(self, mail: PreparedMail) -> None: ...
 
 
 def mail_domain(mail_from: str) -> str:
@@ -214,6 +254,11 @@ class SmtpSender:
         with self.batch() as connection:
             connection.send(message)
 
+    def send_prepared(self, mail: PreparedMail) -> None:
+        with self.batch() as connection:
+            assert isinstance(connection, _SmtpConnection)
+            connection.send_prepared(mail)
+
     @contextmanager
     def batch(self) -> Iterator[MailSender]:
         """One SMTP session for several messages; connects (and logs in) on entry."""
@@ -274,8 +319,23 @@ class _SmtpConnection:
         self._endpoint = endpoint
 
     def send(self, message: EmailMessage) -> None:
+        self._mapped(lambda: self._client.send_message(message))
+
+    def send_prepared(self, mail: PreparedMail) -> None:
+        ascii_only = (mail.envelope_from + mail.recipient).isascii()
+        self._mapped(
+            lambda: self._client.sendmail(
+                mail.envelope_from,
+                [mail.recipient],
+                mail.data,
+                mail_options=() if ascii_only else ("SMTPUTF8",),
+            )
+        )
+
+    def _mapped(self, call: Callable[[], dict[str, tuple[int, bytes]]]) -> None:
+        """Runs one SMTP transaction, its failures as :class:`MailDeliveryError`."""
         try:
-            refused = self._client.send_message(message)
+            refused = call()
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _text in exc.recipients.values()})
             raise _answer_error("recipient refused", codes[0] if codes else 550) from None
@@ -369,14 +429,24 @@ class DirectorySender:
                 connection=True,
             ) from None
 
+    def send_prepared(self, mail: PreparedMail) -> None:
+        """Named after the ``Message-ID`` alone: a notice sent again after a crash (same
+        Message-ID, a later Date) replaces its file, so the folder holds it once."""
+        try:
+            self._write_atomically(f"{_safe(mail.message_id)}.eml", mail.data)
+        except OSError as exc:
+            raise MailDeliveryError(
+                f"cannot write into the outbox folder ({_describe(exc)})",
+                code="mail_write_failed",
+                connection=True,
+            ) from None
+
     @staticmethod
     def file_name(message: EmailMessage) -> str:
         header = message["Date"]
         moment = getattr(header, "datetime", None) if header is not None else None
         stamp = (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-        raw = str(message["Message-ID"]).strip().strip("<>")
-        safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-@") else "_" for c in raw)
-        return f"{stamp}-{safe[:150]}.eml"
+        return f"{stamp}-{_safe(str(message['Message-ID']))}.eml"
 
     def _write_atomically(self, name: str, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -397,6 +467,11 @@ class DirectorySender:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def _safe(message_id: str) -> str:
+    raw = message_id.strip().strip("<>")
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-@") else "_" for c in raw)[:150]
 
 
 def sender_from_settings(settings: Settings) -> MailSender:

@@ -1,4 +1,4 @@
-"""DKIM signatures on breach notices' e-mails (RFC 6376, relaxed/relaxed, RSA-SHA256).
+"""DKIM signatures on breach notices' e-mails (RFC 6376, relaxed/simple, RSA-SHA256).
 
 A notice is a phishers' favourite lure; a valid signature of the insurer's domain is what
 lets receivers (and their DMARC policy) tell the genuine one from an imitation.
@@ -23,6 +23,7 @@ import os
 import stat
 from email.message import EmailMessage
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,10 @@ __all__ = [
     "generate_key_pem",
     "signer_from_settings",
 ]
+
+# dkimpy parses the PEM it is handed on every signature only to check the key's size
+# (a tenth of a notice's whole cost at campaign volume); the parse is pure: cached.
+dkim.parse_pem_private_key = lru_cache(maxsize=4)(dkim.parse_pem_private_key)
 
 log = structlog.get_logger("rempart.notify")
 
@@ -158,7 +163,10 @@ class DkimSigner:
             self.selector.encode(),
             self.domain.encode(),
             self._pem,
-            canonicalize=(b"relaxed", b"relaxed"),
+            # Headers relaxed (relays refold them); the body simple: a notice's body is
+            # quoted-printable, 7-bit, so no relay has a reason to touch it, and simple
+            # costs half of relaxed's per-line rewriting (a campaign signs 300,000).
+            canonicalize=(b"relaxed", b"simple"),
             include_headers=include,
         )
         return field

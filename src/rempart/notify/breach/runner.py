@@ -30,6 +30,8 @@ if its files are complete, recorded as they are — so no letter is in two batch
 
 from __future__ import annotations
 
+import dataclasses
+import email
 import fcntl
 import os
 import time
@@ -38,6 +40,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +58,14 @@ from rempart.notify.breach.channels import usable_email
 from rempart.notify.breach.codes import derive_code, message_id
 from rempart.notify.breach.dkim import DkimSigner
 from rempart.notify.breach.letters import discard_temporaries, existing_batch, write_batch
+from rempart.notify.breach.mime import SIGNABLE, notice_mail
 from rempart.notify.breach.render import NoticeRenderer
 from rempart.notify.mail import (
     BatchingSender,
     MailDeliveryError,
     MailSender,
-    compose_message,
+    PreparedMail,
+    PreparedSender,
     mail_domain,
 )
 from rempart.store.models import (
@@ -74,6 +79,7 @@ __all__ = ["CampaignRunner", "RunReport"]
 log = structlog.get_logger("rempart.notify")
 
 ProgressFn = Callable[[str, int, int], None]
+_RECORD_SENT = insert(NoticeSent)
 _ERROR_LENGTH = 256
 
 
@@ -262,7 +268,8 @@ class CampaignRunner:
             if not self.postgres:
                 transaction.commit()  # SQLite: the lock file keeps other workers out
             results: dict[int, MailDeliveryError | None] = {}
-            with self.engine.connect() as record:
+            # Autocommit: each record is one statement, durable when it returns.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as record:
                 for person in persons:
                     error = self._send(context, person, connection, record)
                     results[person.message_id] = error
@@ -273,19 +280,20 @@ class CampaignRunner:
             if not self.postgres:
                 transaction = claim.begin()
             by_id = {p.message_id: p for p in persons}
+            now = datetime.now(UTC)
+            sent = [mid for mid, error in results.items() if error is None]
+            if sent:
+                outcome.sent += len(sent)
+                report.emailed += len(sent)
+                claim.execute(
+                    update(NoticeMessage)
+                    .where(NoticeMessage.message_id.in_(sent))
+                    .values(state="sent", done_at=now, attempts=NoticeMessage.attempts + 1)
+                )
             for mid, error in results.items():
-                person = by_id[mid]
                 if error is None:
-                    outcome.sent += 1
-                    report.emailed += 1
-                    claim.execute(
-                        update(NoticeMessage)
-                        .where(NoticeMessage.message_id == mid)
-                        .values(
-                            state="sent", done_at=datetime.now(UTC), attempts=person.attempts + 1
-                        )
-                    )
                     continue
+                person = by_id[mid]
                 attempts = person.attempts + 1
                 if error.permanent or attempts >= self.max_attempts:
                     outcome.failed += 1
@@ -297,7 +305,7 @@ class CampaignRunner:
                             state="failed",
                             attempts=attempts,
                             last_error=str(error)[:_ERROR_LENGTH],
-                            done_at=datetime.now(UTC),
+                            done_at=now,
                         )
                     )
                     report.letters_planned += self.service.plan_letter(
@@ -349,21 +357,18 @@ class CampaignRunner:
         # Durable before the next message is handed over: a crash after this line
         # never resends this one.
         record.execute(
-            insert(NoticeSent).values(
-                message_id=person.message_id,
-                campaign_id=context.campaign_id,
-                at=datetime.now(UTC),
-            )
+            _RECORD_SENT,
+            {"message_id": person.message_id, "campaign_id": context.campaign_id, "at": _now()},
         )
-        record.commit()
         return None
 
-    def email_for(self, context: CampaignContext, person: Person, address: str) -> EmailMessage:
-        """The e-mail of one message: the same Message-ID and code every time."""
+    def email_for(self, context: CampaignContext, person: Person, address: str) -> PreparedMail:
+        """The e-mail of one message, serialized once and DKIM-signed: the same
+        Message-ID and code every time."""
         code = derive_code(self.service.keys, context.campaign_id, person.pseudonym, "email")
         content = self.service.content(context, person, code)
         rendered = self.renderer.render_email(content)
-        message = compose_message(
+        mail = notice_mail(
             mail_from=self.mail_from,
             recipient=address,
             subject=rendered.subject,
@@ -372,10 +377,12 @@ class CampaignRunner:
             message_id=message_id(
                 self.service.keys, context.campaign_id, person.pseudonym, self.domain
             ),
+            date=_now(),
         )
-        if self.signer is not None:
-            self.signer.sign(message)
-        return message
+        if self.signer is None:
+            return mail
+        signature = self.signer.signature(mail.data, present=set(SIGNABLE))
+        return dataclasses.replace(mail, data=signature + mail.data)
 
     def _pace(self) -> None:
         now = time.monotonic()
@@ -533,6 +540,10 @@ class CampaignRunner:
             return int(session.scalar(query) or 0)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class _Round:
     claimed: int = 0
@@ -551,14 +562,20 @@ class _Connection:
         self._inner: ExitStack | None = None
         self._active: MailSender | None = None
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, mail: PreparedMail) -> None:
         if self._active is None:
             if isinstance(self._sender, BatchingSender):
                 self._inner = self._stack.enter_context(ExitStack())
                 self._active = self._inner.enter_context(self._sender.batch())
             else:
                 self._active = self._sender
-        self._active.send(message)
+        if isinstance(self._active, PreparedSender):
+            self._active.send_prepared(mail)
+            return
+        # Another sender: hand it the message parsed back from the very bytes.
+        parsed = email.message_from_bytes(mail.data, policy=default_policy)
+        assert isinstance(parsed, EmailMessage)
+        self._active.send(parsed)
 
     def reset(self) -> None:
         if self._inner is not None:
