@@ -379,3 +379,52 @@ def test_the_run_pauses_while_the_mail_server_is_away_and_resumes(
     with services.sessions() as session:
         states = set(session.scalars(select(NoticeMessage.state)))
     assert states == {"sent"}
+
+
+class Grumpy(Inbox):
+    """Answers 451 (try again later) to the first ``times`` deliveries to an address."""
+
+    def __init__(self, address: str, times: int) -> None:
+        super().__init__()
+        self.address, self.left = address, times
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address == self.address and self.left > 0:
+            self.left -= 1
+            return "451 4.7.1 greylisted, try again later"
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+@pytest.mark.parametrize(("times", "letter"), [(2, False), (9, True)], ids=["later", "never"])
+def test_a_temporary_refusal_is_retried_then_turned_into_a_letter(
+    services: Services, tmp_path: Path, times: int, letter: bool
+) -> None:
+    persons = build_breach(services, [p for p in people() if p.key in ("ald", "identity")])
+    incident = open_and_scope(services)
+    plan = services.campaigns.plan(incident, operator="dpo")
+    port = free_port()
+    grumpy = Grumpy(persons[0].email or "", times)
+    controller = start_server(grumpy, port)
+    other = Services(
+        services.settings.model_copy(update={"smtp_url": SecretStr(f"smtp://127.0.0.1:{port}")})
+    )
+    try:
+        worker = other.campaign_runner(tmp_path / "letters")
+        worker.retry_wait = 0.05
+        worker.max_attempts = 3
+        report = worker.run(plan.campaign_id, operator="dpo")
+    finally:
+        controller.stop()
+        other.close()
+    addresses = [str(r.message["To"]) for r in grumpy.received]
+    status = services.campaigns.status(plan.campaign_id)
+    if letter:  # still refused after 3 attempts: a letter instead, the e-mail failed
+        assert addresses == [persons[1].email]
+        assert report.letters_planned == 1
+        assert status.reached_letter == 1
+    else:  # accepted at the third attempt, once
+        assert sorted(addresses) == sorted(p.email or "" for p in persons)
+        assert status.reached_email == 2
+    assert status.pending == 0

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select, text
 
+from rempart.nir import pseudonymize
 from rempart.services import Services
 from rempart.store.load_world import load_world
 from rempart.store.models import CareLink, Insured, Professional
@@ -63,6 +64,11 @@ def test_load_world_loads_every_row(services: Services, small_world: Path) -> No
     assert summary.rows == world_rows
     assert summary.changed == world_rows
     assert counts(services) == world_rows
+    # Every person carries the keyed pseudonym the trail and the incidents use.
+    with services.sessions() as session:
+        stored = session.execute(select(Insured.nir, Insured.pseudonym)).all()
+    assert stored
+    assert all(pseudonym == pseudonymize(nir, KEY) for nir, pseudonym in stored)
 
 
 def test_loading_the_same_world_twice_changes_nothing(

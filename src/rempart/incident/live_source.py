@@ -1,8 +1,9 @@
 """Scoping from the live audit trail (``audit_events``, SQLite or PostgreSQL).
 
-The definition becomes one exact SQL condition that the trail's indexes answer
-— ``(account_id, ts_us)`` for accounts and alerts, the primary key's neighbour
-``session_id`` list, ``ts_us`` for networks' windows —; the matching lookups are
+The definition becomes one exact SQL condition; the trail's indexes narrow it where
+they can — ``(account_id, ts_us)`` for accounts and alerts with an account, ``ts_us``
+for networks' windows —, while sessions (and alerts known only by their session) have
+no index of their own and are found by scanning the lookups; the matching lookups are
 copied once into a temporary table and aggregated there by the database (per
 person, per outcome, per account and hour), so that Python handles one row per
 exposed person rather than one per lookup. Networks are matched as the reference

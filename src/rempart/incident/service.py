@@ -45,6 +45,7 @@ from rempart.incident.summary import (
     ScopeSummary,
     Transition,
 )
+from rempart.store.engine import as_utc
 from rempart.store.models import (
     Account,
     ApiClient,
@@ -64,8 +65,6 @@ __all__ = [
     "build_definition",
 ]
 
-STATUSES = ("open", "scoped", "reported", "notified", "closed")
-"""The lifecycle, in order (``notified`` comes with the notification campaign)."""
 MEASURE_EVENTS = (
     "account_suspended",
     "client_suspended",
@@ -91,9 +90,12 @@ def _iso_us(value: int | None) -> str | None:
     return None if value is None else datetime.fromtimestamp(value / 1e6, UTC).isoformat()
 
 
-def _aware(moment: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite returns them naive)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+def _report_baseline(incident: Incident) -> int:
+    """The scope version the next (or current) report completes: persons first found
+    after it are that report's new ones (0: the report is the initial notification)."""
+    if incident.reported_version == incident.scope_version:
+        return incident.report_baseline_version
+    return incident.reported_version
 
 
 def build_definition(
@@ -136,7 +138,7 @@ def build_definition(
         alert = session.get(GuardAlert, alert_id)
         if alert is None:
             raise InvalidDefinition("unknown_alert", f"no such guard alert: {alert_id}")
-        alerted_us = alert.audit_ts_us or _us(_aware(alert.created_at))
+        alerted_us = alert.audit_ts_us or _us(as_utc(alert.created_at))
         alerts.append(
             AlertElement(
                 alert_id=alert.alert_id,
@@ -503,12 +505,7 @@ class IncidentService:
 
     @staticmethod
     def notification_kind(incident: Incident) -> str:
-        baseline = (
-            incident.report_baseline_version
-            if incident.reported_version == incident.scope_version
-            else incident.reported_version
-        )
-        return "initial" if baseline == 0 else "complementary"
+        return "initial" if _report_baseline(incident) == 0 else "complementary"
 
     # -- scoping -----------------------------------------------------------------------
 
@@ -632,11 +629,7 @@ class IncidentService:
         definition = Definition.from_json(incident.definition)
         kind = self.notification_kind(incident)
         if kind == "complementary":
-            baseline = (
-                incident.report_baseline_version
-                if incident.reported_version == incident.scope_version
-                else incident.reported_version
-            )
+            baseline = _report_baseline(incident)
             scope.new_persons = (
                 session.scalar(
                     select(func.count())
@@ -651,7 +644,7 @@ class IncidentService:
         measures = self.measures(session, definition, scope.first_us)
         status = incident.status
         transitions = [
-            Transition(t.status_to, _aware(t.at).isoformat(), t.operator, t.note)
+            Transition(t.status_to, as_utc(t.at).isoformat(), t.operator, t.note)
             for t in session.scalars(
                 select(IncidentTransition)
                 .where(IncidentTransition.incident_id == incident_id)
@@ -664,8 +657,8 @@ class IncidentService:
             name=incident.name,
             status=status,
             notification=kind,
-            opened_at=_aware(incident.opened_at).isoformat(),
-            aware_at=_aware(incident.aware_at).isoformat(),
+            opened_at=as_utc(incident.opened_at).isoformat(),
+            aware_at=as_utc(incident.aware_at).isoformat(),
             discovery=incident.discovery,
             cause=incident.cause,
             delay_reason=incident.delay_reason,
@@ -735,7 +728,7 @@ class IncidentService:
             for account_id, count, last in session.execute(query):
                 out.append(
                     Measure(
-                        at=_aware(last).isoformat() if last else "",
+                        at=as_utc(last).isoformat() if last else "",
                         event="sessions_revoked",
                         subject=account_id,
                         by="",

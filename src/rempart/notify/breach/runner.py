@@ -197,6 +197,7 @@ class CampaignRunner:
         deferred: set[int] = set()
         waited_since: float | None = None
         pause = 1.0
+        retries = 0
         with ExitStack() as stack:
             connection = _Connection(self.sender, stack)
             while True:
@@ -226,8 +227,10 @@ class CampaignRunner:
                     continue
                 if not deferred:
                     return
-                # Only temporarily refused messages are left: wait, then try them again.
-                time.sleep(self.retry_wait)
+                # Only temporarily refused messages are left: wait, longer each time
+                # (their attempts are counted: past max_attempts they become letters).
+                time.sleep(min(self.retry_wait * 2**retries, 600.0))
+                retries += 1
                 deferred.clear()
 
     def _email_round(
