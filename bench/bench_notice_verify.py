@@ -24,7 +24,7 @@ from sqlalchemy import insert
 from bench.report import publish
 from rempart.api import create_app
 from rempart.config import load_settings
-from rempart.notify.breach.codes import NoticeKeys, code_hash, derive_code
+from rempart.notify.breach.codes import NoticeKeys, code_hash, derive_code, person_reference
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.migrate import upgrade
@@ -87,6 +87,7 @@ def _populate(services: Services, persons: int) -> list[tuple[str, str]]:
                     "campaign_id": cid,
                     "incident_id": iid,
                     "pseudonym": pseudonym,
+                    "reference": person_reference(keys, cid, pseudonym),
                     "categories": "nir,identity",
                     "first_us": 0,
                     "last_us": 0,

@@ -238,7 +238,13 @@ def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
 def _production_env(tmp_path: Path) -> dict[str, str]:
     secrets_ = {
         f"REMPART_{name}": f"{name.lower()}-of-this-test-0123456789abcdef"
-        for name in ("TOKEN_SECRET", "PSEUDONYM_KEY", "DATA_KEY", "AUDIT_SIGNING_KEY")
+        for name in (
+            "TOKEN_SECRET",
+            "PSEUDONYM_KEY",
+            "DATA_KEY",
+            "AUDIT_SIGNING_KEY",
+            "NOTICE_CODE_KEY",
+        )
     }
     return {**os.environ, **cli_env(tmp_path), **secrets_, "REMPART_ENV": "production"}
 

@@ -20,7 +20,7 @@ from rempart.audit.models import AuditEvent
 from rempart.auth.throttle import CounterStore, MemoryCounterStore, RedisCounterStore
 from rempart.config import Settings, load_settings
 from rempart.nir import make_nir, pseudonymize
-from rempart.notify.breach.codes import NoticeKeys, code_hash, derive_code
+from rempart.notify.breach.codes import NoticeKeys, code_hash, derive_code, person_reference
 from rempart.notify.breach.verify import NoticeCheckLimits, NoticeCheckThrottle
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -100,6 +100,7 @@ def notices(services: Services) -> list[Notice]:
                 campaign_id=campaign.campaign_id,
                 incident_id=incident.incident_id,
                 pseudonym=person.pseudonym,
+                reference=person_reference(keys, campaign.campaign_id, person.pseudonym),
                 categories="nir,identity",
                 first_us=0,
                 last_us=0,

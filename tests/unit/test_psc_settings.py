@@ -21,7 +21,7 @@ PSC = {
 
 
 def production_secrets() -> dict[str, str]:
-    names = ("token_secret", "pseudonym_key", "data_key", "audit_signing_key")
+    names = ("token_secret", "pseudonym_key", "data_key", "audit_signing_key", "notice_code_key")
     return {name: secrets.token_urlsafe(48) for name in names}
 
 

@@ -133,4 +133,5 @@ def _read(path: Path) -> EmailMessage:
 
 def _text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
-    return str(part.get_content()) if part is not None else ""
+    # Stored as SMTP carries it: CRLF line ends.
+    return str(part.get_content()).replace("\r\n", "\n") if part is not None else ""
