@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,12 +28,13 @@ from jinja2 import (
 from rempart.errors import RempartError
 
 __all__ = [
+    "DAYS",
     "DEFAULT_SECURITY_CONTACT",
     "KINDS",
+    "MONTHS",
     "MailRenderer",
     "MailTemplateError",
     "RenderedMail",
-    "french_date",
     "french_datetime",
     "method_label",
     "plain",
@@ -60,8 +61,8 @@ KINDS: dict[str, frozenset[str]] = {
     "mfa_locked": frozenset({"when", "failures"}),
 }
 
-_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-_MONTHS = (
+DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+MONTHS = (
     "janvier",
     "février",
     "mars",
@@ -118,20 +119,9 @@ def french_datetime(value: object) -> str:
     local = moment.astimezone(PARIS)
     day = "1er" if local.day == 1 else str(local.day)
     return (
-        f"{_DAYS[local.weekday()]} {day} {_MONTHS[local.month - 1]} {local.year} "
+        f"{DAYS[local.weekday()]} {day} {MONTHS[local.month - 1]} {local.year} "
         f"à {local.hour} h {local.minute:02d} (heure de Paris)"
     )
-
-
-def french_date(value: object) -> str:
-    """``4 mars 2025`` (``1er`` for the first), the day in Paris; a naive datetime is UTC."""
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        value = moment.astimezone(PARIS).date()
-    if not isinstance(value, date):
-        raise MailTemplateError(f"a date is expected, not {type(value).__name__}")
-    day = "1er" if value.day == 1 else str(value.day)
-    return f"{day} {_MONTHS[value.month - 1]} {value.year}"
 
 
 def plain(value: object) -> str:

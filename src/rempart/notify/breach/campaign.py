@@ -34,7 +34,7 @@ from rempart.notify.breach.channels import usable_email
 from rempart.notify.breach.codes import NoticeKeys, code_hash, derive_code, person_reference
 from rempart.notify.breach.content import Insurer, NoticeContent, Recipient
 from rempart.notify.breach.postal import AddressBlock, AddressError, address_block
-from rempart.notify.render import french_date
+from rempart.notify.breach.render import french_date
 from rempart.store.engine import as_utc
 from rempart.store.models import (
     Campaign,
@@ -63,6 +63,17 @@ __all__ = [
 log = structlog.get_logger("rempart.notify")
 
 _CHUNK = 5_000
+# What a notice needs of the insured person (their current name and addresses).
+_INSURED = (
+    Insured.sex,
+    Insured.first_name,
+    Insured.last_name,
+    Insured.birth_date,
+    Insured.street,
+    Insured.postcode,
+    Insured.city,
+    Insured.email,
+)
 
 
 class CampaignError(RempartError):
@@ -296,14 +307,7 @@ class CampaignService:
                 IncidentExposure.categories,
                 IncidentExposure.first_us,
                 IncidentExposure.last_us,
-                Insured.sex,
-                Insured.first_name,
-                Insured.last_name,
-                Insured.birth_date,
-                Insured.street,
-                Insured.postcode,
-                Insured.city,
-                Insured.email,
+                *_INSURED,
             )
             .outerjoin(Insured, Insured.pseudonym == IncidentExposure.pseudonym)
             .where(
@@ -522,14 +526,7 @@ class CampaignService:
                 CampaignRecipient.categories,
                 CampaignRecipient.first_us,
                 CampaignRecipient.last_us,
-                Insured.sex,
-                Insured.first_name,
-                Insured.last_name,
-                Insured.birth_date,
-                Insured.street,
-                Insured.postcode,
-                Insured.city,
-                Insured.email,
+                *_INSURED,
             )
             .join(CampaignRecipient, CampaignRecipient.recipient_id == NoticeMessage.recipient_id)
             .outerjoin(Insured, Insured.pseudonym == CampaignRecipient.pseudonym)

@@ -32,7 +32,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from rempart.audit.chain import CATEGORIES
 from rempart.errors import RempartError
 from rempart.notify.breach.content import Block, Insurer, LetterText, NoticeContent, Recipient
-from rempart.notify.render import PARIS, RenderedMail
+from rempart.notify.render import DAYS, MONTHS, PARIS, RenderedMail
 
 __all__ = [
     "SENSITIVE_CATEGORIES",
@@ -52,21 +52,6 @@ SENSITIVE_CATEGORIES = frozenset({"ald", "ame", "c2s"})
 """Categories whose mere mention could be read as the person's status: the notice says
 the information *about* them was read, and that it says nothing of the person's case."""
 
-_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-_MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 # A notice never holds a link: neither markup that makes one nor text a client follows.
 _LINK = re.compile(r"<\s*(?:a|img|link|form|iframe|base)\b|\bhref\s*=|\bsrc\s*=|https?:|mailto:")
@@ -104,7 +89,7 @@ def french_date(value: object) -> str:
     if not isinstance(day, date):
         raise NoticeTemplateError(f"a date is expected, not {type(value).__name__}")
     number = "1er" if day.day == 1 else str(day.day)
-    return f"{number} {_MONTHS[day.month - 1]} {day.year}"
+    return f"{number} {MONTHS[day.month - 1]} {day.year}"
 
 
 def french_day(value: object) -> str:
@@ -114,7 +99,7 @@ def french_day(value: object) -> str:
     'mardi 1er décembre 2026'
     """
     local = _paris(value)
-    return f"{_DAYS[local.weekday()]} {french_date(local.date())}"
+    return f"{DAYS[local.weekday()]} {french_date(local.date())}"
 
 
 def french_time(value: object) -> str:
