@@ -130,6 +130,17 @@ def client(services: Services) -> Iterator[TestClient]:
         yield test_client
 
 
+def totp_code(login: Login, ahead: int = 0) -> str:
+    """The TOTP code ``ahead`` steps of 30 s from now (negative: a past step), never
+    computed in the last 2 s of a step: a code computed just before a boundary reaches the
+    server after it, one step older than meant (``-1`` then falls out of the window)."""
+    left = 30 - time.time() % 30
+    if left < 2:
+        time.sleep(left + 0.05)
+    code: str = login.totp.at(time.time() + 30 * ahead)
+    return code
+
+
 def log_in(client: TestClient, login: Login) -> str:
     """The whole login: password, then a TOTP code. Returns the bearer token."""
     first = client.post(

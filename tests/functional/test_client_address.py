@@ -29,7 +29,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import MailOutbox
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import Login, Person
+from tests.functional.conftest import Login, Person, totp_code
 from tests.functional.test_guard_inline import ORIGIN, build_town, lookup_entries
 
 PROXY_HOST = "127.0.0.2"  # the trusted reverse proxy
@@ -122,7 +122,7 @@ def totp_login(http: httpx.Client, login: Login, headers: dict[str, str], *, ahe
         f"{API}/mfa/totp",
         json={
             "mfa_token": first.json()["mfa_token"],
-            "code": login.totp.at(time.time() + 30 * ahead),
+            "code": totp_code(login, ahead),
         },
         headers=headers,
     )

@@ -38,7 +38,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, CareLink, Insured, Professional, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import PROXY, Login, Person, log_in, make_login
+from tests.functional.conftest import PROXY, Login, Person, log_in, make_login, totp_code
 
 ORIGIN = "http://testserver"
 API = "/api/v1/auth"
@@ -203,7 +203,7 @@ def totp_session(client: TestClient, login: Login, *, ahead: int = 0) -> str:
         f"{API}/mfa/totp",
         json={
             "mfa_token": first.json()["mfa_token"],
-            "code": login.totp.at(time.time() + 30 * ahead),
+            "code": totp_code(login, ahead),
         },
     )
     assert second.status_code == 200, second.text

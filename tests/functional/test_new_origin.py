@@ -3,7 +3,6 @@ refused without a phishing-resistant factor."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import MailOutbox, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import PROXY, Login
+from tests.functional.conftest import PROXY, Login, totp_code
 from tests.functional.test_webauthn import ORIGIN, register_key
 
 OFFICE = {
@@ -48,7 +47,7 @@ def totp_login(client: TestClient, login: Login, headers: dict[str, str], *, ste
     )
     assert first.status_code == 200, first.text
     # Each login of a test uses its own time step: a TOTP code serves once.
-    code = login.totp.at(time.time() + 30 * step)
+    code = totp_code(login, step)
     return client.post(
         "/api/v1/auth/mfa/totp",
         json={"mfa_token": first.json()["mfa_token"], "code": code},

@@ -40,7 +40,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, MailOutbox, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import PROXY, Login, fresh_throttle
+from tests.functional.conftest import PROXY, Login, fresh_throttle, totp_code
 
 ORIGIN = "http://testserver"
 API = "/api/v1/auth"
@@ -116,7 +116,7 @@ def totp(client: TestClient, token: str, code: str, headers: dict[str, str]) -> 
 
 def code_at(login: Login, step: int) -> str:
     """The code of a later time step: a code serves once, and ±1 step is accepted."""
-    return login.totp.at(time.time() + 30 * step)
+    return totp_code(login, step)
 
 
 def wrong_code(login: Login) -> str:

@@ -8,7 +8,6 @@ pharmacy and the attacker come from their own networks (forwarded addresses, tru
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import AccountCode, AuthSession, MailOutbox, WebAuthnCredential
-from tests.functional.conftest import Login, Person
+from tests.functional.conftest import Login, Person, totp_code
 from tests.functional.test_guard_inline import (
     ORIGIN,
     PHARMACY,
@@ -61,7 +60,7 @@ def totp_login(client: TestClient, login: Login, origin: dict[str, str], ahead: 
         f"{API}/mfa/totp",
         json={
             "mfa_token": first.json()["mfa_token"],
-            "code": login.totp.at(time.time() + 30 * ahead),
+            "code": totp_code(login, ahead),
         },
         headers=origin,
     )

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from rempart.config import Settings, load_settings
 from rempart.services import Services
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import PROXY, Login, fresh_throttle, make_login
+from tests.functional.conftest import PROXY, Login, fresh_throttle, make_login, totp_code
 
 PHARMACY = "192.0.2.10"  # where the professional works from
 ROBOT = "198.51.100.66"
@@ -71,7 +71,7 @@ def full_login(client: TestClient, login: Login, address: str, *, step: int = 0)
         "/api/v1/auth/mfa/totp",
         json={
             "mfa_token": first.json()["mfa_token"],
-            "code": login.totp.at(time.time() + 30 * step),
+            "code": totp_code(login, step),
         },
         headers={"X-Forwarded-For": address},
     )
