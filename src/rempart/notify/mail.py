@@ -105,25 +105,6 @@ class PreparedMail:
     date: datetime
     data: bytes
 
-    @classmethod
-    def of(
-        cls, message: EmailMessage, *, signature: Callable[[bytes], bytes] | None = None
-    ) -> PreparedMail:
-        """``message`` serialized once; ``signature`` (e.g. a DKIM signer's) computes a
-        header field over those bytes, prepended to them."""
-        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-        if signature is not None:
-            data = signature(data) + data
-        header = message["Date"]
-        moment = getattr(header, "datetime", None) if header is not None else None
-        return cls(
-            envelope_from=parseaddr(str(message["From"] or ""))[1],
-            recipient=str(message["To"]),
-            message_id=str(message["Message-ID"]),
-            date=moment or datetime.now(UTC),
-            data=data,
-        )
-
 
 @runtime_checkable
 class PreparedSender(Protocol):

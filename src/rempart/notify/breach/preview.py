@@ -15,7 +15,6 @@ from rempart.notify.breach.campaign import CampaignService
 from rempart.notify.breach.letters import render_letter_pdf
 from rempart.notify.breach.render import variants
 from rempart.notify.breach.runner import CampaignRunner
-from rempart.notify.mail import compose_message
 
 __all__ = ["write_preview"]
 
@@ -39,18 +38,13 @@ def write_preview(
         name = f"{index:02d}-{content.extra.get('variant') or content.channel}"
         if content.channel == "email":
             rendered = runner.renderer.render_email(content)
-            message = compose_message(
-                mail_from=runner.mail_from,
-                recipient=content.recipient.email or "exemple@example.invalid",
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                message_id=f"<preview.{campaign_id}.{index}@{runner.domain}>",
+            mail = runner.prepare_email(
+                content,
+                content.recipient.email or "exemple@example.invalid",
+                f"<preview.{campaign_id}.{index}@{runner.domain}>",
             )
-            if runner.signer is not None:
-                runner.signer.sign(message)
             written += [
-                _write(out_dir / f"{name}.eml", bytes(message)),
+                _write(out_dir / f"{name}.eml", mail.data),
                 _write(out_dir / f"{name}.txt", rendered.text.encode()),
                 _write(out_dir / f"{name}.html", rendered.html.encode()),
             ]

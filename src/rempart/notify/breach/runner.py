@@ -56,6 +56,7 @@ from rempart.notify.breach.campaign import (
 )
 from rempart.notify.breach.channels import usable_email
 from rempart.notify.breach.codes import derive_code, message_id
+from rempart.notify.breach.content import NoticeContent
 from rempart.notify.breach.dkim import DkimSigner
 from rempart.notify.breach.letters import discard_temporaries, existing_batch, write_batch
 from rempart.notify.breach.mime import SIGNABLE, notice_mail
@@ -366,10 +367,17 @@ class CampaignRunner:
         return None
 
     def email_for(self, context: CampaignContext, person: Person, address: str) -> PreparedMail:
-        """The e-mail of one message, serialized once and DKIM-signed: the same
-        Message-ID and code every time."""
+        """The e-mail of one message: the same Message-ID and code every time."""
         code = derive_code(self.service.keys, context.campaign_id, person.pseudonym, "email")
-        content = self.service.content(context, person, code)
+        return self.prepare_email(
+            self.service.content(context, person, code),
+            address,
+            message_id(self.service.keys, context.campaign_id, person.pseudonym, self.domain),
+        )
+
+    def prepare_email(self, content: NoticeContent, address: str, mid: str) -> PreparedMail:
+        """A notice's e-mail as the bytes sent: rendered, assembled once, DKIM-signed (the
+        preview writes these very bytes)."""
         rendered = self.renderer.render_email(content)
         mail = notice_mail(
             mail_from=self.mail_from,
@@ -377,9 +385,7 @@ class CampaignRunner:
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            message_id=message_id(
-                self.service.keys, context.campaign_id, person.pseudonym, self.domain
-            ),
+            message_id=mid,
             date=_now(),
         )
         if self.signer is None:
