@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # are checked server-side on every request (the token names its session).
     session_idle_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
     session_absolute_seconds: int = Field(default=4 * 3600, ge=300, le=7 * 24 * 3600)
+    # The operators' console: shorter than a professional's session (staff act on
+    # accounts and on people's data; a console left open in an office is a door).
+    console_idle_seconds: int = Field(default=900, ge=60, le=8 * 3600)
+    console_absolute_seconds: int = Field(default=10 * 3600, ge=300, le=24 * 3600)
     new_origin_requires_phishing_resistant: bool = Field(
         default=False,
         description="A login from a network or device never seen for the account must use "

@@ -36,6 +36,7 @@ from rempart.auth.throttle import (
 from rempart.auth.tokens import TokenSigner
 from rempart.auth.webauthn import WebAuthnService
 from rempart.config import Settings
+from rempart.console.operators import OperatorService
 from rempart.guard.config import load_config
 from rempart.guard.events import to_micros
 from rempart.guard.inline import InlineGuard
@@ -197,6 +198,28 @@ class Services:
             notifier=self.outbox,
             notices=NoticeBoard(self.outbox.renderer),
             key_probation=timedelta(hours=s.webauthn_key_probation_hours),
+        )
+
+    @cached_property
+    def operators(self) -> OperatorService:
+        s = self.settings
+        keys = s.keys
+        return OperatorService(
+            hasher=self.auth.hasher,
+            secret_box=self.auth.secret_box,
+            # Its own pseudonyms: an operator's failures never count against a
+            # professional's login of the same name, nor the other way round.
+            throttle=LoginThrottle(
+                self.counter_store,
+                ThrottleLimits.from_settings(s),
+                secret=keys.for_purpose("operator-throttle"),
+            ),
+            events=self.auth.events,
+            csrf_key=keys.for_purpose("console-csrf"),
+            idle_seconds=s.console_idle_seconds,
+            absolute_seconds=s.console_absolute_seconds,
+            password_min_length=s.password_min_length,
+            totp_issuer=s.totp_issuer,
         )
 
     @cached_property

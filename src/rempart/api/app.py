@@ -23,6 +23,7 @@ from rempart.api.psc_routes import router as psc_router
 from rempart.api.routes import router
 from rempart.api.webauthn_routes import router as webauthn_router
 from rempart.config import Settings, load_settings
+from rempart.console.install import install_console
 from rempart.services import Services
 from rempart.web import assets_router
 
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(oauth_router)
     app.include_router(notice_router)
     app.include_router(assets_router)
+    install_console(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

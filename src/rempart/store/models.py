@@ -537,3 +537,62 @@ class PrintBatch(Base):
     sha256: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     written_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Operator(Base):
+    """A console operator (``rempart.console.operators``): the insurer's security staff,
+    apart from the professionals. ``role``: ``analyst``, ``dpo`` or ``admin``;
+    ``status``: ``active`` or ``disabled``. The TOTP secret is sealed like the
+    professionals' (``SecretBox``, context ``operator:LOGIN``)."""
+
+    __tablename__ = "operators"
+
+    login: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    totp_secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class OperatorSession(Base):
+    """A console session. The cookie holds a random token; only its SHA-256 is stored,
+    so a copy of this table opens no session. ``expires_at`` is the absolute end; the
+    idle end is ``last_seen_at`` plus the configured idle timeout."""
+
+    __tablename__ = "operator_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), ForeignKey("operators.login"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    client_ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleHourlyCount(Base):
+    """The console's roll-up of the audit trail: entries per closed hour, event and
+    decision. A closed hour never changes (entries are appended at the time they
+    happen), so it is counted once; the open hour is counted live. Derived data: it
+    can be emptied at any time and is rebuilt on demand."""
+
+    __tablename__ = "console_hourly_counts"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    """Hours since the Unix epoch (UTC)."""
+    event: Mapped[str] = mapped_column(String(40), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16), primary_key=True)
+    entries: Mapped[int] = mapped_column(Integer)
+
+
+class ConsoleHourDone(Base):
+    """The closed hours already counted into ``console_hourly_counts`` (an hour with no
+    entry leaves no count row, yet must not be counted again)."""
+
+    __tablename__ = "console_hours_done"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
