@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NoReturn
@@ -250,6 +250,8 @@ class OperatorService:
         Raises :class:`OperatorCredentialsInvalid` (the same for every wrong part) or
         ``Throttled``. The caller commits ``session``."""
         login = login.strip().casefold()[:64]
+        # The trail keys the attempt by the login typed (as a pseudonym), known or not.
+        origin = replace(origin, login=f"operator:{login}")
         self._throttle.check(f"operator:{login}", origin.client_ip)
         operator = session.get(Operator, login) if login else None
         if operator is None:
