@@ -790,7 +790,8 @@ def render(args: argparse.Namespace, world: World, results: dict[str, Any]) -> s
         f"{counts['incident one_day persons']:,}); a campaign of "
         f"{world.campaign_persons:,} persons planned with the real `CampaignService`, then "
         f"part-way sent ({counts['sent']:,} e-mails marked sent, {counts['failed']:,} failed, "
-        "in SQL); operators created with the real `OperatorService`.",
+        "in SQL); operators created with the real `OperatorService`; then `VACUUM ANALYZE` "
+        "(the settled state autovacuum keeps a live database in).",
         "",
         "The real app, `rempart serve --workers 1` in a subprocess (its CPU apart from the "
         "client's), over TCP on 127.0.0.1; each role logged in through the login form "
