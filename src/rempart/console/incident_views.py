@@ -143,6 +143,7 @@ class CampaignLine:
     kind: str
     status: str
     persons: int
+    scope_version: int
 
 
 @dataclass
@@ -172,6 +173,14 @@ class IncidentDetail:
     def report_current(self) -> bool:
         """A CNIL notification covers the latest scope."""
         return self.reported_version > 0 and self.reported_version == self.scope_version
+
+    @property
+    def campaign_due(self) -> bool:
+        """A campaign is yet to be planned for the latest scope (the first, or a
+        complementary one for the persons a re-scope added)."""
+        if self.scope is None or self.closed or self.definition_changed:
+            return False
+        return all(c.scope_version < self.scope_version for c in self.campaigns)
 
     @property
     def scope_period(self) -> str:
@@ -220,7 +229,7 @@ def incident_detail(
         )
     ]
     campaigns = [
-        CampaignLine(c.campaign_id, c.kind, c.status, c.persons)
+        CampaignLine(c.campaign_id, c.kind, c.status, c.persons, c.scope_version)
         for c in session.scalars(
             select(Campaign)
             .where(Campaign.incident_id == incident_id)
