@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
+from rempart.console.routes_accounts import router as accounts_router
+from rempart.console.routes_alerts import router as alerts_router
 from rempart.console.routes_login import router as login_router
 from rempart.console.routes_overview import router as overview_router
 from rempart.console.web import CONSOLE, install_handlers
@@ -14,7 +16,7 @@ __all__ = ["install_console"]
 
 def install_console(app: FastAPI) -> None:
     install_handlers(app)
-    for router in (login_router, overview_router):
+    for router in (login_router, overview_router, alerts_router, accounts_router):
         app.include_router(router)
 
     @app.get(CONSOLE, include_in_schema=False)
