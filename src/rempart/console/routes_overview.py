@@ -1,4 +1,5 @@
-"""The console's first page: what the guard sees right now."""
+"""The console's first page: what the guard sees right now (figures in
+:mod:`rempart.console.activity`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from rempart.api.deps import services_of
+from rempart.audit.trail import now_us
+from rempart.console.activity import CHART_DAYS, CHART_HOURS, chart, overview
+from rempart.console.display import number, when
 from rempart.console.operators import ConsoleSession, Permission
 from rempart.console.web import CONSOLE, render, require
 
@@ -16,7 +21,23 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get(f"{CONSOLE}/")
-def overview(
+def overview_page(
     request: Request, current: Annotated[ConsoleSession, Depends(require(Permission.OVERVIEW))]
 ) -> Response:
-    return render(request, current, "console/overview.html", {"title": "Vue d'ensemble"})
+    services = services_of(request)
+    figures = overview(services.engine, services.audit_engine, now_us=now_us())
+    return render(
+        request,
+        current,
+        "console/overview.html",
+        {
+            "title": "Vue d'ensemble",
+            "figures": figures,
+            "hours_chart": chart(figures.hours),
+            "days_chart": chart(figures.days),
+            "chart_hours": CHART_HOURS,
+            "chart_days": CHART_DAYS,
+            "when": when,
+            "number": number,
+        },
+    )
