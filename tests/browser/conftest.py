@@ -9,7 +9,7 @@ failure, as a missing database server is (``tests/conftest.py``).
 The app is served on ``http://localhost:PORT``: Chromium counts localhost as a secure
 context, so the console's ``Secure`` and ``__Host-`` cookies work there over http, as
 they do over https in production. Each test gets its own database, server and browser
-context; the browser process is shared by the session.
+context; one browser process serves them all, closed after the last of them.
 
 These tests run once, on SQLite: what they check is the pages in a browser, which the
 functional tests already run on both databases.
@@ -47,13 +47,13 @@ def _no_browser(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     executable = chromium_path()
     if executable is None:
