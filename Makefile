@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit env native bench bench-deps clean lock oidc-provider
+.PHONY: demo test lint typecheck unit env native bench bench-deps clean lock oidc-provider browser
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) native $(OIDC_STAMP)
+# Debian's Chromium, which the browser tests (tests/browser) drive through Playwright:
+# installed with apt when missing. Playwright's own browser download is never used. When
+# it cannot be installed, make says why and goes on: the browser tests then skip (and
+# fail under CI).
+browser:
+	@command -v chromium >/dev/null && exit 0; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "browser: chromium is missing and there is no apt-get to install it: the browser tests will skip (and fail under CI)"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "browser: chromium is missing; installing it needs root (sudo apt-get install chromium): the browser tests will skip (and fail under CI)"; \
+	else \
+		echo "browser: installing Debian's chromium"; \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; } \
+			|| echo "browser: apt-get could not install chromium: the browser tests will skip (and fail under CI)"; \
+	fi
+
+unit: $(STAMP) native $(OIDC_STAMP) browser
 	$(BIN)/pytest -q
 
 test: lint typecheck unit

@@ -115,10 +115,14 @@ def require(permission: Permission) -> Callable[[Request], Any]:
 def same_site(request: Request) -> bool:
     """Whether a state-changing request comes from this site. Browsers send
     ``Sec-Fetch-Site`` and ``Origin`` on a form post; a client that sends neither (a
-    script) still needs the CSRF token."""
+    script) still needs the CSRF token.
+
+    A browser that sends ``Sec-Fetch-Site`` (no page can set it) is taken at its word:
+    under the pages' ``Referrer-Policy: no-referrer`` it sends ``Origin: null`` even on a
+    post from the console's own page, so ``Origin`` is read only from older browsers."""
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:
         return True
@@ -193,7 +197,11 @@ def install_handlers(app: FastAPI) -> None:
         target = request.url.path
         query = {"suivant": target} if request.method == "GET" and target != f"{CONSOLE}/" else {}
         response = redirect(f"{CONSOLE}/connexion", **query)
-        response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
+        # Only an ended session's cookie is removed. A request from another site comes
+        # without the cookie (SameSite=Strict): removing it then would let any page log
+        # the operator out with a link or a form.
+        if request.cookies.get(SESSION_COOKIE):
+            response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
         return response
 
     @app.exception_handler(ConsoleForbidden)
