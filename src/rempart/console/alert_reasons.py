@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CLIENT_PREFIX", "FRENCH", "RULES", "Reason", "explain", "explain_all"]
+__all__ = ["CLIENT_PREFIX", "FRENCH", "RULES", "Reason", "event_label", "explain", "explain_all"]
 
 CLIENT_PREFIX = "client:"
 
@@ -107,3 +107,42 @@ def explain_all(codes: str | tuple[str, ...]) -> tuple[Reason, ...]:
     """Every code of a comma-separated list (or a tuple), in order."""
     items = codes.split(",") if isinstance(codes, str) else codes
     return tuple(explain(code) for code in items if code)
+
+
+# What the trail's event and outcome codes mean, for the timeline. A code not listed
+# is shown as it is (a new event is then visible, if not translated).
+EVENT_LABELS = {
+    "lookup": "consultation",
+    "account_created": "compte créé",
+    "account_suspended": "compte suspendu",
+    "account_restored": "compte rétabli",
+    "login_password_ok": "mot de passe vérifié",
+    "login_succeeded": "connexion réussie",
+    "login_failed": "échec de connexion",
+    "login_refused": "connexion refusée",
+    "login_throttled": "connexion ralentie (trop d'essais)",
+    "login_new_origin": "connexion depuis un nouveau réseau ou appareil",
+    "mfa_locked": "second facteur bloqué (trop de codes faux)",
+    "mfa_lock_cleared": "blocage du second facteur levé",
+    "mfa_reset": "second facteur réinitialisé",
+    "password_reset": "mot de passe réinitialisé",
+    "webauthn_registered": "clé de sécurité ajoutée",
+    "webauthn_removed": "clé de sécurité retirée",
+}
+OUTCOME_LABELS = {
+    "insufficient_user_authentication": "authentification renforcée demandée",
+    "account_suspended": "compte suspendu",
+    "client_suspended": "logiciel suspendu",
+    "not_found": "personne non trouvée",
+    "invalid_nir": "NIR mal formé",
+    "refused": "refusé",
+    "wrong_or_reused_totp": "code faux ou déjà utilisé",
+}
+
+
+def event_label(event: str, outcome: str) -> str:
+    """The timeline's French wording of an entry (``consultation (compte suspendu)``)."""
+    label = EVENT_LABELS.get(event, event)
+    if outcome and outcome != "ok":
+        label += f" ({OUTCOME_LABELS.get(outcome, outcome)})"
+    return label

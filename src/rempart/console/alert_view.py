@@ -23,7 +23,7 @@ from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from rempart.audit.models import AuditEvent
-from rempart.console.alert_reasons import Reason, explain_all
+from rempart.console.alert_reasons import Reason, event_label, explain_all
 from rempart.network import network_of
 from rempart.store.engine import as_utc
 from rempart.store.models import GuardAlert, Professional
@@ -97,6 +97,8 @@ class TimelineEntry:
     subject: str
     """The first characters of the person's keyed pseudonym."""
     is_alert: bool
+    label: str = ""
+    """The event in French (``alert_reasons.event_label``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +253,7 @@ def alert_detail(
                 user_agent=entry.user_agent,
                 subject=entry.subject[:8] if entry.event == "lookup" else "",
                 is_alert=entry.ts_us == alert.audit_ts_us and entry.event == "lookup",
+                label=event_label(entry.event, entry.outcome),
             )
         )
     return AlertDetail(
