@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     )
     recovery_code_count: int = Field(default=10, ge=4, le=20)
     mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+    console_rollup_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How often the server counts the audit trail's closed hours for the "
+        "console's charts (0: only page views count them).",
+    )
     reset_code_ttl_days: int = Field(default=14, ge=1, le=60)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
     mfa_lock_threshold: int = Field(

@@ -20,6 +20,7 @@ from rempart.api.middleware import (
 from rempart.api.notice_routes import router as notice_router
 from rempart.api.oauth_routes import router as oauth_router
 from rempart.api.psc_routes import router as psc_router
+from rempart.api.rollup_pump import RollupPump
 from rempart.api.routes import router
 from rempart.api.webauthn_routes import router as webauthn_router
 from rempart.config import Settings, load_settings
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         to_thread.current_default_thread_limiter().total_tokens = services.settings.worker_threads
         pump = MailPump(services, interval_seconds=services.settings.mail_poll_seconds)
         pump.start()
+        rollup = RollupPump(services, interval_seconds=services.settings.console_rollup_seconds)
+        rollup.start()
         # The guard learns its history (the audit trail's recent lookups) before the
         # first request rather than during it. If that fails here (database or Redis
         # not there yet), the first lookup builds it and fails closed meanwhile.
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         except Exception as exc:  # noqa: BLE001 - reported, and retried by the first lookup
             log.warning("guard_not_ready_at_start", error=type(exc).__name__)
         yield
+        rollup.stop()
         pump.stop()
         services.close()
 

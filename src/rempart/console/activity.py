@@ -10,7 +10,11 @@ end: an entry stamped just before the hour turned may be committed just after it
 Each page view counts at most ``max_hours`` missing closed hours, the newest first (the
 oldest wait for the next views): the first view after a deployment on a large trail does
 not count a month at once, and once caught up a view counts at most the one hour that
-closed since the last. Hours not counted yet are reported as such, never guessed.
+closed since the last. Hours before the trail's first entry are marked done without
+counting (one index lookup), and the server's roll-up pump (``api/rollup_pump.py``)
+counts every missing hour in the background a minute after start and every minute
+after, so views rarely find one. Hours not counted yet are reported as such, never
+guessed.
 """
 
 from __future__ import annotations
@@ -152,16 +156,17 @@ def count_closed_hours(
     *,
     now_us: int,
     span_hours: int = CHART_DAYS * 24 + 24,
-    max_hours: int = MAX_HOURS_PER_VIEW,
+    max_hours: int | None = MAX_HOURS_PER_VIEW,
 ) -> tuple[int, int]:
-    """Counts up to ``max_hours`` closed hours of the last ``span_hours`` that are not in
-    the roll-up yet, newest first. Returns (hours counted, closed hours still missing).
+    """Counts up to ``max_hours`` (None: all) closed hours of the last ``span_hours`` that
+    are not in the roll-up yet, newest first. Returns (hours counted, closed hours still missing).
 
     Each hour is written with its ``console_hours_done`` row in one transaction: two
     views counting the same hour at once collide on that row's key, and the second one
     leaves the first one's counts alone."""
     first_open = _closed_before(now_us)
     oldest = first_open - span_hours
+    _mark_before_trail(data_engine, audit_engine, oldest, first_open)
     with Session(data_engine) as data:
         done = set(
             data.scalars(
@@ -173,7 +178,7 @@ def count_closed_hours(
     missing = [hour for hour in range(first_open - 1, oldest - 1, -1) if hour not in done]
     counted = 0
     with Session(audit_engine) as audit:
-        for hour in missing[:max_hours]:
+        for hour in missing if max_hours is None else missing[:max_hours]:
             counts = _count_hour_live(audit, hour * HOUR_US, (hour + 1) * HOUR_US)
             audit.rollback()  # no read transaction held open across hours
             try:
@@ -188,6 +193,35 @@ def count_closed_hours(
                 continue  # another view counted it meanwhile
             counted += 1
     return counted, len(missing) - counted
+
+
+def _mark_before_trail(
+    data_engine: Engine, audit_engine: Engine, oldest: int, first_open: int
+) -> None:
+    """Marks done, without counting them, the closed hours of [oldest, first_open) that
+    end before the trail's first entry (all of them when the trail is empty): a new
+    deployment's charts are complete at once, not after dozens of views."""
+    with Session(audit_engine) as audit:
+        first_us = audit.scalar(select(func.min(AuditEvent.ts_us)))
+    before = first_open if first_us is None else min(first_open, int(first_us) // HOUR_US)
+    if before <= oldest:
+        return
+    with Session(data_engine) as data:
+        done = set(
+            data.scalars(
+                select(ConsoleHourDone.hour).where(
+                    ConsoleHourDone.hour >= oldest, ConsoleHourDone.hour < before
+                )
+            )
+        )
+    empty = [hour for hour in range(oldest, before) if hour not in done]
+    if not empty:
+        return
+    try:
+        with Session(data_engine) as data, data.begin():
+            data.add_all(ConsoleHourDone(hour=hour) for hour in empty)
+    except IntegrityError:
+        pass  # another view marked some meanwhile; the next one finishes
 
 
 def _rolled_up(data: Session, first: int, last: int) -> tuple[dict[int, Counts], set[int]]:
