@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -147,40 +148,7 @@ def _run(
             "server; e-mails are written as .eml files to rempart-data/outbox/[/]"
         )
 
-    _step(console, 1, "A synthetic world: insured persons, professionals, care links, traffic")
-    with progress_bar(console, "  ") as progress:
-        summary = generate_world(
-            world_dir,
-            insured=DEMO_INSURED,
-            professionals=DEMO_PROFESSIONALS,
-            days=28,
-            seed=DEMO_SEED,
-            progress=progress,
-        )
-    console.print(
-        "  written: "
-        + ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())
-        + f"  (seed {DEMO_SEED}: the same seed gives the same files)"
-    )
-
-    _step(console, 2, "The embedded database (SQLite): migrate, then load in one transaction")
-    upgrade(services.engine, schema="data")
-    upgrade(services.audit_engine, schema="audit")
-    with progress_bar(console, "  ") as progress:
-        loaded = load_world(
-            services.engine,
-            world_dir,
-            pseudonym_key=services.settings.keys.pseudonym_key,
-            progress=progress,
-        )
-    again = load_world(
-        services.engine, world_dir, pseudonym_key=services.settings.keys.pseudonym_key
-    )
-    console.print(
-        "  loaded: "
-        + ", ".join(f"{table} {rows:,}" for table, rows in loaded.rows.items())
-        + f"\n  loaded again: {sum(again.changed.values())} rows changed (loading is idempotent)"
-    )
+    world = _world_and_database(console, services, world_dir)
 
     _step(console, 3, "A pharmacist's account: password + mandatory TOTP second factor")
     professionals = read_table(world_dir, "professionals")
@@ -230,10 +198,10 @@ def _run(
         console,
         services,
         http,
-        base_url,
-        created.login,
-        totp,
-        people,
+        base_url=base_url,
+        login=created.login,
+        totp=totp,
+        people=people,
         port=port,
         provider=provider,
         pharmacy=(account_id, organization_id),
@@ -254,7 +222,7 @@ def _run(
     chapter_summary(
         console,
         workdir,
-        world=summary.counts,
+        world=world,
         traffic=traffic,
         audit_entries=audit_entries,
         incident=incident,
@@ -265,15 +233,54 @@ def _run(
         serve_console(console, services, port)
 
 
+def _world_and_database(console: Console, services: Services, world_dir: Path) -> Mapping[str, int]:
+    """Chapters 1-2: the world generated, then loaded; returns its files' row counts."""
+    _step(console, 1, "A synthetic world: insured persons, professionals, care links, traffic")
+    with progress_bar(console, "  ") as progress:
+        summary = generate_world(
+            world_dir,
+            insured=DEMO_INSURED,
+            professionals=DEMO_PROFESSIONALS,
+            days=28,
+            seed=DEMO_SEED,
+            progress=progress,
+        )
+    console.print(
+        "  written: "
+        + ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())
+        + f"  (seed {DEMO_SEED}: the same seed gives the same files)"
+    )
+
+    _step(console, 2, "The embedded database (SQLite): migrate, then load in one transaction")
+    upgrade(services.engine, schema="data")
+    upgrade(services.audit_engine, schema="audit")
+    with progress_bar(console, "  ") as progress:
+        loaded = load_world(
+            services.engine,
+            world_dir,
+            pseudonym_key=services.settings.keys.pseudonym_key,
+            progress=progress,
+        )
+    again = load_world(
+        services.engine, world_dir, pseudonym_key=services.settings.keys.pseudonym_key
+    )
+    console.print(
+        "  loaded: "
+        + ", ".join(f"{table} {rows:,}" for table, rows in loaded.rows.items())
+        + f"\n  loaded again: {sum(again.changed.values())} rows changed (loading is idempotent)"
+    )
+    return summary.counts
+
+
 def _over_http(
     console: Console,
     services: Services,
     http: httpx.Client,
+    *,
     base_url: str,
     login: str,
     totp: pyotp.TOTP,
     people: list[dict[str, Any]],
-    *,
     port: int,
     provider: LocalProvider | None,
     pharmacy: tuple[str, str],

@@ -99,7 +99,7 @@ def summarize_new_mail(console: Console, services: Services, seen: set[str]) -> 
     fresh = _new_mail(services, seen)
     subjects = Counter(_header(message_from_bytes(p.read_bytes())["Subject"]) for p in fresh)
     for subject, count in sorted(subjects.items()):
-        console.print(f"  ✉ {count} × [italic]{subject}[/]")
+        console.print(f"  ✉ {count} e-mail(s): [italic]{subject}[/]")
 
 
 def _password_step(http: httpx.Client, login: str, password: str, **headers: str) -> Any:

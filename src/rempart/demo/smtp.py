@@ -27,7 +27,9 @@ class _Keeper:
         self._numbers = itertools.count(1)
         self.received = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, _server: Any, _session: Any, envelope: Any
+    ) -> str:
         data = envelope.original_content or envelope.content
         body = data if isinstance(data, bytes) else str(data).encode()
         path = self.folder / f"{next(self._numbers):05d}.eml"

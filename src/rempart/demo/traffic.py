@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from rempart.auth.compromise import compromise_start
 from rempart.demo.login import mail_seen_so_far, summarize_new_mail, totp_login
 from rempart.guard.alerts import Alert, list_alerts
-from rempart.progress import progress_bar
+from rempart.progress import ProgressFn, progress_bar
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.world.io import read_table
@@ -52,7 +52,7 @@ PASSWORD = "une journee ordinaire au comptoir, mars 2025 !"  # noqa: S105 - demo
 @dataclass
 class _Actor:
     account_id: str
-    profession: str
+    attacked: bool
     login: str
     headers: dict[str, str]
     totp: pyotp.TOTP
@@ -212,103 +212,27 @@ def chapter_traffic(
 ) -> TrafficReport:
     mail_seen = mail_seen_so_far(services)
     day, plan, who = _day_plan(world_dir, exclude)
-    actors: dict[str, _Actor] = {}
-    robots: list[RobotRun] = []
     console.print(
         f"  {len(plan)} professionals of the world get an account (password + TOTP); their "
         f"own lookups of their own patients on {day:%d/%m/%Y} (the world's honest lookups "
         f"of the evaluation window, care-linked to their unit; {PER_ACCOUNT} each, spread "
         f"over the day) are sent in time order over HTTP, the day compressed into "
-        f"{REPLAY_SECONDS:.0f} s."
+        f"{REPLAY_SECONDS:.0f} s. From {REPLAY_SECONDS * 0.3:.0f} s on, a robot logs in to "
+        f"{ATTACKED} pharmacies in turn ({ROBOT['X-Forwarded-For']}, python-requests) with "
+        "their leaked passwords and TOTP codes relayed by a phishing page, and reads "
+        f"{ROBOT_LIST} strangers per account as fast as the service answers."
     )
     with progress_bar(console, "  ") as progress:
-        for n, (account_id, rows) in enumerate(plan.items(), start=1):
-            with session_scope(services.sessions) as session:
-                created = services.auth.create_account(
-                    session,
-                    login=f"demo.{account_id.lower()}",
-                    password=PASSWORD,
-                    profession=who[account_id]["profession"],
-                    account_id=account_id,
-                    email=who[account_id]["email"],
-                )
-            actors[account_id] = _Actor(
-                account_id=account_id,
-                profession=who[account_id]["profession"],
-                login=created.login,
-                # One place and one device for the day: the practice's own network.
-                headers={"X-Forwarded-For": rows[0]["ip"], "User-Agent": rows[0]["user_agent"]},
-                totp=pyotp.TOTP(pyotp.parse_uri(created.otpauth_uri).secret),
-            )
-            progress("accounts (argon2id)", n, len(plan))
-        for n, actor in enumerate(actors.values(), start=1):
-            response = totp_login(http, actor.login, PASSWORD, actor.totp.now(), actor.headers)
-            response.raise_for_status()
-            actor.token = str(response.json()["access_token"])
-            progress("morning logins", n, len(actors))
-
-        first = min(rs[0]["ts"] for rs in plan.values())
-        last = max(rs[-1]["ts"] for rs in plan.values())
-        span = max((last - first).total_seconds(), 1.0)
-        events: list[_Event] = []
-        for account_id, rows in plan.items():
-            for r in rows:
-                at = (r["ts"] - first).total_seconds() / span * REPLAY_SECONDS
-                events.append(_Event(at, len(events), actors[account_id], None, r))
-        attacked = [a for a in plan if who[a]["attacked"]]
-        for i, account_id in enumerate(attacked):
-            robot = RobotRun(
-                account_id, actors[account_id].login, _strangers(world_dir, who[account_id], i)
-            )
-            robots.append(robot)
-            start = REPLAY_SECONDS * (0.3 + 0.2 * i)
-            events.append(_Event(start, len(events), None, robot, None))  # its login
-            for k, person in enumerate(robot.people, start=1):
-                events.append(_Event(start + k * ROBOT_GAP, len(events), None, robot, person))
-        events.sort(key=lambda e: (e.at, e.seq))
-        honest_total = sum(e.actor is not None for e in events)
-        robot_total = len(events) - honest_total - len(robots)
-        honest: Counter[str] = Counter()
-        pharmacists: Counter[str] = Counter()
-        robot_tokens: dict[str, str] = {}
-        done_honest = done_robot = 0
-        t0 = time.monotonic()
-        for event in events:
-            delay = t0 + event.at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if event.actor is not None and event.person is not None:
-                outcome = _outcome(
-                    _lookup(http, event.actor.token, event.person, event.actor.headers)
-                )
-                (pharmacists if who[event.actor.account_id]["attacked"] else honest)[outcome] += 1
-                done_honest += 1
-                progress("honest lookups", done_honest, honest_total)
-            elif event.robot is not None and event.person is None:
-                # The pharmacist's own code, relayed in real time by a phishing page: the
-                # next step's (the current one served the pharmacist's login this morning).
-                code = actors[event.robot.account_id].totp.at(time.time() + 30)
-                response = totp_login(http, event.robot.login, PASSWORD, code, ROBOT)
-                response.raise_for_status()
-                robot_tokens[event.robot.account_id] = str(response.json()["access_token"])
-            elif event.robot is not None and event.person is not None:
-                robot = event.robot
-                response = _lookup(http, robot_tokens[robot.account_id], event.person, ROBOT)
-                robot.asked += 1
-                outcome = _outcome(response)
-                if outcome == "answered":
-                    robot.read.add(event.person["nir"])
-                else:
-                    robot.refused[outcome] += 1
-                    if outcome == "suspended" and robot.suspended_at is None:
-                        robot.suspended_at = robot.asked
-                done_robot += 1
-                progress("robot lookups", done_robot, robot_total)
+        actors = _open_accounts(services, http, plan, who, progress)
+        robots = [
+            RobotRun(a, actors[a].login, _strangers(world_dir, who[a], i))
+            for i, a in enumerate(a for a in plan if who[a]["attacked"])
+        ]
+        honest, pharmacists = _replay(http, _schedule(plan, actors, robots), actors, progress)
 
     with session_scope(services.sessions) as session:
         alerts: list[Alert] = list_alerts(session)
     robot_accounts = {r.account_id for r in robots}
-    robot_alerts = sorted(a.alert_id for a in alerts if a.account_id in robot_accounts)
     for alert in sorted(alerts, key=lambda a: a.alert_id):
         if alert.account_id in robot_accounts:
             console.print(
@@ -320,7 +244,7 @@ def chapter_traffic(
         honest=honest,
         pharmacists=pharmacists,
         robots=robots,
-        alert_ids=robot_alerts,
+        alert_ids=sorted(a.alert_id for a in alerts if a.account_id in robot_accounts),
         honest_alerts=sum(a.account_id not in robot_accounts for a in alerts),
     )
     _print_tables(console, report)
@@ -330,24 +254,129 @@ def chapter_traffic(
     return report
 
 
+def _open_accounts(
+    services: Services,
+    http: httpx.Client,
+    plan: dict[str, list[dict[str, Any]]],
+    who: dict[str, dict[str, Any]],
+    progress: ProgressFn,
+) -> dict[str, _Actor]:
+    """Each professional's account, then the morning's login over HTTP."""
+    actors: dict[str, _Actor] = {}
+    for n, (account_id, rows) in enumerate(plan.items(), start=1):
+        with session_scope(services.sessions) as session:
+            created = services.auth.create_account(
+                session,
+                login=f"demo.{account_id.lower()}",
+                password=PASSWORD,
+                profession=who[account_id]["profession"],
+                account_id=account_id,
+                email=who[account_id]["email"],
+            )
+        actors[account_id] = _Actor(
+            account_id=account_id,
+            attacked=bool(who[account_id]["attacked"]),
+            login=created.login,
+            # One place and one device for the day: the practice's own network.
+            headers={"X-Forwarded-For": rows[0]["ip"], "User-Agent": rows[0]["user_agent"]},
+            totp=pyotp.TOTP(pyotp.parse_uri(created.otpauth_uri).secret),
+        )
+        progress("accounts (argon2id)", n, len(plan))
+    for n, actor in enumerate(actors.values(), start=1):
+        response = totp_login(http, actor.login, PASSWORD, actor.totp.now(), actor.headers)
+        response.raise_for_status()
+        actor.token = str(response.json()["access_token"])
+        progress("morning logins", n, len(actors))
+    return actors
+
+
+def _schedule(
+    plan: dict[str, list[dict[str, Any]]], actors: dict[str, _Actor], robots: list[RobotRun]
+) -> list[_Event]:
+    """Every request at its moment of the compressed day: the honest lookups where the
+    world has them, each robot's login then its list at machine speed."""
+    first = min(rows[0]["ts"] for rows in plan.values())
+    last = max(rows[-1]["ts"] for rows in plan.values())
+    span = max((last - first).total_seconds(), 1.0)
+    events: list[_Event] = []
+    for account_id, rows in plan.items():
+        for r in rows:
+            at = (r["ts"] - first).total_seconds() / span * REPLAY_SECONDS
+            events.append(_Event(at, len(events), actors[account_id], None, r))
+    for i, robot in enumerate(robots):
+        start = REPLAY_SECONDS * (0.3 + 0.2 * i)
+        events.append(_Event(start, len(events), None, robot, None))  # its login
+        for k, person in enumerate(robot.people, start=1):
+            events.append(_Event(start + k * ROBOT_GAP, len(events), None, robot, person))
+    events.sort(key=lambda e: (e.at, e.seq))
+    return events
+
+
+def _replay(
+    http: httpx.Client, events: list[_Event], actors: dict[str, _Actor], progress: ProgressFn
+) -> tuple[Counter[str], Counter[str]]:
+    """Sends the events in order, each not before its moment; returns the outcomes of
+    the honest lookups (other accounts, the attacked pharmacies' own staff)."""
+    honest: Counter[str] = Counter()
+    pharmacists: Counter[str] = Counter()
+    totals = Counter("honest lookups" if e.actor else "robot lookups" for e in events if e.person)
+    done: Counter[str] = Counter()
+    robot_tokens: dict[str, str] = {}
+    t0 = time.monotonic()
+    for event in events:
+        delay = t0 + event.at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if event.actor is not None and event.person is not None:
+            actor = event.actor
+            outcome = _outcome(_lookup(http, actor.token, event.person, actor.headers))
+            (pharmacists if actor.attacked else honest)[outcome] += 1
+            step = "honest lookups"
+        elif event.robot is not None and event.person is None:
+            # The pharmacist's own code, relayed in real time by a phishing page: the
+            # next step's (the current one served the pharmacist's login this morning).
+            code = actors[event.robot.account_id].totp.at(time.time() + 30)
+            response = totp_login(http, event.robot.login, PASSWORD, code, ROBOT)
+            response.raise_for_status()
+            robot_tokens[event.robot.account_id] = str(response.json()["access_token"])
+            continue
+        elif event.robot is not None and event.person is not None:
+            robot = event.robot
+            response = _lookup(http, robot_tokens[robot.account_id], event.person, ROBOT)
+            robot.asked += 1
+            outcome = _outcome(response)
+            if outcome == "answered":
+                robot.read.add(event.person["nir"])
+            else:
+                robot.refused[outcome] += 1
+                if outcome == "suspended" and robot.suspended_at is None:
+                    robot.suspended_at = robot.asked
+            step = "robot lookups"
+        else:
+            continue
+        done[step] += 1
+        progress(step, done[step], totals[step])
+    return honest, pharmacists
+
+
 def _print_tables(console: Console, report: TrafficReport) -> None:
     table = Table(
         "attacked account",
-        "robot's requests",
+        "requests",
         "read (exposed)",
-        "unguarded: leaked",
+        "unguarded",
         "refused",
         "suspended at",
         title="The robot, per account: what it read against what an unguarded service leaks",
     )
     for robot in report.robots:
         table.add_row(
-            f"{robot.account_id} ({robot.login})",
+            robot.account_id,
             str(robot.asked),
             str(len(robot.read)),
             str(len({p["nir"] for p in robot.people})),
-            ", ".join(f"{k} {v}" for k, v in sorted(robot.refused.items())),
-            f"request #{robot.suspended_at}" if robot.suspended_at else "—",
+            ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(robot.refused.items())),
+            f"#{robot.suspended_at}" if robot.suspended_at else "—",
         )
     total_read = sum(len(r.read) for r in report.robots)
     total_unguarded = sum(len({p["nir"] for p in r.people}) for r in report.robots)
