@@ -1,7 +1,13 @@
 """The end-to-end story, on the embedded default (SQLite file, in-process state).
 
-It runs the real HTTP service on a free local port and talks to it over HTTP,
-as a professional's browser or practice software would.
+It runs the real HTTP service on a free local port and talks to it over HTTP, as a
+professional's browser or practice software would, with a local SMTP server receiving
+its e-mails: a world generated and loaded, logins, lookups, a working day of honest
+traffic with a 2022-style robot on several accounts, the audit trail, the incident and
+its CNIL notification, the campaign (e-mails and PDF letters), a notice checked on the
+public page, the guard's offline replay, and a summary of every output in the demo's
+folder (``demo-output/`` by default). ``serve=True`` then keeps the service and its
+console up on that data, with two console operators whose logins it prints.
 """
 
 from __future__ import annotations

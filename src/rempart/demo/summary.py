@@ -101,7 +101,10 @@ def chapter_summary(
             ("the campaign preview (fictitious persons)", notified.preview_dir),
             ("the bounce (DSN) that turned an e-mail into a letter", workdir / "retour-dsn.eml"),
         ]
-    candidates.append(("the service's development keys (audit, DKIM)", workdir / "rempart-data"))
+    candidates += [
+        ("the service's development keys (audit, DKIM)", workdir / "rempart-data"),
+        ("the local Pro Santé Connect provider's files", workdir / "oidc-provider"),
+    ]
     for what, path in candidates:
         if path.exists():
             shown = path.relative_to(workdir).as_posix() + ("/" if path.is_dir() else "")
