@@ -777,9 +777,14 @@ def serve(
 def demo(
     workdir: Annotated[
         Path, typer.Option(help="Where the demo keeps its database and world (recreated).")
-    ] = Path("demo-world"),
+    ] = Path("demo-output"),
     serve: Annotated[
-        bool, typer.Option("--serve", help="Keep the service running after the story.")
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then keep the service and its console running on the demo data (two "
+            "console operators are created and their logins printed); Ctrl-C stops.",
+        ),
     ] = False,
 ) -> None:
     """The end-to-end story on the embedded default (SQLite, in-process state)."""

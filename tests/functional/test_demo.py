@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -13,7 +14,8 @@ from tests.functional.oidc_provider import require_node_provider
 def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     require_node_provider()  # the Pro Santé Connect chapter needs the local provider
     console = Console(record=True, width=200)
-    run_demo(tmp_path / "demo", console=console)
+    workdir = tmp_path / "demo"
+    run_demo(workdir, console=console)
     text = console.export_text()
     for expected in (
         "the same TOTP code again → 401",
@@ -30,25 +32,47 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "the same callback replayed → 400 psc_state_invalid",
         "lookup acting as the pharmacist at the counter → 200",
         "lookup acting as a doctor of another practice → 403 acting_professional_invalid",
-        "rempart audit verify → intact",
-        "403 account_suspended",
-        "Votre compte Rempart est suspendu",
+        "a local SMTP server (aiosmtpd)",
+        "attempt 6: 429 too_many_attempts",
+        "36 professionals of the world get an account",
         "rempart guard alerts → #1 open",
-        "restores the account (rempart accounts restore): the compromise is taken to begin",
+        "rempart guard alerts → #3 open",
+        "against 360 an unguarded service would have leaked",
+        "0 deny(ies); 0 alert(s) on honest accounts",
+        "3 e-mail(s): Votre compte Rempart est suspendu",
+        "rempart audit verify → intact",
+        "and restores it (rempart accounts restore): the compromise is taken to begin",
         "The robot tries the leaked password again → 401 invalid_credentials",
-        "rempart incident open --from-alerts 1 → incident 1",
+        "rempart incident open --from-alerts 1,2,3 → incident 1",
         "read with DuckDB",
         "identical set",
         "severity (ENISA 2013): SE =",
         "report.html, report.pdf, report.json (initial notification, in French)",
         "the breach register (Art. 33(5))",
         "rempart notify plan 1 → campaign 1:",
-        "signed with DKIM",
-        "→ genuine: True; a phisher's made-up code → genuine: False",
+        "signed with DKIM, sent over SMTP to the local server, which received",
+        "POST /verifier → 200 « Cet avis est authentique »",
+        "a phisher's made-up code: POST /verifier → 200 « Aucun avis ne correspond »",
         "1 letter planned instead, printed by the next run (1 letter)",
         "nobody is told twice",
         "(adds up: yes)",
         "rempart guard replay:",
+        "The story in figures",
+        "3 account(s) suspended, 3 alert(s)",
+        "the code checked on /verifier: authentic; a made-up code refused",
+        "Where every output lies",
+        "incident-1/ report.html, report.pdf, report.json",
+        "courriels-recus/",
+        "courriers-campagne-1/",
     ):
         assert expected in text, expected
     assert "Traceback" not in text
+    # The guard contains the robot: a handful read where an unguarded service leaks all.
+    exposed = re.search(r"exposed: (\d+) person\(s\) in all, against (\d+)", text)
+    assert exposed is not None
+    assert 0 < int(exposed.group(1)) * 10 < int(exposed.group(2))
+    # What the summary points at is there.
+    assert list((workdir / "courriels-recus").glob("*.eml"))
+    assert list((workdir / "courriers-campagne-1").glob("*.pdf"))
+    for name in ("report.html", "report.pdf", "report.json"):
+        assert (workdir / "incident-1" / name).is_file()

@@ -1,14 +1,20 @@
 """The end-to-end story, on the embedded default (SQLite file, in-process state).
 
-It runs the real HTTP service on a free local port and talks to it over HTTP,
-as a professional's browser or practice software would.
+It runs the real HTTP service on a free local port and talks to it over HTTP, as a
+professional's browser or practice software would, with a local SMTP server receiving
+its e-mails: a world generated and loaded, logins, lookups, a working day of honest
+traffic with a 2022-style robot on several accounts, the audit trail, the incident and
+its CNIL notification, the campaign (e-mails and PDF letters), a notice checked on the
+public page, the guard's offline replay, and a summary of every output in the demo's
+folder (``demo-output/`` by default). ``serve=True`` then keeps the service and its
+console up on that data, with two console operators whose logins it prints.
 """
 
 from __future__ import annotations
 
 import secrets
 import shutil
-import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,15 +35,20 @@ from rempart.audit.history import access_history
 from rempart.audit.models import AuditEvent
 from rempart.audit.verify import verify_database
 from rempart.config import load_settings
-from rempart.demo.guard import chapter_guard_inline, chapter_guard_replay
+from rempart.demo.guard import chapter_guard_replay
 from rempart.demo.incident import chapter_incident
 from rempart.demo.login import (
+    RECEIVED_MAIL,
     chapter_practice_software,
     chapter_psc,
     chapter_stolen_mailbox,
+    mail_folder,
     psc_provider_config,
 )
 from rempart.demo.notify import chapter_notify
+from rempart.demo.smtp import local_smtp_server
+from rempart.demo.summary import chapter_summary, serve_console
+from rempart.demo.traffic import TrafficReport, chapter_traffic
 from rempart.devtools.oidc_provider import LocalProvider, ProviderUnavailable, running_provider
 from rempart.logs import configure_logging
 from rempart.nir import parse_nir
@@ -72,7 +83,9 @@ def _step(console: Console, number: int, title: str) -> None:
 
 def run_demo(workdir: Path, *, console: Console | None = None, serve: bool = False) -> None:
     console = console or Console()
-    configure_logging("warning")
+    # The story narrates every refusal itself; the service's own warning lines (a guard
+    # denial, a suspension) would only cut through its progress bars.
+    configure_logging("error")
     workdir = workdir.resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -107,6 +120,7 @@ def _run(
 ) -> None:
     port = free_port()
     provider, psc = _start_provider(console, stack, workdir, port)
+    smtp_url = stack.enter_context(local_smtp_server(workdir / RECEIVED_MAIL))
     settings = load_settings(
         database_url=f"sqlite:///{workdir / 'rempart.db'}",
         data_dir=workdir / "rempart-data",
@@ -115,9 +129,11 @@ def _run(
         trusted_proxies="127.0.0.1",
         webauthn_rp_id="localhost",
         webauthn_origins=[f"http://localhost:{port}"],
+        **({"smtp_url": smtp_url} if smtp_url else {}),
         **psc,
     )
     services = Services(settings)
+    stack.callback(services.close)
 
     console.print(
         Panel.fit(
@@ -127,41 +143,18 @@ def _run(
             border_style="cyan",
         )
     )
-
-    _step(console, 1, "A synthetic world: insured persons, professionals, care links, traffic")
-    with progress_bar(console, "  ") as progress:
-        summary = generate_world(
-            world_dir,
-            insured=DEMO_INSURED,
-            professionals=DEMO_PROFESSIONALS,
-            days=28,
-            seed=DEMO_SEED,
-            progress=progress,
+    if smtp_url:
+        console.print(
+            f"  e-mail: a local SMTP server (aiosmtpd) at {smtp_url.removeprefix('smtp://')} "
+            f"receives everything Rempart sends; kept in {RECEIVED_MAIL}/"
         )
-    console.print(
-        "  written: "
-        + ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())
-        + f"  (seed {DEMO_SEED}: the same seed gives the same files)"
-    )
-
-    _step(console, 2, "The embedded database (SQLite): migrate, then load in one transaction")
-    upgrade(services.engine, schema="data")
-    upgrade(services.audit_engine, schema="audit")
-    with progress_bar(console, "  ") as progress:
-        loaded = load_world(
-            services.engine,
-            world_dir,
-            pseudonym_key=services.settings.keys.pseudonym_key,
-            progress=progress,
+    else:
+        console.print(
+            "  [yellow]e-mail: aiosmtpd is not installed (make demo installs it): no local SMTP "
+            "server; e-mails are written as .eml files to rempart-data/outbox/[/]"
         )
-    again = load_world(
-        services.engine, world_dir, pseudonym_key=services.settings.keys.pseudonym_key
-    )
-    console.print(
-        "  loaded: "
-        + ", ".join(f"{table} {rows:,}" for table, rows in loaded.rows.items())
-        + f"\n  loaded again: {sum(again.changed.values())} rows changed (loading is idempotent)"
-    )
+
+    world = _world_and_database(console, services, world_dir)
 
     _step(console, 3, "A pharmacist's account: password + mandatory TOTP second factor")
     professionals = read_table(world_dir, "professionals")
@@ -204,170 +197,213 @@ def _run(
         pc.is_in(insured.column("nir"), value_set=pc.unique(customers.combine_chunks()))
     ).slice(0, 4)
     people = insured.to_pylist()
-    _over_http(
+    # One HTTP service for the whole story (and for --serve after it), as `rempart serve`.
+    base_url = stack.enter_context(running_server(create_app(services=services), port=port))
+    http = stack.enter_context(httpx.Client(base_url=base_url))
+    traffic = _over_http(
         console,
         services,
-        created.login,
-        totp,
-        people,
-        serve=serve,
+        http,
+        base_url=base_url,
+        login=created.login,
+        totp=totp,
+        people=people,
         port=port,
         provider=provider,
         pharmacy=(account_id, organization_id),
         world_dir=world_dir,
     )
-    _audit_chapter(console, services, workdir, people[0]["nir"])
-    _step(console, 13, "The breach: scoped from the guard's alert, the CNIL report, the register")
-    incident_id = chapter_incident(console, services, workdir)
-    if incident_id is not None:
+    audit_entries = _audit_chapter(console, services, workdir, people[0]["nir"])
+    _step(console, 13, "The breach: scoped from the guard's alerts, the CNIL report, the register")
+    incident = chapter_incident(console, services, workdir, traffic.alert_ids)
+    notified = None
+    if incident is not None:
         _step(
             console, 14, "Telling each person: e-mails and letters, once, that phishers cannot fake"
         )
-        chapter_notify(console, services, workdir, incident_id)
-    services.close()
+        notified = chapter_notify(console, services, workdir, incident.incident_id, http)
     _step(console, 15, "The guard offline: the world's 28 days replayed by the same engine")
     chapter_guard_replay(console, world_dir)
-    console.print()
-    console.print(
-        Panel.fit(
-            f"Demo data kept in {workdir}.\n"
-            "Every lookup above went through the guard before the rights were read; the "
-            "few it let a robot read are scoped, reported, registered, and each person "
-            "is told once, by e-mail or letter, with a code they can check.",
-            border_style="green",
-        )
+    _step(console, 16, "The end: what happened, and where every output lies")
+    chapter_summary(
+        console,
+        workdir,
+        world=world,
+        traffic=traffic,
+        audit_entries=audit_entries,
+        incident=incident,
+        notified=notified,
+        mail=mail_folder(services),
     )
+    if serve:
+        serve_console(console, services, port)
+
+
+def _world_and_database(console: Console, services: Services, world_dir: Path) -> Mapping[str, int]:
+    """Chapters 1-2: the world generated, then loaded; returns its files' row counts."""
+    _step(console, 1, "A synthetic world: insured persons, professionals, care links, traffic")
+    with progress_bar(console, "  ") as progress:
+        summary = generate_world(
+            world_dir,
+            insured=DEMO_INSURED,
+            professionals=DEMO_PROFESSIONALS,
+            days=28,
+            seed=DEMO_SEED,
+            progress=progress,
+        )
+    console.print(
+        "  written: "
+        + ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())
+        + f"  (seed {DEMO_SEED}: the same seed gives the same files)"
+    )
+
+    _step(console, 2, "The embedded database (SQLite): migrate, then load in one transaction")
+    upgrade(services.engine, schema="data")
+    upgrade(services.audit_engine, schema="audit")
+    with progress_bar(console, "  ") as progress:
+        loaded = load_world(
+            services.engine,
+            world_dir,
+            pseudonym_key=services.settings.keys.pseudonym_key,
+            progress=progress,
+        )
+    again = load_world(
+        services.engine, world_dir, pseudonym_key=services.settings.keys.pseudonym_key
+    )
+    console.print(
+        "  loaded: "
+        + ", ".join(f"{table} {rows:,}" for table, rows in loaded.rows.items())
+        + f"\n  loaded again: {sum(again.changed.values())} rows changed (loading is idempotent)"
+    )
+    return summary.counts
 
 
 def _over_http(
     console: Console,
     services: Services,
+    http: httpx.Client,
+    *,
+    base_url: str,
     login: str,
     totp: pyotp.TOTP,
     people: list[dict[str, Any]],
-    *,
-    serve: bool,
     port: int,
     provider: LocalProvider | None,
     pharmacy: tuple[str, str],
     world_dir: Path,
-) -> None:
+) -> TrafficReport:
     """Chapters 4-11: the professional's side, over real HTTP."""
     settings = services.settings
-    with (
-        running_server(create_app(services=services), port=port) as base_url,
-        httpx.Client(base_url=base_url) as http,
-    ):
-        _step(console, 4, f"Log in over HTTP ({base_url})")
-        first = http.post("/api/v1/auth/login", json={"login": login, "password": DEMO_PASSWORD})
-        console.print(f"  POST /api/v1/auth/login → {first.status_code} {list(first.json())}")
-        second = http.post(
-            "/api/v1/auth/mfa/totp",
-            json={"mfa_token": first.json()["mfa_token"], "code": totp.now()},
-        )
-        token = second.json()
-        console.print(
-            f"  POST /api/v1/auth/mfa/totp → {second.status_code} "
-            f"Bearer token valid {token['expires_in']} s"
-        )
-        auth = {"Authorization": f"Bearer {token['access_token']}"}
-        replay = http.post(
-            "/api/v1/auth/mfa/totp",
-            json={"mfa_token": first.json()["mfa_token"], "code": totp.now()},
-        )
-        console.print(f"  the same TOTP code again → {replay.status_code} {replay.json()['error']}")
+    _step(console, 4, f"Log in over HTTP ({base_url})")
+    first = http.post("/api/v1/auth/login", json={"login": login, "password": DEMO_PASSWORD})
+    console.print(f"  POST /api/v1/auth/login → {first.status_code} {list(first.json())}")
+    second = http.post(
+        "/api/v1/auth/mfa/totp",
+        json={"mfa_token": first.json()["mfa_token"], "code": totp.now()},
+    )
+    token = second.json()
+    console.print(
+        f"  POST /api/v1/auth/mfa/totp → {second.status_code} "
+        f"Bearer token valid {token['expires_in']} s"
+    )
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    replay = http.post(
+        "/api/v1/auth/mfa/totp",
+        json={"mfa_token": first.json()["mfa_token"], "code": totp.now()},
+    )
+    console.print(f"  the same TOTP code again → {replay.status_code} {replay.json()['error']}")
 
-        _step(console, 5, "Rights lookups (NIR + birth date, in the body, never in a URL)")
-        table = Table("NIR", "name", "born", "treating doctor", "C2S", "AME", "ALD")
-        for row in people[:3]:
-            response = http.post(
-                "/api/v1/rights/lookup",
-                json={"nir": row["nir"], "birth_date": row["birth_date"].isoformat()},
-                headers=auth,
-            )
-            body = response.json()
-            doctor = body["treating_doctor"]
-            table.add_row(
-                _masked(body["nir"]),
-                f"{body['first_name']} {body['last_name']}",
-                body["birth_date"],
-                f"{doctor['name']} (RPPS {doctor['rpps']})" if doctor else "—",
-                *("oui" if body[k] else "non" for k in ("c2s", "ame", "ald")),
-            )
-        console.print(table)
-
-        _step(console, 6, "What the service refuses")
-        person = people[3]
-        wrong_date = http.post(
+    _step(console, 5, "Rights lookups (NIR + birth date, in the body, never in a URL)")
+    table = Table("NIR", "name", "born", "treating doctor", "C2S", "AME", "ALD")
+    for row in people[:3]:
+        response = http.post(
             "/api/v1/rights/lookup",
-            json={"nir": person["nir"], "birth_date": "1900-01-01"},
+            json={"nir": row["nir"], "birth_date": row["birth_date"].isoformat()},
             headers=auth,
         )
-        console.print(
-            f"  right NIR, wrong birth date → {wrong_date.status_code} "
-            f"{wrong_date.json()['error']} (the same answer as an unknown NIR)"
+        body = response.json()
+        doctor = body["treating_doctor"]
+        table.add_row(
+            _masked(body["nir"]),
+            f"{body['first_name']} {body['last_name']}",
+            body["birth_date"],
+            f"{doctor['name']} (RPPS {doctor['rpps']})" if doctor else "—",
+            *("oui" if body[k] else "non" for k in ("c2s", "ame", "ald")),
         )
-        typo = person["nir"][:6] + ("1" if person["nir"][6] != "1" else "2") + person["nir"][7:]
-        malformed = http.post(
-            "/api/v1/rights/lookup", json={"nir": typo, "birth_date": "1980-01-01"}, headers=auth
-        )
-        console.print(
-            f"  a NIR with a typo → {malformed.status_code} {malformed.json()['error']} "
-            f"({malformed.json()['reason']}: {malformed.json()['detail']})"
-        )
-        no_token = http.post(
-            "/api/v1/rights/lookup", json={"nir": person["nir"], "birth_date": "1980-01-01"}
-        )
-        console.print(f"  no bearer token → {no_token.status_code} {no_token.json()['error']}")
+    console.print(table)
 
-        _step(console, 7, "A robot with a leaked password guesses (from its own network)")
-        robot = {"X-Forwarded-For": "203.0.113.66", "User-Agent": "python-requests/2.32.3"}
-        for attempt in range(1, settings.throttle_account_failures + 4):
-            response = http.post(
-                "/api/v1/auth/login",
-                json={"login": login, "password": f"leaked-password-{attempt}"},
-                headers=robot,
-            )
-            retry = response.headers.get("retry-after")
-            console.print(
-                f"  attempt {attempt}: {response.status_code} {response.json()['error']}"
-                + (f", Retry-After: {retry} s" if retry else "")
-            )
-            if response.status_code == 429:
-                break
-        console.print(
-            "  Throttling is checked before the password and backs off exponentially (never a "
-            "permanent lock); the pharmacist's own network is not slowed by the robot's "
-            "failures, and an unknown login gets exactly the same answers as a real one."
+    _step(console, 6, "What the service refuses")
+    person = people[3]
+    wrong_date = http.post(
+        "/api/v1/rights/lookup",
+        json={"nir": person["nir"], "birth_date": "1900-01-01"},
+        headers=auth,
+    )
+    console.print(
+        f"  right NIR, wrong birth date → {wrong_date.status_code} "
+        f"{wrong_date.json()['error']} (the same answer as an unknown NIR)"
+    )
+    typo = person["nir"][:6] + ("1" if person["nir"][6] != "1" else "2") + person["nir"][7:]
+    malformed = http.post(
+        "/api/v1/rights/lookup", json={"nir": typo, "birth_date": "1980-01-01"}, headers=auth
+    )
+    console.print(
+        f"  a NIR with a typo → {malformed.status_code} {malformed.json()['error']} "
+        f"({malformed.json()['reason']}: {malformed.json()['detail']})"
+    )
+    no_token = http.post(
+        "/api/v1/rights/lookup", json={"nir": person["nir"], "birth_date": "1980-01-01"}
+    )
+    console.print(f"  no bearer token → {no_token.status_code} {no_token.json()['error']}")
+
+    _step(console, 7, "A robot with a leaked password guesses (from its own network)")
+    robot = {"X-Forwarded-For": "203.0.113.66", "User-Agent": "python-requests/2.32.3"}
+    answers: list[str] = []
+    for attempt in range(1, settings.throttle_account_failures + 4):
+        response = http.post(
+            "/api/v1/auth/login",
+            json={"login": login, "password": f"leaked-password-{attempt}"},
+            headers=robot,
         )
-        _login_chapters(
-            console,
-            services,
-            http,
-            login=login,
-            totp=totp,
-            counter_session=token["access_token"],
-            port=port,
-            provider=provider,
-            pharmacy=pharmacy,
-            people=people,
+        retry = response.headers.get("retry-after")
+        answers.append(
+            f"{response.status_code} {response.json()['error']}"
+            + (f", Retry-After: {retry} s" if retry else "")
         )
-        _step(console, 11, "The guard, live: a robot logs in with a leaked password")
-        chapter_guard_inline(
-            console,
-            services,
-            http,
-            world_dir=world_dir,
-            organization_id=pharmacy[1],
-            busy_account=pharmacy[0],
-        )
-        if serve:
-            console.print(f"\n  The service stays up at {base_url} (Ctrl-C to stop).")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+        if response.status_code == 429:
+            break
+    console.print(
+        f"  attempts 1-{len(answers) - 1}: {answers[0]}; attempt {len(answers)}: {answers[-1]}"
+    )
+    console.print(
+        "  Throttling is checked before the password and backs off exponentially (never a "
+        "permanent lock); the pharmacist's own network is not slowed by the robot's "
+        "failures, and an unknown login gets exactly the same answers as a real one."
+    )
+    _login_chapters(
+        console,
+        services,
+        http,
+        login=login,
+        totp=totp,
+        counter_session=token["access_token"],
+        port=port,
+        provider=provider,
+        pharmacy=pharmacy,
+        people=people,
+    )
+    _step(
+        console,
+        11,
+        "A working day over HTTP: honest professionals, and a 2022-style robot on three pharmacies",
+    )
+    return chapter_traffic(
+        console,
+        services,
+        http,
+        world_dir=world_dir,
+        exclude={pharmacy[0], DEMO_DOCTOR_ACCOUNT},
+    )
 
 
 def _login_chapters(
@@ -451,8 +487,9 @@ def _enrol_doctor(services: Services) -> None:
         )
 
 
-def _audit_chapter(console: Console, services: Services, workdir: Path, nir: str) -> None:
-    """Chapter 8: what the audit trail kept, and what tampering with it looks like."""
+def _audit_chapter(console: Console, services: Services, workdir: Path, nir: str) -> int:
+    """Chapter 12: what the audit trail kept, and what tampering with it looks like;
+    returns the number of entries exported."""
     _step(console, 12, "The audit trail: every lookup recorded before the data left")
     verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
     engine = services.audit_engine
@@ -514,3 +551,4 @@ def _audit_chapter(console: Console, services: Services, workdir: Path, nir: str
         f"  restored; rempart audit export → {summary.entries} entries as Parquet in "
         f"{export_dir.name}/, verified on their own: {'intact' if exported.ok else 'BROKEN'}"
     )
+    return summary.entries

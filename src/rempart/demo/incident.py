@@ -1,17 +1,18 @@
 """The demo's breach chapter: from the guard's alert to the CNIL report and the register.
 
-The robot of the guard chapter was contained within a handful of records; those
-few persons are the breach. The incident is opened from the alert, scoped from
+The robot of the traffic chapter was contained within a handful of records per
+account; those few persons are the breach. The incident is opened from every alert
+the robot raised (one per attacked account), scoped from
 the live trail and from a verified Parquet export (the same set), and its CNIL
 notification written in French (HTML, PDF, JSON) with the severity reasoning.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import select
 
 from rempart.audit.chain import CheckpointSigner
 from rempart.audit.export import export_trail
@@ -24,33 +25,36 @@ from rempart.incident.service import build_definition
 from rempart.incident.severity import assess, cnil_decision, people_decision
 from rempart.services import Services
 from rempart.store.engine import session_scope
-from rempart.store.models import GuardAlert
 
-__all__ = ["chapter_incident"]
+__all__ = ["IncidentReport", "chapter_incident"]
 
 
-def chapter_incident(console: Console, services: Services, workdir: Path) -> int | None:
-    """Returns the incident's id (None when the guard raised no alert to open it from)."""
+@dataclass(frozen=True)
+class IncidentReport:
+    incident_id: int
+    persons: int
+    records: int
+    report_dir: Path
+    register: Path
+
+
+def chapter_incident(
+    console: Console, services: Services, workdir: Path, alert_ids: list[int]
+) -> IncidentReport | None:
+    """Opens the incident from every alert the robot raised (None when there is none)."""
     incidents = services.incidents
+    if not alert_ids:
+        console.print("  [yellow]no guard alert to open an incident from[/]")
+        return None
     with session_scope(services.sessions) as session:
-        alert_ids = list(
-            session.scalars(
-                select(GuardAlert.alert_id)
-                .where(GuardAlert.decision == "deny", GuardAlert.client_id.is_(None))
-                .order_by(GuardAlert.alert_id)
-            )
-        )
-        if not alert_ids:
-            console.print("  [yellow]no guard alert to open an incident from[/]")
-            return None
-        definition = build_definition(session, alert_ids=alert_ids[-1:])
+        definition = build_definition(session, alert_ids=alert_ids)
         incident_id = incidents.open(
             session,
-            name="Robot sur un compte d'officine (identifiants dérobés)",
+            name="Robot sur des comptes d'officine (identifiants dérobés)",
             definition=definition,
             operator="demo-dpo",
-            cause="Mot de passe du compte dérobé et code TOTP relayé par hameçonnage ; "
-            "consultations automatisées depuis un réseau inconnu.",
+            cause="Mots de passe de comptes d'officine dérobés et codes TOTP relayés par "
+            "hameçonnage ; consultations automatisées depuis un réseau inconnu.",
         )
         incidents.describe(
             session,
@@ -61,9 +65,10 @@ def chapter_incident(console: Console, services: Services, workdir: Path) -> int
                 "Généralisation des clés de sécurité (FIDO2) pour les comptes d'officine.",
             ],
         )
+    listed = ",".join(str(a) for a in alert_ids)
     console.print(
-        f"  rempart incident open --from-alerts {alert_ids[-1]} → incident {incident_id} "
-        "(the lookups behind the guard's alert: the robot's session)"
+        f"  rempart incident open --from-alerts {listed} → incident {incident_id} "
+        f"(the lookups behind the guard's {len(alert_ids)} alerts: the robot's sessions)"
     )
     live = incidents.scope(incident_id, LiveSource(services.audit_engine), operator="demo-dpo")
     console.print(
@@ -105,7 +110,7 @@ def chapter_incident(console: Console, services: Services, workdir: Path) -> int
         f"tell the persons (Art. 34): {'yes' if people.required else 'no'}"
     )
     console.print(
-        f"  rempart incident report {incident_id} --out {files.html.parent} → "
+        f"  rempart incident report {incident_id} --out {files.html.parent.name} → "
         f"{files.html.name}, {files.pdf.name}, {files.json.name} ({kind} notification, in French)"
     )
     with session_scope(services.sessions) as session:
@@ -113,6 +118,12 @@ def chapter_incident(console: Console, services: Services, workdir: Path) -> int
     register = workdir / "registre-violations.csv"
     register.write_text(register_csv(rows), encoding="utf-8")
     console.print(
-        f"  the breach register (Art. 33(5)), every incident notified or not → {register}"
+        f"  the breach register (Art. 33(5)), every incident notified or not → {register.name}"
     )
-    return incident_id
+    return IncidentReport(
+        incident_id=incident_id,
+        persons=live.persons,
+        records=live.records,
+        report_dir=files.html.parent,
+        register=register,
+    )

@@ -9,10 +9,12 @@ demo's client stands in for the insurer's reverse proxy.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,10 +31,14 @@ from rempart.store.engine import session_scope
 from rempart.store.models import Account, WebAuthnCredential
 
 __all__ = [
+    "RECEIVED_MAIL",
     "chapter_practice_software",
     "chapter_psc",
     "chapter_stolen_mailbox",
     "deliver_and_list_mail",
+    "mail_folder",
+    "mail_seen_so_far",
+    "summarize_new_mail",
 ]
 
 ATTACKER = {"X-Forwarded-For": "198.51.100.23", "User-Agent": "python-requests/2.32.3"}
@@ -47,19 +53,53 @@ def _header(value: str) -> str:
     return str(make_header(decode_header(value)))
 
 
-def deliver_and_list_mail(console: Console, services: Services, seen: set[str]) -> None:
-    """Sends what the outbox holds (to ``.eml`` files here) and prints the new ones."""
+RECEIVED_MAIL = "courriels-recus"
+"""The demo's local SMTP server saves what it receives here, in the demo's folder."""
+
+
+def mail_folder(services: Services) -> Path:
+    """Where the demo's e-mails end up: the local SMTP server's folder, or the ``.eml``
+    outbox folder when no SMTP server is configured."""
+    data_dir = services.settings.resolved_data_dir
+    if services.settings.smtp_url is not None:
+        return data_dir.parent / RECEIVED_MAIL
+    return data_dir / "outbox"
+
+
+def _new_mail(services: Services, seen: set[str]) -> list[Path]:
     services.outbox.deliver_pending(services.sessions, services.mail_sender)
-    folder = services.settings.resolved_data_dir / "outbox"
-    for path in sorted(folder.glob("*.eml")) if folder.is_dir() else []:
-        if path.name in seen:
-            continue
-        seen.add(path.name)
+    folder = mail_folder(services)
+    fresh = (
+        [p for p in sorted(folder.glob("*.eml")) if p.name not in seen] if folder.is_dir() else []
+    )
+    seen.update(p.name for p in fresh)
+    return fresh
+
+
+def mail_seen_so_far(services: Services) -> set[str]:
+    """Sends what the outbox holds; the names of the e-mails so far (a chapter lists
+    only its own after that)."""
+    seen: set[str] = set()
+    _new_mail(services, seen)
+    return seen
+
+
+def deliver_and_list_mail(console: Console, services: Services, seen: set[str]) -> None:
+    """Sends what the outbox holds and prints the new e-mails."""
+    for path in _new_mail(services, seen):
         message = message_from_bytes(path.read_bytes())
         console.print(
             f"  ✉ to {message['To']}: [italic]{_header(message['Subject'])}[/]"
             f"  ({path.relative_to(services.settings.resolved_data_dir.parent)})"
         )
+
+
+def summarize_new_mail(console: Console, services: Services, seen: set[str]) -> None:
+    """Sends what the outbox holds and prints the new e-mails by subject, with counts."""
+    fresh = _new_mail(services, seen)
+    subjects = Counter(_header(message_from_bytes(p.read_bytes())["Subject"]) for p in fresh)
+    for subject, count in sorted(subjects.items()):
+        console.print(f"  ✉ {count} e-mail(s): [italic]{subject}[/]")
 
 
 def _password_step(http: httpx.Client, login: str, password: str, **headers: str) -> Any:

@@ -1,36 +1,56 @@
 """The demo's notification chapter: every person the robot read is told, once.
 
 The campaign is planned from the scoped incident, previewed, then run: e-mails go to
-``REMPART_SMTP_URL`` — in the embedded default, ``.eml`` files in the data folder —
-and letters into a print batch (PDF + CSV manifest). A person then checks their
-notice's code on the public API, a phisher's made-up code is refused, one e-mail
-bounces and becomes a letter, and a second run sends nothing twice.
+``REMPART_SMTP_URL`` — here the demo's local SMTP server, which keeps what it receives
+as ``.eml`` files — and letters into print batches (PDF + CSV manifest). A person then
+checks their notice's code on the public page ``/verifier`` over HTTP, a phisher's
+made-up code is refused, one e-mail bounces and becomes a letter, and a second run
+sends nothing twice.
 """
 
 from __future__ import annotations
 
 import email
 import re
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
-from fastapi.testclient import TestClient
+import httpx
 from rich.console import Console
 
-from rempart.api import create_app
+from rempart.demo.login import mail_folder
 from rempart.notify.breach.bounces import ingest_bounces
 from rempart.notify.breach.dsn import parse_bounce
 from rempart.notify.breach.preview import write_preview
+from rempart.progress import progress_bar
 from rempart.services import Services
 from rempart.store.models import Insured
 
-__all__ = ["chapter_notify"]
+__all__ = ["NotifyReport", "chapter_notify"]
 
 _CODE = re.compile(r"^Code de vérification : (\S+)$", re.MULTILINE)
+_ANSWER_OK = "Cet avis est authentique"
+_ANSWER_NONE = "Aucun avis ne correspond"
 
 
-def chapter_notify(console: Console, services: Services, workdir: Path, incident_id: int) -> None:
+@dataclass
+class NotifyReport:
+    campaign_id: int
+    persons: int
+    emailed: int
+    printed: int
+    batches: int
+    letters_dir: Path
+    preview_dir: Path
+    genuine: bool | None
+    fake_refused: bool | None
+
+
+def chapter_notify(
+    console: Console, services: Services, workdir: Path, incident_id: int, http: httpx.Client
+) -> NotifyReport:
     campaigns = services.campaigns
     plan = campaigns.plan(incident_id, operator="demo-dpo")
     console.print(
@@ -44,30 +64,45 @@ def chapter_notify(console: Console, services: Services, workdir: Path, incident
     preview_dir = workdir / f"apercu-campagne-{plan.campaign_id}"
     samples = write_preview(campaigns, runner, plan.campaign_id, preview_dir)
     console.print(
-        f"  rempart notify preview {plan.campaign_id} --out {preview_dir} → "
+        f"  rempart notify preview {plan.campaign_id} --out {preview_dir.name} → "
         f"{len({p.stem for p in samples})} variants (e-mail and letter, for ALD, AME, C2S, "
         f"minor…; {len(samples)} files), fictitious persons"
     )
-    outbox = services.settings.resolved_data_dir / "outbox"
-    before = set(outbox.glob("*.eml")) if outbox.exists() else set()
-    report = runner.run(plan.campaign_id, operator="demo-dpo")
-    sent = sorted(set(outbox.glob("*.eml")) - before) if outbox.exists() else []
+    folder = mail_folder(services)
+    before = set(folder.glob("*.eml")) if folder.exists() else set()
+    with progress_bar(console, "  ", rates=True) as progress:
+        report = services.campaign_runner(letters_dir, progress=progress).run(
+            plan.campaign_id, operator="demo-dpo"
+        )
+    received = sorted(set(folder.glob("*.eml")) - before) if folder.exists() else []
+    smtp = services.settings.smtp_url is not None
+    pdfs = sorted(letters_dir.rglob("*.pdf")) if letters_dir.exists() else []
     console.print(
-        f"  rempart notify run {plan.campaign_id} --letters-dir {letters_dir} → "
-        f"{report.emailed} e-mail(s) signed with DKIM ("
-        + ("no SMTP server configured: written to " + str(outbox) if sent else "SMTP")
-        + f"), {report.printed} letter(s) in {report.batches} print batch(es)"
+        f"  rempart notify run {plan.campaign_id} --letters-dir {letters_dir.name} → "
+        f"{report.emailed} e-mail(s) signed with DKIM, "
+        + (
+            f"sent over SMTP to the local server, which received {len(received)} "
+            f"(saved in {folder.name}/)"
+            if smtp
+            else f"written as .eml files to {folder} (no SMTP server)"
+        )
+        + f"; {report.printed} letter(s) in {report.batches} print batch(es) "
+        + f"({', '.join(p.name for p in pdfs) or 'no PDF'})"
     )
-    messages = [_read(path) for path in sent]
+    messages = [_read(path) for path in received]
+    genuine: bool | None = None
+    fake_refused: bool | None = None
     if messages:
         text = _text(messages[0])
         lines = [line for line in text.splitlines() if line.strip()]
-        console.print("    the first e-mail begins:")
-        for line in lines[:4]:
+        console.print("    the first e-mail received begins:")
+        for line in lines[:3]:
             console.print(f"      [dim]{line}[/]", highlight=False)
         code = _CODE.search(text)
         if code:
-            _check_codes(console, services, messages[0], code.group(1))
+            genuine, fake_refused = _check_codes(
+                console, services, http, messages[0], code.group(1)
+            )
         _bounce_one(console, services, messages[-1], plan.campaign_id, letters_dir)
     again = runner.run(plan.campaign_id, operator="demo-dpo")
     status = campaigns.status(plan.campaign_id)
@@ -77,24 +112,39 @@ def chapter_notify(console: Console, services: Services, workdir: Path, incident
         f"by letter, {sum(status.unreachable.values())} unreachable, {status.pending} "
         f"pending, of {status.persons} (adds up: {'yes' if status.adds_up else 'NO'})"
     )
+    return NotifyReport(
+        campaign_id=plan.campaign_id,
+        persons=status.persons,
+        emailed=status.reached_email,
+        printed=status.reached_letter,
+        batches=len(sorted(letters_dir.rglob("*.pdf"))) if letters_dir.exists() else 0,
+        letters_dir=letters_dir,
+        preview_dir=preview_dir,
+        genuine=genuine,
+        fake_refused=fake_refused,
+    )
 
 
-def _check_codes(console: Console, services: Services, message: EmailMessage, code: str) -> None:
+def _check_codes(
+    console: Console, services: Services, http: httpx.Client, message: EmailMessage, code: str
+) -> tuple[bool, bool]:
+    """The person checks the code on the public page, as a browser posts its form."""
     recipient = str(message["To"])
     with services.sessions() as session:
         last_name = session.query(Insured.last_name).filter(Insured.email == recipient).scalar()
-    with TestClient(create_app(services=services)) as client:
-        genuine = client.post(
-            "/api/v1/notices/verify", json={"code": code, "last_name": last_name or ""}
-        ).json()
-        fake = client.post(
-            "/api/v1/notices/verify", json={"code": "ABCD-EFGH-JKMN", "last_name": "Dupont"}
-        ).json()
+    genuine = http.post("/verifier", data={"code": code, "last_name": last_name or ""})
+    fake = http.post("/verifier", data={"code": "ABCD-EFGH-JKMN", "last_name": "Dupont"})
+    said_genuine = _ANSWER_OK in genuine.text
+    said_refused = _ANSWER_NONE in fake.text
     console.print(
-        f"  the person types their code on /verifier (POST /api/v1/notices/verify) → "
-        f"genuine: {genuine.get('genuine')}; a phisher's made-up code → genuine: "
-        f"{fake.get('genuine')}"
+        f"  the person types the code and their name on the public page: POST /verifier → "
+        f"{genuine.status_code} « {_ANSWER_OK if said_genuine else '?'} »"
     )
+    console.print(
+        f"  a phisher's made-up code: POST /verifier → {fake.status_code} "
+        f"« {_ANSWER_NONE if said_refused else '?'} »"
+    )
+    return said_genuine, said_refused
 
 
 def _bounce_one(
