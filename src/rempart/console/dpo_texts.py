@@ -16,6 +16,7 @@ from rempart.nir import NIRError
 __all__ = [
     "CAMPAIGN_STATUS",
     "CATEGORY_LABELS",
+    "CIRCUMSTANCE_LABELS",
     "CONFIRMATIONS",
     "INCIDENT_STATUS",
     "error_text",
@@ -46,6 +47,8 @@ _ERRORS: dict[str, str] = {
     "audit_unavailable": "Le journal d'audit est momentanément indisponible. "
     "Réessayez dans quelques minutes.",
     "report_contains_nir": "La notification contiendrait un NIR : elle n'a pas été établie.",
+    "invalid_circumstances": "Une circonstance n'a pas une valeur de la méthode ENISA : "
+    "choisissez-la dans la liste.",
     # campaigns
     "unknown_campaign": "Cette campagne n'existe pas.",
     "nothing_to_notify": "Toutes les personnes exposées figurent déjà dans une campagne "
@@ -78,6 +81,9 @@ CONFIRMATIONS: dict[str, str] = {
     "definition_agrandie": "Définition agrandie. Évaluez de nouveau le périmètre.",
     "perimetre_evalue": "Périmètre évalué.",
     "notification_etablie": "Notification à la CNIL établie ; le registre l'indique.",
+    "incident_decrit": "Description enregistrée. La notification à la CNIL la reprendra "
+    "la prochaine fois qu'elle sera établie.",
+    "incident_clos": "Incident clos. Il reste au registre et ne peut plus changer.",
     "campagne_planifiee": "Campagne planifiée. Vérifiez l'aperçu avant de la lancer.",
     "campagne_lancee": "Envoi lancé. Actualisez la page pour suivre l'avancement.",
     "apercu_ecrit": "Aperçu écrit.",
@@ -106,6 +112,43 @@ CATEGORY_LABELS: dict[str, str] = {
     "ame": "AME",
     "ald": "ALD",
 }
+
+
+CIRCUMSTANCE_LABELS: dict[str, tuple[str, dict[str, str]]] = {
+    "recipients": (
+        "Destinataires des données",
+        {
+            "none": "Aucun : les données n'ont pas quitté le service",
+            "known": "Des destinataires connus et identifiés",
+            "unknown": "Des personnes non identifiées (accès compromis)",
+        },
+    ),
+    "malicious": (
+        "Intention malveillante",
+        {
+            "oui": "Oui : accès utilisés sans autorisation",
+            "non": "Non : erreur sans intention de nuire",
+        },
+    ),
+    "integrity": (
+        "Perte d'intégrité",
+        {
+            "none": "Aucune : aucune donnée modifiée",
+            "recoverable": "Données modifiées, original rétablissable",
+            "lost": "Données modifiées, original perdu",
+        },
+    ),
+    "availability": (
+        "Perte de disponibilité",
+        {
+            "none": "Aucune : les données restent disponibles",
+            "temporary": "Indisponibilité temporaire",
+            "permanent": "Indisponibilité définitive",
+        },
+    ),
+}
+"""The ENISA circumstances of a breach (``incident/severity.py``), as the form offers
+them: (the question, {value: answer})."""
 
 
 def error_text(exc: RempartError) -> str:

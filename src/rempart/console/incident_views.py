@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,19 +23,27 @@ from rempart.console.dpo_texts import INCIDENT_STATUS, french_moment
 from rempart.incident.definition import Definition
 from rempart.incident.report import write_report
 from rempart.incident.service import IncidentError, IncidentService
+from rempart.incident.severity import AVAILABILITY, INTEGRITY, RECIPIENTS
 from rempart.incident.summary import ScopeSummary
 from rempart.store.engine import as_utc
 from rempart.store.models import Campaign, Incident, IncidentScope, IncidentTransition
 
 __all__ = [
+    "CIRCUMSTANCES",
+    "ClosingForm",
+    "DescriptionForm",
     "IncidentDetail",
     "IncidentRow",
+    "describe_incident",
     "incident_detail",
     "incident_rows",
     "notification_dir",
     "notification_document",
     "parse_accounts",
+    "parse_closing",
+    "parse_description",
     "parse_ids",
+    "planned_count",
     "produce_notification",
 ]
 
@@ -164,6 +174,10 @@ class IncidentDetail:
     transitions: list[TransitionLine]
     scope: ScopeSummary | None
     campaigns: list[CampaignLine] = field(default_factory=list)
+    delay_reason: str = ""
+    planned_measures: list[str] = field(default_factory=list)
+    circumstances: dict[str, str] = field(default_factory=dict)
+    """The circumstances the operator stated, as form values (``malicious``: oui/non)."""
 
     @property
     def closed(self) -> bool:
@@ -253,7 +267,195 @@ def incident_detail(
         transitions=transitions,
         scope=incidents.latest_scope(session, incident_id),
         campaigns=campaigns,
+        delay_reason=incident.delay_reason,
+        planned_measures=[str(m) for m in json.loads(incident.planned_measures)],
+        circumstances=_circumstance_values(json.loads(incident.circumstances)),
     )
+
+
+# -- describing and closing ----------------------------------------------------------------
+
+TEXT_LIMIT = 4000
+"""Characters of the cause, the discovery or the delay's reason: a few paragraphs, what
+the CNIL's form holds; more is a paste gone wrong, not a statement."""
+MEASURE_LIMIT = 500
+MEASURES_PER_FORM = 20
+MEASURES_LIMIT = 50
+NOTE_LIMIT = 2000
+"""A closing note: the domain keeps 2,000 characters of a transition's note."""
+ECHO_LIMIT = 20_000
+"""What a refused form shows back: enough to shorten, never megabytes into a page."""
+
+CIRCUMSTANCES: dict[str, tuple[str, ...]] = {
+    "recipients": tuple(RECIPIENTS),
+    "malicious": ("oui", "non"),
+    "integrity": tuple(INTEGRITY),
+    "availability": tuple(AVAILABILITY),
+}
+"""The ENISA circumstances an operator may state, with the values the form offers (the
+severity method's own levels; ``malicious`` as oui/non)."""
+
+_TEXTS = ("cause", "discovery", "delay_reason")
+# Bidirectional overrides and isolates reorder what a reader sees (the "Trojan Source"
+# trick): invisible in a page, misleading in the CNIL's copy.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_CONTROL_TEXT = "Ce texte contient un caractère de contrôle invisible : retirez-le."
+
+
+def _circumstance_values(stored: dict[str, Any]) -> dict[str, str]:
+    out = {k: str(v) for k, v in stored.items() if k in CIRCUMSTANCES and k != "malicious"}
+    if isinstance(stored.get("malicious"), bool):
+        out["malicious"] = "oui" if stored["malicious"] else "non"
+    return out
+
+
+def _normalized(raw: str) -> str:
+    """Browsers post a textarea's line breaks as CRLF but count them as one character."""
+    return raw.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _has_control(text: str) -> bool:
+    return any((unicodedata.category(c) == "Cc" and c not in "\n\t") or c in _BIDI for c in text)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}".replace(",", "\u00a0")
+
+
+def _text_problem(text: str, limit: int) -> str:
+    if _has_control(text):
+        return _CONTROL_TEXT
+    if len(text) > limit:
+        return (
+            f"Texte trop long : {_count(len(text))} caractères pour {_count(limit)} au plus. "
+            "Résumez-le ; les pièces détaillées restent dans votre dossier."
+        )
+    return ""
+
+
+@dataclass(frozen=True)
+class DescriptionForm:
+    """The « Décrire l'incident » form as posted. A text field absent from the post keeps
+    what is stored (``None``); present and empty, it erases it. ``planned`` holds measures
+    to add, one per line (the domain appends them: a stored measure is never rewritten)."""
+
+    cause: str | None
+    discovery: str | None
+    delay_reason: str | None
+    planned: str
+    circumstances: dict[str, str]
+    problems: dict[str, str]
+
+    def typed(self, name: str, stored: str = "") -> str:
+        """What the refused form shows back: the typed text, or ``stored`` for a field
+        absent from the post (it would have been kept)."""
+        value = getattr(self, name)
+        return stored if value is None else str(value)[:ECHO_LIMIT]
+
+    @property
+    def planned_lines(self) -> list[str]:
+        return [line.strip() for line in self.planned.split("\n") if line.strip()]
+
+    @property
+    def stated_circumstances(self) -> dict[str, Any]:
+        """What the domain takes: only the circumstances chosen (an empty choice keeps the
+        stored value or the definition's default)."""
+        return {
+            k: (v == "oui") if k == "malicious" else v for k, v in self.circumstances.items() if v
+        }
+
+
+def parse_description(
+    values: Mapping[str, str | None], *, stored_measures: int = 0
+) -> DescriptionForm:
+    """Parse and check the posted description; ``problems`` names each wrong field with a
+    French sentence (all of them at once, so one round trip fixes everything)."""
+    problems: dict[str, str] = {}
+    texts: dict[str, str | None] = {}
+    for name in _TEXTS:
+        raw = values.get(name)
+        if raw is None:
+            texts[name] = None
+            continue
+        text = _normalized(raw)
+        texts[name] = text
+        if problem := _text_problem(text, TEXT_LIMIT):
+            problems[name] = problem
+    planned = _normalized(values.get("planned") or "")
+    form = DescriptionForm(
+        cause=texts["cause"],
+        discovery=texts["discovery"],
+        delay_reason=texts["delay_reason"],
+        planned=planned,
+        circumstances={k: (values.get(k) or "").strip()[:32] for k in CIRCUMSTANCES},
+        problems=problems,
+    )
+    lines = form.planned_lines
+    if _has_control(planned):
+        problems["planned"] = _CONTROL_TEXT
+    elif any(len(line) > MEASURE_LIMIT for line in lines):
+        problems["planned"] = (
+            f"Une mesure dépasse {_count(MEASURE_LIMIT)} caractères : une mesure par ligne, "
+            "en une ou deux phrases."
+        )
+    elif len(lines) > MEASURES_PER_FORM:
+        problems["planned"] = (
+            f"{len(lines)} mesures d'un coup : {MEASURES_PER_FORM} au plus par envoi."
+        )
+    elif stored_measures + len(lines) > MEASURES_LIMIT:
+        problems["planned"] = (
+            f"L'incident compterait {stored_measures + len(lines)} mesures prévues : "
+            f"{MEASURES_LIMIT} au plus."
+        )
+    for key, allowed in CIRCUMSTANCES.items():
+        if form.circumstances[key] not in ("", *allowed):
+            problems[key] = "Choisissez une valeur de la liste."
+    return form
+
+
+def planned_count(session: Session, incidents: IncidentService, incident_id: int) -> int:
+    """The measures already planned (``unknown_incident`` when there is no such incident)."""
+    return len(json.loads(incidents.get(session, incident_id).planned_measures))
+
+
+def describe_incident(
+    session: Session,
+    incidents: IncidentService,
+    incident_id: int,
+    form: DescriptionForm,
+    operator: str,
+) -> None:
+    """``rempart incident describe`` with the form's values (the caller commits)."""
+    incidents.describe(
+        session,
+        incident_id,
+        operator=operator,
+        cause=form.cause,
+        discovery=form.discovery,
+        delay_reason=form.delay_reason,
+        planned=form.planned_lines,
+        circumstances=form.stated_circumstances,
+    )
+
+
+@dataclass(frozen=True)
+class ClosingForm:
+    note: str
+    confirmed: bool
+    problems: dict[str, str]
+
+
+def parse_closing(note: str | None, confirmed: str | None) -> ClosingForm:
+    """Closing is final: the operator ticks a confirmation; the note is optional."""
+    text = _normalized(note or "")
+    problems: dict[str, str] = {}
+    if problem := _text_problem(text, NOTE_LIMIT):
+        problems["note"] = problem
+    if confirmed != "oui":
+        problems["confirm"] = (
+            "Cochez la case pour confirmer : un incident clos ne peut plus changer."
+        )
+    return ClosingForm(text[:ECHO_LIMIT], confirmed == "oui", problems)
 
 
 # -- the CNIL notification ---------------------------------------------------------------

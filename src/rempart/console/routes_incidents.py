@@ -9,19 +9,27 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from rempart.api.deps import services_of
-from rempart.console.dpo_texts import CATEGORY_LABELS, error_text
+from rempart.console.dpo_texts import CATEGORY_LABELS, CIRCUMSTANCE_LABELS, error_text
 from rempart.console.dpo_web import confirmation, data_dir, field, fields, refusal
 from rempart.console.incident_views import (
+    CIRCUMSTANCES,
+    ClosingForm,
+    DescriptionForm,
     IncidentDetail,
+    describe_incident,
     incident_detail,
     incident_rows,
     notification_dir,
     notification_document,
     parse_accounts,
+    parse_closing,
+    parse_description,
     parse_ids,
+    planned_count,
     produce_notification,
 )
 from rempart.console.operators import ConsoleSession, Permission
@@ -142,26 +150,105 @@ def _detail(request: Request, incident_id: int) -> IncidentDetail:
         return incident_detail(session, services.incidents, incident_id)
 
 
-@router.get(f"{INCIDENTS}/{{incident_id:int}}")
-def incident_page(request: Request, current: Incidents, incident_id: int) -> Response:
+def _incident_page(
+    request: Request,
+    current: ConsoleSession,
+    incident_id: int,
+    *,
+    described: DescriptionForm | None = None,
+    closing: ClosingForm | None = None,
+    status: int = 200,
+) -> Response:
+    """The incident's page; on a refused form, that form shows what was typed and why."""
     try:
         detail = _detail(request, incident_id)
     except RempartError as exc:
         return refusal(request, current, exc, back=(INCIDENTS, "Retour aux incidents"))
+    failed = (described is not None and described.problems) or (
+        closing is not None and closing.problems
+    )
+    if failed and detail.closed:
+        # A closed page has no form to show the problems in: the reason that matters.
+        closed = IncidentError("incident_closed", f"incident {incident_id} is closed")
+        return refusal(request, current, closed, back=_back(incident_id))
     return render(
         request,
         current,
         "console/incident.html",
         {
-            "title": f"Incident n° {incident_id}",
+            "title": f"{'Erreur : ' if failed else ''}Incident n° {incident_id}",
             "incident": detail,
             "categories": CATEGORY_LABELS,
             "reveals": REVEAL_LABELS,
+            "circumstance_labels": CIRCUMSTANCE_LABELS,
+            "described": described,
+            "closing": closing,
             "can_report": current.can(Permission.REPORTS),
             "can_campaign": current.can(Permission.CAMPAIGNS),
             "message": confirmation(request),
         },
+        status=status,
     )
+
+
+@router.get(f"{INCIDENTS}/{{incident_id:int}}")
+def incident_page(request: Request, current: Incidents, incident_id: int) -> Response:
+    return _incident_page(request, current, incident_id)
+
+
+def _posted(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+@router.post(f"{INCIDENTS}/{{incident_id:int}}/decrire")
+async def describe(request: Request, current: Incidents, incident_id: int) -> Response:
+    """What the trail cannot tell, as ``rempart incident describe`` states it."""
+    form = await checked_form(request, current)
+    services = services_of(request)
+    try:
+        with services.sessions() as session:
+            stored = planned_count(session, services.incidents, incident_id)
+    except RempartError as exc:
+        return refusal(request, current, exc, back=(INCIDENTS, "Retour aux incidents"))
+    names = ("cause", "discovery", "delay_reason", "planned", *CIRCUMSTANCES)
+    described = parse_description(
+        {name: _posted(form, name) for name in names}, stored_measures=stored
+    )
+    if described.problems:
+        return _incident_page(request, current, incident_id, described=described, status=422)
+
+    def write() -> None:
+        with session_scope(services.sessions) as session:
+            describe_incident(session, services.incidents, incident_id, described, current.login)
+
+    try:
+        await run_in_threadpool(write)
+    except RempartError as exc:
+        return refusal(request, current, exc, back=_back(incident_id))
+    return redirect(f"{INCIDENTS}/{incident_id}", message="incident_decrit")
+
+
+@router.post(f"{INCIDENTS}/{{incident_id:int}}/clore")
+async def close(request: Request, current: Incidents, incident_id: int) -> Response:
+    """Closing is final: the incident stays in the register and refuses any change."""
+    form = await checked_form(request, current)
+    closing = parse_closing(_posted(form, "note"), _posted(form, "confirmer"))
+    if closing.problems:
+        return _incident_page(request, current, incident_id, closing=closing, status=422)
+    services = services_of(request)
+
+    def write() -> None:
+        with session_scope(services.sessions) as session:
+            services.incidents.close(
+                session, incident_id, operator=current.login, note=closing.note
+            )
+
+    try:
+        await run_in_threadpool(write)
+    except RempartError as exc:
+        return refusal(request, current, exc, back=_back(incident_id))
+    return redirect(f"{INCIDENTS}/{incident_id}", message="incident_clos")
 
 
 @router.post(f"{INCIDENTS}/{{incident_id:int}}/ajouter")
