@@ -188,12 +188,23 @@ def db_load_world(
         err.print(f"{table}: {rows:,} rows in the world, {summary.changed[table]:,} changed")
 
 
+PasswordStdinOption = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+
+
+def read_password(from_stdin: bool) -> str:
+    """The password on standard input's first line (never an argument: the process list
+    and the shell's history keep those)."""
+    if not from_stdin:
+        raise fail("password_required", "pass the password on standard input with --password-stdin")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 @accounts_app.command("create")
 def accounts_create(
     login: Annotated[str, typer.Option(help="The login the professional types.")],
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     profession: Annotated[str | None, typer.Option(help="generaliste, pharmacie, ...")] = None,
     account_id: Annotated[
         str | None, typer.Option(help="The professional's account id in the world.")
@@ -206,9 +217,7 @@ def accounts_create(
     """Create a professional account; prints its TOTP provisioning URI (otpauth://)."""
     from rempart.store.engine import session_scope
 
-    if not password_stdin:
-        raise fail("password_required", "pass the password on standard input with --password-stdin")
-    password = sys.stdin.readline().rstrip("\r\n")
+    password = read_password(password_stdin)
     with open_services() as services, session_scope(services.sessions) as session:
         created = services.auth.create_account(
             session,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import getpass
-import sys
 from typing import Annotated
 
 import typer
 
-from rempart.cli import err, fail, open_services, out
+from rempart.cli import PasswordStdinOption, err, open_services, out, read_password
 from rempart.store.engine import session_scope
 
 operators_app = typer.Typer(help="Console operators: the insurer's security staff.")
@@ -18,14 +17,10 @@ operators_app = typer.Typer(help="Console operators: the insurer's security staf
 def operators_create(
     login: Annotated[str, typer.Option(help="The operator's login.")],
     role: Annotated[str, typer.Option(help="analyst, dpo or admin.")],
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
 ) -> None:
     """Create a console operator; prints the TOTP provisioning URI (otpauth://), once."""
-    if not password_stdin:
-        raise fail("password_required", "pass the password on standard input with --password-stdin")
-    password = sys.stdin.readline().rstrip("\r\n")
+    password = read_password(password_stdin)
     with open_services() as services, session_scope(services.sessions) as session:
         created = services.operators.create(
             session, login=login, role=role, password=password, created_by=getpass.getuser()

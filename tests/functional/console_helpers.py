@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
 import pyotp
 from fastapi.testclient import TestClient
 
+from rempart.api import create_app
 from rempart.services import Services
 from rempart.store.engine import session_scope
+from tests.functional.conftest import PEER
 
 OPERATOR_PASSWORD = "console de garde, nuit du mardi 7"
 # Secure cookies (__Host-) travel over https only: the console's test client uses it.
@@ -68,3 +73,28 @@ def console_login(client: TestClient, operator: OperatorLogin, code: str | None 
         follow_redirects=False,
     )
     assert response.status_code == 303, response.text
+
+
+@contextmanager
+def console_client(services: Services) -> Iterator[TestClient]:
+    """The real app, as a browser on the console sees it (https: Secure cookies)."""
+    with TestClient(create_app(services=services), base_url=CONSOLE_BASE, client=PEER) as client:
+        yield client
+
+
+@contextmanager
+def logged_in(services: Services, operator: OperatorLogin) -> Iterator[TestClient]:
+    with console_client(services) as client:
+        console_login(client, operator)
+        yield client
+
+
+def post_form(
+    client: TestClient, path: str, data: Mapping[str, str | list[str]] | None = None
+) -> httpx.Response:
+    """Posts a form with the session's CSRF token (read from the overview's logout form)."""
+    token = form_token(client.get("/console/").text)
+    response: httpx.Response = client.post(
+        path, data={"csrf": token, **(data or {})}, follow_redirects=False
+    )
+    return response

@@ -78,6 +78,34 @@ def test_accounts_create_refuses_weak_passwords_and_duplicates(tmp_path: Path) -
     assert no_stdin.exit_code == 1
 
 
+def test_operators_create_prints_the_otpauth_uri_once(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    args = ["operators", "create", "--login", "alice", "--role", "analyst", "--password-stdin"]
+    created = runner.invoke(app, args, input=PASSWORD + "\n", env=env)
+    assert created.exit_code == 0, created.output
+    uri = created.stdout.strip()
+    assert uri.startswith("otpauth://totp/Rempart%20console:alice?")
+    assert pyotp.parse_uri(uri).secret
+    assert PASSWORD not in created.output
+    again = runner.invoke(app, args, input=PASSWORD + "\n", env=env)
+    assert again.exit_code == 1
+    assert "operator_exists" in again.output
+    wrong_role = runner.invoke(
+        app,
+        ["operators", "create", "--login", "bob", "--role", "root", "--password-stdin"],
+        input=PASSWORD + "\n",
+        env=env,
+    )
+    assert wrong_role.exit_code == 1
+    assert "invalid_role" in wrong_role.output
+    no_stdin = runner.invoke(app, ["operators", "create", "--login", "c", "--role", "dpo"], env=env)
+    assert no_stdin.exit_code == 1
+    assert "password_required" in no_stdin.output
+    listed = runner.invoke(app, ["operators", "list"], env=env)
+    assert listed.stdout.split() == ["alice", "analyst", "active"]
+
+
 def test_bad_configuration_stops_with_a_clear_message(tmp_path: Path) -> None:
     env = cli_env(tmp_path, database_url="mysql://somewhere/db")
     result = runner.invoke(app, ["db", "upgrade"], env=env)

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
 
-from rempart.api import create_app
 from rempart.api.rollup_pump import RollupPump
 from rempart.audit.chain import AuditEntry
 from rempart.audit.models import AuditEvent
@@ -27,10 +26,10 @@ from rempart.guard.alerts import list_alerts, raise_alert
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, ConsoleHourDone, ConsoleHourlyCount, GuardAlert
-from tests.functional.conftest import PEER, Login, Person, log_in, make_login
+from tests.functional.conftest import Login, Person, log_in, make_login
 from tests.functional.console_helpers import (
-    CONSOLE_BASE,
     OperatorLogin,
+    console_client,
     console_login,
     form_token,
     make_operator,
@@ -54,8 +53,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def console(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services=services), base_url=CONSOLE_BASE, client=PEER) as c:
-        yield c
+    with console_client(services) as client:
+        yield client
 
 
 @pytest.fixture

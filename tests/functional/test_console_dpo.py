@@ -10,16 +10,12 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pyotp
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from rempart.api import create_app
 from rempart.audit.models import AuditEvent
 from rempart.audit.trail import now_us
 from rempart.console.jobs import CampaignJobs, JobRunning
@@ -30,34 +26,17 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Incident, Operator
 from tests.functional.breach_world import ROBOT_ACCOUNT, Insuree, build_breach
-from tests.functional.conftest import PEER
 from tests.functional.console_helpers import (
-    CONSOLE_BASE,
     OperatorLogin,
-    console_login,
     form_token,
+    logged_in,
     make_operator,
+)
+from tests.functional.console_helpers import (
+    post_form as post,
 )
 
 _LOCATION = re.compile(r"^/console/(incidents|campagnes)/(\d+)(\?.*)?$")
-
-
-@contextmanager
-def logged_in(services: Services, operator: OperatorLogin) -> Iterator[TestClient]:
-    with TestClient(create_app(services=services), base_url=CONSOLE_BASE, client=PEER) as client:
-        console_login(client, operator)
-        yield client
-
-
-def post(
-    client: TestClient, path: str, data: dict[str, str | list[str]] | None = None
-) -> httpx.Response:
-    """Posts a form with the session's CSRF token (read from any console page)."""
-    token = form_token(client.get("/console/").text)
-    response: httpx.Response = client.post(
-        path, data={"csrf": token, **(data or {})}, follow_redirects=False
-    )
-    return response
 
 
 def shown(response: httpx.Response) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -17,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from rempart.api import create_app
 from rempart.audit.models import AuditEvent
 from rempart.audit.trail import now_us
 from rempart.guard.alerts import raise_alert
@@ -25,33 +22,17 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Incident, IncidentTransition
 from tests.functional.breach_world import ROBOT_ACCOUNT, Insuree, build_breach
-from tests.functional.conftest import PEER
 from tests.functional.console_helpers import (
-    CONSOLE_BASE,
     OperatorLogin,
-    console_login,
-    form_token,
+    logged_in,
     make_operator,
+)
+from tests.functional.console_helpers import (
+    post_form as post,
 )
 
 CAUSE = "Identifiants d'une pharmacie obtenus par hameçonnage\r\npuis rejoués par un robot."
 STORED_CAUSE = CAUSE.replace("\r\n", "\n")
-
-
-@contextmanager
-def logged_in(services: Services, operator: OperatorLogin) -> Iterator[TestClient]:
-    with TestClient(create_app(services=services), base_url=CONSOLE_BASE, client=PEER) as client:
-        console_login(client, operator)
-        yield client
-
-
-def post(client: TestClient, path: str, data: dict[str, str] | None = None) -> httpx.Response:
-    """Posts a form with the session's CSRF token (read from the overview's logout form)."""
-    token = form_token(client.get("/console/").text)
-    response: httpx.Response = client.post(
-        path, data={"csrf": token, **(data or {})}, follow_redirects=False
-    )
-    return response
 
 
 def shown(response: httpx.Response) -> str:

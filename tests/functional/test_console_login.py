@@ -11,16 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from rempart.api import create_app
 from rempart.audit.models import AuditEvent
 from rempart.console.operators import InvalidOperator
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import OperatorSession
-from tests.functional.conftest import PEER
 from tests.functional.console_helpers import (
-    CONSOLE_BASE,
     OperatorLogin,
+    console_client,
     console_login,
     form_token,
     fresh_code,
@@ -30,8 +28,8 @@ from tests.functional.console_helpers import (
 
 @pytest.fixture
 def console(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services=services), base_url=CONSOLE_BASE, client=PEER) as c:
-        yield c
+    with console_client(services) as client:
+        yield client
 
 
 @pytest.fixture
@@ -104,7 +102,7 @@ def test_a_code_is_accepted_once(
 ) -> None:
     code = fresh_code(analyst)
     console_login(console, analyst, code)
-    with TestClient(create_app(services=services), base_url=CONSOLE_BASE, client=PEER) as other:
+    with console_client(services) as other:
         page = other.get("/console/connexion")
         replay = other.post(
             "/console/connexion",
