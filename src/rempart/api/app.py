@@ -25,6 +25,7 @@ from rempart.api.routes import router
 from rempart.api.webauthn_routes import router as webauthn_router
 from rempart.config import Settings, load_settings
 from rempart.console.install import install_console
+from rempart.portal.install import install_portal
 from rempart.services import Services
 from rempart.web import assets_router
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(notice_router)
     app.include_router(assets_router)
     install_console(app)
+    install_portal(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

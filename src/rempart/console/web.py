@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +31,7 @@ from rempart.console.operators import (
 )
 from rempart.store.engine import session_scope
 from rempart.web import PageRenderer, page_response
+from rempart.web.forms import same_site
 
 __all__ = [
     "CONSOLE",
@@ -110,25 +111,6 @@ def require(permission: Permission) -> Callable[[Request], Any]:
         return current
 
     return dependency
-
-
-def same_site(request: Request) -> bool:
-    """Whether a state-changing request comes from this site. Browsers send
-    ``Sec-Fetch-Site`` and ``Origin`` on a form post; a client that sends neither (a
-    script) still needs the CSRF token.
-
-    A browser that sends ``Sec-Fetch-Site`` (no page can set it) is taken at its word:
-    under the pages' ``Referrer-Policy: no-referrer`` it sends ``Origin: null`` even on a
-    post from the console's own page, so ``Origin`` is read only from older browsers."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    if origin == "null":
-        return False
-    return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 async def checked_form(request: Request, current: ConsoleSession) -> FormData:

@@ -1,4 +1,5 @@
-"""The pages' stylesheet, served from our own origin (the CSP allows nothing else)."""
+"""The pages' stylesheet and the portal's one script, served from our own origin (the CSP
+allows nothing else)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from rempart.web.pages import STYLESHEET_PATH
+from rempart.web.pages import SCRIPT_PATH, STYLESHEET_PATH
 
 __all__ = ["router"]
 
@@ -20,6 +21,20 @@ router = APIRouter(include_in_schema=False)
 @cache
 def _stylesheet() -> bytes:
     return (_STATIC / "rempart.css").read_bytes()
+
+
+@cache
+def _script() -> bytes:
+    return (_STATIC / "portail.js").read_bytes()
+
+
+@router.get(SCRIPT_PATH)
+def script() -> Response:
+    return Response(
+        _script(),
+        media_type="text/javascript; charset=utf-8",
+        headers={"cache-control": "public, max-age=3600"},
+    )
 
 
 @router.get(STYLESHEET_PATH)

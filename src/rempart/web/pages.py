@@ -13,10 +13,19 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
-__all__ = ["PAGE_CSP", "STYLESHEET_PATH", "PageRenderer", "page_response"]
+__all__ = [
+    "PAGE_CSP",
+    "SCRIPTED_PAGE_CSP",
+    "SCRIPT_PATH",
+    "STYLESHEET_PATH",
+    "PageRenderer",
+    "page_response",
+]
 
 TEMPLATES = Path(__file__).parent / "templates"
 STYLESHEET_PATH = "/assets/rempart.css"
+# The one script any page runs: the security-key ceremonies of the portal.
+SCRIPT_PATH = "/assets/portail.js"
 
 # Only what this origin serves (the stylesheet, a logo one day), forms posted here, no
 # script at all, no plugin, no framing; no inline style either ('self' does not allow it).
@@ -24,6 +33,9 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'none'; object-src 'none'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
+# The portal's pages run one script, served by this origin (``SCRIPT_PATH``): WebAuthn
+# needs ``navigator.credentials``. Still no inline script, no eval, nothing from elsewhere.
+SCRIPTED_PAGE_CSP = PAGE_CSP.replace("script-src 'none'", "script-src 'self'")
 
 
 class PageRenderer:

@@ -1,0 +1,51 @@
+"""What the portal says, in French, for each stable error code of the domain.
+
+The codes are the API's (``{"error": code}``); a page shows the sentence, never the
+code alone. A code without a sentence here gets :data:`FALLBACK`.
+"""
+
+from __future__ import annotations
+
+from rempart.errors import RempartError
+
+__all__ = ["FALLBACK", "MESSAGES", "french"]
+
+FALLBACK = "Le service ne peut pas répondre pour le moment. Réessayez dans quelques minutes."
+
+MESSAGES: dict[str, str] = {
+    "invalid_credentials": "Identifiant ou mot de passe incorrect.",
+    "invalid_mfa_code": "Code incorrect ou déjà utilisé. Attendez le code suivant et réessayez.",
+    "mfa_locked": "Trop de codes erronés ont été saisis pour ce compte : connectez-vous avec "
+    "votre clé de sécurité ou votre carte CPS, ou appelez le service sécurité.",
+    "second_factor_required": "Connectez-vous avec votre clé de sécurité ou votre carte CPS.",
+    "insufficient_user_authentication": "Une vérification plus forte est nécessaire : utilisez "
+    "votre clé de sécurité ou votre carte CPS.",
+    "phishing_resistant_required": "Première connexion depuis ce réseau ou cet appareil : "
+    "utilisez votre clé de sécurité ou votre carte CPS.",
+    "account_suspended": "Votre compte est suspendu.",
+    "too_many_attempts": "Trop de tentatives. Réessayez dans quelques minutes.",
+    "throttle_unavailable": FALLBACK,
+    "audit_unavailable": "La consultation est momentanément impossible (journal d'audit "
+    "indisponible). Aucune donnée n'a été lue. Réessayez dans quelques minutes.",
+    "guard_unavailable": FALLBACK,
+    "session_expired": "Votre session a pris fin : reconnectez-vous.",
+    "invalid_token": "Votre session a pris fin : reconnectez-vous.",
+    "webauthn_invalid": "La clé n'a pas été reconnue. Utilisez une clé enregistrée sur ce compte.",
+    "webauthn_challenge_invalid": "La demande a expiré : recommencez.",
+    "webauthn_clone_suspected": "Cette clé semble avoir été copiée : elle est refusée. "
+    "Appelez le service sécurité.",
+    "webauthn_not_registered": "Cette clé n'est pas enregistrée sur votre compte.",
+    "webauthn_already_registered": "Cette clé est déjà enregistrée.",
+    "webauthn_limit_reached": "Vous avez atteint le nombre maximal de clés : retirez-en une.",
+    "invalid_enrolment_code": "Code d'enrôlement incorrect ou déjà utilisé.",
+    "invalid_reset": "Code incorrect ou déjà utilisé.",
+    "weak_password": "Ce mot de passe est trop faible : choisissez une phrase plus longue, "
+    "sans votre nom ni votre identifiant.",
+    "psc_not_configured": "La connexion avec Pro Santé Connect n'est pas disponible ici.",
+}
+
+
+def french(exc: RempartError | str) -> str:
+    """The sentence for an error (or a code)."""
+    code = exc if isinstance(exc, str) else exc.code
+    return MESSAGES.get(code, FALLBACK)
