@@ -243,7 +243,9 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _exc: LoginRequired) -> Response:
         if request.headers.get(CSRF_HEADER):
-            return json_error("session_expired", "Votre session a pris fin : reconnectez-vous.", 401)
+            return json_error(
+                "session_expired", "Votre session a pris fin : reconnectez-vous.", 401
+            )
         response = redirect(f"{PORTAL}/connexion")
         # Only an ended session's cookie is removed. A request from another site comes
         # without the cookie (SameSite=Strict): removing it then would let any page log
