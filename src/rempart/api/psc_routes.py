@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -33,10 +34,11 @@ from rempart.api.deps import (
 from rempart.api.errors import error_response
 from rempart.api.schemas import TokenResponse
 from rempart.auth.psc import PscCallbackInvalid, PscClient, PscError, PscNotConfigured
+from rempart.portal.psc_login import finish_portal_login
 from rempart.services import Services
 from rempart.store.engine import session_scope
 
-__all__ = ["router"]
+__all__ = ["begin_login", "router"]
 
 router = APIRouter(prefix="/api/v1/auth/psc", tags=["auth"])
 
@@ -85,6 +87,12 @@ def _refused(request: Request, exc: PscError) -> PscError:
 def psc_start(request: Request) -> Response:
     """Begins a Pro Santé Connect login: a single-use state, a nonce and a PKCE
     verifier are kept server-side for 10 minutes."""
+    return begin_login(request)
+
+
+def begin_login(request: Request, then: Mapping[str, str] | None = None) -> Response:
+    """The start of a login, for the API or the portal (``then`` says what the callback
+    does after it: kept server-side with the state)."""
     services = services_of(request)
     psc = _psc(services)
     # Anyone may start a login, and each start stores a challenge: counted per address
@@ -93,7 +101,7 @@ def psc_start(request: Request) -> Response:
     browser = secrets.token_urlsafe(32)
     try:
         with session_scope(services.sessions) as session:
-            url = psc.start(session, browser=browser)
+            url = psc.start(session, browser=browser, then=then)
     except PscError as exc:
         raise _refused(request, exc) from None
     response: Response
@@ -115,12 +123,13 @@ def psc_start(request: Request) -> Response:
 
 
 @router.get("/callback", response_model=TokenResponse, responses=ERROR_RESPONSES)
-def psc_callback(request: Request) -> JSONResponse:
+def psc_callback(request: Request) -> Response:
     """Where the provider sends the browser back: ``code`` and ``state``, each once, in
     the browser that started the login."""
     psc = _psc(services_of(request))
     name, secure = _browser_cookie(psc)
     browser = request.cookies.get(name, "")
+    response: Response
     try:
         response = _finish(request, psc, browser if _BROWSER_SHAPE.fullmatch(browser) else "")
     except PscError as exc:
@@ -131,7 +140,7 @@ def psc_callback(request: Request) -> JSONResponse:
     return response
 
 
-def _finish(request: Request, psc: PscClient, browser: str) -> JSONResponse:
+def _finish(request: Request, psc: PscClient, browser: str) -> Response:
     """The callback's checks and the login; a refusal raises :class:`PscError`."""
     services = services_of(request)
     query = request.query_params
@@ -154,6 +163,9 @@ def _finish(request: Request, psc: PscClient, browser: str) -> JSONResponse:
         identity = psc.finish(
             session, code=code, state=state, browser=browser, iss=query.get("iss")
         )
+        if identity.then.get("to") == "portal":
+            # The portal's own ending: a session cookie and its page, not a bearer token.
+            return finish_portal_login(request, session, identity)
         issued = services.auth.complete_login(
             session,
             account_id=identity.account_id,

@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -148,6 +148,15 @@ class PscIdentity:
     acr: str  # Rempart's level: ACR_CPS or ACR_PSC
     provider_acr: str  # the eIDAS level the provider asserted
     amr: tuple[str, ...]
+    # What the login was started for, as ``start`` was told (e.g. the portal, and the
+    # lookup it should resume): kept server-side with the state, never from the browser.
+    then: dict[str, str] = field(default_factory=dict)
+
+
+def _then(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _browser_hash(browser: str) -> str:
@@ -281,9 +290,12 @@ class PscClient:
 
     # -- the flow ----------------------------------------------------------------------
 
-    def start(self, session: Session, *, browser: str) -> str:
+    def start(
+        self, session: Session, *, browser: str, then: Mapping[str, str] | None = None
+    ) -> str:
         """Stores state, nonce, PKCE verifier and the hash of ``browser`` (the random value
-        the browser keeps in a cookie); returns the URL to send the browser to."""
+        the browser keeps in a cookie), and ``then`` (what the login is for, handed back by
+        :meth:`finish`); returns the URL to send the browser to."""
         if len(browser) < 16:
             raise ValueError("the browser binding must be a random value of 16 characters or more")
         endpoint = self.metadata()["authorization_endpoint"]
@@ -293,7 +305,12 @@ class PscClient:
         self.challenges.put(
             session,
             purpose=PURPOSE,
-            payload={"nonce": nonce, "verifier": verifier, "browser": _browser_hash(browser)},
+            payload={
+                "nonce": nonce,
+                "verifier": verifier,
+                "browser": _browser_hash(browser),
+                "then": dict(then or {}),
+            },
             ttl_seconds=self.state_ttl_seconds,
             handle=state,
         )
@@ -375,6 +392,7 @@ class PscClient:
             acr=ACR_CPS if amr and self.card_amr.intersection(amr) else ACR_PSC,
             provider_acr=str(provider_acr),
             amr=amr,
+            then=_then(challenge.payload.get("then")),
         )
 
     def _exchange(self, endpoint: str, *, code: str, verifier: str) -> Mapping[str, Any]:

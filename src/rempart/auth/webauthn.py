@@ -56,6 +56,7 @@ from rempart.store.models import Account, WebAuthnCredential
 
 __all__ = [
     "PURPOSE_LOGIN",
+    "PURPOSE_PASSWORDLESS",
     "PURPOSE_REGISTER",
     "PURPOSE_STEP_UP",
     "AuthenticationCredentialJSON",
@@ -75,6 +76,7 @@ log = structlog.get_logger("rempart.auth.webauthn")
 PURPOSE_REGISTER = "webauthn_register"
 PURPOSE_LOGIN = "webauthn_login"
 PURPOSE_STEP_UP = "webauthn_step_up"
+PURPOSE_PASSWORDLESS = "webauthn_passwordless"
 _ASSERTION_PURPOSES = frozenset({PURPOSE_LOGIN, PURPOSE_STEP_UP})
 
 MAX_CREDENTIALS_PER_ACCOUNT = 10
@@ -483,6 +485,81 @@ class WebAuthnService:
         ):
             log.info("webauthn_refused", account_id=account_id, reason="user handle mismatch")
             raise WebAuthnInvalid()
+        return self._verify(
+            session, row, challenge, credential, origin=origin, require_user_verification=False
+        )
+
+    # -- a key alone (passwordless: a passkey that verifies its user) ------------------------
+
+    def passwordless_options(self, session: Session) -> Ceremony:
+        """Options for ``navigator.credentials.get()`` before anyone is known: no list of
+        keys (the authenticator offers its discoverable credentials for this RP) and user
+        verification required — the key is then two factors by itself (something held,
+        and the PIN or fingerprint that unlocks it), as the password + key login is."""
+        options = generate_authentication_options(
+            rp_id=self.rp_id,
+            timeout=self.challenge_ttl_seconds * 1000 // 2,
+            allow_credentials=[],
+            user_verification=UserVerificationRequirement.REQUIRED,
+        )
+        handle = self.challenges.put(
+            session,
+            purpose=PURPOSE_PASSWORDLESS,
+            payload={"challenge": bytes_to_base64url(options.challenge)},
+            ttl_seconds=self.challenge_ttl_seconds,
+        )
+        return Ceremony(handle=handle, options=dict(options_to_json_dict(options)))
+
+    def authenticate_passwordless(
+        self,
+        session: Session,
+        *,
+        handle: str,
+        credential: AuthenticationCredentialJSON,
+        origin: Origin | None = None,
+    ) -> VerifiedAssertion:
+        """Verifies a discoverable credential's answer and says whose it is. The answer
+        must carry the account's user handle and the authenticator must have verified its
+        user (a key that only proves presence is one factor: it does not log in alone)."""
+        if not handle or len(handle) > 128:
+            raise WebAuthnChallengeInvalid()
+        taken = self.challenges.take(session, handle=handle, purpose=PURPOSE_PASSWORDLESS)
+        session.commit()
+        value = taken.payload.get("challenge") if taken is not None else None
+        if not isinstance(value, str):
+            raise WebAuthnChallengeInvalid()
+        row = session.get(WebAuthnCredential, credential.raw_id)
+        user_handle = credential.response.user_handle
+        if (
+            row is None
+            or not user_handle
+            or not hmac.compare_digest(
+                base64url_to_bytes(user_handle), self.user_handle(row.account_id)
+            )
+        ):
+            log.info("webauthn_refused", reason="passwordless: unknown key or user handle")
+            raise WebAuthnInvalid()
+        return self._verify(
+            session,
+            row,
+            base64url_to_bytes(value),
+            credential,
+            origin=origin,
+            require_user_verification=True,
+        )
+
+    def _verify(
+        self,
+        session: Session,
+        row: WebAuthnCredential,
+        challenge: bytes,
+        credential: AuthenticationCredentialJSON,
+        *,
+        origin: Origin | None,
+        require_user_verification: bool,
+    ) -> VerifiedAssertion:
+        """The signature over the challenge, the origin and RP ID, then the counter."""
+        account_id = row.account_id
         stored = row.sign_count
         try:
             verified = verify_authentication_response(
@@ -494,7 +571,7 @@ class WebAuthnService:
                 # 0 turns py_webauthn's own counter check off: a counter that goes back is
                 # told apart (and recorded) below, once the signature is known to be good.
                 credential_current_sign_count=0,
-                require_user_verification=False,
+                require_user_verification=require_user_verification,
             )
         except Exception as exc:  # noqa: BLE001 - every failure is the same refusal
             log.info("webauthn_refused", account_id=account_id, reason=_reason(exc))

@@ -41,6 +41,7 @@ MESSAGES: dict[str, str] = {
     "invalid_reset": "Code incorrect ou déjà utilisé.",
     "weak_password": "Ce mot de passe est trop faible : choisissez une phrase plus longue, "
     "sans votre nom ni votre identifiant.",
+    "unavailable": FALLBACK,
     "psc_not_configured": "La connexion avec Pro Santé Connect n'est pas disponible ici.",
 }
 

@@ -30,6 +30,7 @@ from rempart.audit.events import Origin
 from rempart.auth.service import AccountSuspended, IssuedToken, Principal
 from rempart.auth.sessions import SessionExpired
 from rempart.auth.tokens import InvalidToken
+from rempart.console.display import when
 from rempart.store.engine import session_scope
 from rempart.store.models import Professional
 from rempart.web import PageRenderer, page_response
@@ -68,7 +69,8 @@ CSRF_HEADER = "x-csrf-token"
 
 COOKIE: dict[str, Any] = {"path": "/", "secure": True, "httponly": True, "samesite": "strict"}
 
-pages = PageRenderer({"script": SCRIPT_PATH})
+# Times in Paris time, French format: ``{{ when(moment) }}``.
+pages = PageRenderer({"script": SCRIPT_PATH, "when": when})
 
 # The navigation, in order: (path, label).
 NAVIGATION: tuple[tuple[str, str], ...] = (
