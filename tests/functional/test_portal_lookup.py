@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from sqlalchemy import select, update
 
 from rempart.audit.events import Origin
 from rempart.audit.models import AuditEvent
+from rempart.auth.service import Principal
 from rempart.config import Settings, load_settings
 from rempart.devtools.soft_authenticator import SoftAuthenticator
+from rempart.portal.lookup_flow import NothingToResume, resume_pending, take_result
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, AuthChallenge, WebAuthnCredential
@@ -481,3 +484,87 @@ def test_the_guards_suspension_shows_who_to_call_and_ends_the_session(
             select(Account.status).where(Account.account_id == pharmacist.account_id)
         )
     assert status == "suspended"
+
+
+def test_a_step_up_after_the_lookup_expired_says_so_and_keeps_the_new_session(
+    services: Services, pharmacist: Login, town: tuple[list[Person], list[Person]]
+) -> None:
+    _, strangers = town
+    key = register_key(services, pharmacist)
+    with logged_in(services, pharmacist) as (client, _):
+        page, _ = until_stepped_up(client, strangers)
+        token = form_token(page.text.replace('data-csrf="', 'name="csrf" value="'))
+        with session_scope(services.sessions) as session:  # five minutes later
+            session.execute(
+                update(AuthChallenge)
+                .where(AuthChallenge.purpose == "portal-pending")
+                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        old_session = client.cookies.get(SESSION_COOKIE)
+        answered = key_answer(client, token, key)
+        assert answered.status_code == 200, answered.text
+        assert answered.json() == {"next": "/portail/?message=attente-expiree"}
+        assert client.cookies.get(SESSION_COOKIE) not in (None, old_session)
+        assert client.cookies.get(PENDING_COOKIE) is None
+        home = client.get(answered.json()["next"])
+        assert home.status_code == 200
+        assert "La consultation en attente a expiré : refaites-la." in said(home)
+
+
+def test_resume_pending_serves_the_card_step_up(
+    services: Services, pharmacist: Login, town: tuple[list[Person], list[Person]]
+) -> None:
+    """What the Pro Santé Connect callback calls after a CPS login that replaced the
+    session the lookup waited in: the lookup is done as the card's session, once."""
+    _, strangers = town
+    with logged_in(services, pharmacist) as (client, _):
+        _, waiting = until_stepped_up(client, strangers)
+        first = client.cookies.get(PENDING_COOKIE)
+        # A second lookup stepped up in the same session: another handle.
+        other = strangers[waiting + 1]
+        assert ask(client, other.nir.value, other.birth_date.isoformat()).status_code == 401
+        second = client.cookies.get(PENDING_COOKIE)
+        assert first
+        assert second
+        assert first != second
+        token = client.cookies.get(SESSION_COOKIE)
+    origin = Origin(client_ip="127.0.0.1", user_agent="testclient")
+    with session_scope(services.sessions) as session:
+        waited_in = services.auth.authenticate(session, token).session_id
+
+    def card_login(replaces: str | None) -> Principal:
+        with session_scope(services.sessions) as session:
+            issued = services.auth.complete_login(
+                session,
+                account_id=pharmacist.account_id,
+                acr="cps",
+                origin=origin,
+                method="psc",
+                replaces_session_id=replaces,
+            )
+        with session_scope(services.sessions) as session:
+            return services.auth.authenticate(session, issued.access_token)
+
+    # A card login that did not replace the waiting session cannot take its lookup (and
+    # the attempt spends the handle).
+    unrelated = card_login(None)
+    for replaced in (unrelated.session_id, waited_in):
+        with session_scope(services.sessions) as session, pytest.raises(NothingToResume):
+            resume_pending(
+                services, session, unrelated, first, origin, replaced_session_id=replaced
+            )
+    stepped_up = card_login(waited_in)
+    with session_scope(services.sessions) as session:
+        result = resume_pending(
+            services, session, stepped_up, second, origin, replaced_session_id=waited_in
+        )
+    with session_scope(services.sessions) as session:
+        shown = take_result(services, session, stepped_up, result)
+        assert shown is not None
+        assert shown.last_name == other.last_name.upper()
+        assert take_result(services, session, stepped_up, result) is None
+    with session_scope(services.sessions) as session, pytest.raises(NothingToResume):
+        resume_pending(services, session, stepped_up, second, origin, replaced_session_id=waited_in)
+    entries = lookups(services, pharmacist.account_id)
+    assert (entries[-1].acr, entries[-1].outcome) == ("cps", "ok")
+    assert entries[-1].reasons.split(",")[0] == "step_up_passed"
