@@ -148,6 +148,10 @@ def test_a_lookup_shows_the_card_once_and_never_puts_the_nir_in_an_address(
             "Affection de longue durée, prise en charge à 100 %": "Oui",
         }
         assert "no-store" in shown.headers["cache-control"]
+        # Nothing of the person in the title either (a browser's history keeps titles).
+        title = re.search(r"<title>([^<]*)</title>", said(shown))
+        assert title is not None
+        assert "Dupont" not in title.group(1).title()
         assert client.cookies.get(RESULT_COOKIE) is None
 
         # A reload or the back button: the card is gone, and says so.

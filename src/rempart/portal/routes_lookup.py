@@ -233,7 +233,8 @@ def lookup_result(
             request,
             current,
             "portail/resultat.html",
-            {"title": f"Droits de {card.first_name} {card.last_name}", "card": card},
+            # No name in the title: a browser keeps titles in its history.
+            {"title": "Droits de l'assuré", "card": card},
         )
     _clear(response, RESULT_COOKIE)
     return response
