@@ -32,7 +32,8 @@ _REFRESH = re.compile(r'<meta http-equiv="refresh" content="0; url=([^"]+)">')
 def start_from_portal(client: TestClient) -> str:
     response = client.get("/portail/psc", follow_redirects=False)
     assert response.status_code == 302, response.text
-    return response.headers["location"]
+    location: str = response.headers["location"]
+    return location
 
 
 def come_back(client: TestClient, url: str, account: str) -> httpx.Response:
