@@ -28,7 +28,8 @@ from rempart.audit.models import AuditEvent
 from rempart.audit.trail import now_us
 from rempart.auth.service import AuthService, Principal
 from rempart.guard.alerts import raise_alert
-from rempart.incident.service import IncidentService, build_definition
+from rempart.incident.definition import AccountElement, Definition
+from rempart.incident.service import IncidentService
 from rempart.portal.own_lookups import DAY_US, WINDOW_DAYS, lookup_refs
 from rempart.store.models import Account
 
@@ -98,7 +99,6 @@ def disown_lookups(
     by = f"professional:{account_id}"
     auth.suspend(session, account_id, by=by)
     since = datetime.fromtimestamp(since_us / 1_000_000, UTC)
-    until = datetime.fromtimestamp((now + 1) / 1_000_000, UTC)
     reported = len(ticked)
     alert_id = raise_alert(
         session,
@@ -114,7 +114,9 @@ def disown_lookups(
     incident_id = incidents.open(
         session,
         name=f"Consultations non reconnues par le titulaire du compte {account_id}",
-        definition=build_definition(session, accounts=[account_id], since=since, until=until),
+        # Built here rather than from datetimes (``build_definition``): the bounds stay
+        # the trail's exact microseconds, and the account is known to exist (just claimed).
+        definition=Definition(accounts=(AccountElement(account_id, since_us, now + 1),)),
         operator=by,
         discovery=(
             "Signalé par le professionnel depuis le portail (« Ce n'était pas moi ») : "
