@@ -20,6 +20,7 @@ from rempart.config import Settings, load_settings
 from rempart.console.alert_reasons import explain
 from rempart.incident.live_source import LiveSource
 from rempart.nir import pseudonymize
+from rempart.portal.own_lookups import own_lookups
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import (
@@ -336,3 +337,40 @@ def test_nothing_ticked_reports_the_whole_window(
     assert summary.persons == 3
     reported = entries(services, "account_disowned_lookups", pharmacist.account_id)
     assert ",lookups:0," in reported[0].reasons
+
+
+def test_older_lookups_come_page_by_page(
+    client: TestClient, services: Services, people: list[Person], pharmacist: Login
+) -> None:
+    backfill(services.engine, services.settings.keys.pseudonym_key)
+    token = earlier_login(client, pharmacist)
+    for person in people:
+        assert lookup(client, token, person).status_code == 200
+    first = own_lookups(services.audit_engine, services.engine, pharmacist.account_id, limit=2)
+    assert [lookup.person.split(",")[0] for lookup in first.lookups] == [
+        named(people[2]),
+        named(people[1]),
+    ]
+    assert first.next_before is not None
+    rest = own_lookups(
+        services.audit_engine,
+        services.engine,
+        pharmacist.account_id,
+        before_us=first.next_before,
+        limit=2,
+    )
+    assert [lookup.person.split(",")[0] for lookup in rest.lookups] == [named(people[0])]
+    assert rest.next_before is None
+
+    client.cookies.clear()
+    portal_as(client, pharmacist)
+    html = client.get(HISTORY, params={"avant": str(first.next_before)}).text
+    assert "Consultations faites avec votre compte (suite)" in html
+    assert named(people[0]) in html
+    assert named(people[1]) not in html
+    assert named(people[2]) not in html
+    assert 'href="/portail/consultations">Revenir aux plus récentes' in html
+    viewed = entries(services, "own_lookups_viewed", pharmacist.account_id)
+    assert viewed[-1].reasons == f"page:list,rows:1,before_us:{first.next_before}"
+    # A cursor that is not a number is ignored: the first page.
+    assert named(people[2]) in client.get(HISTORY, params={"avant": "hier"}).text
