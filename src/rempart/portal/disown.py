@@ -27,6 +27,7 @@ from rempart.audit.events import Origin
 from rempart.audit.models import AuditEvent
 from rempart.audit.trail import now_us
 from rempart.auth.service import AuthService, Principal
+from rempart.console.display import when
 from rempart.guard.alerts import raise_alert
 from rempart.incident.definition import AccountElement, Definition
 from rempart.incident.service import IncidentService
@@ -110,7 +111,11 @@ def disown_lookups(
         reasons=(REASON,),
         audit_ts_us=now,
     )
-    what = f"{reported} consultation(s) cochée(s)" if reported else "aucune consultation cochée"
+    what = (
+        f"{reported} consultation(s) cochée(s), la plus ancienne le {when(since)}"
+        if reported
+        else f"aucune cochée : toutes celles du compte depuis le {when(since)}"
+    )
     incident_id = incidents.open(
         session,
         name=f"Consultations non reconnues par le titulaire du compte {account_id}",
@@ -120,7 +125,7 @@ def disown_lookups(
         operator=by,
         discovery=(
             "Signalé par le professionnel depuis le portail (« Ce n'était pas moi ») : "
-            f"{what}, la plus ancienne le {since.isoformat(timespec='seconds')}. "
+            f"{what} (heure de Paris). "
             f"Compte suspendu, alerte n° {alert_id}."
         ),
     )
