@@ -128,6 +128,11 @@ EVENT_LABELS = {
     "password_reset": "mot de passe réinitialisé",
     "webauthn_registered": "clé de sécurité ajoutée",
     "webauthn_removed": "clé de sécurité retirée",
+    "webauthn_renamed": "clé de sécurité renommée",
+    "session_revoked": "session fermée par le professionnel",
+    "sessions_revoked": "toutes les sessions fermées",
+    "recovery_codes_created": "codes de secours créés",
+    "password_changed": "mot de passe changé",
 }
 OUTCOME_LABELS = {
     "insufficient_user_authentication": "authentification renforcée demandée",
