@@ -27,7 +27,11 @@ SAMPLES: dict[str, dict[str, object]] = {
     },
     "webauthn_registered": {"label": "YubiKey du cabinet", "when": WHEN},
     "webauthn_removed": {"label": "YubiKey du cabinet", "when": WHEN},
-    "webauthn_renamed": {"previous": "Clé de sécurité", "label": "YubiKey du cabinet", "when": WHEN},
+    "webauthn_renamed": {
+        "previous": "Clé de sécurité",
+        "label": "YubiKey du cabinet",
+        "when": WHEN,
+    },
     "session_revoked": {
         "when": WHEN,
         "network": "adresse IP 203.0.113.7",
