@@ -179,6 +179,23 @@ def portal_key_login(client: TestClient, login: Login, key: SoftAuthenticator) -
     assert done.status_code == 200, done.text
 
 
+def portal_recovery_login(client: TestClient, login: Login, code: str) -> None:
+    """Password, then a recovery code, through the portal's login pages."""
+    page = client.get("/portail/connexion")
+    first = client.post(
+        "/portail/connexion",
+        data={"csrf": form_token(page.text), "login": login.login, "password": login.password},
+        follow_redirects=False,
+    )
+    factor = client.get(first.headers["location"])
+    done = client.post(
+        "/portail/connexion/secours",
+        data={"csrf": form_token(factor.text), "code": code},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+
+
 def posted_code(services: Services, login: Login) -> str:
     with session_scope(services.sessions) as session:
         return services.recovery.issue_enrolment_code(session, login.account_id, operator="tests")
@@ -375,6 +392,19 @@ def test_recovery_codes_need_the_posted_code_are_shown_once_and_log_in(
             json={"mfa_token": first.json()["mfa_token"], "code": codes[0]},
         )
         assert logged.status_code == 200, logged.text
+
+    # A session opened with a recovery code never mints more (one leaked code would
+    # otherwise become a permanent foothold).
+    with portal_client(services) as client:
+        portal_recovery_login(client, pharmacist, codes[1])
+        codes_section = section(client.get(SECURITY).text, "codes")
+        assert "Cette session a été ouverte avec un code de secours" in codes_section
+        assert "<button" not in codes_section
+        refused = post(
+            client, f"{SECURITY}/codes", {"enrolment_code": posted_code(services, pharmacist)}
+        )
+        assert refused.status_code == 401
+        assert "Une session ouverte avec un code de secours ne peut ni créer" in said(refused)
     assert [e.reasons for e in events(services, "recovery_codes_created")] == ["enrolment_code"]
     assert mails(services, "recovery_codes_created") == 1
 

@@ -58,9 +58,9 @@ MESSAGES: dict[str, str] = {
     "d'enrôlement reçu par courrier (dans les 10 minutes qui suivent une connexion par mot de "
     "passe et code), ou connectez-vous avec votre carte CPS ou une clé sortie de sa période "
     "probatoire.",
-    "recovery_session": "Une session ouverte avec un code de secours ne peut pas créer de "
-    "nouveaux codes : connectez-vous avec votre application d'authentification, votre clé ou "
-    "votre carte CPS.",
+    "recovery_session": "Une session ouverte avec un code de secours ne peut ni créer de "
+    "codes de secours ni ajouter une première clé : connectez-vous avec votre application "
+    "d'authentification, votre clé ou votre carte CPS.",
     "wrong_current_password": "Le mot de passe actuel est incorrect.",
     "password_mismatch": "Les deux saisies du nouveau mot de passe sont différentes.",
     "password_code_required": "Saisissez le code à 6 chiffres de votre application "

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from rempart.api.deps import services_of
+from rempart.auth.clients import CHANNEL_SOFTWARE
 from rempart.auth.levels import ACR_PASSWORD_RECOVERY, ACR_WEBAUTHN, StepUpRequired
 from rempart.auth.mfa import SecondFactorLocked, SecondFactorRequired
 from rempart.auth.own_sessions import end_all_sessions, end_session
@@ -144,14 +145,16 @@ def _sessions(
             opened=as_utc(row.auth_time),
             last_seen=as_utc(row.last_seen_at),
             network=f"adresse IP {row.client_ip}" if row.client_ip else "inconnu",
-            device="Logiciel métier" if row.channel == "client" else device_name(row.user_agent),
+            device="Logiciel métier"
+            if row.channel == CHANNEL_SOFTWARE
+            else device_name(row.user_agent),
             method=method_label(row.acr),
         )
         for row in sorted(rows, key=lambda r: as_utc(r.last_seen_at), reverse=True)
     ]
 
 
-def _codes_need_enrolment_code(services: Services, principal: Principal) -> bool:
+def _needs_enrolment_code(services: Services, principal: Principal) -> bool:
     try:
         services.recovery.enrolment_proof(principal, enrolment_code=None)
     except StepUpRequired:
@@ -172,6 +175,7 @@ def _page(
     with session_scope(services.sessions) as session:
         keys = _keys(services, session, current.account_id)
         sessions = _sessions(request, services, session, principal)
+    needs_code = _needs_enrolment_code(services, principal)
     return render(
         request,
         current,
@@ -181,10 +185,12 @@ def _page(
             "message": message,
             "errors": errors or {},
             "keys": keys,
-            "first_key": not keys,
+            # A first key needs the same proof as recovery codes (the letter's code, unless
+            # the session is a recent card or Pro Santé Connect login).
+            "key_needs_enrolment_code": not keys and needs_code,
             "sessions": sessions,
             "recovery_session": principal.acr == ACR_PASSWORD_RECOVERY,
-            "codes_need_enrolment_code": _codes_need_enrolment_code(services, principal),
+            "codes_need_enrolment_code": needs_code,
             "password_needs_code": not services.auth.recent_strong_login(principal),
             "security": SECURITY,
         },
@@ -202,7 +208,7 @@ def security_page(request: Request, current: Professional) -> Response:
 
 def _step_up_code(principal: Principal, action: str) -> str:
     """What the professional must do when the session is not strong enough for ``action``."""
-    if action == "codes" and principal.acr == ACR_PASSWORD_RECOVERY:
+    if action in ("codes", "first_key") and principal.acr == ACR_PASSWORD_RECOVERY:
         return "recovery_session"
     if action in ("key", "remove") and principal.acr == ACR_WEBAUTHN:
         return "young_key"  # a key session, but its key is still on probation
