@@ -19,8 +19,10 @@ from sqlalchemy import select, update
 
 from rempart.audit.events import Origin
 from rempart.audit.models import AuditEvent
+from rempart.auth.service import Principal
 from rempart.config import Settings, load_settings
 from rempart.devtools.soft_authenticator import SoftAuthenticator
+from rempart.portal.shown_once import keep_codes, take_codes
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import AuthChallenge, MailOutbox, WebAuthnCredential
@@ -527,3 +529,19 @@ def test_forged_forms_and_script_calls_are_refused(services: Services, pharmacis
             assert call.json()["error"] == "csrf_refused"
         assert client.get(SECURITY).status_code == 200  # still logged in
     assert events(services, "sessions_revoked") == []
+
+
+def test_waiting_codes_open_only_for_the_session_that_minted_them(
+    services: Services, pharmacist: Login
+) -> None:
+    mine = Principal(pharmacist.account_id, "session-a", "password+totp", 0)
+    other = Principal(pharmacist.account_id, "session-b", "password+totp", 0)
+    box, challenges = services.auth.secret_box, services.webauthn.challenges
+    with session_scope(services.sessions) as session:
+        handle = keep_codes(challenges, box, session, mine, ["AAAA-BBBB-CCCC"])
+        stolen = keep_codes(challenges, box, session, mine, ["DDDD-EEEE-FFFF"])
+    with session_scope(services.sessions) as session:
+        assert take_codes(challenges, box, session, other, stolen) is None
+        assert take_codes(challenges, box, session, mine, stolen) is None  # gone, once tried
+        assert take_codes(challenges, box, session, mine, handle) == ["AAAA-BBBB-CCCC"]
+        assert take_codes(challenges, box, session, mine, handle) is None
