@@ -198,6 +198,22 @@ def portal_recovery_login(client: TestClient, login: Login, code: str) -> None:
     assert done.status_code == 303, done.text
 
 
+def confirm_with_key(client: TestClient, key: SoftAuthenticator) -> Any:
+    """What the page's script does with the "Confirmer avec ma clé" form."""
+    page = client.get(SECURITY).text
+    found = re.search(r'data-webauthn="get"[^>]*data-csrf="([^"]+)"', page)
+    assert found, "the page offers no confirmation with a key"
+    options = script_call(client, f"{SECURITY}/confirmation/options", found.group(1), {})
+    assert options.status_code == 200, options.text
+    body = options.json()
+    return script_call(
+        client,
+        f"{SECURITY}/confirmation",
+        found.group(1),
+        {"handle": body["handle"], "credential": key.get(body["options"])},
+    )
+
+
 def posted_code(services: Services, login: Login) -> str:
     with session_scope(services.sessions) as session:
         return services.recovery.issue_enrolment_code(session, login.account_id, operator="tests")
@@ -463,23 +479,32 @@ def test_keys_are_added_with_the_proof_renamed_and_removed_with_an_established_k
         assert weak.status_code == 401
         assert "Pour ajouter ou retirer une clé" in said(weak)
 
-    with portal_client(services) as client:
-        portal_key_login(client, pharmacist, usb)  # the key itself, still young
-        young = post(client, f"{SECURITY}/cles/retirer", {"cle": credential_id})
-        assert young.status_code == 401
-        assert "encore en période probatoire" in said(young)
+        with portal_client(services) as elsewhere:
+            portal_key_login(elsewhere, pharmacist, usb)  # the key itself, still young
+            young = post(elsewhere, f"{SECURITY}/cles/retirer", {"cle": credential_id})
+            assert young.status_code == 401
+            assert "encore en période probatoire" in said(young)
 
-    with session_scope(services.sessions) as session:
-        session.execute(
-            update(WebAuthnCredential).values(created_at=datetime.now(UTC) - timedelta(days=2))
-        )
-    with portal_client(services) as client:
-        portal_key_login(client, pharmacist, usb)  # now an established key
-        assert "établie" in section(client.get(SECURITY).text, "cles")
+        # A day later the key is established: this session is confirmed with it, in place.
+        with session_scope(services.sessions) as session:
+            session.execute(
+                update(WebAuthnCredential).values(created_at=datetime.now(UTC) - timedelta(days=2))
+            )
+        keys = section(client.get(SECURITY).text, "cles")
+        assert "établie" in keys
+        assert "Confirmer avec ma clé" in keys
+        before = client.cookies.get(COOKIE)
+        confirmed = confirm_with_key(client, usb)
+        assert confirmed.status_code == 200, confirmed.text
+        assert confirmed.json() == {"next": f"{SECURITY}?fait=confirmee"}
+        assert not api_works(client, before or "")  # the confirmed session replaced it
+        assert "Confirmer avec ma clé" not in section(client.get(SECURITY).text, "cles")
         removed = post(client, f"{SECURITY}/cles/retirer", {"cle": credential_id})
         assert removed.status_code == 303
         assert removed.headers["location"] == f"{SECURITY}?fait=cle-retiree"
-        assert "Aucune clé n'est enregistrée" in section(client.get(SECURITY).text, "cles")
+        page = client.get(removed.headers["location"])
+        assert "La clé est retirée" in said(page)
+        assert "Aucune clé n'est enregistrée" in section(page.text, "cles")
 
     assert len(events(services, "webauthn_registered")) == 1
     assert len(events(services, "webauthn_renamed")) == 1

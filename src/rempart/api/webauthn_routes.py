@@ -31,21 +31,13 @@ from rempart.api.schemas import (
     WebAuthnRegisterRequest,
 )
 from rempart.auth.levels import ACR_WEBAUTHN
-from rempart.auth.webauthn import (
-    PURPOSE_LOGIN,
-    PURPOSE_STEP_UP,
-    WebAuthnChallengeInvalid,
-    WebAuthnCloneSuspected,
-    WebAuthnInvalid,
-)
+from rempart.auth.step_up import KEY_REFUSALS, key_step_up
+from rempart.auth.webauthn import PURPOSE_LOGIN, PURPOSE_STEP_UP
 from rempart.store.engine import session_scope
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/auth", tags=["webauthn"])
-
-# What a refused key answer raises (recorded as a failed login or step-up).
-_REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
 
 
 # -- managing the keys of an account -------------------------------------------------------
@@ -177,7 +169,7 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
                 purpose=PURPOSE_LOGIN,
                 origin=where,
             )
-        except _REFUSALS as exc:
+        except KEY_REFUSALS as exc:
             # A key cannot be guessed: a refusal spends the token's attempt and feeds the
             # throttle, not the count that locks the codes out.
             services.auth.second_factor_failed(
@@ -230,35 +222,13 @@ def step_up(body: StepUpWebAuthnRequest, request: Request) -> TokenResponse:
     where = origin_of(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        try:
-            verified = services.webauthn.authenticate(
-                session,
-                account_id=principal.account_id,
-                handle=body.handle,
-                credential=body.credential,
-                purpose=PURPOSE_STEP_UP,
-                session_id=principal.session_id,
-                origin=where,
-            )
-        except _REFUSALS as exc:
-            session.rollback()  # the refusal is recorded in a transaction of its own
-            services.auth.events.record_event(
-                "step_up_failed",
-                outcome=exc.code,
-                reasons="webauthn",
-                account_id=principal.account_id,
-                session_id=principal.session_id,
-                acr=principal.acr,
-                origin=where,
-            )
-            raise
-        issued = services.auth.complete_login(
+        issued = key_step_up(
+            services.auth,
+            services.webauthn,
             session,
-            account_id=principal.account_id,
-            acr=ACR_WEBAUTHN,
+            principal,
+            handle=body.handle,
+            credential=body.credential,
             origin=where,
-            method="webauthn_step_up",
-            replaces_session_id=principal.session_id,
-            credential_id=verified.credential_id,
         )
     return token_response(issued)

@@ -71,9 +71,9 @@ MESSAGES: dict[str, str] = {
     "d'enrôlement reçu par courrier. Il n'est accepté que dans les 10 minutes qui suivent une "
     "connexion par mot de passe et code : au-delà, déconnectez-vous puis reconnectez-vous. "
     "Vous pouvez aussi vous connecter avec votre carte CPS (Pro Santé Connect).",
-    "established_key_required": "Pour ajouter ou retirer une clé, connectez-vous avec une clé "
-    "déjà enregistrée et sortie de sa période probatoire, ou avec votre carte CPS "
-    "(Pro Santé Connect).",
+    "established_key_required": "Pour ajouter ou retirer une clé, confirmez cette session avec "
+    "une clé déjà enregistrée et sortie de sa période probatoire (« Confirmer avec ma clé »), "
+    "ou connectez-vous avec votre carte CPS (Pro Santé Connect).",
     "young_key": "La clé utilisée pour cette connexion est encore en période probatoire (ou a "
     "été ajoutée depuis un réseau nouveau pour votre compte) : elle ne suffit pas encore. "
     "Connectez-vous avec votre carte CPS (Pro Santé Connect) ou avec une clé plus ancienne.",

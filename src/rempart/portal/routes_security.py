@@ -23,11 +23,21 @@ from starlette.responses import JSONResponse, Response
 
 from rempart.api.deps import services_of
 from rempart.auth.clients import CHANNEL_SOFTWARE
-from rempart.auth.levels import ACR_PASSWORD_RECOVERY, ACR_WEBAUTHN, StepUpRequired
+from rempart.auth.levels import (
+    ACR_PASSWORD_RECOVERY,
+    ACR_WEBAUTHN,
+    StepUpRequired,
+    passes_step_up,
+)
 from rempart.auth.mfa import SecondFactorLocked, SecondFactorRequired
 from rempart.auth.own_sessions import end_all_sessions, end_session
-from rempart.auth.service import InvalidCredentials, Principal
-from rempart.auth.webauthn import RegistrationCredentialJSON
+from rempart.auth.service import InvalidCredentials, IssuedToken, Principal
+from rempart.auth.step_up import key_step_up
+from rempart.auth.webauthn import (
+    PURPOSE_STEP_UP,
+    AuthenticationCredentialJSON,
+    RegistrationCredentialJSON,
+)
 from rempart.errors import RempartError
 from rempart.notify.render import method_label
 from rempart.portal.device_names import device_name
@@ -46,6 +56,7 @@ from rempart.portal.web import (
     portal_origin,
     redirect,
     render,
+    set_session_cookie,
 )
 from rempart.services import Services
 from rempart.store.engine import as_utc, session_scope
@@ -67,6 +78,9 @@ _DONE = {
     "cle-renommee": "La clé est renommée.",
     "cle-retiree": "La clé est retirée : elle ne permet plus de se connecter à votre compte.",
     "session-fermee": "La session est fermée.",
+    "confirmee": "Session confirmée avec votre clé : vous pouvez gérer vos clés.",
+    "confirmee-cle-recente": "Session confirmée avec votre clé, mais cette clé est encore en "
+    "période probatoire : pour gérer vos clés, utilisez une clé plus ancienne ou votre carte CPS.",
 }
 
 # What the sections of the page are called in ``errors``.
@@ -192,6 +206,7 @@ def _page(
             "recovery_session": principal.acr == ACR_PASSWORD_RECOVERY,
             "codes_need_enrolment_code": needs_code,
             "password_needs_code": not services.auth.recent_strong_login(principal),
+            "may_manage_keys": passes_step_up(principal.acr, principal.factor_established),
             "security": SECURITY,
         },
         status=status,
@@ -324,9 +339,72 @@ async def key_register(request: Request, current: Professional) -> Response:
     return refused or JSONResponse({"next": f"{SECURITY}?fait=cle-ajoutee"})
 
 
+@router.post(f"{SECURITY}/confirmation/options")
+async def confirm_options(request: Request, current: Professional) -> Response:
+    """A step-up challenge for this session: confirming it with a key, without logging in
+    again, before managing keys."""
+    await checked_json(request, csrf_token(request, current))
+    services = services_of(request)
+    principal = current.principal
+
+    def options() -> dict[str, Any]:
+        with session_scope(services.sessions) as session:
+            ceremony = services.webauthn.authentication_options(
+                session,
+                account_id=principal.account_id,
+                purpose=PURPOSE_STEP_UP,
+                session_id=principal.session_id,
+            )
+        return {"handle": ceremony.handle, "options": ceremony.options}
+
+    try:
+        return JSONResponse(await run_in_threadpool(options))
+    except (RempartError, OperationalError) as exc:
+        return _json_refused(exc, principal, "confirm")
+
+
+@router.post(f"{SECURITY}/confirmation")
+async def confirm(request: Request, current: Professional) -> Response:
+    """The key's answer: a new session replaces this one (as the API's step-up)."""
+    body = await checked_json(request, csrf_token(request, current))
+    handle = body.get("handle")
+    try:
+        credential = AuthenticationCredentialJSON.model_validate(body.get("credential"))
+    except ValidationError:
+        return json_error("webauthn_invalid", french("webauthn_invalid"))
+    if not isinstance(handle, str):
+        return json_error("webauthn_challenge_invalid", french("webauthn_challenge_invalid"))
+    services = services_of(request)
+    origin = portal_origin(request)
+    principal = current.principal
+
+    def step_up() -> tuple[IssuedToken, bool]:
+        with session_scope(services.sessions) as session:
+            issued = key_step_up(
+                services.auth,
+                services.webauthn,
+                session,
+                principal,
+                handle=handle,
+                credential=credential,
+                origin=origin,
+            )
+            established = services.auth.authenticate(session, issued.access_token)
+        return issued, established.factor_established
+
+    try:
+        issued, established = await run_in_threadpool(step_up)
+    except (RempartError, OperationalError) as exc:
+        return _json_refused(exc, principal, "confirm")
+    done = "confirmee" if established else "confirmee-cle-recente"
+    response = JSONResponse({"next": f"{SECURITY}?fait={done}"})
+    set_session_cookie(response, issued)
+    return response
+
+
 @router.post(f"{SECURITY}/cles/sans-script")
 async def key_without_script(request: Request, current: Professional) -> Response:
-    """Where the key form lands when the page's script did not run (the form posts, so
+    """Where the key forms land when the page's script did not run (the form posts, so
     that an enrolment code never ends up in a URL): says what is missing."""
     await checked_form(request, current)
     return await run_in_threadpool(
@@ -335,8 +413,8 @@ async def key_without_script(request: Request, current: Professional) -> Respons
         current,
         status=400,
         errors={
-            KEYS: "Votre navigateur n'a pas lancé l'enregistrement de la clé : le script de la "
-            "page est bloqué ou désactivé. Autorisez-le, ou utilisez un navigateur récent."
+            KEYS: "Votre navigateur n'a pas pu utiliser votre clé : le script de la page est "
+            "bloqué ou désactivé. Autorisez-le, ou utilisez un navigateur récent."
         },
     )
 
