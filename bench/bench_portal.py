@@ -60,6 +60,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -426,6 +427,7 @@ class Timing:
     status: int = 0
     times_ms: list[float] = field(default_factory=list)
     note: str = ""
+    expected: int = 200
     caveat: str = ""
     """Said with the verdict: what the timed answers were when not all what is meant."""
 
@@ -456,7 +458,7 @@ def missing_page(path: str, response: httpx.Response) -> bool:
     ``/portail/`` to ``/portail``, which the portal sends back to ``/portail/``)."""
     if response.status_code == 404:
         return True
-    location = response.headers.get("location", "")
+    location = urlsplit(response.headers.get("location", "")).path
     return response.is_redirect and location.rstrip("/") == path.rstrip("/")
 
 
@@ -491,57 +493,74 @@ def lookup_form(html: str) -> dict[str, str] | None:
     return {"csrf": token, "nir": nir, "born": born}
 
 
+@dataclass(frozen=True)
+class Answer:
+    posted: int
+    post_ms: float
+    status: int
+    """The answer page's status (the form's own when no redirect followed)."""
+    page_ms: float | None
+    """None when the form answered without a redirect (a step-up, an error)."""
+    kind: str
+
+
+def one_lookup(client: PageClient, form: dict[str, str], patient: Patient) -> Answer:
+    """The form posted with the NIR typed with spaces, then the 303's target."""
+    nir = patient.nir
+    spaced = f"{nir[0]} {nir[1:3]} {nir[3:5]} {nir[5:7]} {nir[7:10]} {nir[10:13]} {nir[13:]}"
+    data = {"csrf": form["csrf"], form["nir"]: spaced, form["born"]: patient.birth_date}
+    posted, post_ms = timed(client, "POST", "/portail/consultation", data)
+    location = posted.headers.get("location", "")
+    if posted.status_code != 303 or not location:
+        kind = answer_kind(posted.status_code, posted.text, patient)
+        return Answer(posted.status_code, post_ms, posted.status_code, None, kind)
+    if nir in location or spaced in location:
+        raise BenchError("a NIR in the redirect")
+    shown, page_ms = timed(client, "GET", location, None)
+    kind = answer_kind(shown.status_code, shown.text, patient)
+    return Answer(303, post_ms, shown.status_code, page_ms, kind)
+
+
 def measure_lookup(
     client: PageClient, form_html: str, args: argparse.Namespace, world: World
 ) -> Lookup:
     lookup = Lookup(
-        Timing("lookup: `POST /portail/consultation`"),
+        Timing("lookup: `POST /portail/consultation`", expected=303),
         Timing("lookup: the answer's page (`GET` the 303's target)"),
         Timing("lookup as lived (the two together)"),
     )
+    rows = (lookup.post, lookup.page, lookup.pair)
     form = lookup_form(form_html)
     if form is None:
-        for t in (lookup.post, lookup.page, lookup.pair):
+        for t in rows:
             t.status, t.note = 404, "no lookup form on `/portail/`"
         return lookup
     lookup.fields = f"`{form['nir']}`, `{form['born']}`"
     timed_answers: Counter[str] = Counter()
     for i in range(args.warmup + args.requests):
-        patient = world.regulars[i % len(world.regulars)]
-        nir = patient.nir
-        spaced = f"{nir[0]} {nir[1:3]} {nir[3:5]} {nir[5:7]} {nir[7:10]} {nir[10:13]} {nir[13:]}"
-        data = {"csrf": form["csrf"], form["nir"]: spaced, form["born"]: patient.birth_date}
-        posted, post_ms = timed(client, "POST", "/portail/consultation", data)
-        if posted.status_code == 404:
-            for t in (lookup.post, lookup.page, lookup.pair):
+        answer = one_lookup(client, form, world.regulars[i % len(world.regulars)])
+        if answer.posted == 404:
+            for t in rows:
                 t.status = 404
             return lookup
-        location = posted.headers.get("location", "")
-        page_ms, html, status = 0.0, posted.text, posted.status_code
-        if posted.status_code == 303 and location:
-            shown, page_ms = timed(client, "GET", location, None)
-            html, status = shown.text, shown.status_code
-            if nir in location or spaced in location:
-                raise BenchError("a NIR in the redirect")
-        kind = answer_kind(status, html, patient)
-        lookup.answers[kind] += 1
+        lookup.answers[answer.kind] += 1
         if i < args.warmup:
             continue
-        timed_answers[kind] += 1
+        timed_answers[answer.kind] += 1
+        page_ms = answer.page_ms
         for t, ms, code in (
-            (lookup.post, post_ms, posted.status_code),
-            (lookup.page, page_ms, status),
-            (lookup.pair, post_ms + page_ms, status),
+            (lookup.post, answer.post_ms, answer.posted),
+            (lookup.page, page_ms, answer.status),
+            (lookup.pair, answer.post_ms + (page_ms or 0.0), answer.status),
         ):
-            t.times_ms.append(ms)
-            if not t.status or code not in (200, 303):
+            if ms is not None:
+                t.times_ms.append(ms)
+            if not t.status or code != t.expected:
                 t.status = code
     if timed_answers["card"] != args.requests:
-        caveat = (
-            "**timed on: " + ", ".join(f"{k} {n}" for k, n in timed_answers.most_common()) + "**"
-        )
-        for t in (lookup.post, lookup.page, lookup.pair):
-            t.caveat = caveat
+        caveat = ", ".join(f"{k} {n}" for k, n in timed_answers.most_common())
+        for t in rows:
+            t.caveat = f"**timed on: {caveat}**"
     return lookup
 
 
@@ -581,7 +600,9 @@ def run_pages(args: argparse.Namespace, world: World, data_dir: Path) -> dict[st
     command = [str(BIN / "rempart"), "serve", "--workers", "1", "--port", str(port)]
     results: dict[str, Any] = {"busy_before": busy_before(3.0)}
     began = time.perf_counter()
-    with running("portal-server", command, env, port) as server:
+    # The guard learns the trail before /healthz answers: longer than the usual minute
+    # on a slow or busy machine.
+    with running("portal-server", command, env, port, start_seconds=300) as server:
         results["start_seconds"] = time.perf_counter() - began
         visitor, pharmacist = (
             PageClient(server.url, {"User-Agent": PHARMACY_UA}),
@@ -635,8 +656,8 @@ def verdict(t: Timing) -> str:
         return "not built"
     if not t.times_ms:
         return f"not measured ({t.note or t.status})"
-    if t.status not in (200, 303):
-        return f"**answered {t.status}**"
+    if t.status != t.expected:
+        return f"**answered {t.status}**" + (f" ({t.caveat})" if t.caveat else "")
     met = "met" if t.quantile(0.95) < GOAL_MS else "**NOT met**"
     return f"{met} ({t.caveat})" if t.caveat else met
 
