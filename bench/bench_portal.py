@@ -11,8 +11,8 @@ Set-up (not measured):
    through the real ``AuthService.create_account`` (password + TOTP), and a busy week in
    the audit trail: ``--own-lookups`` lookups over the last 7 days, in opening hours,
    from the pharmacy's network and browser, of its customers (persons care-linked to
-   its organisation, the regulars more often), a few of them mistyped (not found);
-   around them ``--other-rows`` lookups of the other accounts: the world's own traffic,
+   its organisation, the regulars more often), a few with the birth date mistyped (not
+   found); around them ``--other-rows`` lookups of the other accounts: the world's own traffic,
    its latest rows moved to end today. All are written as production writes them:
    ``lookup_entry`` for each row, ``services.audit.append`` (the hash chain) in time
    order. Then three logins through ``AuthService.complete_login`` (the end of every
@@ -192,7 +192,8 @@ def own_week(
 ) -> tuple[list[AuditEntry], list[Patient]]:
     """The pharmacy's week: ``count`` portal lookups over the last 7 days, Monday to
     Saturday 8:00-18:30 UTC (9:00-19:30 in Paris in winter), none in the future; its
-    customers drawn with a long tail (regulars come back); one in seventy mistyped."""
+    customers drawn with a long tail (regulars come back); one in seventy with the birth
+    date mistyped (not found)."""
     rng = np.random.default_rng(DEMO_SEED + 1)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     opening = [
@@ -222,11 +223,11 @@ def own_week(
         for offset in np.sort(rng.uniform(0, span, int(n))):
             patient = customers[int(order[drawn[k]])]
             k += 1
+            # A birth date mistyped: the person is not found (what audited_lookup records).
             typo = rng.random() < 1 / 70
-            raw = patient.nir[:-1] + str((int(patient.nir[-1]) + 1) % 10) if typo else patient.nir
             entry = lookup_entry(
                 caller,
-                raw,
+                patient.nir,
                 key,
                 found=0 if typo else 1,
                 categories="" if typo else ALL_CATEGORIES,
@@ -683,14 +684,15 @@ def render(args: argparse.Namespace, world: World, results: dict[str, Any]) -> s
         "runs it: a SQLite file, the guard's state in process, no PostgreSQL, no Redis. "
         f"The demo's world (seed {DEMO_SEED}): {c.get('insured', 0):,} insured persons, "
         f"{c.get('professionals', 0):,} professionals, {c.get('care_links', 0):,} care links. "
-        f"A pharmacy's account (`AuthService.create_account`, password + TOTP) with a busy "
+        "A pharmacy's account (`AuthService.create_account`, password + TOTP) with a busy "
         f"week in the trail: **{c['own lookups']:,} lookups over {OWN_DAYS} days** in "
-        f"opening hours ({c['own not found']} mistyped), of {world.customers:,} customers "
-        f"care-linked to its organisation; around them **{c['other rows']:,} lookups of "
-        f"{c['other accounts']:,} other accounts** (the world's traffic, its latest "
-        f"{c['other days']} days moved to end today); {c['audit rows']:,} audit rows in all, "
-        "each built by `lookup_entry` and written by `services.audit.append`; two open "
-        f"sessions besides the measured one and {c['notices']} security notices, from "
+        f"opening hours ({c['own not found']} with the birth date mistyped), of "
+        f"{world.customers:,} customers care-linked to its organisation; around them "
+        f"**{c['other rows']:,} lookups of {c['other accounts']:,} other accounts** (the "
+        f"world's traffic, its latest {c['other days']} days moved to end today); "
+        f"{c['audit rows']:,} audit rows in all, each built by `lookup_entry` and "
+        "written by `services.audit.append`; two open sessions besides the measured one "
+        f"and {c['notices']} security notices, from "
         f"`AuthService.complete_login`. Database file {c['database MB']:,} MB.",
         "",
         "The real app, `rempart serve --workers 1` in a subprocess (its guard learning the "
