@@ -35,6 +35,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "reset_code_issued": {"when": WHEN},
     "account_suspended": {"when": WHEN},
     "mfa_locked": {"when": WHEN, "failures": 5},
+    "lookups_disowned": {"when": WHEN, "count": 3, "since": WHEN},
     "enrolment_code_issued": {"when": WHEN},
     "account_restored": {"when": WHEN, "since": WHEN, "keys": 1, "codes": 10, "sessions": 2},
 }

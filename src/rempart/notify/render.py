@@ -59,6 +59,7 @@ KINDS: dict[str, frozenset[str]] = {
     "account_restored": frozenset({"when", "since", "keys", "codes", "sessions"}),
     "account_suspended": frozenset({"when"}),
     "mfa_locked": frozenset({"when", "failures"}),
+    "lookups_disowned": frozenset({"when", "count", "since"}),
 }
 
 DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")

@@ -42,6 +42,9 @@ MESSAGES: dict[str, str] = {
     "weak_password": "Ce mot de passe est trop faible : choisissez une phrase plus longue, "
     "sans votre nom ni votre identifiant.",
     "unavailable": FALLBACK,
+    "step_up_card_required": "Pro Santé Connect sans carte (e-CPS) ne suffit pas pour cette "
+    "vérification : refaites la consultation et utilisez votre carte CPS ou votre clé de "
+    "sécurité.",
     "psc_not_configured": "La connexion avec Pro Santé Connect n'est pas disponible ici.",
     # The rights lookup (rempart.portal.lookup_flow). An unknown person and a wrong birth
     # date are the same refusal, ``not_found``: the page cannot tell which NIRs exist.

@@ -84,7 +84,11 @@ RESULT_COOKIE = "__Host-rempart-portail-resultat"
 PENDING_COOKIE = "__Host-rempart-portail-attente"
 
 # The confirmations the form shows, by the code in its query string.
-_MESSAGES = {"attente-expiree": french("lookup_not_pending")}
+_MESSAGES = {
+    "attente-expiree": french("lookup_not_pending"),
+    "carte-requise": french("step_up_card_required"),
+    "consultation-impossible": french("unavailable"),
+}
 _KEY_REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
 
 
