@@ -28,8 +28,9 @@ Set-up (not measured):
    timed from the request sent to the whole body read; p50, p95 (nearest rank), max.
    The lookup as the pharmacist lives it: the form posted (``POST
    /portail/consultation``, a 303) then the answer's page; each timed, and the pair.
-   The lookups rotate over five of the pharmacy's regulars. A page answering 404 is
-   reported "not built".
+   The lookups rotate over five of the pharmacy's regulars. "Mes consultations" is
+   timed twice: its first page, then the older lookups its link leads to. A page
+   answering 404 is reported "not built".
 
 The guard's velocity floors are raised a hundredfold for the run (a file written from
 the shipped ``guard/default.toml``, that one line changed): the benchmark looks a
@@ -112,6 +113,8 @@ ACR_OF_AUTH = {
     "password": ACR_PASSWORD_TOTP,
 }
 ALL_CATEGORIES = ",".join(CATEGORIES)
+# The history's link to its next page: a query string of one cursor (say ``?avant=``).
+OLDER_LINK = re.compile(r'href="(/portail/consultations\?([a-z_]+)=[^"]*)"')
 VELOCITY_FLOOR = re.compile(r"^floor = \[([^\]]*)\]$", re.MULTILINE)
 
 
@@ -565,6 +568,19 @@ def measure_lookup(
     return lookup
 
 
+def measure_older(client: PageClient, history: str, args: argparse.Namespace) -> Timing:
+    """The page of older lookups, at the address of the first page's link to it."""
+    name = "my lookups, older ones (the first page's link)"
+    first = client.request("GET", history)
+    if missing_page(history, first):
+        return Timing(name, 404)
+    link = OLDER_LINK.search(first.text)
+    if link is None:
+        return Timing(name, first.status_code, note="no link to older lookups")
+    name = f"my lookups, older ones (`?{link.group(2)}=`, the first page's link)"
+    return measure_get(client, name, link.group(1), args)
+
+
 def guard_decisions(data_dir: Path, account_id: str, since_us: int) -> Counter[str]:
     """The guard's decisions on the run's lookups, as the trail records them."""
     services = Services(bench_settings(**server_settings(data_dir)))
@@ -623,8 +639,10 @@ def run_pages(args: argparse.Namespace, world: World, data_dir: Path) -> dict[st
             )
             lookup = measure_lookup(pharmacist, form_page.text, args, world)
             timings += [lookup.post, lookup.page, lookup.pair]
+            history = "/portail/consultations"
+            timings.append(measure_get(pharmacist, f"my lookups, `GET {history}`", history, args))
+            timings.append(measure_older(pharmacist, history, args))
             for name, path in (
-                ("my lookups, `GET /portail/consultations`", "/portail/consultations"),
                 ("security, `GET /portail/securite`", "/portail/securite"),
                 ("security notices, `GET /portail/avis`", "/portail/avis"),
             ):
