@@ -134,6 +134,11 @@ EVENT_LABELS = {
     "webauthn_removed": "clé de sécurité retirée",
     "own_lookups_viewed": "« Mes consultations » affichées dans le portail",
     "account_disowned_lookups": "consultations signalées par le titulaire (« Ce n'était pas moi »)",
+    "webauthn_renamed": "clé de sécurité renommée",
+    "session_revoked": "session fermée par le professionnel",
+    "sessions_revoked": "toutes les sessions fermées",
+    "recovery_codes_created": "codes de secours créés",
+    "password_changed": "mot de passe changé",
 }
 OUTCOME_LABELS = {
     "insufficient_user_authentication": "authentification renforcée demandée",
