@@ -562,12 +562,12 @@ def test_waiting_codes_open_only_for_the_session_that_minted_them(
 ) -> None:
     mine = Principal(pharmacist.account_id, "session-a", "password+totp", 0)
     other = Principal(pharmacist.account_id, "session-b", "password+totp", 0)
-    box, challenges = services.auth.secret_box, services.webauthn.challenges
+    box = services.auth.secret_box
     with session_scope(services.sessions) as session:
-        handle = keep_codes(challenges, box, session, mine, ["AAAA-BBBB-CCCC"])
-        stolen = keep_codes(challenges, box, session, mine, ["DDDD-EEEE-FFFF"])
+        handle = keep_codes(box, session, mine, ["AAAA-BBBB-CCCC"])
+        stolen = keep_codes(box, session, mine, ["DDDD-EEEE-FFFF"])
     with session_scope(services.sessions) as session:
-        assert take_codes(challenges, box, session, other, stolen) is None
-        assert take_codes(challenges, box, session, mine, stolen) is None  # gone, once tried
-        assert take_codes(challenges, box, session, mine, handle) == ["AAAA-BBBB-CCCC"]
-        assert take_codes(challenges, box, session, mine, handle) is None
+        assert take_codes(box, session, other, stolen) is None
+        assert take_codes(box, session, mine, stolen) is None  # gone, once tried
+        assert take_codes(box, session, mine, handle) == ["AAAA-BBBB-CCCC"]
+        assert take_codes(box, session, mine, handle) is None

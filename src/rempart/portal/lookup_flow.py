@@ -12,20 +12,18 @@ Connect callback call these with a database session.
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy.orm import Session
 
 from rempart.audit.events import Origin
-from rempart.auth.challenges import ChallengeStore
 from rempart.auth.levels import LOOKUP_REQUIREMENT, YOUNG_KEY_DETAIL, StepUpRequired
 from rempart.auth.service import Principal
 from rempart.errors import RempartError
 from rempart.nir import InvalidNIR
 from rempart.portal.messages import french
+from rempart.portal.sealed import keep_sealed, take_sealed
 from rempart.rights.guarded import caller_of, guarded_lookup
 from rempart.rights.lookup import RightsRecord
 from rempart.services import Services
@@ -53,8 +51,6 @@ RESULT_TTL_SECONDS = 120
 PENDING_PURPOSE = "portal-pending"
 # Time to find the key or put the card in the reader.
 PENDING_TTL_SECONDS = 300
-
-_store = ChallengeStore()
 
 
 class NothingToResume(RempartError):
@@ -139,77 +135,13 @@ def card_of(record: RightsRecord) -> Card:
 # -- kept on the server between two requests ---------------------------------------------------
 
 
-def _context(purpose: str, account_id: str) -> str:
-    return f"{purpose}:{account_id}"
-
-
-def _keep(
-    services: Services,
-    session: Session,
-    *,
-    purpose: str,
-    account_id: str,
-    session_id: str,
-    content: dict[str, str],
-    ttl_seconds: int,
-    handle: str | None = None,
-) -> str:
-    sealed = services.auth.secret_box.seal(
-        json.dumps(content, separators=(",", ":")), context=_context(purpose, account_id)
-    )
-    return _store.put(
-        session,
-        purpose=purpose,
-        account_id=account_id,
-        payload={"session_id": session_id, "sealed": base64.b64encode(sealed).decode("ascii")},
-        ttl_seconds=ttl_seconds,
-        handle=handle,
-    )
-
-
-def _take(
-    services: Services,
-    session: Session,
-    *,
-    purpose: str,
-    handle: str,
-    account_id: str,
-    session_id: str,
-) -> dict[str, str] | None:
-    """The kept content, removed, if it is this account's and was kept for ``session_id``;
-    else None (and it is removed all the same: a handle serves once)."""
-    if not handle:
-        return None
-    kept = _store.take(session, handle=handle[:128], purpose=purpose)
-    if (
-        kept is None
-        or kept.account_id != account_id
-        or kept.payload.get("session_id") != session_id
-    ):
-        return None
-    sealed = kept.payload.get("sealed")
-    if not isinstance(sealed, str):
-        return None
-    try:
-        content = json.loads(
-            services.auth.secret_box.open(
-                base64.b64decode(sealed), context=_context(purpose, account_id)
-            )
-        )
-    except ValueError:
-        return None
-    if not isinstance(content, dict) or not all(isinstance(v, str) for v in content.values()):
-        return None
-    return content
-
-
 def keep_result(
     services: Services, session: Session, principal: Principal, record: RightsRecord
 ) -> str:
     """Keeps the card for the page that shows it; returns the handle for the cookie."""
     card = card_of(record)
-    return _keep(
-        services,
+    return keep_sealed(
+        services.auth.secret_box,
         session,
         purpose=RESULT_PURPOSE,
         account_id=principal.account_id,
@@ -223,8 +155,8 @@ def take_result(
     services: Services, session: Session, principal: Principal, handle: str
 ) -> Card | None:
     """The card, once: None when already shown, expired, or kept for another session."""
-    content = _take(
-        services,
+    content = take_sealed(
+        services.auth.secret_box,
         session,
         purpose=RESULT_PURPOSE,
         handle=handle,
@@ -250,8 +182,8 @@ def keep_pending(
 ) -> str:
     """Keeps a lookup the guard stepped up, to be resumed after the key or the card;
     returns the handle for the cookie."""
-    return _keep(
-        services,
+    return keep_sealed(
+        services.auth.secret_box,
         session,
         purpose=PENDING_PURPOSE,
         account_id=principal.account_id,
@@ -281,8 +213,8 @@ def resume_pending(
     ``AccountSuspended``…). If the guard asks again (a young key), the lookup is kept
     again, for the new session under the same handle, and :class:`StepUpRequired` raised.
     """
-    content = _take(
-        services,
+    content = take_sealed(
+        services.auth.secret_box,
         session,
         purpose=PENDING_PURPOSE,
         handle=handle,

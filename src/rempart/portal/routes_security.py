@@ -533,9 +533,7 @@ async def codes_create(request: Request, current: Professional) -> Response:
             codes = services.recovery.create_recovery_codes(
                 session, principal, origin, enrolment_code=code or None
             )
-            return keep_codes(
-                services.webauthn.challenges, services.auth.secret_box, session, principal, codes
-            )
+            return keep_codes(services.auth.secret_box, session, principal, codes)
 
     try:
         handle = await run_in_threadpool(create)
@@ -552,7 +550,6 @@ def codes_page(request: Request, current: Professional) -> Response:
     services = services_of(request)
     with session_scope(services.sessions) as session:
         codes = take_codes(
-            services.webauthn.challenges,
             services.auth.secret_box,
             session,
             current.principal,
