@@ -47,8 +47,8 @@ def enrolment_code(services: Services, account_id: str = ACCOUNT) -> str:
 def log_in_with_code(page: Page, login: Login, ahead: int = 0) -> None:
     """Login and password, then the TOTP code (``ahead`` steps of 30 s: a code serves once)."""
     page.goto("/portail/connexion")
-    page.get_by_label("Identifiant").fill(login.login)
-    page.get_by_label("Mot de passe").fill(login.password)
+    page.get_by_label("Identifiant", exact=True).fill(login.login)
+    page.get_by_label("Mot de passe", exact=True).fill(login.password)
     page.get_by_role("button", name="Continuer").click()
     expect(page).to_have_url(re.compile(r"/portail/connexion/facteur$"))
     page.get_by_label("Code à usage unique").fill(totp_code(login, ahead))
@@ -67,6 +67,20 @@ def log_out(page: Page) -> None:
     page.get_by_role("button", name=LOGOUT).click()
     expect(page).to_have_url(re.compile(r"/portail/connexion\?message=deconnecte$"))
     expect(page.get_by_text("Vous êtes déconnecté.")).to_be_visible()
+
+
+def spaced(nir: str) -> str:
+    """A NIR as printed on the carte Vitale: 1 85 03 75 056 001 42."""
+    return " ".join((nir[0], nir[1:3], nir[3:5], nir[5:7], nir[7:10], nir[10:13], nir[13:]))
+
+
+def look_up(page: Page, person: Person) -> None:
+    """The lookup form, as typed at the counter (the NIR with its spaces)."""
+    page.goto("/portail/")
+    page.get_by_label("Numéro de sécurité sociale (NIR)").fill(spaced(person.nir.value))
+    page.get_by_label("Date de naissance").fill(person.birth_date.isoformat())
+    page.get_by_role("button", name="Consulter").click()
+    page.wait_for_load_state()
 
 
 def key_status(page: Page) -> str:

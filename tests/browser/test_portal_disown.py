@@ -1,0 +1,86 @@
+"""The owner as the fastest detector: a pharmacist finds lookups she did not make on
+"Mes consultations", says "Ce n'était pas moi", and her account is suspended at once; an
+operator in the console sees the alert and the incident drafted from those lookups."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import select
+
+from rempart.services import Services
+from rempart.store.engine import session_scope
+from rempart.store.models import Account
+from tests.browser.console import log_in as operator_logs_in
+from tests.browser.portal import ACCOUNT, log_in_with_code, loopback, pharmacy
+from tests.browser.world import ROBOT
+from tests.functional.conftest import Login, Person, totp_code
+from tests.functional.console_helpers import make_operator
+
+NOT_ME = "Ce n'était pas moi"
+
+
+def _someone_else_reads(server: str, login: Login, persons: list[Person]) -> None:
+    """Her password and a relayed TOTP code, used through the API from another network,
+    to read a few of the pharmacy's own customers (nothing the guard would stop)."""
+    with httpx.Client(base_url=loopback(server), headers=ROBOT, timeout=30) as http:
+        first = http.post(
+            "/api/v1/auth/login", json={"login": login.login, "password": login.password}
+        )
+        assert first.status_code == 200, first.text
+        second = http.post(
+            "/api/v1/auth/mfa/totp",
+            json={"mfa_token": first.json()["mfa_token"], "code": totp_code(login, -1)},
+        )
+        assert second.status_code == 200, second.text
+        bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
+        for person in persons:
+            read = http.post(
+                "/api/v1/rights/lookup",
+                json={"nir": person.nir.value, "birth_date": person.birth_date.isoformat()},
+                headers=bearer,
+            )
+            assert read.status_code == 200, read.text
+
+
+def _status(services: Services) -> str:
+    with session_scope(services.sessions) as session:
+        return str(session.scalar(select(Account.status).where(Account.account_id == ACCOUNT)))
+
+
+def test_ce_n_etait_pas_moi_suspends_and_the_operators_see_it(
+    browser: Browser, page: Page, server: str, services: Services
+) -> None:
+    lilas = pharmacy(services)
+    read = lilas.customers[:2]
+    _someone_else_reads(server, lilas.pharmacist, read)
+
+    # At the counter: lookups she did not make, from a device that is not hers.
+    log_in_with_code(page, lilas.pharmacist, ahead=0)
+    page.goto("/portail/consultations")
+    lookups = page.get_by_role("table")
+    for person in read:
+        expect(lookups).to_contain_text(person.last_name)
+    expect(lookups).to_contain_text("python-requests")
+    page.get_by_role("button", name=NOT_ME).first.click()
+    page.get_by_role("button", name=re.compile(r"^(Confirmer|Oui|Suspendre)")).click()
+    expect(page.get_by_role("heading", name=re.compile("suspendu"))).to_be_visible()
+    assert _status(services) == "suspended"
+    page.goto("/portail/consultations")
+    expect(page).to_have_url(re.compile(r"/portail/connexion"))
+
+    # The analyst: the alert on the account, the incident drafted from it.
+    analyst = make_operator(services, "alice.analyste", "analyst")
+    console = browser.new_context(base_url=server, locale="fr-FR").new_page()
+    operator_logs_in(console, analyst)
+    console.goto("/console/alertes")
+    alert = console.get_by_role("row").filter(has_text=ACCOUNT)
+    expect(alert).to_have_count(1)
+    console.goto("/console/incidents")
+    drafted = console.get_by_role("row").filter(has_text=re.compile(r"n° \d+"))
+    expect(drafted).to_have_count(1)
+    drafted.get_by_role("link").first.click()
+    expect(console.get_by_text(ACCOUNT).first).to_be_visible()
+    console.context.close()

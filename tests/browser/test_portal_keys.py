@@ -1,0 +1,116 @@
+"""A pharmacist's day with a security key, in a real browser on the real app.
+
+She logs in with her password and a TOTP code, adds a key with the enrolment code the
+insurer posted to her (Chromium's virtual authenticator answers ``navigator.credentials
+.create``), logs out and back in with the key alone, looks a customer up, reads a few
+strangers until the guard asks for a step-up and passes it with the key, finds her
+lookups on "Mes consultations", and ends a session left open on another computer.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import update
+
+from rempart.services import Services
+from rempart.store.engine import session_scope
+from rempart.store.models import WebAuthnCredential
+from tests.browser.authenticator import plug_in
+from tests.browser.conftest import WIDTH
+from tests.browser.portal import (
+    USE_KEY,
+    Pharmacy,
+    enrolment_code,
+    log_in_with_code,
+    log_in_with_key,
+    log_out,
+    look_up,
+    pharmacy,
+)
+from tests.functional.conftest import Person
+
+KEY_NAME = "Clé USB du comptoir"
+CARD = re.compile(r"/portail/consultation/resultat$")
+
+
+def _end_probation(services: Services) -> None:
+    """Two days pass: the key, enrolled from the pharmacy's own network, is established
+    (past its probation) and may answer the guard. The session it opened stays as trusted
+    as it was then: a young key's session is stepped up like a password's."""
+    with session_scope(services.sessions) as session:
+        session.execute(
+            update(WebAuthnCredential).values(created_at=datetime.now(UTC) - timedelta(days=2))
+        )
+
+
+def _read_strangers_until_asked(page: Page, strangers: list[Person]) -> Person:
+    """Strangers looked up one by one until the guard asks for the key; the one asked on."""
+    for person in strangers[:6]:
+        look_up(page, person)
+        if page.get_by_role("button", name=USE_KEY).count():
+            return person
+        expect(page).to_have_url(CARD)
+    raise AssertionError("the guard never asked for a step-up")
+
+
+def test_a_key_enrolled_logs_in_alone_and_answers_the_guard(
+    browser: Browser, page: Page, server: str, services: Services
+) -> None:
+    lilas: Pharmacy = pharmacy(services)
+    key = plug_in(page)
+
+    # Password and TOTP code, then the first key, with the code the insurer posted.
+    log_in_with_code(page, lilas.pharmacist, ahead=-1)
+    page.goto("/portail/securite")
+    page.get_by_label("Nom de la clé").fill(KEY_NAME)
+    page.get_by_label("Code d'enrôlement reçu par courrier").fill(enrolment_code(services))
+    page.get_by_role("button", name="Ajouter la clé").click()
+    expect(page.get_by_role("status")).to_be_visible()
+    expect(page.get_by_text(KEY_NAME).first).to_be_visible()
+    (credential,) = key.credentials()
+    assert credential["rpId"] == "localhost"
+    assert credential["isResidentCredential"] is True
+    log_out(page)
+
+    # The key alone: no login, no password. A customer's card.
+    log_in_with_key(page)
+    customer = lilas.customers[0]
+    look_up(page, customer)
+    expect(page).to_have_url(CARD)
+    expect(page.get_by_text(customer.last_name).first).to_be_visible()
+    assert customer.nir.value not in page.url
+
+    # Strangers: the guard asks for the key, which answers; the lookup goes on.
+    _end_probation(services)
+    stranger = _read_strangers_until_asked(page, lilas.strangers)
+    page.get_by_role("button", name=USE_KEY).click()
+    expect(page).to_have_url(CARD)
+    expect(page.get_by_text(stranger.last_name).first).to_be_visible()
+
+    # Her own lookups, by name, never a NIR in full.
+    page.goto("/portail/consultations")
+    lookups = page.get_by_role("table")
+    expect(lookups).to_contain_text(customer.last_name)
+    expect(lookups).to_contain_text(stranger.last_name)
+    assert customer.nir.value not in page.content()
+    assert stranger.nir.value not in page.content()
+
+    # A session left open on the back-office computer, ended from the counter.
+    back_office = browser.new_context(
+        base_url=server, viewport={"width": WIDTH, "height": 900}, locale="fr-FR"
+    ).new_page()
+    log_in_with_code(back_office, lilas.pharmacist, ahead=0)
+    page.goto("/portail/securite")
+    others = page.get_by_role("row").filter(
+        has=page.get_by_role("button", name="Fermer cette session")
+    )
+    expect(others).to_have_count(1)
+    others.get_by_role("button", name="Fermer cette session").click()
+    expect(page.get_by_role("status")).to_be_visible()
+    back_office.reload()
+    expect(back_office).to_have_url(re.compile(r"/portail/connexion"))
+    expect(page.get_by_role("button", name="Se déconnecter")).to_be_visible()
+    back_office.context.close()
