@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from rempart.services import Services
 from tests.browser.authenticator import plug_in
@@ -16,7 +16,8 @@ from tests.browser.console import Violation, blocking_violations, screenshot
 from tests.browser.portal import USE_KEY, enrol_through_api, look_up, pharmacy
 from tests.functional.conftest import totp_code
 
-SMALL = {"width": 390, "height": 844}
+SMALL: ViewportSize = {"width": 390, "height": 844}
+WIDE: ViewportSize = {"width": WIDTH, "height": 900}
 
 
 def _check(page: Page, name: str, found: dict[str, list[Violation]], small: bool = False) -> None:
@@ -28,7 +29,7 @@ def _check(page: Page, name: str, found: dict[str, list[Violation]], small: bool
         page.set_viewport_size(SMALL)
         found[f"{name}, 390 px ({page.url})"] = blocking_violations(page)
         screenshot(page, f"{name}-mobile")
-        page.set_viewport_size({"width": WIDTH, "height": 900})
+        page.set_viewport_size(WIDE)
 
 
 def _visit(
