@@ -46,6 +46,7 @@ from rempart.demo.login import (
     psc_provider_config,
 )
 from rempart.demo.notify import chapter_notify
+from rempart.demo.portal import chapter_portal
 from rempart.demo.smtp import local_smtp_server
 from rempart.demo.summary import chapter_summary, serve_console
 from rempart.demo.traffic import TrafficReport, chapter_traffic
@@ -185,18 +186,11 @@ def _run(
 
     # The pharmacist reads the pharmacy's own customers (care links of its organisation):
     # lookups the guard finds explained, as an honest professional's are.
-    colleagues = professionals.filter(
-        pc.equal(professionals.column("organization_id"), organization_id)
-    ).column("account_id")
-    care = read_table(world_dir, "care", ["account_id", "nir"])
-    customers = care.filter(
-        pc.is_in(care.column("account_id"), value_set=colleagues.combine_chunks())
-    ).column("nir")
-    insured = read_table(world_dir, "insured", ["nir", "birth_date", "treating_doctor"])
-    insured = insured.filter(
-        pc.is_in(insured.column("nir"), value_set=pc.unique(customers.combine_chunks()))
-    ).slice(0, 4)
-    people = insured.to_pylist()
+    people = _customers(world_dir, professionals, organization_id)
+    portal_pharmacy = (
+        str(pharmacies.column("account_id")[1]),
+        _customers(world_dir, professionals, str(pharmacies.column("organization_id")[1])),
+    )
     # One HTTP service for the whole story (and for --serve after it), as `rempart serve`.
     base_url = stack.enter_context(running_server(create_app(services=services), port=port))
     http = stack.enter_context(httpx.Client(base_url=base_url))
@@ -211,20 +205,21 @@ def _run(
         port=port,
         provider=provider,
         pharmacy=(account_id, organization_id),
+        portal_pharmacy=portal_pharmacy,
         world_dir=world_dir,
     )
     audit_entries = _audit_chapter(console, services, workdir, people[0]["nir"])
-    _step(console, 13, "The breach: scoped from the guard's alerts, the CNIL report, the register")
+    _step(console, 14, "The breach: scoped from the guard's alerts, the CNIL report, the register")
     incident = chapter_incident(console, services, workdir, traffic.alert_ids)
     notified = None
     if incident is not None:
         _step(
-            console, 14, "Telling each person: e-mails and letters, once, that phishers cannot fake"
+            console, 15, "Telling each person: e-mails and letters, once, that phishers cannot fake"
         )
         notified = chapter_notify(console, services, workdir, incident.incident_id, http)
-    _step(console, 15, "The guard offline: the world's 28 days replayed by the same engine")
+    _step(console, 16, "The guard offline: the world's 28 days replayed by the same engine")
     chapter_guard_replay(console, world_dir)
-    _step(console, 16, "The end: what happened, and where every output lies")
+    _step(console, 17, "The end: what happened, and where every output lies")
     chapter_summary(
         console,
         workdir,
@@ -237,6 +232,28 @@ def _run(
     )
     if serve:
         serve_console(console, services, port)
+
+
+def _customers(
+    world_dir: Path, professionals: Any, organization_id: str, count: int = 4
+) -> list[dict[str, Any]]:
+    """A few customers of a pharmacy (care links of its organisation): the persons its
+    counter looks up, as an honest professional's lookups are explained."""
+    colleagues = professionals.filter(
+        pc.equal(professionals.column("organization_id"), organization_id)
+    ).column("account_id")
+    care = read_table(world_dir, "care", ["account_id", "nir"])
+    customers = care.filter(
+        pc.is_in(care.column("account_id"), value_set=colleagues.combine_chunks())
+    ).column("nir")
+    insured = read_table(
+        world_dir, "insured", ["nir", "birth_date", "last_name", "treating_doctor"]
+    )
+    insured = insured.filter(
+        pc.is_in(insured.column("nir"), value_set=pc.unique(customers.combine_chunks()))
+    ).slice(0, count)
+    rows: list[dict[str, Any]] = insured.to_pylist()
+    return rows
 
 
 def _world_and_database(console: Console, services: Services, world_dir: Path) -> Mapping[str, int]:
@@ -290,6 +307,7 @@ def _over_http(
     port: int,
     provider: LocalProvider | None,
     pharmacy: tuple[str, str],
+    portal_pharmacy: tuple[str, list[dict[str, Any]]],
     world_dir: Path,
 ) -> TrafficReport:
     """Chapters 4-11: the professional's side, over real HTTP."""
@@ -356,7 +374,12 @@ def _over_http(
     )
     console.print(f"  no bearer token → {no_token.status_code} {no_token.json()['error']}")
 
-    _step(console, 7, "A robot with a leaked password guesses (from its own network)")
+    _step(console, 7, "In the browser: the professionals' portal")
+    chapter_portal(
+        console, services, http, account_id=portal_pharmacy[0], people=portal_pharmacy[1]
+    )
+
+    _step(console, 8, "A robot with a leaked password guesses (from its own network)")
     robot = {"X-Forwarded-For": "203.0.113.66", "User-Agent": "python-requests/2.32.3"}
     answers: list[str] = []
     for attempt in range(1, settings.throttle_account_failures + 4):
@@ -394,7 +417,7 @@ def _over_http(
     )
     _step(
         console,
-        11,
+        12,
         "A working day over HTTP: honest professionals, and a 2022-style robot on three pharmacies",
     )
     return chapter_traffic(
@@ -402,7 +425,7 @@ def _over_http(
         services,
         http,
         world_dir=world_dir,
-        exclude={pharmacy[0], DEMO_DOCTOR_ACCOUNT},
+        exclude={pharmacy[0], portal_pharmacy[0], DEMO_DOCTOR_ACCOUNT},
     )
 
 
@@ -421,7 +444,7 @@ def _login_chapters(
 ) -> None:
     """Chapters 8-10: strong login, Pro Santé Connect, practice software."""
     mail_seen: set[str] = set()
-    _step(console, 8, "A stolen password and mailbox are not enough; nor is a phished code")
+    _step(console, 9, "A stolen password and mailbox are not enough; nor is a phished code")
     chapter_stolen_mailbox(
         console,
         services,
@@ -433,7 +456,7 @@ def _login_chapters(
         origin=f"http://localhost:{port}",
         mail_seen=mail_seen,
     )
-    _step(console, 9, "Pro Santé Connect: a doctor logs in with the CPS card")
+    _step(console, 10, "Pro Santé Connect: a doctor logs in with the CPS card")
     if provider is not None:
         _enrol_doctor(services)
     chapter_psc(
@@ -447,7 +470,7 @@ def _login_chapters(
     )
     _step(
         console,
-        10,
+        11,
         "Practice software: OAuth 2.0 client credentials, an acting professional",
     )
     chapter_practice_software(
@@ -490,7 +513,7 @@ def _enrol_doctor(services: Services) -> None:
 def _audit_chapter(console: Console, services: Services, workdir: Path, nir: str) -> int:
     """Chapter 12: what the audit trail kept, and what tampering with it looks like;
     returns the number of entries exported."""
-    _step(console, 12, "The audit trail: every lookup recorded before the data left")
+    _step(console, 13, "The audit trail: every lookup recorded before the data left")
     verifier = CheckpointSigner(services.settings.keys.audit_signing_key).verifier()
     engine = services.audit_engine
     with engine.connect() as connection:
