@@ -23,6 +23,7 @@ from tests.browser.conftest import WIDTH
 from tests.browser.portal import (
     USE_KEY,
     Pharmacy,
+    enrol_through_api,
     enrolment_code,
     log_in_with_code,
     log_in_with_key,
@@ -114,3 +115,21 @@ def test_a_key_enrolled_logs_in_alone_and_answers_the_guard(
     expect(back_office).to_have_url(re.compile(r"/portail/connexion"))
     expect(page.get_by_role("button", name="Se déconnecter")).to_be_visible()
     back_office.context.close()
+
+
+def test_the_key_as_the_second_factor_after_the_password(
+    page: Page, server: str, services: Services
+) -> None:
+    """The other way in with a key: the password first, then the key instead of a code."""
+    lilas = pharmacy(services)
+    page.goto("/portail/connexion")
+    key = plug_in(page)
+    enrol_through_api(page, services, server, lilas.pharmacist)
+    page.get_by_label("Identifiant", exact=True).fill(lilas.pharmacist.login)
+    page.get_by_label("Mot de passe", exact=True).fill(lilas.pharmacist.password)
+    page.get_by_role("button", name="Continuer").click()
+    (before,) = key.credentials()
+    page.get_by_role("button", name=USE_KEY).click()
+    expect(page.get_by_role("button", name="Se déconnecter")).to_be_visible()
+    (after,) = key.credentials()
+    assert after["signCount"] > before["signCount"]
