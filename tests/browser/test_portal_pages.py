@@ -1,19 +1,21 @@
 """Every page of the portal in a browser, with data in it: no serious or critical
 accessibility violation by axe-core, and a screenshot of each (``docs/screenshots/
-portail-*.png``, 1280 px wide; the login, the lookup and the card also at 390 px, a
-counter's small screen)."""
+portail-*.png``, 1280 px wide; the login, the lookup, the card and the security page also
+at 390 px, a counter's small screen)."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from datetime import date
 
 from playwright.sync_api import Page, ViewportSize, expect
 
 from rempart.services import Services
 from tests.browser.authenticator import plug_in
 from tests.browser.conftest import WIDTH
-from tests.browser.console import Violation, blocking_violations, screenshot
-from tests.browser.portal import USE_KEY, enrol_through_api, look_up, pharmacy
+from tests.browser.console import Violation, blocking_violations, screenshot, submit_with_token
+from tests.browser.portal import USE_KEY, enrol_through_api, enrolment_code, look_up, pharmacy
 from tests.functional.conftest import totp_code
 
 SMALL: ViewportSize = {"width": 390, "height": 844}
@@ -68,6 +70,13 @@ def test_the_portal_pages_are_accessible(page: Page, server: str, services: Serv
     _visit(page, "/portail/", "portail-consultation", found, small=True)
     look_up(page, lilas.customers[0])
     _check(page, "portail-carte", found, small=True)
+    # A refusal on the lookup form (a wrong birth date), and a form posted with a forged token.
+    look_up(page, replace(lilas.customers[0], birth_date=date(1901, 1, 1)))
+    expect(page.get_by_role("alert")).to_be_visible()
+    _check(page, "portail-consultation-erreur", found)
+    submit_with_token(page, "form.console-who", "pas-le-bon-jeton")  # the logout form
+    expect(page.get_by_role("heading", name="Formulaire refusé")).to_be_visible()
+    _check(page, "portail-formulaire-refuse", found)
     for stranger in lilas.strangers[:6]:
         look_up(page, stranger)
         if page.get_by_role("button", name=USE_KEY).count():
@@ -76,7 +85,12 @@ def test_the_portal_pages_are_accessible(page: Page, server: str, services: Serv
     else:
         raise AssertionError("the guard never asked for a step-up")
     _visit(page, "/portail/consultations", "portail-mes-consultations", found)
-    _visit(page, "/portail/securite", "portail-securite", found)
+    _visit(page, "/portail/securite", "portail-securite", found, small=True)
+    codes = page.get_by_role("region", name="Codes de secours")
+    codes.get_by_label("Code d'enrôlement reçu par courrier").fill(enrolment_code(services))
+    codes.get_by_role("button", name="Créer de nouveaux codes de secours").click()
+    expect(page.get_by_role("heading", name="Vos codes de secours")).to_be_visible()
+    _check(page, "portail-codes-de-secours", found)
     _visit(page, "/portail/avis", "portail-avis", found)
 
     # "Ce n'était pas moi": the question, then the suspension.
