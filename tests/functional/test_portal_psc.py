@@ -11,9 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rempart.auth.levels import ACR_CPS, ACR_PSC
+from rempart.portal.lookup_flow import keep_pending
+from rempart.portal.routes_lookup import PENDING_COOKIE, RESULT_PATH
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import AuthSession
+from tests.functional.conftest import Person
 from tests.functional.oidc_provider import log_in_at_provider
 from tests.functional.portal_helpers import portal_client
 from tests.functional.test_psc import (  # noqa: F401 - fixtures shared with the API's tests
@@ -29,7 +32,8 @@ _REFRESH = re.compile(r'<meta http-equiv="refresh" content="0; url=([^"]+)">')
 def start_from_portal(client: TestClient) -> str:
     response = client.get("/portail/psc", follow_redirects=False)
     assert response.status_code == 302, response.text
-    return response.headers["location"]
+    location: str = response.headers["location"]
+    return location
 
 
 def come_back(client: TestClient, url: str, account: str) -> httpx.Response:
@@ -84,3 +88,36 @@ def test_a_card_login_from_a_live_session_replaces_it(
             ).all()
             ended = [row.revoked_reason for row in rows if row.revoked_at is not None]
         assert ended == ["step_up"]
+
+
+def test_the_card_asked_for_by_the_guard_resumes_the_waiting_lookup(
+    services: Services,
+    martin: str,  # noqa: F811
+    people: list[Person],
+) -> None:
+    """A lookup waits for the card (kept for the session that asked); the card login
+    started from the verification page replaces that session and answers it."""
+    with portal_client(services) as client:
+        come_back(client, start_from_portal(client), "claire-ecps")
+        old = client.cookies.get(COOKIE)
+        assert old is not None
+        with session_scope(services.sessions) as session:
+            replaced = services.auth.authenticate(session, old)
+            handle = keep_pending(
+                services,
+                session,
+                replaced,
+                raw_nir=people[0].nir.value,
+                raw_birth_date=people[0].birth_date.isoformat(),
+            )
+        client.cookies.set(PENDING_COOKIE, handle)
+        url = client.get("/portail/psc?reprendre=1", follow_redirects=False)
+        back = come_back(client, url.headers["location"], "claire-card")
+        assert back.status_code == 200, back.text
+        found = _REFRESH.search(back.text)
+        assert found is not None
+        assert found.group(1) == RESULT_PATH
+        card = client.get(RESULT_PATH)
+        assert card.status_code == 200, card.text
+        assert people[0].last_name.upper() in card.text.upper()
+        assert acr_of(services, client.cookies.get(COOKIE) or "") == ACR_CPS

@@ -8,6 +8,7 @@ from rempart.api.deps import (
     ERROR_RESPONSES,
     authenticate_request,
     client_address,
+    origin_of,
     services_of,
     token_response,
     user_agent_of,
@@ -21,9 +22,9 @@ from rempart.api.schemas import (
     TotpRequest,
     TreatingDoctorOut,
 )
-from rempart.auth.levels import ACR_CLIENT, LOOKUP_REQUIREMENT
+from rempart.auth.levels import LOOKUP_REQUIREMENT
 from rempart.auth.service import Principal
-from rempart.rights.service import Caller, audited_lookup
+from rempart.portal.lookup_flow import caller_of, guarded_lookup
 from rempart.store.engine import session_scope
 
 __all__ = ["router"]
@@ -79,32 +80,13 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
     services = services_of(request)
     with session_scope(services.sessions) as session:
         principal: Principal = authenticate_request(request, session, LOOKUP_REQUIREMENT)
-        caller = Caller(
-            account_id=principal.account_id,
-            session_id=principal.session_id,
-            acr=principal.acr,
-            client_ip=client_address(request),
-            user_agent=user_agent_of(request),
-            channel=principal.channel,
-            client_id=principal.client_id if principal.acr == ACR_CLIENT else None,
-            factor_established=principal.factor_established,
-        )
-        # The guard decides before the rights are read (a refusal raises, recorded).
-        guard = services.guard
-        verdict = (
-            guard.check(session, caller, raw_nir=body.nir, raw_birth_date=body.birth_date)
-            if guard is not None
-            else None
-        )
-        record = audited_lookup(
+        # The same path as the portal's form: the guard, then the audited read.
+        record = guarded_lookup(
+            services,
             session,
-            services.audit,
-            caller,
+            caller_of(principal, origin_of(request)),
             raw_nir=body.nir,
             raw_birth_date=body.birth_date,
-            pseudonym_key=services.settings.keys.pseudonym_key,
-            guard_decision=verdict.decision if verdict else "",
-            guard_reasons=verdict.reasons if verdict else "",
         )
     doctor = record.treating_doctor
     return RightsResponse(

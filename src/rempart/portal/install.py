@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from rempart.portal.routes_login import router as login_router
+from rempart.portal.routes_lookup import router as lookup_router
 from rempart.portal.web import PORTAL, install_handlers
 
 __all__ = ["install_portal"]
@@ -13,7 +14,7 @@ __all__ = ["install_portal"]
 
 def install_portal(app: FastAPI) -> None:
     install_handlers(app)
-    for router in (login_router,):
+    for router in (login_router, lookup_router):
         app.include_router(router)
 
     @app.get(PORTAL, include_in_schema=False)

@@ -42,7 +42,30 @@ MESSAGES: dict[str, str] = {
     "weak_password": "Ce mot de passe est trop faible : choisissez une phrase plus longue, "
     "sans votre nom ni votre identifiant.",
     "unavailable": FALLBACK,
+    "step_up_card_required": "Pro Santé Connect sans carte (e-CPS) ne suffit pas pour cette "
+    "vérification : refaites la consultation et utilisez votre carte CPS ou votre clé de "
+    "sécurité.",
     "psc_not_configured": "La connexion avec Pro Santé Connect n'est pas disponible ici.",
+    # The rights lookup (rempart.portal.lookup_flow). An unknown person and a wrong birth
+    # date are the same refusal, ``not_found``: the page cannot tell which NIRs exist.
+    "not_found": "Aucun assuré ne correspond à ce NIR et à cette date de naissance.",
+    "invalid_birth_date": "La date de naissance n'est pas valide : indiquez une date passée "
+    "(jour, mois, année).",
+    "nir_length": "Le NIR compte 15 caractères : 13 chiffres puis la clé de 2 chiffres.",
+    "nir_characters": "Le NIR ne contient que des chiffres (et 2A ou 2B pour la Corse).",
+    "nir_sex": "Le NIR commence par 1 ou 2 (7 ou 8 pour un numéro provisoire).",
+    "nir_month": "Le mois de naissance du NIR (4e et 5e chiffres) n'est pas valide.",
+    "nir_department": "Le lieu de naissance du NIR (6e et 7e caractères) n'est pas un "
+    "département connu.",
+    "nir_key": "La clé du NIR (les 2 derniers chiffres) ne correspond pas au numéro : "
+    "vérifiez la saisie.",
+    "lookup_result_gone": "Ce résultat n'est plus affiché : refaites la consultation.",
+    "lookup_not_pending": "La consultation en attente a expiré : refaites-la.",
+    "step_up_required": "Par sécurité, confirmez que c'est bien vous : utilisez votre clé de "
+    "sécurité ou votre carte CPS. La consultation reprendra ensuite.",
+    "step_up_young_key": "Votre clé de sécurité a été ajoutée récemment ou depuis un réseau "
+    "nouveau pour ce compte : elle ne peut pas encore servir à cette vérification. Utilisez "
+    "votre carte CPS (Pro Santé Connect).",
 }
 
 

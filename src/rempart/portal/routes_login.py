@@ -45,6 +45,7 @@ from rempart.auth.webauthn import (
 from rempart.errors import RempartError
 from rempart.portal.messages import french
 from rempart.portal.psc_login import after_login
+from rempart.portal.routes_lookup import PENDING_COOKIE
 from rempart.portal.web import (
     COOKIE,
     LOGIN_COOKIE,
@@ -487,6 +488,11 @@ def psc_login(request: Request) -> Response:
                 then["replaces"] = services.auth.authenticate(session, token).session_id
         except RempartError:
             pass  # an ended session: a plain login
+        # The callback comes from the provider's site, without the Strict cookies: the
+        # waiting lookup's handle goes with the state instead (only for this session).
+        pending = request.cookies.get(PENDING_COOKIE, "")
+        if "replaces" in then and pending and request.query_params.get("reprendre"):
+            then["pending"] = pending[:128]
     try:
         return begin_login(request, then)
     except RempartError as exc:
