@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from rempart.services import Services
 from rempart.store.engine import session_scope
+from rempart.store.pseudonyms import backfill
 from tests.functional.conftest import Login, Person, make_login, totp_code
 from tests.functional.test_guard_inline import build_town
 
@@ -34,6 +35,8 @@ class Pharmacy:
 
 def pharmacy(services: Services) -> Pharmacy:
     customers, strangers = build_town(services)
+    # As a real load does: the pseudonyms by which the audit trail names the persons.
+    backfill(services.engine, services.settings.keys.pseudonym_key)
     pharmacist = make_login(services, "pharmacie.lilas", account_id=ACCOUNT)
     return Pharmacy(pharmacist, customers, strangers)
 

@@ -20,6 +20,7 @@ from tests.functional.conftest import Login, Person, totp_code
 from tests.functional.console_helpers import make_operator
 
 NOT_ME = "Ce n'était pas moi"
+DRAFT = f"Consultations non reconnues par le titulaire du compte {ACCOUNT}"
 
 
 def _someone_else_reads(server: str, login: Login, persons: list[Person]) -> None:
@@ -62,11 +63,20 @@ def test_ce_n_etait_pas_moi_suspends_and_the_operators_see_it(
     page.goto("/portail/consultations")
     lookups = page.get_by_role("table")
     for person in read:
-        expect(lookups).to_contain_text(person.last_name)
+        expect(lookups).to_contain_text(person.last_name, ignore_case=True)
     expect(lookups).to_contain_text("python-requests")
-    page.get_by_role("button", name=NOT_ME).first.click()
-    page.get_by_role("button", name=re.compile(r"^(Confirmer|Oui|Suspendre)")).click()
-    expect(page.get_by_role("heading", name=re.compile("suspendu"))).to_be_visible()
+    expect(lookups).to_contain_text(ROBOT["X-Forwarded-For"])
+    page.get_by_role("button", name=NOT_ME).click()
+
+    # She ticks the reads that were not hers, and confirms.
+    not_hers = page.get_by_role("row").filter(has_text="python-requests")
+    expect(not_hers).to_have_count(len(read))
+    for row in not_hers.all():
+        row.get_by_role("checkbox").check()
+    page.get_by_role("button", name=re.compile(r"^Confirmer")).click()
+    expect(
+        page.get_by_role("heading", name=re.compile("votre compte est suspendu"))
+    ).to_be_visible()
     assert _status(services) == "suspended"
     page.goto("/portail/consultations")
     expect(page).to_have_url(re.compile(r"/portail/connexion"))
@@ -78,9 +88,12 @@ def test_ce_n_etait_pas_moi_suspends_and_the_operators_see_it(
     console.goto("/console/alertes")
     alert = console.get_by_role("row").filter(has_text=ACCOUNT)
     expect(alert).to_have_count(1)
+    alert.get_by_role("link", name=re.compile(r"^n° \d+$")).click()
+    expect(console.get_by_text("Ce n'était pas moi").first).to_be_visible()
     console.goto("/console/incidents")
-    drafted = console.get_by_role("row").filter(has_text=re.compile(r"n° \d+"))
+    drafted = console.get_by_role("row").filter(has_text=DRAFT)
     expect(drafted).to_have_count(1)
-    drafted.get_by_role("link").first.click()
-    expect(console.get_by_text(ACCOUNT).first).to_be_visible()
+    expect(drafted).to_contain_text("ouvert")  # opened, to be scoped by the analyst
+    drafted.get_by_role("link", name=re.compile(r"^n° \d+$")).click()
+    expect(console.get_by_role("heading", name=re.compile(DRAFT))).to_be_visible()
     console.context.close()

@@ -96,8 +96,8 @@ def test_a_key_enrolled_logs_in_alone_and_answers_the_guard(
     # Her own lookups, by name, never a NIR in full.
     page.goto("/portail/consultations")
     lookups = page.get_by_role("table")
-    expect(lookups).to_contain_text(customer.last_name)
-    expect(lookups).to_contain_text(stranger.last_name)
+    expect(lookups).to_contain_text(customer.last_name, ignore_case=True)
+    expect(lookups).to_contain_text(stranger.last_name, ignore_case=True)
     assert customer.nir.value not in page.content()
     assert stranger.nir.value not in page.content()
 
