@@ -112,10 +112,17 @@ def server(services: Services, port: int, base_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def context(browser: Browser, server: str) -> Iterator[BrowserContext]:
+def user_agent() -> str | None:
+    """The browser's own (``HeadlessChrome``) unless a test says otherwise."""
+    return None
+
+
+@pytest.fixture
+def context(browser: Browser, server: str, user_agent: str | None) -> Iterator[BrowserContext]:
     """A fresh browser profile (no cookie) per test."""
     fresh = browser.new_context(
         base_url=server,
+        user_agent=user_agent,
         viewport={"width": WIDTH, "height": 900},
         locale="fr-FR",
         timezone_id="Europe/Paris",

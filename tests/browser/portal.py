@@ -18,6 +18,8 @@ from tests.functional.conftest import Login, Person, make_login, totp_code
 from tests.functional.test_guard_inline import build_town
 
 ACCOUNT = "ph-lilas"
+# Someone else, with her password and a relayed code: another network, a script.
+ROBOT = {"X-Forwarded-For": "198.51.100.66", "User-Agent": "python-requests/2.32.3"}
 LOGOUT = "Se déconnecter"
 PASSKEY = "Se connecter avec une clé de sécurité ou une passkey"
 USE_KEY = "Utiliser ma clé de sécurité"
@@ -160,3 +162,27 @@ def enrol_through_api(page: Page, services: Services, server: str, login: Login)
         token = second.json()["access_token"]
     status, answer = page.evaluate(_ENROL_THROUGH_API, [token, enrolment_code(services)])
     assert status == 201, answer
+
+
+def someone_else_reads(server: str, login: Login, persons: list[Person], ahead: int = -1) -> None:
+    """Her password and a relayed TOTP code (``ahead`` steps of 30 s), used through the
+    API from another network, to read a few of the pharmacy's own customers (nothing the
+    guard would stop)."""
+    with httpx.Client(base_url=loopback(server), headers=ROBOT, timeout=30) as http:
+        first = http.post(
+            "/api/v1/auth/login", json={"login": login.login, "password": login.password}
+        )
+        assert first.status_code == 200, first.text
+        second = http.post(
+            "/api/v1/auth/mfa/totp",
+            json={"mfa_token": first.json()["mfa_token"], "code": totp_code(login, ahead)},
+        )
+        assert second.status_code == 200, second.text
+        bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
+        for person in persons:
+            read = http.post(
+                "/api/v1/rights/lookup",
+                json={"nir": person.nir.value, "birth_date": person.birth_date.isoformat()},
+                headers=bearer,
+            )
+            assert read.status_code == 200, read.text

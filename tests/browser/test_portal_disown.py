@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 
-import httpx
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
@@ -14,36 +13,11 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account
 from tests.browser.console import log_in as operator_logs_in
-from tests.browser.portal import ACCOUNT, log_in_with_code, loopback, pharmacy
-from tests.browser.world import ROBOT
-from tests.functional.conftest import Login, Person, totp_code
+from tests.browser.portal import ACCOUNT, ROBOT, log_in_with_code, pharmacy, someone_else_reads
 from tests.functional.console_helpers import make_operator
 
 NOT_ME = "Ce n'était pas moi"
 DRAFT = f"Consultations non reconnues par le titulaire du compte {ACCOUNT}"
-
-
-def _someone_else_reads(server: str, login: Login, persons: list[Person]) -> None:
-    """Her password and a relayed TOTP code, used through the API from another network,
-    to read a few of the pharmacy's own customers (nothing the guard would stop)."""
-    with httpx.Client(base_url=loopback(server), headers=ROBOT, timeout=30) as http:
-        first = http.post(
-            "/api/v1/auth/login", json={"login": login.login, "password": login.password}
-        )
-        assert first.status_code == 200, first.text
-        second = http.post(
-            "/api/v1/auth/mfa/totp",
-            json={"mfa_token": first.json()["mfa_token"], "code": totp_code(login, -1)},
-        )
-        assert second.status_code == 200, second.text
-        bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
-        for person in persons:
-            read = http.post(
-                "/api/v1/rights/lookup",
-                json={"nir": person.nir.value, "birth_date": person.birth_date.isoformat()},
-                headers=bearer,
-            )
-            assert read.status_code == 200, read.text
 
 
 def _status(services: Services) -> str:
@@ -56,7 +30,7 @@ def test_ce_n_etait_pas_moi_suspends_and_the_operators_see_it(
 ) -> None:
     lilas = pharmacy(services)
     read = lilas.customers[:2]
-    _someone_else_reads(server, lilas.pharmacist, read)
+    someone_else_reads(server, lilas.pharmacist, read)
 
     # At the counter: lookups she did not make, from a device that is not hers.
     log_in_with_code(page, lilas.pharmacist, ahead=0)

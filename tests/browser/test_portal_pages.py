@@ -9,17 +9,34 @@ import re
 from dataclasses import replace
 from datetime import date
 
+import pytest
 from playwright.sync_api import Page, ViewportSize, expect
 
 from rempart.services import Services
 from tests.browser.authenticator import plug_in
 from tests.browser.conftest import WIDTH
 from tests.browser.console import Violation, blocking_violations, screenshot, submit_with_token
-from tests.browser.portal import USE_KEY, enrol_through_api, enrolment_code, look_up, pharmacy
+from tests.browser.portal import (
+    USE_KEY,
+    enrol_through_api,
+    enrolment_code,
+    look_up,
+    pharmacy,
+    someone_else_reads,
+)
 from tests.functional.conftest import totp_code
 
 SMALL: ViewportSize = {"width": 390, "height": 844}
 WIDE: ViewportSize = {"width": WIDTH, "height": 900}
+
+
+@pytest.fixture
+def user_agent() -> str:
+    """The screenshots show the devices a pharmacy has, not a headless browser."""
+    return (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    )
 
 
 def _check(page: Page, name: str, found: dict[str, list[Violation]], small: bool = False) -> None:
@@ -65,6 +82,9 @@ def test_the_portal_pages_are_accessible(page: Page, server: str, services: Serv
     page.get_by_label("Code à usage unique").fill(totp_code(pharmacist))
     page.get_by_role("button", name="Se connecter", exact=True).click()
     expect(page.get_by_role("button", name="Se déconnecter")).to_be_visible()
+    # Meanwhile, someone else reads two customers with her password: Mes consultations
+    # will show them.
+    someone_else_reads(server, pharmacist, lilas.customers[1:3], ahead=1)
 
     # In session: the lookup, a card, the guard's question, the account's pages.
     _visit(page, "/portail/", "portail-consultation", found, small=True)
