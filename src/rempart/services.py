@@ -18,6 +18,7 @@ from rempart.audit.events import EventRecorder
 from rempart.audit.trail import AuditTrail, DisabledAuditTrail, SqlAuditTrail
 from rempart.auth.challenges import ChallengeStore
 from rempart.auth.clients import CLIENT_TOKEN_PURPOSE, ClientRegistry
+from rempart.auth.enrolment import KeyEnrolment
 from rempart.auth.mfa import MfaChallengeStore
 from rempart.auth.origins import OriginTracker
 from rempart.auth.passwords import PasswordHasher
@@ -286,6 +287,11 @@ class Services:
             recovery_code_count=self.settings.recovery_code_count,
             reset_code_ttl_days=self.settings.reset_code_ttl_days,
         )
+
+    @cached_property
+    def keys(self) -> KeyEnrolment:
+        """Adding, renaming, removing an account's security keys (API and portal)."""
+        return KeyEnrolment(self.auth, self.webauthn, self.recovery)
 
     @cached_property
     def clients(self) -> ClientRegistry:

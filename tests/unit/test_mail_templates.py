@@ -27,6 +27,17 @@ SAMPLES: dict[str, dict[str, object]] = {
     },
     "webauthn_registered": {"label": "YubiKey du cabinet", "when": WHEN},
     "webauthn_removed": {"label": "YubiKey du cabinet", "when": WHEN},
+    "webauthn_renamed": {
+        "previous": "Clé de sécurité",
+        "label": "YubiKey du cabinet",
+        "when": WHEN,
+    },
+    "session_revoked": {
+        "when": WHEN,
+        "network": "adresse IP 203.0.113.7",
+        "device": "Firefox 128 sur Windows",
+    },
+    "sessions_revoked": {"when": WHEN, "count": 3},
     "password_reset": {"when": WHEN, "method": "webauthn"},
     "password_changed": {"when": WHEN},
     "mfa_reset": {"when": WHEN},
@@ -35,6 +46,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "reset_code_issued": {"when": WHEN},
     "account_suspended": {"when": WHEN},
     "mfa_locked": {"when": WHEN, "failures": 5},
+    "lookups_disowned": {"when": WHEN, "count": 3, "since": WHEN},
     "enrolment_code_issued": {"when": WHEN},
     "account_restored": {"when": WHEN, "since": WHEN, "keys": 1, "codes": 10, "sessions": 2},
 }

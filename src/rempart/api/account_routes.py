@@ -26,6 +26,7 @@ from rempart.api.schemas import (
     SessionOut,
     TokenResponse,
 )
+from rempart.auth.own_sessions import end_all_sessions
 from rempart.store.engine import session_scope
 
 __all__ = ["router"]
@@ -149,16 +150,9 @@ def list_sessions(request: Request) -> list[SessionOut]:
 
 @router.post("/sessions/revoke-all", status_code=204)
 def revoke_all_sessions(request: Request) -> Response:
-    """Ends every session of the account, this one included."""
+    """Ends every session of the account, this one included; the professional is told."""
     services = services_of(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, bearer_token(request))
-        ended = services.auth.revoke_sessions(session, principal.account_id, reason="user")
-        services.auth.record_for(
-            "sessions_revoked",
-            principal,
-            origin_of(request),
-            session=session,
-            reasons=f"count:{ended}",
-        )
+        end_all_sessions(services.auth, session, principal, origin_of(request))
     return Response(status_code=204)

@@ -1,12 +1,8 @@
 """HTTP routes for WebAuthn: registering keys, the login second factor, the step-up.
 
-Registration is guarded so that a phished password + TOTP session cannot plant the
-attacker's own key: the first key needs a proof a mailbox thief cannot have (a recent
-Pro Santé Connect login, or the enrolment code the insurer posts, see
-:meth:`~rempart.auth.recovery.RecoveryService.enrolment_proof`); a further key, and
-removing one, need the CPS card or an *established* key (past probation, not enrolled
-from a new network). A key enrolled from a network the account had not used before the
-enrolling session is marked so, and never answers the guard's step-up.
+The rules for adding and removing keys (a first key needs a proof a mailbox thief
+cannot have, a further key or a removal an established one) live in
+:mod:`rempart.auth.enrolment`, shared with the portal.
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from sqlalchemy.orm import Session
 
 from rempart.api.deps import (
     ERROR_RESPONSES,
@@ -35,59 +30,14 @@ from rempart.api.schemas import (
     WebAuthnRegistered,
     WebAuthnRegisterRequest,
 )
-from rempart.auth.levels import (
-    ACR_CPS,
-    ACR_PASSWORD_TOTP,
-    ACR_PSC,
-    ACR_WEBAUTHN,
-    AuthRequirement,
-    require_established_factor,
-)
-from rempart.auth.service import Principal
-from rempart.auth.webauthn import (
-    PURPOSE_LOGIN,
-    PURPOSE_STEP_UP,
-    WebAuthnChallengeInvalid,
-    WebAuthnCloneSuspected,
-    WebAuthnInvalid,
-)
-from rempart.services import Services
+from rempart.auth.levels import ACR_WEBAUTHN
+from rempart.auth.step_up import KEY_REFUSALS, key_step_up
+from rempart.auth.webauthn import PURPOSE_LOGIN, PURPOSE_STEP_UP
 from rempart.store.engine import session_scope
 
-__all__ = ["FIRST_KEY_REQUIREMENT", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/auth", tags=["webauthn"])
-
-# What a refused key answer raises (recorded as a failed login or step-up).
-_REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
-
-# Asking for a first key's options needs a recent complete login; registering it needs
-# more (``enrolment_proof``), checked with the answer, where the enrolment code comes.
-FIRST_KEY_REQUIREMENT = AuthRequirement(
-    (ACR_PASSWORD_TOTP, ACR_PSC, ACR_CPS, ACR_WEBAUTHN), max_age=600
-)
-
-
-def _registration_allowed(
-    services: Services, session: Session, principal: Principal, enrolment_code: str | None
-) -> str | None:
-    """Raises unless the session may register a key. For a first key, returns the proof
-    (``enrolment_code``: to spend once the key is verified); None for a further key."""
-    if services.webauthn.has_credentials(session, principal.account_id):
-        require_established_factor(principal.acr, principal.factor_established)
-        return None
-    return services.recovery.enrolment_proof(principal, enrolment_code=enrolment_code)
-
-
-def _enrolled_from_new_network(
-    services: Services, session: Session, principal: Principal, request: Request
-) -> bool:
-    """The enrolling session logged in from a network new to the account, or this request
-    comes from a network the account has not used (the login remembered its own)."""
-    if principal.new_network:
-        return True
-    novelty = services.auth.origins.check(session, principal.account_id, origin_of(request))
-    return novelty.network
 
 
 # -- managing the keys of an account -------------------------------------------------------
@@ -106,13 +56,7 @@ def register_options(request: Request) -> WebAuthnOptionsResponse:
     token = bearer_token(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        if services.webauthn.has_credentials(session, principal.account_id):
-            require_established_factor(principal.acr, principal.factor_established)
-        else:
-            FIRST_KEY_REQUIREMENT.check(principal)
-        ceremony = services.webauthn.registration_options(
-            session, account_id=principal.account_id, session_id=principal.session_id
-        )
+        ceremony = services.keys.options(session, principal)
     return WebAuthnOptionsResponse(handle=ceremony.handle, options=ceremony.options)
 
 
@@ -134,28 +78,14 @@ def register(body: WebAuthnRegisterRequest, request: Request) -> WebAuthnRegiste
     where = origin_of(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        proof = _registration_allowed(services, session, principal, body.enrolment_code)
-        row = services.webauthn.register(
+        row = services.keys.register(
             session,
-            account_id=principal.account_id,
+            principal,
             handle=body.handle,
             credential=body.credential,
             label=body.label,
-            session_id=principal.session_id,
             origin=where,
-            new_network=_enrolled_from_new_network(services, session, principal, request),
-        )
-        if proof == "enrolment_code" and body.enrolment_code:
-            # Spent only once the key is verified: a failed ceremony keeps the letter's code.
-            services.recovery.spend_enrolment_code(
-                session, principal, where, body.enrolment_code, event="webauthn_register_failed"
-            )
-        services.auth.notify_professional(
-            session,
-            principal.account_id,
-            "webauthn_registered",
-            label=row.label,
-            when=row.created_at,
+            enrolment_code=body.enrolment_code,
         )
     return WebAuthnRegistered(credential_id=row.credential_id)
 
@@ -192,17 +122,7 @@ def remove_credential(
     token = bearer_token(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        require_established_factor(principal.acr, principal.factor_established)
-        row = services.webauthn.remove(
-            session,
-            account_id=principal.account_id,
-            credential_id=credential_id,
-            session_id=principal.session_id,
-            origin=origin_of(request),
-        )
-        services.auth.notify_professional(
-            session, principal.account_id, "webauthn_removed", label=row.label
-        )
+        services.keys.remove(session, principal, credential_id, origin_of(request))
     return Response(status_code=204)
 
 
@@ -249,7 +169,7 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
                 purpose=PURPOSE_LOGIN,
                 origin=where,
             )
-        except _REFUSALS as exc:
+        except KEY_REFUSALS as exc:
             # A key cannot be guessed: a refusal spends the token's attempt and feeds the
             # throttle, not the count that locks the codes out.
             services.auth.second_factor_failed(
@@ -302,35 +222,13 @@ def step_up(body: StepUpWebAuthnRequest, request: Request) -> TokenResponse:
     where = origin_of(request)
     with session_scope(services.sessions) as session:
         principal = services.auth.authenticate(session, token)
-        try:
-            verified = services.webauthn.authenticate(
-                session,
-                account_id=principal.account_id,
-                handle=body.handle,
-                credential=body.credential,
-                purpose=PURPOSE_STEP_UP,
-                session_id=principal.session_id,
-                origin=where,
-            )
-        except _REFUSALS as exc:
-            session.rollback()  # the refusal is recorded in a transaction of its own
-            services.auth.events.record_event(
-                "step_up_failed",
-                outcome=exc.code,
-                reasons="webauthn",
-                account_id=principal.account_id,
-                session_id=principal.session_id,
-                acr=principal.acr,
-                origin=where,
-            )
-            raise
-        issued = services.auth.complete_login(
+        issued = key_step_up(
+            services.auth,
+            services.webauthn,
             session,
-            account_id=principal.account_id,
-            acr=ACR_WEBAUTHN,
+            principal,
+            handle=body.handle,
+            credential=body.credential,
             origin=where,
-            method="webauthn_step_up",
-            replaces_session_id=principal.session_id,
-            credential_id=verified.credential_id,
         )
     return token_response(issued)

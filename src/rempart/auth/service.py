@@ -478,6 +478,14 @@ class AuthService:
         elif account.mfa_locked_at is None and not (novelty.network or novelty.device):
             account.mfa_failures = 0
 
+    @staticmethod
+    def recent_strong_login(principal: Principal, *, now: float | None = None) -> bool:
+        """Whether the session itself confirms a sensitive change (no code asked): a login
+        with the CPS card or an established key, less than 10 minutes old."""
+        return passes_step_up(principal.acr, principal.factor_established) and (
+            (time.time() if now is None else now) - principal.auth_time <= _FRESH_SECONDS
+        )
+
     def confirm_second_factor(
         self,
         session: Session,
@@ -491,9 +499,7 @@ class AuthService:
         """A sensitive change by a logged-in professional: a recent login with the CPS card
         or an established key (a young key, perhaps planted with a stolen enrolment letter,
         is not enough), or a fresh TOTP code counted as a login's second factor. Returns how."""
-        if passes_step_up(principal.acr, principal.factor_established) and (
-            time.time() - principal.auth_time <= _FRESH_SECONDS
-        ):
+        if self.recent_strong_login(principal):
             return principal.acr
         if code is None:
             raise SecondFactorRequired(_FRESH_SECONDS)

@@ -62,6 +62,7 @@ __all__ = [
     "AuthenticationCredentialJSON",
     "Ceremony",
     "RegistrationCredentialJSON",
+    "RenamedKey",
     "WebAuthnAlreadyRegistered",
     "WebAuthnChallengeInvalid",
     "WebAuthnCloneSuspected",
@@ -236,6 +237,13 @@ class Ceremony:
 
     handle: str
     options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RenamedKey:
+    credential_id: str
+    previous: str
+    label: str
 
 
 @dataclass(frozen=True)
@@ -431,6 +439,35 @@ class WebAuthnService:
             session=session,
         )
         return row
+
+    def rename(
+        self,
+        session: Session,
+        account_id: str,
+        credential_id: str,
+        label: str,
+        origin: Origin | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> RenamedKey:
+        """Gives one of the account's keys a new name (what the login and the e-mails call
+        it). Recorded; the labels stay out of the trail (free text typed by anyone holding
+        the session), the e-mail to the professional carries both."""
+        row = session.get(WebAuthnCredential, credential_id)
+        if row is None or row.account_id != account_id:
+            raise WebAuthnNotRegistered()
+        previous, row.label = row.label, _clean_label(label)
+        session.flush()
+        log.info("webauthn_renamed", account_id=account_id)
+        self.events.record_event(
+            "webauthn_renamed",
+            outcome="ok",
+            account_id=account_id,
+            session_id=session_id or "",
+            origin=origin,
+            session=session,
+        )
+        return RenamedKey(credential_id=credential_id, previous=previous, label=row.label)
 
     # -- authentication (login second factor, step-up) ---------------------------------------
 

@@ -72,6 +72,10 @@ FRENCH: dict[str, str] = {
     "concurrent_new_network": "Un réseau inconnu utilisé en même temps qu'un réseau habituel "
     "du compte : le compte est à deux endroits à la fois.",
     "stranger_off_hours": "Un réseau inconnu utilisé à une heure où le compte ne travaille jamais.",
+    # Raised by the account's owner from the portal (portal/disown.py).
+    "reported_by_owner": "Le titulaire du compte a signalé depuis le portail des "
+    "consultations qui ne venaient pas de lui (« Ce n'était pas moi ») : le compte est "
+    "suspendu et un incident est ouvert.",
     # The inline driver's own codes (guard/inline.py).
     "guard_unavailable": "Le garde était indisponible : la consultation a été refusée par "
     "précaution.",
@@ -128,6 +132,13 @@ EVENT_LABELS = {
     "password_reset": "mot de passe réinitialisé",
     "webauthn_registered": "clé de sécurité ajoutée",
     "webauthn_removed": "clé de sécurité retirée",
+    "own_lookups_viewed": "« Mes consultations » affichées dans le portail",
+    "account_disowned_lookups": "consultations signalées par le titulaire (« Ce n'était pas moi »)",
+    "webauthn_renamed": "clé de sécurité renommée",
+    "session_revoked": "session fermée par le professionnel",
+    "sessions_revoked": "toutes les sessions fermées",
+    "recovery_codes_created": "codes de secours créés",
+    "password_changed": "mot de passe changé",
 }
 OUTCOME_LABELS = {
     "insufficient_user_authentication": "authentification renforcée demandée",

@@ -49,6 +49,9 @@ KINDS: dict[str, frozenset[str]] = {
     "login_new_origin": frozenset({"when", "network", "device", "method"}),
     "webauthn_registered": frozenset({"label", "when"}),
     "webauthn_removed": frozenset({"label", "when"}),
+    "webauthn_renamed": frozenset({"previous", "label", "when"}),
+    "session_revoked": frozenset({"when", "network", "device"}),
+    "sessions_revoked": frozenset({"when", "count"}),
     "password_reset": frozenset({"when", "method"}),
     "password_changed": frozenset({"when"}),
     "mfa_reset": frozenset({"when"}),
@@ -59,6 +62,7 @@ KINDS: dict[str, frozenset[str]] = {
     "account_restored": frozenset({"when", "since", "keys", "codes", "sessions"}),
     "account_suspended": frozenset({"when"}),
     "mfa_locked": frozenset({"when", "failures"}),
+    "lookups_disowned": frozenset({"when", "count", "since"}),
 }
 
 DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")

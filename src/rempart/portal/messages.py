@@ -66,6 +66,31 @@ MESSAGES: dict[str, str] = {
     "step_up_young_key": "Votre clé de sécurité a été ajoutée récemment ou depuis un réseau "
     "nouveau pour ce compte : elle ne peut pas encore servir à cette vérification. Utilisez "
     "votre carte CPS (Pro Santé Connect).",
+    # The security page ("Sécurité du compte").
+    "first_key_proof_required": "Pour ajouter votre première clé, saisissez le code "
+    "d'enrôlement reçu par courrier. Il n'est accepté que dans les 10 minutes qui suivent une "
+    "connexion par mot de passe et code : au-delà, déconnectez-vous puis reconnectez-vous. "
+    "Vous pouvez aussi vous connecter avec votre carte CPS (Pro Santé Connect).",
+    "established_key_required": "Pour ajouter ou retirer une clé, confirmez cette session avec "
+    "une clé déjà enregistrée et sortie de sa période probatoire (« Confirmer avec ma clé »), "
+    "ou connectez-vous avec votre carte CPS (Pro Santé Connect).",
+    "young_key": "La clé utilisée pour cette connexion est encore en période probatoire (ou a "
+    "été ajoutée depuis un réseau nouveau pour votre compte) : elle ne suffit pas encore. "
+    "Connectez-vous avec votre carte CPS (Pro Santé Connect) ou avec une clé plus ancienne.",
+    "recovery_codes_proof_required": "Pour créer des codes de secours, saisissez le code "
+    "d'enrôlement reçu par courrier (dans les 10 minutes qui suivent une connexion par mot de "
+    "passe et code), ou connectez-vous avec votre carte CPS ou une clé sortie de sa période "
+    "probatoire.",
+    "recovery_session": "Une session ouverte avec un code de secours ne peut ni créer de "
+    "codes de secours ni ajouter une première clé : connectez-vous avec votre application "
+    "d'authentification, votre clé ou votre carte CPS.",
+    "wrong_current_password": "Le mot de passe actuel est incorrect.",
+    "password_mismatch": "Les deux saisies du nouveau mot de passe sont différentes.",
+    "password_code_required": "Saisissez le code à 6 chiffres de votre application "
+    "d'authentification.",
+    "session_not_found": "Cette session est déjà fermée.",
+    "codes_already_shown": "Ces codes de secours ont déjà été affichés (ils ne sont montrés "
+    "qu'une fois). Si vous ne les avez pas notés, créez-en de nouveaux.",
 }
 
 

@@ -19,15 +19,10 @@ from starlette.responses import JSONResponse, Response
 
 from rempart.api.deps import services_of
 from rempart.audit.events import Origin
-from rempart.auth.levels import ACR_WEBAUTHN, LOOKUP_REQUIREMENT, StepUpRequired
+from rempart.auth.levels import LOOKUP_REQUIREMENT, StepUpRequired
 from rempart.auth.service import AccountSuspended, IssuedToken
-from rempart.auth.webauthn import (
-    PURPOSE_STEP_UP,
-    AuthenticationCredentialJSON,
-    WebAuthnChallengeInvalid,
-    WebAuthnCloneSuspected,
-    WebAuthnInvalid,
-)
+from rempart.auth.step_up import key_step_up
+from rempart.auth.webauthn import PURPOSE_STEP_UP, AuthenticationCredentialJSON
 from rempart.errors import RempartError
 from rempart.nir import InvalidNIR
 from rempart.portal.lookup_flow import (
@@ -89,7 +84,6 @@ _MESSAGES = {
     "carte-requise": french("step_up_card_required"),
     "consultation-impossible": french("unavailable"),
 }
-_KEY_REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
 
 
 def set_result_cookie(response: Response, handle: str) -> None:
@@ -314,38 +308,15 @@ def _step_up(
 ) -> IssuedToken:
     """As the API's ``/auth/step-up/webauthn``: the key's answer opens a new session that
     replaces the current one; a refusal is recorded."""
-    principal = current.principal
     with session_scope(services.sessions) as session:
-        try:
-            verified = services.webauthn.authenticate(
-                session,
-                account_id=principal.account_id,
-                handle=handle,
-                credential=credential,
-                purpose=PURPOSE_STEP_UP,
-                session_id=principal.session_id,
-                origin=origin,
-            )
-        except _KEY_REFUSALS as exc:
-            session.rollback()  # the refusal is recorded in a transaction of its own
-            services.auth.events.record_event(
-                "step_up_failed",
-                outcome=exc.code,
-                reasons="webauthn",
-                account_id=principal.account_id,
-                session_id=principal.session_id,
-                acr=principal.acr,
-                origin=origin,
-            )
-            raise
-        return services.auth.complete_login(
+        return key_step_up(
+            services.auth,
+            services.webauthn,
             session,
-            account_id=principal.account_id,
-            acr=ACR_WEBAUTHN,
+            current.principal,
+            handle=handle,
+            credential=credential,
             origin=origin,
-            method="webauthn_step_up",
-            replaces_session_id=principal.session_id,
-            credential_id=verified.credential_id,
         )
 
 
