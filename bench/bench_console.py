@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -49,11 +47,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import psycopg
 import pyotp
@@ -72,6 +68,8 @@ from bench.live_trail import (
     drop_database,
     load_live,
 )
+from bench.page_client import PageClient, field_named, form_token, nearest_rank
+from bench.page_client import timed as timed_request
 from bench.report import publish
 from rempart.api.rollup_pump import RollupPump
 from rempart.auth.totp import new_secret
@@ -507,41 +505,15 @@ def build_world(args: argparse.Namespace, data_dir: Path) -> World:
 # --------------------------------------------------------------------------- the client
 
 
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-_NAMES = re.compile(r'name="([^"]+)"')
-
-
-class Browser:
-    """One operator's client over plain HTTP. The console's cookies are ``Secure``
-    (``__Host-``), which a cookie jar keeps to HTTPS: they are kept here by hand, as a
-    browser behind the TLS-terminating proxy would hold them."""
+class Browser(PageClient):
+    """One operator's client (see :class:`PageClient` for its cookies)."""
 
     def __init__(self, base_url: str) -> None:
-        self.client = httpx.Client(
-            base_url=base_url, timeout=60, headers={"User-Agent": USER_AGENT}
-        )
-        self.cookies: dict[str, str] = {}
-
-    def close(self) -> None:
-        self.client.close()
-
-    def request(self, method: str, path: str, data: dict[str, str] | None = None) -> httpx.Response:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        response = self.client.request(method, path, data=data, headers=headers)
-        for header in response.headers.get_list("set-cookie"):
-            parsed: SimpleCookie = SimpleCookie()
-            parsed.load(header)
-            for name, morsel in parsed.items():
-                if morsel["max-age"] == "0" or not morsel.value or morsel.value == '""':
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
-        self.client.cookies.clear()
-        return response
+        super().__init__(base_url, {"User-Agent": USER_AGENT})
 
     def login(self, login: str, secret: str) -> None:
         page = self.request("GET", "/console/connexion")
-        token = _CSRF.search(page.text)
+        token = form_token(page.text)
         if page.status_code != 200 or token is None:
             raise BenchError(f"the login page answered {page.status_code}")
         left = 30 - time.time() % 30
@@ -551,7 +523,7 @@ class Browser:
             "POST",
             "/console/connexion",
             {
-                "csrf": token.group(1),
+                "csrf": token,
                 "login": login,
                 "password": OPERATOR_PASSWORD,
                 "code": pyotp.TOTP(secret).now(),
@@ -583,17 +555,7 @@ class Timing:
         return self.status != 404
 
     def quantile(self, q: float) -> float:
-        """Nearest rank: the smallest time at least ``q`` of the requests did not exceed."""
-        ordered = sorted(self.times_ms)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def field_named(html: str, *hints: str) -> str | None:
-    """The name of the first form field whose name contains one of ``hints``."""
-    for name in _NAMES.findall(html):
-        if any(hint in name.casefold() for hint in hints):
-            return str(name)
-    return None
+        return nearest_rank(self.times_ms, q)
 
 
 def pages(world: World, alerts_html: str) -> list[Page]:
@@ -601,10 +563,10 @@ def pages(world: World, alerts_html: str) -> list[Page]:
     account_filter = field_named(alerts_html, "compte", "account") or "compte"
 
     def history_form(html: str) -> dict[str, str] | None:
-        token, nir = _CSRF.search(html), field_named(html, "nir")
+        token, nir = form_token(html), field_named(html, "nir")
         if token is None or nir is None:
             return None
-        return {"csrf": token.group(1), nir: world.history_nir}
+        return {"csrf": token, nir: world.history_nir}
 
     return [
         Page("overview", "analyst", "GET", "/console/"),
@@ -648,10 +610,8 @@ def pages(world: World, alerts_html: str) -> list[Page]:
 def timed(
     browser: Browser, method: str, path: str, data: dict[str, str] | None
 ) -> tuple[int, float]:
-    began = time.perf_counter()
-    response = browser.request(method, path, data)
-    _ = response.content
-    return response.status_code, (time.perf_counter() - began) * 1000
+    response, ms = timed_request(browser, method, path, data)
+    return response.status_code, ms
 
 
 def measure_page(browser: Browser, page: Page, requests: int, warmup: int) -> Timing:

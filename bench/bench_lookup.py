@@ -419,8 +419,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(name: str, command: list[str], env: dict[str, str], port: int) -> Iterator[Server]:
-    """Starts a server in its own session, waits for /healthz; stops it with SIGINT."""
+def running(
+    name: str, command: list[str], env: dict[str, str], port: int, *, start_seconds: int = 60
+) -> Iterator[Server]:
+    """Starts a server in its own session, waits (up to ``start_seconds``) for /healthz;
+    stops it with SIGINT."""
     log_path = OUT / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -428,7 +431,7 @@ def running(name: str, command: list[str], env: dict[str, str], port: int) -> It
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_seconds
         while True:
             if process.poll() is not None:
                 raise BenchError(f"{name} exited ({process.returncode}); see {log_path}")
@@ -436,7 +439,9 @@ def running(name: str, command: list[str], env: dict[str, str], port: int) -> It
                 if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise BenchError(f"{name} did not answer /healthz within 60 s; see {log_path}")
+                raise BenchError(
+                    f"{name} did not answer /healthz within {start_seconds} s; see {log_path}"
+                )
             time.sleep(0.2)
         yield Server(name, base_url, process)
     finally:

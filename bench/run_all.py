@@ -16,6 +16,7 @@ BENCHMARKS = (
     "bench_guard_inline",
     "bench_takeover",
     "bench_scope",
+    "bench_portal",
 )
 
 

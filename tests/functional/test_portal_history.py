@@ -177,7 +177,7 @@ def test_a_step_up_and_a_refusal_are_shown_for_what_they_were(
     html = client.get(HISTORY).text
     assert "vérification demandée (clé de sécurité ou carte CPS)" in html
     assert "refusée : compte suspendu" in html
-    assert "python-requests/2.32.3" in html
+    assert "Programme (python-requests)" in html
     assert "Adresse IP 198.51.100.66" in html
     for person in read:
         assert named(person) + "," in html

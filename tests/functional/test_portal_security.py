@@ -115,7 +115,8 @@ def session_elsewhere(services: Services, login: Login, headers: dict[str, str])
 
 def api_works(client: TestClient, token: str) -> bool:
     answer = client.get("/api/v1/auth/sessions", headers={"Authorization": f"Bearer {token}"})
-    return answer.status_code == 200
+    works: bool = answer.status_code == 200
+    return works
 
 
 def post(client: TestClient, path: str, data: dict[str, str] | None = None) -> httpx.Response:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select, tuple_
 
 from rempart.audit.models import AuditEvent
 from rempart.audit.trail import now_us
-from rempart.portal.devices import device_label
+from rempart.portal.device_names import device_name
 from rempart.store.models import Insured
 
 __all__ = [
@@ -160,7 +160,7 @@ def own_lookups(
                 ref=f"{row.shard}-{row.seq}",
                 at=datetime.fromtimestamp(row.ts_us / 1_000_000, UTC),
                 client_ip=row.client_ip,
-                device=device_label(row.user_agent),
+                device=device_name(row.user_agent),
                 kind=kind,
                 outcome=outcome,
                 person=names.get(row.subject, "") if kind == "read" else "",
