@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
+from rempart.audit.models import AuditEvent
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import AuthSession
@@ -48,6 +49,17 @@ def base_url(port: int) -> str:
 def _sessions(services: Services) -> int:
     with session_scope(services.sessions) as session:
         return int(session.scalar(select(func.count()).select_from(AuthSession)) or 0)
+
+
+def _refused_passkeys(services: Services) -> list[str]:
+    """The outcomes of the passkey logins the server refused, from the audit trail."""
+    with session_scope(services.sessions) as session:
+        rows = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.event == "login_failed", AuditEvent.reasons == "passkey"
+            )
+        )
+        return [row.outcome for row in rows]
 
 
 def _signatures(key: VirtualKey) -> int:
@@ -78,6 +90,7 @@ def test_a_phishing_origin_cannot_use_the_key(page: Page, server: str, services:
     assert _try_the_key_at(page, elsewhere) == REFUSED_BY_THE_BROWSER
     expect(page.get_by_role("button", name=LOGOUT)).to_have_count(0)
     assert (_sessions(services), _signatures(key)) == (opened, signed)
+    assert _refused_passkeys(services) == []  # the server never saw an answer
 
     # A look-alike under the relying party's domain: the key signs, the server refuses.
     look_alike = server.replace("rempart.localhost", "faux.rempart.localhost")
@@ -85,6 +98,7 @@ def test_a_phishing_origin_cannot_use_the_key(page: Page, server: str, services:
     expect(page.get_by_role("button", name=LOGOUT)).to_have_count(0)
     assert _signatures(key) > signed
     assert _sessions(services) == opened
+    assert _refused_passkeys(services) == ["webauthn_invalid"]
 
     # The portal itself: the same key logs in.
     page.goto(server)
