@@ -21,6 +21,7 @@ from rempart.store.models import WebAuthnCredential
 from tests.browser.authenticator import plug_in
 from tests.browser.conftest import WIDTH
 from tests.browser.portal import (
+    ACCOUNT,
     USE_KEY,
     Pharmacy,
     enrol_through_api,
@@ -32,6 +33,7 @@ from tests.browser.portal import (
     pharmacy,
 )
 from tests.functional.conftest import Person
+from tests.functional.test_guard_inline import lookup_entries
 
 KEY_NAME = "Clé USB du comptoir"
 CARD = re.compile(r"/portail/consultation/resultat$")
@@ -92,6 +94,9 @@ def test_a_key_enrolled_logs_in_alone_and_answers_the_guard(
     page.get_by_role("button", name=USE_KEY).click()
     expect(page).to_have_url(CARD)
     expect(page.get_by_text(stranger.last_name).first).to_be_visible()
+    last = lookup_entries(services, ACCOUNT)[-1]  # the trail: passed by the key
+    assert (last.decision, last.outcome, last.acr) == ("step_up", "ok", "webauthn")
+    assert last.reasons.split(",")[0] == "step_up_passed"
 
     # Her own lookups, by name, never a NIR in full.
     page.goto("/portail/consultations")
