@@ -24,7 +24,7 @@ from rempart.api.schemas import (
 )
 from rempart.auth.levels import LOOKUP_REQUIREMENT
 from rempart.auth.service import Principal
-from rempart.portal.lookup_flow import caller_of, guarded_lookup
+from rempart.rights.guarded import caller_of, guarded_lookup
 from rempart.store.engine import session_scope
 
 __all__ = ["router"]

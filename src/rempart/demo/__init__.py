@@ -46,7 +46,7 @@ from rempart.demo.login import (
     psc_provider_config,
 )
 from rempart.demo.notify import chapter_notify
-from rempart.demo.portal import chapter_portal
+from rempart.demo.portal import PortalLogin, chapter_portal
 from rempart.demo.smtp import local_smtp_server
 from rempart.demo.summary import chapter_summary, serve_console
 from rempart.demo.traffic import TrafficReport, chapter_traffic
@@ -194,7 +194,7 @@ def _run(
     # One HTTP service for the whole story (and for --serve after it), as `rempart serve`.
     base_url = stack.enter_context(running_server(create_app(services=services), port=port))
     http = stack.enter_context(httpx.Client(base_url=base_url))
-    traffic = _over_http(
+    traffic, portal_login = _over_http(
         console,
         services,
         http,
@@ -231,7 +231,7 @@ def _run(
         mail=mail_folder(services),
     )
     if serve:
-        serve_console(console, services, port)
+        serve_console(console, services, port, portal_login)
 
 
 def _customers(
@@ -309,8 +309,8 @@ def _over_http(
     pharmacy: tuple[str, str],
     portal_pharmacy: tuple[str, list[dict[str, Any]]],
     world_dir: Path,
-) -> TrafficReport:
-    """Chapters 4-11: the professional's side, over real HTTP."""
+) -> tuple[TrafficReport, PortalLogin]:
+    """Chapters 4-12: the professional's side, over real HTTP (and the portal's login)."""
     settings = services.settings
     _step(console, 4, f"Log in over HTTP ({base_url})")
     first = http.post("/api/v1/auth/login", json={"login": login, "password": DEMO_PASSWORD})
@@ -375,7 +375,7 @@ def _over_http(
     console.print(f"  no bearer token → {no_token.status_code} {no_token.json()['error']}")
 
     _step(console, 7, "In the browser: the professionals' portal")
-    chapter_portal(
+    portal_login = chapter_portal(
         console, services, http, account_id=portal_pharmacy[0], people=portal_pharmacy[1]
     )
 
@@ -420,13 +420,14 @@ def _over_http(
         12,
         "A working day over HTTP: honest professionals, and a 2022-style robot on three pharmacies",
     )
-    return chapter_traffic(
+    traffic = chapter_traffic(
         console,
         services,
         http,
         world_dir=world_dir,
         exclude={pharmacy[0], portal_pharmacy[0], DEMO_DOCTOR_ACCOUNT},
     )
+    return traffic, portal_login
 
 
 def _login_chapters(

@@ -10,6 +10,7 @@ itself.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -20,12 +21,21 @@ from rich.console import Console
 from rempart.services import Services
 from rempart.store.engine import session_scope
 
-__all__ = ["PORTAL_LOGIN", "chapter_portal"]
+__all__ = ["PORTAL_LOGIN", "PortalLogin", "chapter_portal"]
 
 PORTAL_LOGIN = "pharmacie.des.halles"
 _PASSWORD = "officine des halles, poste 1 !"  # noqa: S105 - the demo's own throwaway account
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _CARD_FIELDS = re.compile(r"<dt>([^<]+)</dt>\s*<dd>([^<]*)</dd>")
+
+
+@dataclass(frozen=True)
+class PortalLogin:
+    """The portal pharmacy's credentials, printed by ``rempart demo --serve``."""
+
+    login: str
+    password: str
+    totp_secret: str
 
 
 class _Browser:
@@ -69,7 +79,7 @@ def chapter_portal(
     *,
     account_id: str,
     people: list[dict[str, Any]],
-) -> None:
+) -> PortalLogin:
     """Logs a pharmacy in through the portal's pages, looks a customer up, and shows
     what the pharmacist then sees of their own account's lookups."""
     with session_scope(services.sessions) as session:
@@ -81,7 +91,8 @@ def chapter_portal(
             account_id=account_id,
             email=f"{PORTAL_LOGIN}@officine.example",
         )
-    totp = pyotp.TOTP(pyotp.parse_uri(created.otpauth_uri).secret)
+    secret = pyotp.parse_uri(created.otpauth_uri).secret
+    totp = pyotp.TOTP(secret)
     browser = _Browser(http)
     page = browser.get("/portail/connexion")
     first = browser.post(
@@ -135,3 +146,4 @@ def chapter_portal(
         f"(NIR in the page: {'yes' if nir_in_page else 'no'}); a button « Ce n'était pas "
         "moi » suspends the account and warns the operators at once"
     )
+    return PortalLogin(PORTAL_LOGIN, _PASSWORD, secret)

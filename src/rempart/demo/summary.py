@@ -16,6 +16,7 @@ from rich.table import Table
 from rempart.console.operators import Role
 from rempart.demo.incident import IncidentReport
 from rempart.demo.notify import NotifyReport
+from rempart.demo.portal import PortalLogin
 from rempart.demo.traffic import TrafficReport
 from rempart.services import Services
 from rempart.store.engine import session_scope
@@ -122,8 +123,9 @@ def chapter_summary(
     )
 
 
-def serve_console(console: Console, services: Services, port: int) -> None:
-    """Two console operators on the demo's data, then the service kept up until Ctrl-C."""
+def serve_console(console: Console, services: Services, port: int, portal: PortalLogin) -> None:
+    """Two console operators on the demo's data, the portal pharmacy's login, then the
+    service kept up until Ctrl-C."""
     table = Table(
         "login", "role", "password", "TOTP secret", title="Console operators (local demo)"
     )
@@ -144,6 +146,12 @@ def serve_console(console: Console, services: Services, port: int) -> None:
     console.print(table)
     for uri in uris:
         console.print(f"  {uri}", highlight=False, soft_wrap=True)
+    console.print(
+        f"  The professionals' portal: [bold]http://localhost:{port}/portail/[/] — login "
+        f"{portal.login}, password « {portal.password} », TOTP secret {portal.totp_secret}",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(
         "  Log in with the password and the code of an authenticator app holding the "
         "secret (or: python -c \"import pyotp; print(pyotp.TOTP('SECRET').now())\"). "

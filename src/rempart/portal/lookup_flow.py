@@ -1,9 +1,6 @@
-"""The rights lookup as the API and the portal both do it, and what the portal keeps
-between two requests of it: the answer card (shown once) and a lookup waiting for a
-step-up.
-
-One path for every lookup: the caller's :class:`~rempart.rights.service.Caller`, the
-guard's decision, then :func:`~rempart.rights.service.audited_lookup`. The portal never
+"""What the portal keeps between two requests of a lookup: the answer card (shown once)
+and a lookup waiting for a step-up. The lookup itself is every door's
+(:func:`rempart.rights.guarded.guarded_lookup`). The portal never
 puts a NIR in a URL or in the browser's history, so what it must carry from one page to
 the next stays on the server, single use and short-lived, sealed (a copy of the
 database does not show whose rights were read), bound to the session that asked: the
@@ -17,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -25,13 +21,13 @@ from sqlalchemy.orm import Session
 
 from rempart.audit.events import Origin
 from rempart.auth.challenges import ChallengeStore
-from rempart.auth.levels import ACR_CLIENT, LOOKUP_REQUIREMENT, YOUNG_KEY_DETAIL, StepUpRequired
+from rempart.auth.levels import LOOKUP_REQUIREMENT, YOUNG_KEY_DETAIL, StepUpRequired
 from rempart.auth.service import Principal
 from rempart.errors import RempartError
-from rempart.nir import InvalidNIR, NIRError
+from rempart.nir import InvalidNIR
 from rempart.portal.messages import french
+from rempart.rights.guarded import caller_of, guarded_lookup
 from rempart.rights.lookup import RightsRecord
-from rempart.rights.service import Caller, InvalidBirthDate, audited_lookup
 from rempart.services import Services
 
 __all__ = [
@@ -41,10 +37,7 @@ __all__ = [
     "RESULT_TTL_SECONDS",
     "Card",
     "NothingToResume",
-    "caller_of",
     "card_of",
-    "check_input",
-    "guarded_lookup",
     "keep_pending",
     "keep_result",
     "lookup_error_message",
@@ -61,14 +54,6 @@ PENDING_PURPOSE = "portal-pending"
 # Time to find the key or put the card in the reader.
 PENDING_TTL_SECONDS = 300
 
-# The API's limits on a lookup's fields (``rempart.api.schemas.LookupRequest``).
-NIR_MAX_LENGTH = 64
-BIRTH_DATE_MAX_LENGTH = 32
-
-# As the API's schema refuses them (``rempart.api.schemas``; not imported: that package
-# brings the web framework along).
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
 _store = ChallengeStore()
 
 
@@ -80,63 +65,6 @@ class NothingToResume(RempartError):
 
     def __init__(self) -> None:
         super().__init__("no lookup of this session is waiting for a step-up")
-
-
-# -- the lookup ------------------------------------------------------------------------------
-
-
-def caller_of(principal: Principal, origin: Origin, *, channel: str | None = None) -> Caller:
-    """Who asks, as the audit trail and the guard see them. ``channel``: the session's own
-    unless the route knows better (the portal's pages say ``portal``)."""
-    return Caller(
-        account_id=principal.account_id,
-        session_id=principal.session_id,
-        acr=principal.acr,
-        client_ip=origin.client_ip,
-        user_agent=origin.user_agent,
-        channel=channel or principal.channel,
-        client_id=principal.client_id if principal.acr == ACR_CLIENT else None,
-        factor_established=principal.factor_established,
-    )
-
-
-def check_input(raw_nir: str, raw_birth_date: str) -> None:
-    """What the API's schema refuses before the guard is asked (an empty, overlong or
-    control-character value), refused the same way from a form."""
-    if not raw_nir or len(raw_nir) > NIR_MAX_LENGTH:
-        raise InvalidNIR(NIRError.LENGTH)
-    if _CONTROLS.search(raw_nir):
-        raise InvalidNIR(NIRError.CHARACTERS)
-    if (
-        not raw_birth_date
-        or len(raw_birth_date) > BIRTH_DATE_MAX_LENGTH
-        or _CONTROLS.search(raw_birth_date)
-    ):
-        raise InvalidBirthDate("birth_date must be a date written YYYY-MM-DD")
-
-
-def guarded_lookup(
-    services: Services, session: Session, caller: Caller, *, raw_nir: str, raw_birth_date: str
-) -> RightsRecord:
-    """The guard decides before the rights are read (a refusal is recorded, then raised:
-    :class:`StepUpRequired`, ``AccountSuspended``…); then the audited read, committed
-    before the record is returned."""
-    guard = services.guard
-    verdict = (
-        guard.check(session, caller, raw_nir=raw_nir, raw_birth_date=raw_birth_date)
-        if guard is not None
-        else None
-    )
-    return audited_lookup(
-        session,
-        services.audit,
-        caller,
-        raw_nir=raw_nir,
-        raw_birth_date=raw_birth_date,
-        pseudonym_key=services.settings.keys.pseudonym_key,
-        guard_decision=verdict.decision if verdict else "",
-        guard_reasons=verdict.reasons if verdict else "",
-    )
 
 
 # -- the card ----------------------------------------------------------------------------------

@@ -29,9 +29,6 @@ from rempart.portal.lookup_flow import (
     PENDING_TTL_SECONDS,
     RESULT_TTL_SECONDS,
     NothingToResume,
-    caller_of,
-    check_input,
-    guarded_lookup,
     keep_pending,
     keep_result,
     lookup_error_message,
@@ -56,6 +53,7 @@ from rempart.portal.web import (
     render,
     set_session_cookie,
 )
+from rempart.rights.guarded import caller_of, check_input, guarded_lookup
 from rempart.rights.service import InvalidBirthDate
 from rempart.services import Services
 from rempart.store.engine import session_scope
