@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Error, Page, Playwright, sync_playwright
@@ -92,7 +93,8 @@ def settings(database_url: str, tmp_path: Path, base_url: str) -> Settings:
         # The browser and the scripted robot both connect from the loopback; the robot
         # says where it really is with X-Forwarded-For, as through a reverse proxy.
         trusted_proxies=PROXY,
-        webauthn_rp_id="localhost",
+        # The keys belong to the host name the browser sees (a test may serve another).
+        webauthn_rp_id=urlsplit(base_url).hostname,
         webauthn_origins=[base_url],
         # The tests check a few notices from the one loopback address.
         notice_check_address_checks=1000,
@@ -110,10 +112,17 @@ def server(services: Services, port: int, base_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def context(browser: Browser, server: str) -> Iterator[BrowserContext]:
+def user_agent() -> str | None:
+    """The browser's own (``HeadlessChrome``) unless a test says otherwise."""
+    return None
+
+
+@pytest.fixture
+def context(browser: Browser, server: str, user_agent: str | None) -> Iterator[BrowserContext]:
     """A fresh browser profile (no cookie) per test."""
     fresh = browser.new_context(
         base_url=server,
+        user_agent=user_agent,
         viewport={"width": WIDTH, "height": 900},
         locale="fr-FR",
         timezone_id="Europe/Paris",
