@@ -133,7 +133,7 @@ def test_my_lookups_by_name_and_outcome_not_anyone_elses_and_never_a_nir(
     assert "données lues" in html
     assert "aucun assuré trouvé" in html
     assert "NIR mal formé" in html
-    assert "Non affichée : rien n'a été lu" in html
+    assert "Non affichée&nbsp;: rien n'a été lu" in html
     assert people[1].last_name.upper() not in html  # looked up with a wrong birth date
     assert people[2].last_name.upper() not in html  # another account's lookup
     assert "Adresse IP 203.0.113.20" in html
