@@ -30,8 +30,8 @@ from rempart.api.schemas import (
     WebAuthnRegistered,
     WebAuthnRegisterRequest,
 )
-from rempart.auth.levels import ACR_WEBAUTHN
-from rempart.auth.step_up import KEY_REFUSALS, key_step_up
+from rempart.auth.key_login import login_with_key
+from rempart.auth.step_up import key_step_up
 from rempart.auth.webauthn import PURPOSE_LOGIN, PURPOSE_STEP_UP
 from rempart.store.engine import session_scope
 
@@ -158,32 +158,14 @@ def mfa_webauthn(body: MfaWebAuthnRequest, request: Request) -> TokenResponse:
     """Second step with a security key or passkey. Answers with the bearer access token."""
     services = services_of(request)
     with session_scope(services.sessions) as session:
-        account, where = services.auth.second_step(session, body.mfa_token, origin_of(request))
-        account_id = account.account_id
-        try:
-            verified = services.webauthn.authenticate(
-                session,
-                account_id=account_id,
-                handle=body.handle,
-                credential=body.credential,
-                purpose=PURPOSE_LOGIN,
-                origin=where,
-            )
-        except KEY_REFUSALS as exc:
-            # A key cannot be guessed: a refusal spends the token's attempt and feeds the
-            # throttle, not the count that locks the codes out.
-            services.auth.second_factor_failed(
-                session, account_id, where, reason="webauthn", outcome=exc.code, counts=False
-            )
-            raise
-        services.auth.second_factor_passed(session, body.mfa_token, where)
-        issued = services.auth.complete_login(
+        issued = login_with_key(
+            services.auth,
+            services.webauthn,
             session,
-            account_id=account_id,
-            acr=ACR_WEBAUTHN,
-            origin=where,
-            method="webauthn",
-            credential_id=verified.credential_id,
+            mfa_token=body.mfa_token,
+            handle=body.handle,
+            credential=body.credential,
+            origin=origin_of(request),
         )
     return token_response(issued)
 

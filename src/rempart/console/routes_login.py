@@ -7,7 +7,6 @@ can neither read the cookie nor guess the token), and by the same-site check.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Annotated
 
@@ -33,10 +32,10 @@ from rempart.console.web import (
     redirect,
     render,
     require,
-    same_site,
 )
 from rempart.errors import RempartError
 from rempart.store.engine import session_scope
+from rempart.web.forms import form_token, token_accepted
 
 __all__ = ["router"]
 
@@ -46,8 +45,7 @@ _COOKIE = {"path": "/", "secure": True, "httponly": True, "samesite": "strict"}
 
 
 def _login_token(request: Request, nonce: str) -> str:
-    key = services_of(request).settings.keys.for_purpose("console-login-form")
-    return hmac.new(key, nonce.encode(), "sha256").hexdigest()
+    return form_token(services_of(request).settings.keys.for_purpose("console-login-form"), nonce)
 
 
 def _next(target: str) -> str:
@@ -87,13 +85,7 @@ def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     form = await request.form()
-    submitted = form.get("csrf")
-    if (
-        not same_site(request)
-        or not nonce
-        or not isinstance(submitted, str)
-        or not hmac.compare_digest(_login_token(request, nonce), submitted)
-    ):
+    if not nonce or not token_accepted(request, _login_token(request, nonce), form.get("csrf")):
         raise CsrfRefused()
     fields = {name: form.get(name) for name in ("login", "password", "code", "suivant")}
     login_, password, code, target = (v if isinstance(v, str) else "" for v in fields.values())

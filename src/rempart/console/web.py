@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from rempart.api.deps import origin_of, services_of
 from rempart.audit.events import Origin
@@ -31,7 +30,7 @@ from rempart.console.operators import (
 )
 from rempart.store.engine import session_scope
 from rempart.web import PageRenderer, page_response
-from rempart.web.forms import same_site
+from rempart.web.forms import redirect, same_site
 
 __all__ = [
     "CONSOLE",
@@ -159,13 +158,6 @@ def render(
         },
     )
     return page_response(html, status=status, headers=headers)
-
-
-def redirect(path: str, **query: str | int) -> RedirectResponse:
-    """303 to a console page (after a form: the browser then GETs it, and a reload does
-    not post again). ``query`` carries a message code, never personal data."""
-    target = path + (f"?{urlencode(query)}" if query else "")
-    return RedirectResponse(target, status_code=303)
 
 
 def operator_origin(request: Request, current: ConsoleSession) -> Origin:

@@ -11,21 +11,19 @@ compute the tokens; and by the same-site check.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from rempart.api.deps import services_of
 from rempart.api.psc_routes import begin_login
-from rempart.auth.levels import ACR_WEBAUTHN, StepUpRequired
+from rempart.auth.key_login import login_with_key, login_with_passkey
+from rempart.auth.levels import StepUpRequired
 from rempart.auth.mfa import SecondFactorLocked
-from rempart.auth.passkey_login import login_with_passkey
 from rempart.auth.service import (
     AccountSuspended,
     InvalidCredentials,
@@ -36,10 +34,6 @@ from rempart.auth.throttle import Throttled
 from rempart.auth.tokens import InvalidToken
 from rempart.auth.webauthn import (
     PURPOSE_LOGIN,
-    AuthenticationCredentialJSON,
-    WebAuthnChallengeInvalid,
-    WebAuthnCloneSuspected,
-    WebAuthnInvalid,
     WebAuthnNotRegistered,
 )
 from rempart.errors import RempartError
@@ -59,13 +53,14 @@ from rempart.portal.web import (
     clear_session_cookie,
     current_professional,
     json_error,
+    key_answer,
     portal_origin,
     redirect,
     render,
     set_session_cookie,
 )
 from rempart.store.engine import session_scope
-from rempart.web.forms import same_site
+from rempart.web.forms import form_token, same_site, token_accepted
 
 __all__ = ["router"]
 
@@ -79,12 +74,10 @@ _MESSAGES = {
     "mot-de-passe-change": "Votre mot de passe est changé et vos sessions sont fermées. "
     "Reconnectez-vous avec le nouveau.",
 }
-_KEY_REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
 
 
 def _form_token(request: Request, purpose: str, value: str) -> str:
-    key = services_of(request).settings.keys.for_purpose(purpose)
-    return hmac.new(key, value.encode(), "sha256").hexdigest()
+    return form_token(services_of(request).settings.keys.for_purpose(purpose), value)
 
 
 def _login_token(request: Request, nonce: str) -> str:
@@ -161,13 +154,7 @@ def _refusal_page(request: Request, nonce: str, exc: Exception, login: str) -> R
 async def login(request: Request) -> Response:
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     form = await request.form()
-    submitted = form.get("csrf")
-    if (
-        not same_site(request)
-        or not nonce
-        or not isinstance(submitted, str)
-        or not hmac.compare_digest(_login_token(request, nonce), submitted)
-    ):
+    if not nonce or not token_accepted(request, _login_token(request, nonce), form.get("csrf")):
         raise CsrfRefused()
     login_, password = _text(form, "login", 128), _text(form, "password")
     services = services_of(request)
@@ -261,15 +248,10 @@ def _second_factor_error(exc: Exception) -> str:
 
 async def _checked_factor_form(request: Request) -> tuple[str, Any]:
     step = _first_step(request)
-    if not same_site(request):
+    if step is None or not same_site(request):
         raise CsrfRefused()
     form = await request.form()
-    submitted = form.get("csrf")
-    if (
-        step is None
-        or not isinstance(submitted, str)
-        or not hmac.compare_digest(_factor_token(request, step[0]), submitted)
-    ):
+    if not token_accepted(request, _factor_token(request, step[0]), form.get("csrf")):
         raise CsrfRefused()
     return step[0], form
 
@@ -318,13 +300,6 @@ async def login_recovery_code(request: Request) -> Response:
     return await _code_login(request, "recovery_code")
 
 
-def _credential(body: dict[str, Any]) -> AuthenticationCredentialJSON | None:
-    try:
-        return AuthenticationCredentialJSON.model_validate(body.get("credential"))
-    except ValidationError:
-        return None
-
-
 def _key_refused(exc: Exception) -> JSONResponse:
     if isinstance(exc, StepUpRequired):
         return json_error("phishing_resistant_required", _second_factor_error(exc), 401)
@@ -365,40 +340,24 @@ async def key_login(request: Request) -> Response:
     step = _first_step(request)
     if step is None:
         raise CsrfRefused()
-    body = await checked_json(request, _factor_token(request, step[0]))
-    credential, handle = _credential(body), body.get("handle")
-    if credential is None or not isinstance(handle, str):
+    answer = key_answer(await checked_json(request, _factor_token(request, step[0])))
+    if answer is None:
         return json_error("webauthn_invalid", french("webauthn_invalid"))
+    handle, credential = answer
     services = services_of(request)
     origin = portal_origin(request)
     token = step[0]
 
     def attempt() -> IssuedToken:
         with session_scope(services.sessions) as session:
-            account, where = services.auth.second_step(session, token, origin)
-            account_id = account.account_id
-            try:
-                verified = services.webauthn.authenticate(
-                    session,
-                    account_id=account_id,
-                    handle=handle,
-                    credential=credential,
-                    purpose=PURPOSE_LOGIN,
-                    origin=where,
-                )
-            except _KEY_REFUSALS as exc:
-                services.auth.second_factor_failed(
-                    session, account_id, where, reason="webauthn", outcome=exc.code, counts=False
-                )
-                raise
-            services.auth.second_factor_passed(session, token, where)
-            return services.auth.complete_login(
+            return login_with_key(
+                services.auth,
+                services.webauthn,
                 session,
-                account_id=account_id,
-                acr=ACR_WEBAUTHN,
-                origin=where,
-                method="webauthn",
-                credential_id=verified.credential_id,
+                mfa_token=token,
+                handle=handle,
+                credential=credential,
+                origin=origin,
             )
 
     try:
@@ -439,10 +398,10 @@ async def passkey_options(request: Request) -> Response:
 
 @router.post(f"{PORTAL}/connexion/passkey")
 async def passkey_login(request: Request) -> Response:
-    body = await checked_json(request, _login_form_token(request))
-    credential, handle = _credential(body), body.get("handle")
-    if credential is None or not isinstance(handle, str):
+    answer = key_answer(await checked_json(request, _login_form_token(request)))
+    if answer is None:
         return json_error("webauthn_invalid", french("webauthn_invalid"))
+    handle, credential = answer
     services = services_of(request)
     origin = portal_origin(request)
 

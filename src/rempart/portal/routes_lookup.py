@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -48,6 +47,7 @@ from rempart.portal.web import (
     csrf_token,
     current_professional,
     json_error,
+    key_answer,
     portal_origin,
     redirect,
     render,
@@ -257,13 +257,6 @@ def _verification_page(request: Request, current: PortalSession, exc: StepUpRequ
     )
 
 
-def _credential(body: dict[str, Any]) -> AuthenticationCredentialJSON | None:
-    try:
-        return AuthenticationCredentialJSON.model_validate(body.get("credential"))
-    except ValidationError:
-        return None
-
-
 def _refused(exc: Exception) -> JSONResponse:
     if isinstance(exc, StepUpRequired):
         return json_error(exc.code, step_up_message(exc), 401)
@@ -339,10 +332,10 @@ async def step_up_with_key(
 ) -> Response:
     """The key's answer; then, in the same request, the lookup that was waiting, done as
     the new session. The browser goes on to the card."""
-    body = await checked_json(request, csrf_token(request, current))
-    credential, handle = _credential(body), body.get("handle")
-    if credential is None or not isinstance(handle, str):
+    answer = key_answer(await checked_json(request, csrf_token(request, current)))
+    if answer is None:
         return json_error("webauthn_invalid", french("webauthn_invalid"))
+    handle, credential = answer
     services = services_of(request)
     origin = portal_origin(request)
     try:

@@ -35,7 +35,6 @@ from rempart.auth.service import InvalidCredentials, IssuedToken, Principal
 from rempart.auth.step_up import key_step_up
 from rempart.auth.webauthn import (
     PURPOSE_STEP_UP,
-    AuthenticationCredentialJSON,
     RegistrationCredentialJSON,
 )
 from rempart.errors import RempartError
@@ -53,6 +52,7 @@ from rempart.portal.web import (
     csrf_token,
     current_professional,
     json_error,
+    key_answer,
     portal_origin,
     redirect,
     render,
@@ -366,14 +366,10 @@ async def confirm_options(request: Request, current: Professional) -> Response:
 @router.post(f"{SECURITY}/confirmation")
 async def confirm(request: Request, current: Professional) -> Response:
     """The key's answer: a new session replaces this one (as the API's step-up)."""
-    body = await checked_json(request, csrf_token(request, current))
-    handle = body.get("handle")
-    try:
-        credential = AuthenticationCredentialJSON.model_validate(body.get("credential"))
-    except ValidationError:
+    answer = key_answer(await checked_json(request, csrf_token(request, current)))
+    if answer is None:
         return json_error("webauthn_invalid", french("webauthn_invalid"))
-    if not isinstance(handle, str):
-        return json_error("webauthn_challenge_invalid", french("webauthn_challenge_invalid"))
+    handle, credential = answer
     services = services_of(request)
     origin = portal_origin(request)
     principal = current.principal

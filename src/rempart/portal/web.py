@@ -17,24 +17,25 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
+from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from rempart.api.deps import origin_of, services_of
 from rempart.audit.events import Origin
 from rempart.auth.service import AccountSuspended, IssuedToken, Principal
 from rempart.auth.sessions import SessionExpired
 from rempart.auth.tokens import InvalidToken
+from rempart.auth.webauthn import AuthenticationCredentialJSON
 from rempart.console.display import when
 from rempart.store.engine import session_scope
 from rempart.store.models import Professional
 from rempart.web import PageRenderer, page_response
-from rempart.web.forms import same_site
+from rempart.web.forms import form_token, redirect, same_site, token_accepted
 from rempart.web.pages import SCRIPT_PATH, SCRIPTED_PAGE_CSP
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "current_professional",
     "install_handlers",
     "json_error",
+    "key_answer",
     "portal_origin",
     "redirect",
     "render",
@@ -147,7 +149,7 @@ def csrf_token(request: Request, current: PortalSession) -> str:
     """Derived from the session (a new session, a new token): a page of another site can
     neither read it nor compute it."""
     key = services_of(request).settings.keys.for_purpose("portal-csrf")
-    return hmac.new(key, current.principal.session_id.encode(), "sha256").hexdigest()
+    return form_token(key, current.principal.session_id)
 
 
 async def checked_form(request: Request, current: PortalSession) -> FormData:
@@ -155,8 +157,7 @@ async def checked_form(request: Request, current: PortalSession) -> FormData:
     if not same_site(request):
         raise CsrfRefused()
     form = await request.form()
-    token = form.get("csrf")
-    if not isinstance(token, str) or not hmac.compare_digest(csrf_token(request, current), token):
+    if not token_accepted(request, csrf_token(request, current), form.get("csrf")):
         raise CsrfRefused()
     return form
 
@@ -177,6 +178,17 @@ async def checked_json(request: Request, expected_token: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def key_answer(body: dict[str, Any]) -> tuple[str, AuthenticationCredentialJSON] | None:
+    """The handle and the browser's answer to ``navigator.credentials.get()`` posted by the
+    portal's script, parsed strictly; None when either is missing or malformed."""
+    handle = body.get("handle")
+    try:
+        credential = AuthenticationCredentialJSON.model_validate(body.get("credential"))
+    except ValidationError:
+        return None
+    return (handle, credential) if isinstance(handle, str) else None
 
 
 def json_error(code: str, message: str, status: int = 400) -> JSONResponse:
@@ -217,13 +229,6 @@ def render(
         status=status,
         headers={"content-security-policy": SCRIPTED_PAGE_CSP, **(headers or {})},
     )
-
-
-def redirect(path: str, **query: str | int) -> RedirectResponse:
-    """303 to a portal page (after a form: the browser then GETs it, and a reload does
-    not post again). ``query`` carries a message code, never personal data."""
-    target = path + (f"?{urlencode(query)}" if query else "")
-    return RedirectResponse(target, status_code=303)
 
 
 def set_session_cookie(response: Response, issued: IssuedToken) -> None:

@@ -1,12 +1,15 @@
-"""What every page's form handler checks first: the request comes from this site."""
+"""What every page's form handler checks first (the request comes from this site, with
+the token the page gave it), and how it answers (a 303, post/redirect/get)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import hmac
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
+from starlette.responses import RedirectResponse
 
-__all__ = ["same_site"]
+__all__ = ["form_token", "redirect", "same_site", "token_accepted"]
 
 
 def same_site(request: Request) -> bool:
@@ -26,3 +29,26 @@ def same_site(request: Request) -> bool:
     if origin == "null":
         return False
     return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def form_token(key: bytes, value: str) -> str:
+    """A form's token, derived from what the browser holds in a ``__Host-`` cookie (a
+    session, a login nonce): a page of another site can neither read it nor compute it."""
+    return hmac.new(key, value.encode(), "sha256").hexdigest()
+
+
+def token_accepted(request: Request, expected: str, submitted: object) -> bool:
+    """The request comes from this site and carries the expected token."""
+    return (
+        same_site(request)
+        and bool(expected)
+        and isinstance(submitted, str)
+        and hmac.compare_digest(expected, submitted)
+    )
+
+
+def redirect(path: str, **query: str | int) -> RedirectResponse:
+    """303 to a page (after a form: the browser then GETs it, and a reload does not post
+    again). ``query`` carries a message code, never personal data."""
+    target = path + (f"?{urlencode(query)}" if query else "")
+    return RedirectResponse(target, status_code=303)

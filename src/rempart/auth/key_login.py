@@ -1,4 +1,9 @@
-"""Logging in with a passkey alone: no password, no code.
+"""Logging in with a key: as the second factor after the password, or a passkey alone.
+
+Both end in :meth:`~rempart.auth.service.AuthService.complete_login`, as every login does;
+the API's routes and the portal's pages call these, not their own copies.
+
+**A passkey alone**: no password, no code.
 
 A discoverable credential that verified its user (PIN or biometrics on the
 authenticator) is two factors in one — something held and something known or been —
@@ -16,18 +21,51 @@ from sqlalchemy.orm import Session
 from rempart.audit.events import Origin
 from rempart.auth.levels import ACR_WEBAUTHN
 from rempart.auth.service import AuthService, IssuedToken
-from rempart.auth.webauthn import (
-    AuthenticationCredentialJSON,
-    WebAuthnChallengeInvalid,
-    WebAuthnCloneSuspected,
-    WebAuthnInvalid,
-    WebAuthnService,
-)
+from rempart.auth.step_up import KEY_REFUSALS
+from rempart.auth.webauthn import PURPOSE_LOGIN, AuthenticationCredentialJSON, WebAuthnService
 from rempart.store.models import Account
 
-__all__ = ["login_with_passkey"]
+__all__ = ["login_with_key", "login_with_passkey"]
 
-_REFUSALS = (WebAuthnInvalid, WebAuthnChallengeInvalid, WebAuthnCloneSuspected)
+
+def login_with_key(
+    auth: AuthService,
+    webauthn: WebAuthnService,
+    session: Session,
+    *,
+    mfa_token: str,
+    handle: str,
+    credential: AuthenticationCredentialJSON,
+    origin: Origin,
+) -> IssuedToken:
+    """The second step with a security key or passkey, after the password's ``mfa_token``."""
+    account, where = auth.second_step(session, mfa_token, origin)
+    account_id = account.account_id
+    try:
+        verified = webauthn.authenticate(
+            session,
+            account_id=account_id,
+            handle=handle,
+            credential=credential,
+            purpose=PURPOSE_LOGIN,
+            origin=where,
+        )
+    except KEY_REFUSALS as exc:
+        # A key cannot be guessed: a refusal spends the token's attempt and feeds the
+        # throttle, not the count that locks the codes out.
+        auth.second_factor_failed(
+            session, account_id, where, reason="webauthn", outcome=exc.code, counts=False
+        )
+        raise
+    auth.second_factor_passed(session, mfa_token, where)
+    return auth.complete_login(
+        session,
+        account_id=account_id,
+        acr=ACR_WEBAUTHN,
+        origin=where,
+        method="webauthn",
+        credential_id=verified.credential_id,
+    )
 
 
 def login_with_passkey(
@@ -46,7 +84,7 @@ def login_with_passkey(
         verified = webauthn.authenticate_passwordless(
             session, handle=handle, credential=credential, origin=origin
         )
-    except _REFUSALS as exc:
+    except KEY_REFUSALS as exc:
         session.rollback()
         auth.throttle.failure(origin.login, origin.client_ip)
         auth.events.record_event("login_failed", outcome=exc.code, reasons="passkey", origin=origin)
