@@ -4,19 +4,24 @@ and a page's form token."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 
 from rempart.api import create_app
+from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.services import Services
+from rempart.store.engine import session_scope
 from tests.functional.conftest import PEER, Login, totp_code
 
 PORTAL_BASE = "https://testserver"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_SCRIPT_TOKEN = re.compile(r'data-webauthn="get"[^>]*data-csrf="([^"]+)"')
 
 
 def form_token(html: str) -> str:
@@ -71,3 +76,65 @@ def post_form(
         path, data={"csrf": token, **(data or {})}, follow_redirects=False
     )
     return response
+
+
+def script_call(client: TestClient, path: str, token: str, body: dict[str, Any]) -> httpx.Response:
+    """A call from the portal's script: JSON, with the page's token in ``X-CSRF-Token``."""
+    response: httpx.Response = client.post(
+        path,
+        content=json.dumps(body),
+        headers={"content-type": "application/json", "x-csrf-token": token},
+    )
+    return response
+
+
+def register_key(
+    client: TestClient,
+    services: Services,
+    login: Login,
+    key: SoftAuthenticator,
+    *,
+    bearer: str,
+    label: str = "Clé du comptoir",
+) -> None:
+    """Registers ``key`` through the API in the session of ``bearer`` (a first key: with
+    the enrolment code the insurer posts)."""
+    with session_scope(services.sessions) as session:
+        code = services.recovery.issue_enrolment_code(session, login.account_id, operator="tests")
+    headers = {"Authorization": f"Bearer {bearer}"}
+    options = client.post("/api/v1/auth/webauthn/register/options", json={}, headers=headers)
+    assert options.status_code == 200, options.text
+    registered = client.post(
+        "/api/v1/auth/webauthn/register",
+        json={
+            "handle": options.json()["handle"],
+            "credential": key.create(options.json()["options"]),
+            "label": label,
+            "enrolment_code": code,
+        },
+        headers=headers,
+    )
+    assert registered.status_code == 201, registered.text
+
+
+def portal_login_with_key(client: TestClient, login: Login, key: SoftAuthenticator) -> None:
+    """Password, then the key, through the portal's form and its script's calls."""
+    page = client.get("/portail/connexion")
+    first = client.post(
+        "/portail/connexion",
+        data={"csrf": form_token(page.text), "login": login.login, "password": login.password},
+        follow_redirects=False,
+    )
+    assert first.status_code == 303, first.text
+    factor = client.get(first.headers["location"])
+    found = _SCRIPT_TOKEN.search(factor.text)
+    assert found, "the second-factor page offers no key"
+    options = script_call(client, "/portail/connexion/cle/options", found.group(1), {})
+    assert options.status_code == 200, options.text
+    done = script_call(
+        client,
+        "/portail/connexion/cle",
+        found.group(1),
+        {"handle": options.json()["handle"], "credential": key.get(options.json()["options"])},
+    )
+    assert done.status_code == 200, done.text

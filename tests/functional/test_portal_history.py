@@ -18,6 +18,7 @@ from sqlalchemy import select
 from rempart.audit.models import AuditEvent
 from rempart.config import Settings, load_settings
 from rempart.console.alert_reasons import explain
+from rempart.devtools.soft_authenticator import SoftAuthenticator
 from rempart.incident.live_source import LiveSource
 from rempart.nir import pseudonymize
 from rempart.portal.own_lookups import own_lookups
@@ -33,7 +34,14 @@ from rempart.store.models import (
 from rempart.store.pseudonyms import backfill
 from tests.conftest import FAST_HASHING
 from tests.functional.conftest import PROXY, Login, Person, make_login
-from tests.functional.portal_helpers import PORTAL_BASE, form_token, portal_client, portal_login
+from tests.functional.portal_helpers import (
+    PORTAL_BASE,
+    form_token,
+    portal_client,
+    portal_login,
+    portal_login_with_key,
+    register_key,
+)
 from tests.functional.test_guard_inline import (
     PHARMACY,
     ROBOT,
@@ -56,6 +64,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         webauthn_rp_id="testserver",
         webauthn_origins=[PORTAL_BASE],
         trusted_proxies=PROXY,  # the robot comes from its own network
+        webauthn_key_probation_hours=0,  # a key is established at once (strong sessions)
         **FAST_HASHING,
     )
 
@@ -99,8 +108,18 @@ def earlier_login(client: TestClient, login: Login) -> str:
 
 
 def portal_as(client: TestClient, login: Login) -> None:
+    """A password + TOTP session: it sees the names of its own lookups only."""
     client.cookies.clear()
     portal_login(client, login)
+
+
+def strong_portal_as(client: TestClient, services: Services, login: Login, bearer: str) -> None:
+    """A phishing-resistant portal session (password, then an established key, enrolled
+    in the API session ``bearer``): it sees every name."""
+    key = SoftAuthenticator.security_key(origin=PORTAL_BASE)
+    register_key(client, services, login, key, bearer=bearer)
+    client.cookies.clear()
+    portal_login_with_key(client, login, key)
 
 
 def test_my_lookups_by_name_and_outcome_not_anyone_elses_and_never_a_nir(
@@ -121,9 +140,8 @@ def test_my_lookups_by_name_and_outcome_not_anyone_elses_and_never_a_nir(
     assert malformed.status_code in (400, 422), malformed.text
     theirs = earlier_login(client, other)
     assert lookup(client, theirs, people[2]).status_code == 200
-    client.cookies.clear()
 
-    portal_as(client, pharmacist)
+    strong_portal_as(client, services, pharmacist, mine)
     page = client.get(HISTORY)
     assert page.status_code == 200, page.text
     assert "no-store" in page.headers["cache-control"]
@@ -144,15 +162,52 @@ def test_my_lookups_by_name_and_outcome_not_anyone_elses_and_never_a_nir(
 
     viewed = entries(services, "own_lookups_viewed", pharmacist.account_id)
     assert len(viewed) == 1
-    assert viewed[0].reasons == "page:list,rows:3"
+    assert viewed[0].reasons == "page:list,rows:3,names:all"
     assert viewed[0].subject == ""  # the trail names no person for a view
 
     # The other account sees its own lookup, not the pharmacist's.
-    portal_as(client, other)
+    strong_portal_as(client, services, other, theirs)
     html = client.get(HISTORY).text
     assert named(people[2]) in html
     assert people[0].last_name.upper() not in html
     assert_no_nir(html, people)
+
+
+def test_a_password_and_code_session_sees_its_own_names_only(
+    client: TestClient, services: Services, people: list[Person], pharmacist: Login
+) -> None:
+    """A password and one relayed code open a session: the page must not hand its holder
+    the names of everyone the practice read this week, past the guard."""
+    backfill(services.engine, services.settings.keys.pseudonym_key)
+    earlier = earlier_login(client, pharmacist)
+    assert lookup(client, earlier, people[0]).status_code == 200
+
+    portal_as(client, pharmacist)
+    home = client.get("/portail/")
+    mine = client.post(
+        "/portail/consultation",
+        data={
+            "csrf": form_token(home.text),
+            "nir": people[2].nir.value,
+            "birth_date": people[2].birth_date.isoformat(),
+        },
+        headers=PHARMACY,  # from the practice's own network and software, as the other
+        follow_redirects=False,
+    )
+    assert mine.status_code == 303, mine.text
+    html = client.get(HISTORY).text
+    assert named(people[2]) + "," in html  # read in this very session
+    assert people[0].last_name.upper() not in html  # read in another session
+    assert html.count("Nom masqué") == 1
+    assert "Les noms des personnes consultées dans vos autres sessions sont masqués" in html
+    assert html.count("données lues") == 2  # the lookups themselves stay visible
+    assert_no_nir(html, people)
+    viewed = entries(services, "own_lookups_viewed", pharmacist.account_id)
+    assert [v.reasons for v in viewed] == ["page:list,rows:2,names:session"]
+    # The confirmation page lists them the same way.
+    report = client.get(REPORT).text
+    assert people[0].last_name.upper() not in report
+    assert named(people[2]) in report
 
 
 def test_a_step_up_and_a_refusal_are_shown_for_what_they_were(
@@ -173,7 +228,7 @@ def test_a_step_up_and_a_refusal_are_shown_for_what_they_were(
     with session_scope(services.sessions) as session:
         services.auth.restore(session, pharmacist.account_id, operator="tests")
 
-    portal_as(client, pharmacist)
+    strong_portal_as(client, services, pharmacist, totp_session(client, pharmacist))
     html = client.get(HISTORY).text
     assert "vérification demandée (clé de sécurité ou carte CPS)" in html
     assert "refusée : compte suspendu" in html
@@ -346,7 +401,9 @@ def test_older_lookups_come_page_by_page(
     token = earlier_login(client, pharmacist)
     for person in people:
         assert lookup(client, token, person).status_code == 200
-    first = own_lookups(services.audit_engine, services.engine, pharmacist.account_id, limit=2)
+    first = own_lookups(
+        services.audit_engine, services.engine, pharmacist.account_id, named_session=None, limit=2
+    )
     assert [lookup.person.split(",")[0] for lookup in first.lookups] == [
         named(people[2]),
         named(people[1]),
@@ -356,14 +413,19 @@ def test_older_lookups_come_page_by_page(
         services.audit_engine,
         services.engine,
         pharmacist.account_id,
+        named_session=None,
         before_us=first.next_before,
         limit=2,
     )
     assert [lookup.person.split(",")[0] for lookup in rest.lookups] == [named(people[0])]
     assert rest.next_before is None
+    # Named for the session that read them; masked for any other.
+    elsewhere = own_lookups(
+        services.audit_engine, services.engine, pharmacist.account_id, named_session="other"
+    )
+    assert [(lookup.person, lookup.masked) for lookup in elsewhere.lookups] == [("", True)] * 3
 
-    client.cookies.clear()
-    portal_as(client, pharmacist)
+    strong_portal_as(client, services, pharmacist, token)
     html = client.get(HISTORY, params={"avant": str(first.next_before)}).text
     assert "Consultations faites avec votre compte (suite)" in html
     assert named(people[0]) in html
@@ -371,6 +433,6 @@ def test_older_lookups_come_page_by_page(
     assert named(people[2]) not in html
     assert 'href="/portail/consultations">Revenir aux plus récentes' in html
     viewed = entries(services, "own_lookups_viewed", pharmacist.account_id)
-    assert viewed[-1].reasons == f"page:list,rows:1,before_us:{first.next_before}"
+    assert viewed[-1].reasons == f"page:list,rows:1,names:all,before_us:{first.next_before}"
     # A cursor that is not a number is ignored: the first page.
     assert named(people[2]) in client.get(HISTORY, params={"avant": "hier"}).text

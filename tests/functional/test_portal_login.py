@@ -3,7 +3,6 @@ factor, a passkey alone; the cookies, the refusals, the logout, a suspended acco
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ from tests.functional.portal_helpers import (
     form_token,
     portal_client,
     portal_login,
+    register_key,
+    script_call,
 )
 
 COOKIE = "__Host-rempart-portail"
@@ -50,33 +51,12 @@ def events(services: Services, name: str) -> list[AuditEvent]:
         return list(session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
 
 
-def script_call(client: TestClient, path: str, token: str, body: dict[str, Any]) -> Any:
-    return client.post(
-        path,
-        content=json.dumps(body),
-        headers={"content-type": "application/json", "x-csrf-token": token},
-    )
-
-
 def with_key(services: Services, client: TestClient, login: Login) -> SoftAuthenticator:
     """A passkey registered through the API (a first key: the code the insurer posts)."""
     key = SoftAuthenticator.platform_passkey(origin=PORTAL_BASE)
-    with session_scope(services.sessions) as session:
-        code = services.recovery.issue_enrolment_code(session, login.account_id, operator="tests")
-    bearer = {"Authorization": f"Bearer {log_in(client, login)}"}
-    options = client.post("/api/v1/auth/webauthn/register/options", json={}, headers=bearer)
-    assert options.status_code == 200, options.text
-    registered = client.post(
-        "/api/v1/auth/webauthn/register",
-        json={
-            "handle": options.json()["handle"],
-            "credential": key.create(options.json()["options"]),
-            "label": "Passkey du comptoir",
-            "enrolment_code": code,
-        },
-        headers=bearer,
+    register_key(
+        client, services, login, key, bearer=log_in(client, login), label="Passkey du comptoir"
     )
-    assert registered.status_code == 201, registered.text
     client.cookies.clear()
     return key
 

@@ -6,7 +6,6 @@ young key told apart, and the guard's suspension."""
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,14 @@ from rempart.store.engine import session_scope
 from rempart.store.models import Account, AuthChallenge, WebAuthnCredential
 from tests.conftest import FAST_HASHING
 from tests.functional.conftest import Login, Person, totp_code
-from tests.functional.portal_helpers import PORTAL_BASE, form_token, portal_client, portal_login
+from tests.functional.portal_helpers import (
+    PORTAL_BASE,
+    form_token,
+    portal_client,
+    portal_login,
+    register_key,
+    script_call,
+)
 from tests.functional.test_guard_inline import town
 
 __all__ = ["town"]  # the fixture, imported for these tests
@@ -288,12 +294,10 @@ def test_a_forged_lookup_is_refused_and_reads_nothing(
 # -- the guard's step-up -------------------------------------------------------------------------
 
 
-def register_key(services: Services, login: Login) -> SoftAuthenticator:
+def with_key(services: Services, login: Login) -> SoftAuthenticator:
     """A security key registered through the API with the code the insurer posts (a TOTP
     code of the previous step: the portal's login then uses the current one)."""
     key = SoftAuthenticator.security_key(origin=PORTAL_BASE)
-    with session_scope(services.sessions) as session:
-        code = services.recovery.issue_enrolment_code(session, login.account_id, operator="tests")
     with portal_client(services) as client:
         first = client.post(
             "/api/v1/auth/login", json={"login": login.login, "password": login.password}
@@ -303,20 +307,7 @@ def register_key(services: Services, login: Login) -> SoftAuthenticator:
             json={"mfa_token": first.json()["mfa_token"], "code": totp_code(login, -1)},
         )
         assert second.status_code == 200, second.text
-        bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
-        options = client.post("/api/v1/auth/webauthn/register/options", json={}, headers=bearer)
-        assert options.status_code == 200, options.text
-        registered = client.post(
-            "/api/v1/auth/webauthn/register",
-            json={
-                "handle": options.json()["handle"],
-                "credential": key.create(options.json()["options"]),
-                "label": "Clé du comptoir",
-                "enrolment_code": code,
-            },
-            headers=bearer,
-        )
-        assert registered.status_code == 201, registered.text
+        register_key(client, services, login, key, bearer=second.json()["access_token"])
     return key
 
 
@@ -330,14 +321,6 @@ def until_stepped_up(client: TestClient, strangers: list[Person]) -> tuple[httpx
             return response, i
         assert client.get(RESULT_PATH).status_code == 200
     pytest.fail("the guard never asked for a step-up")
-
-
-def script_call(client: TestClient, path: str, token: str, body: dict[str, Any]) -> Any:
-    return client.post(
-        path,
-        content=json.dumps(body),
-        headers={"content-type": "application/json", "x-csrf-token": token},
-    )
 
 
 def key_answer(
@@ -365,7 +348,7 @@ def test_the_guards_step_up_asks_for_the_key_and_the_lookup_resumes(
     services: Services, pharmacist: Login, town: tuple[list[Person], list[Person]]
 ) -> None:
     _, strangers = town
-    key = register_key(services, pharmacist)
+    key = with_key(services, pharmacist)
     with logged_in(services, pharmacist) as (client, urls):
         page, waiting = until_stepped_up(client, strangers)
         assert waiting <= 3
@@ -440,7 +423,7 @@ def test_a_young_key_is_told_apart_and_the_lookup_keeps_waiting(
     services: Services, pharmacist: Login, town: tuple[list[Person], list[Person]]
 ) -> None:
     _, strangers = town
-    key = register_key(services, pharmacist)
+    key = with_key(services, pharmacist)
     with session_scope(services.sessions) as session:
         # As if enrolled from a network new to the account: never an established key.
         session.execute(update(WebAuthnCredential).values(new_network=True))
@@ -494,7 +477,7 @@ def test_a_step_up_after_the_lookup_expired_says_so_and_keeps_the_new_session(
     services: Services, pharmacist: Login, town: tuple[list[Person], list[Person]]
 ) -> None:
     _, strangers = town
-    key = register_key(services, pharmacist)
+    key = with_key(services, pharmacist)
     with logged_in(services, pharmacist) as (client, _):
         page, _ = until_stepped_up(client, strangers)
         token = form_token(page.text.replace('data-csrf="', 'name="csrf" value="'))

@@ -6,7 +6,6 @@ each recorded and told to the professional; forged forms refused."""
 from __future__ import annotations
 
 import html
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.functional.portal_helpers import (
     form_token,
     portal_client,
     portal_login,
+    script_call,
 )
 
 COOKIE = "__Host-rempart-portail"
@@ -126,14 +126,6 @@ def post(client: TestClient, path: str, data: dict[str, str] | None = None) -> h
         path, data={"csrf": token, **(data or {})}, follow_redirects=False
     )
     return answer
-
-
-def script_call(client: TestClient, path: str, token: str, body: dict[str, Any]) -> Any:
-    return client.post(
-        path,
-        content=json.dumps(body),
-        headers={"content-type": "application/json", "x-csrf-token": token},
-    )
 
 
 def key_form_token(page: str) -> str:

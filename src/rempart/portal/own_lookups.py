@@ -10,6 +10,13 @@ name on the answer card already. A lookup that was refused, stepped up or found 
 keeps its person unnamed, even when the pseudonym matches somebody (a NIR typed with a
 wrong birth date, a NIR the guard refused to read): naming them here would let anyone
 holding a session learn whose NIR it is without the birth date. No NIR is ever shown.
+
+Nor are names to every session: a password and one relayed code open a session, and
+the page would hand its holder, past the guard, the names of everyone the practice read
+this week. A session that is not phishing-resistant (see
+:func:`rempart.auth.levels.passes_step_up`) sees the names of its own lookups only
+(``named_session``); the others' times, networks, devices and outcomes — what tells a
+robot apart — stay visible, their names masked.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, select, tuple_
 
@@ -69,6 +77,8 @@ class OwnLookup:
     """In French."""
     person: str
     """« Camille DUPONT, née en 1985 » for a lookup that returned data, else empty."""
+    masked: bool = False
+    """The lookup returned data, but its name is withheld from this session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +125,15 @@ def own_lookups(
     data_engine: Engine,
     account_id: str,
     *,
+    named_session: str | None,
     before_us: int | None = None,
     now: int | None = None,
     limit: int = PAGE,
 ) -> OwnLookups:
     """The account's lookups of the last :data:`WINDOW_DAYS` days, newest first, at most
     ``limit`` before ``before_us`` (a later page starts at the previous one's cursor).
+    Persons are named for every lookup when ``named_session`` is None, else only for
+    that session's own lookups.
 
     Entries sharing the cursor's microsecond with the last row shown would be skipped by
     the next page: one account's lookups do not collide at that resolution."""
@@ -133,6 +146,7 @@ def own_lookups(
             AuditEvent.ts_us,
             AuditEvent.client_ip,
             AuditEvent.user_agent,
+            AuditEvent.session_id,
             AuditEvent.subject,
             AuditEvent.found,
             AuditEvent.outcome,
@@ -151,10 +165,18 @@ def own_lookups(
         rows = connection.execute(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    names = _names(data_engine, (r.subject for r in rows if r.outcome == "ok" and r.found == 1))
+
+    def nameable(row: Any) -> bool:
+        return named_session is None or row.session_id == named_session
+
+    names = _names(
+        data_engine,
+        (r.subject for r in rows if r.outcome == "ok" and r.found == 1 and nameable(r)),
+    )
     lookups = []
     for row in rows:
         kind, outcome = _outcome(row.outcome, row.found)
+        shown = kind == "read" and nameable(row)
         lookups.append(
             OwnLookup(
                 ref=f"{row.shard}-{row.seq}",
@@ -163,7 +185,8 @@ def own_lookups(
                 device=device_name(row.user_agent),
                 kind=kind,
                 outcome=outcome,
-                person=names.get(row.subject, "") if kind == "read" else "",
+                person=names.get(row.subject, "") if shown else "",
+                masked=kind == "read" and not shown,
             )
         )
     return OwnLookups(

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from rempart.api.deps import services_of
+from rempart.auth.levels import passes_step_up
 from rempart.errors import RempartError
 from rempart.portal.disown import Disowned, disown_lookups
 from rempart.portal.messages import french
@@ -51,13 +52,26 @@ def _cursor(request: Request) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) <= 19 else None
 
 
+def _named_session(current: PortalSession) -> str | None:
+    """Whose lookups the page names: all of them for a phishing-resistant session (the
+    CPS card, an established key); otherwise only this session's own."""
+    principal = current.principal
+    if passes_step_up(principal.acr, principal.factor_established):
+        return None
+    return principal.session_id
+
+
 def _read_and_record(
     request: Request, current: PortalSession, before_us: int | None, page: str
 ) -> OwnLookups:
     """The lookups, then their display recorded (committed) before anything is shown."""
     services = services_of(request)
     found = own_lookups(
-        services.audit_engine, services.engine, current.account_id, before_us=before_us
+        services.audit_engine,
+        services.engine,
+        current.account_id,
+        named_session=_named_session(current),
+        before_us=before_us,
     )
     origin = portal_origin(request)
     with session_scope(services.sessions) as session:
@@ -66,7 +80,8 @@ def _read_and_record(
             current.principal,
             origin,
             session=session,
-            reasons=f"page:{page},rows:{len(found.lookups)}"
+            reasons=f"page:{page},rows:{len(found.lookups)},"
+            + ("names:all" if _named_session(current) is None else "names:session")
             + (f",before_us:{before_us}" if before_us is not None else ""),
         )
     return found
@@ -97,6 +112,7 @@ async def history_page(request: Request, current: Current) -> Response:
             "title": "Mes consultations",
             "found": found,
             "paged": before_us is not None,
+            "names_masked": any(lookup.masked for lookup in found.lookups),
             "history": HISTORY,
             "report": REPORT,
         },
