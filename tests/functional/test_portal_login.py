@@ -17,7 +17,7 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import Login, log_in
+from tests.functional.conftest import PROXY, Login, log_in
 from tests.functional.portal_helpers import (
     PORTAL_BASE,
     form_token,
@@ -38,6 +38,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         webauthn_rp_id="testserver",
         webauthn_origins=[PORTAL_BASE],
         webauthn_key_probation_hours=0,
+        trusted_proxies=PROXY,  # a test plays other networks with X-Forwarded-For
         **FAST_HASHING,
     )
 
@@ -279,3 +280,49 @@ def test_a_recovery_code_as_the_second_factor(services: Services, pharmacist: Lo
         )
         assert done.status_code == 303, done.text
         assert client.get("/portail/avis").status_code == 200
+
+
+def test_passkey_refusals_from_many_networks_do_not_block_anyone_elses_passkey(
+    services: Services, pharmacist: Login
+) -> None:
+    """No login is typed with a passkey alone: the throttle counts per address. Refusals
+    sent from more networks than the account-wide limit back off those networks, not the
+    pharmacist's own passkey login from hers."""
+    with portal_client(services) as client:
+        key = with_key(services, client, pharmacist)
+        held = next(iter(key.credentials))
+        limit = services.settings.throttle_account_wide_failures
+        for n in range(limit + 1):
+            network = {"X-Forwarded-For": f"198.51.{n}.7"}
+            page = client.get("/portail/connexion", headers=network)
+            token = page.text.split('data-csrf="')[1].split('"')[0]
+            options = client.post(
+                "/portail/connexion/passkey/options",
+                content="{}",
+                headers={"content-type": "application/json", "x-csrf-token": token, **network},
+            )
+            assert options.status_code == 200, options.text
+            key.user_verified = False  # refused: a key that did not verify its user
+            forged = key.get(options.json()["options"], credential_id=held)
+            refused = client.post(
+                "/portail/connexion/passkey",
+                json={"handle": options.json()["handle"], "credential": forged},
+                headers={"x-csrf-token": token, **network},
+            )
+            assert refused.status_code == 401, refused.text
+        key.user_verified = True
+        page = client.get("/portail/connexion")
+        token = page.text.split('data-csrf="')[1].split('"')[0]
+        options = script_call(client, "/portail/connexion/passkey/options", token, {})
+        done = script_call(
+            client,
+            "/portail/connexion/passkey",
+            token,
+            {
+                "handle": options.json()["handle"],
+                "credential": key.get(options.json()["options"], credential_id=held),
+            },
+        )
+        assert done.status_code == 200, done.text
+    failed = [e for e in events(services, "login_failed") if e.reasons == "passkey"]
+    assert len(failed) == limit + 1

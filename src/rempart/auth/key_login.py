@@ -79,14 +79,22 @@ def login_with_passkey(
 ) -> IssuedToken:
     """Checks the throttle (per address: no login is typed), verifies the answer, opens the
     session. A refusal counts against the address and is recorded as a failed login."""
-    auth.check_throttle(origin)
+    # No login is typed: the throttle counts under a name of this address's own. One name
+    # shared by every address would let refusals sent from a few networks back off every
+    # professional's passkey login at once.
+    source = Origin(
+        login=f"passkey:{origin.client_ip}",
+        client_ip=origin.client_ip,
+        user_agent=origin.user_agent,
+    )
+    auth.check_throttle(source)
     try:
         verified = webauthn.authenticate_passwordless(
             session, handle=handle, credential=credential, origin=origin
         )
     except KEY_REFUSALS as exc:
         session.rollback()
-        auth.throttle.failure(origin.login, origin.client_ip)
+        auth.throttle.failure(source.login, source.client_ip)
         auth.events.record_event("login_failed", outcome=exc.code, reasons="passkey", origin=origin)
         raise
     account = session.get(Account, verified.account_id)
