@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -87,7 +88,6 @@ class PortalSession:
     """The professional behind a request, and what the pages need of them."""
 
     principal: Principal
-    token: str
     name: str
 
     @property
@@ -107,14 +107,12 @@ class CsrfRefused(Exception):
     """A form or a script call without this session's token, or sent from another site."""
 
 
-def _professional_name(request: Request, account_id: str) -> str:
-    services = services_of(request)
-    with session_scope(services.sessions) as session:
-        row = session.execute(
-            select(Professional.first_name, Professional.last_name).where(
-                Professional.account_id == account_id
-            )
-        ).one_or_none()
+def _professional_name(session: Session, account_id: str) -> str:
+    row = session.execute(
+        select(Professional.first_name, Professional.last_name).where(
+            Professional.account_id == account_id
+        )
+    ).one_or_none()
     return f"{row.first_name} {row.last_name}" if row is not None else ""
 
 
@@ -126,13 +124,12 @@ def _resolve(request: Request) -> PortalSession:
     try:
         with session_scope(services.sessions) as session:
             principal = services.auth.authenticate(session, token)
+            name = _professional_name(session, principal.account_id)
     except AccountSuspended as exc:
         raise PortalSuspended() from exc
     except (InvalidToken, SessionExpired) as exc:
         raise LoginRequired() from exc
-    return PortalSession(
-        principal=principal, token=token, name=_professional_name(request, principal.account_id)
-    )
+    return PortalSession(principal=principal, name=name)
 
 
 async def current_professional(request: Request) -> PortalSession:
