@@ -10,9 +10,8 @@ from rempart.guard.signals import (
     REASONS,
     budget_capacity,
     campaign_level,
-    decayed,
     enumeration_level,
-    explanation,
+    explained_by,
     far_weight,
     low_conversion,
     malformed,
@@ -26,17 +25,20 @@ CFG = default_config()
 PERSON = Person(birth_day=10_000, department="75", doctor_unit="gp1", ref=0)
 
 
-def test_explanation_prefers_care_then_doctor_then_claim() -> None:
-    assert explanation("ph1", PERSON, -1, care_linked=True) == "care"
-    assert explanation("gp1", PERSON, -1, care_linked=False) == "doctor"
-    assert explanation("ph1", PERSON, 123, care_linked=False) == "claim"
-    assert explanation("ph1", PERSON, -1, care_linked=False) is None
+def test_explained_by_a_declared_doctor_an_earlier_claim_or_a_care_link() -> None:
+    asked: list[str] = []
 
+    def care(unit: str, _person: Person) -> bool:
+        asked.append(unit)
+        return unit == "ph2"
 
-def test_decayed_counter_halves_over_its_log_two_scale() -> None:
-    scale = 60_000_000.0
-    assert decayed(8.0, 0, int(scale * 0.6931471805599453), scale) == pytest.approx(4.0)
-    assert decayed(8.0, 100, 50, scale) == 8.0  # never grows backwards in time
+    assert explained_by("gp1", PERSON, -1, 500, care)  # the declared doctor
+    assert explained_by("ph1", PERSON, 400, 500, care)  # billed before the lookup
+    assert not explained_by("ph1", PERSON, 600, 500, care)  # billed only afterwards
+    assert explained_by("ph2", PERSON, -1, 500, care)  # a care link
+    assert not explained_by("ph1", PERSON, -1, 500, care)
+    # The care links (which may cost the directory a query) are asked last.
+    assert asked == ["ph1", "ph2", "ph1"]
 
 
 def test_velocity_limits_follow_the_learnt_peak_above_the_floor() -> None:

@@ -87,6 +87,7 @@ class NetworkConfig(_Section):
     ipv4_prefix: int = Field(ge=8, le=32)
     ipv6_prefix: int = Field(ge=16, le=128)
     known_after: int = Field(ge=1)
+    first_contact: bool
 
 
 class EnumerationConfig(_Section):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from math import exp
 
 from rempart.guard.config import GuardConfig
 from rempart.guard.directory import (
@@ -28,11 +27,20 @@ from rempart.guard.events import (
     DecisionKind,
 )
 from rempart.guard.events import LookupEvent as Lookup
+from rempart.guard.phases import (
+    DEVICE_KEY,
+    Strangers,
+    conversion,
+    cost,
+    enumeration,
+    explanation,
+    rule,
+    strangers,
+    velocity,
+)
 from rempart.guard.signals import (
     budget_capacity,
-    enumeration_level,
     far_weight,
-    low_conversion,
     malformed,
     network_of,
     off_hours,
@@ -104,7 +112,6 @@ class _Account:
 
 _MAX_RETRIES = 5
 _SUSPENDED = ("account_suspended",)
-_DEVICE = "d|"  # a device's key among the networks in AccountState.probation
 _STRANGER_RULES = frozenset(("refused_network", "concurrent_new_network", "stranger_off_hours"))
 
 
@@ -135,16 +142,12 @@ class Guard:
         self._peers: dict[str, _Peer] = {}
         self._scales_us = [s * 1_000_000.0 for s in config.velocity.scales]
         self._enum_scale_us = config.enumeration.scale * 1_000_000.0
-        self._enum_min_count = config.enumeration.min_count
         self._conv_scale_us = config.conversion.scale * 1_000_000.0
         self._horizon_us = config.conversion.horizon * 1_000_000
         self._unit_cap = max(config.campaign.popular_units, config.campaign.step_up_units + 1)
         self._births: dict[str | None, int | None] = {}
         self._known_after = config.network.known_after
-        self._four_scales = len(self._scales_us) == 4
-        self._min_matured = config.conversion.min_matured
-        self._campaign_min = config.campaign.min_units
-        self._campaign_step = config.campaign.step_up_units
+        self._first_contact = config.network.first_contact
         self._velocity_deny = config.velocity.deny_factor
         self._deny_factor = config.budget.deny_factor
         self._window_us = config.concurrency.window * 1_000_000
@@ -235,7 +238,7 @@ class Guard:
                 continue
         raise RuntimeError(f"account {account_id!r} record kept changing under us")
 
-    def _decide(  # noqa: PLR0912, PLR0915, PLR0917
+    def _decide(  # noqa: PLR0915, PLR0917 - the phases in order, then the record
         self,
         ts: int,
         account_id: str,
@@ -257,6 +260,8 @@ class Guard:
         trusted = history_until is not None and ts < history_until
         state = self._state
         rec = state.account(account_id)
+        if rec.day < 0 and self._first_contact:
+            self._meet(account_id, unit, network, device, session_id)
         day = ts // DAY_US
         if rec.day != day:
             self._roll(rec, day, info)
@@ -270,243 +275,169 @@ class Guard:
         )
         reasons: list[str] = []
 
-        # Who is read, and is it explained?
-        found = person is not None and given == person.birth_day
-        explained = False
-        if found:
-            assert person is not None
-            explained = (
-                person.doctor_unit == unit
-                or 0 <= ctx.claimed_at <= ts
-                or self._dir.care_linked(unit, person)
-            )
+        # 1. Who is read, and is it explained?
+        found, explained = explanation(
+            unit, person, given, ctx.claimed_at, ts, self._dir.care_linked
+        )
         missed = not found
         if missed:
             reasons.append("malformed_nir" if person is None and malformed(nir) else "not_found")
         new_exposure = found and not explained and not ctx.seen
 
-        # The decayed counters all last changed at the same instant (the previous
-        # decision): velocity_ts == enum_ts == conv_ts.
+        # 2. Velocity. The decayed counters all last changed at the same instant (the
+        # previous decision): velocity_ts == enum_ts == conv_ts.
         last = rec.velocity_ts
-        elapsed = last - ts if ts > last else 0
-
-        # Velocity at several scales.
-        vel = rec.velocity
-        if not vel:
-            vel = rec.velocity = [0.0] * len(self._scales_us)
+        if not rec.velocity:
+            rec.velocity = [0.0] * len(self._scales_us)
             rec.velocity_day_max = [0.0] * len(self._scales_us)
         if info.limits_days != rec.days:
             self._refresh_limits(rec, info)
-        if self._four_scales:  # the usual configuration, unrolled (same arithmetic)
-            v0, v1, v2, v3 = vel
-            if elapsed:
-                s0, s1, s2, s3 = self._scales_us
-                v0 = v0 * exp(elapsed / s0) + 1.0
-                v1 = v1 * exp(elapsed / s1) + 1.0
-                v2 = v2 * exp(elapsed / s2) + 1.0
-                v3 = v3 * exp(elapsed / s3) + 1.0
-            else:
-                v0 += 1.0
-                v1 += 1.0
-                v2 += 1.0
-                v3 += 1.0
-            new_vel = [v0, v1, v2, v3]
-            l0, l1, l2, l3 = info.limits
-            # max() two at a time: the builtin's comparisons in its order, and compiled
-            # (rempart.guard.native) inline, where the builtin of 3+ values boxes each one.
-            velocity_ratio = max(max(max(v0 / l0, v1 / l1), v2 / l2), v3 / l3)  # noqa: PLW3301
-        else:
-            if elapsed:
-                new_vel = [
-                    v * exp(elapsed / s) + 1.0 for v, s in zip(vel, self._scales_us, strict=True)
-                ]
-            else:
-                new_vel = [v + 1.0 for v in vel]
-            velocity_ratio = max([v / lim for v, lim in zip(new_vel, info.limits, strict=True)])
+        new_vel, velocity_ratio, _pace = velocity(
+            rec.velocity, last - ts if ts > last else 0, self._scales_us, info.limits
+        )
 
-        # Enumeration: not-found and malformed rates.
-        if rec.enum_ts < ts:
-            enum_decay = exp((rec.enum_ts - ts) / self._enum_scale_us)
-            enum_total = rec.enum_total * enum_decay + 1.0
-            enum_missed = rec.enum_missed * enum_decay + missed
-        else:
-            enum_total = rec.enum_total + 1.0
-            enum_missed = rec.enum_missed + missed
-        enumeration = 0
-        if enum_missed >= self._enum_min_count:  # validated: deny_count >= min_count
-            enumeration = enumeration_level(enum_total, enum_missed, cfg.enumeration)
+        # 3. Enumeration.
+        enum_total, enum_missed, enumeration_now, enum_pressure = enumeration(
+            rec, ts, missed, self._enum_scale_us, cfg.enumeration
+        )
 
-        # Conversion: unexplained lookups that matured with or without a claim.
-        pending = rec.pending
-        if pending and pending[0][0] + self._horizon_us <= ts:
-            matured, converted = self._mature(rec, ts)
-        else:  # nothing matures: _mature's decay alone
-            matured = rec.conv_matured
-            converted = rec.conv_converted
-            if rec.conv_ts < ts:
-                decay = exp((rec.conv_ts - ts) / self._conv_scale_us)
-                matured *= decay
-                converted *= decay
-            rec.conv_matured, rec.conv_converted, rec.conv_ts = matured, converted, ts
+        # 4. Conversion.
         base = rec.conversion_base if rec.conversion_base >= 0 else -1.0
         if base < 0 and peer is not None:
             base = peer.conversion
-        poor_conversion = (
-            base > 0
-            and matured >= self._min_matured
-            and low_conversion(matured, converted, base, cfg.conversion)
+        poor_conversion = conversion(
+            rec, ts, state.claimed_at, base, self._conv_scale_us, self._horizon_us, cfg.conversion
         )
 
-        # Networks and devices.
-        known_after = self._known_after
-        network_known = ctx.network_known >= known_after
-        device_known = ctx.device_known >= known_after
-        moved = (
-            ctx.session_network is not None and ctx.session_network != network and not network_known
+        # 5. Networks and devices.
+        off = self._off_hours(rec, peer, ts)
+        seen = strangers(
+            rec,
+            ctx,
+            ts,
+            network,
+            state.token,
+            device,
+            off,
+            self._known_after,
+            cfg.campaign,
+            self._probation_us,
+            self._window_us,
+            self._span_us,
+            self._refuse_us,
+            self._concurrent_min,
         )
-        # campaign_level() of both, inline; validated: step_up_units >= min_units >= 1.
-        campaign = 0
-        min_units = self._campaign_min
-        if not network_known and ctx.network_units >= min_units and not ctx.network_popular:
-            campaign = 2 if ctx.network_units >= self._campaign_step else 1
-        if (
-            campaign < 2
-            and not device_known
-            and ctx.device_units >= min_units
-            and not ctx.device_popular
-        ):
-            campaign = 2 if ctx.device_units >= self._campaign_step else 1
 
-        # A stranger (a network new to the account, or still on probation) in use while
-        # another network of the account was in use moments ago (a personal account in
-        # two places), or at an hour the account never works.
-        token = state.token
-        net_key = token(network)
-        on_probation = False
-        if rec.probation:
-            since = rec.probation.get(net_key, -1)
-            on_probation = since >= 0 and ts - since < self._probation_us
-        stranger_rule = ""
-        stranger_count = 0
-        new_device = False
-        if not network_known or on_probation:
-            new_device = not device_known
-            if not new_device and rec.probation:
-                since = rec.probation.get(_DEVICE + token(device), -1)
-                new_device = since >= 0 and ts - since < self._probation_us
-            # In use alongside: this network, then another, then this one again, within
-            # span, the other one within window (a switch, after an ISP change or between
-            # two sites at noon, leaves the other network behind).
-            concurrent = (
-                rec.net_prev == net_key
-                and ts - rec.net_prev_ts <= self._span_us
-                and ts - rec.net_last_ts <= self._window_us
-            )
-            late = not concurrent and self._off_hours(rec, peer, ts)
-            if concurrent or late:
-                stranger_count = rec.concurrent.get(net_key, 0) + 1
-                # A new device alongside the practice is a stranger at once; otherwise
-                # (a user agent string is shared by millions of browsers; a late evening
-                # at home happens) after a few such lookups: legitimate parallel use, a
-                # phone's connection during a home visit, stays within a handful.
-                if (concurrent and new_device) or stranger_count >= self._concurrent_min:
-                    stranger_rule = "concurrent_new_network" if concurrent else "stranger_off_hours"
-        pair_key = ""
-        refused = False
-        if stranger_rule or rec.refused:
-            pair_key = net_key + "|" + token(device)
-            refused_at = rec.refused.get(pair_key, -1)
-            refused = refused_at >= 0 and ts - refused_at < self._refuse_us
-
-        # The cost of a new unexplained person against the day's budget.
-        cost = 0.0
+        # 6. The cost of a new unexplained person against the day's budget.
+        spent_now = 0.0
+        campaign_reason = (
+            "campaign_network" if ctx.network_units > ctx.device_units else "campaign_device"
+        )
         if new_exposure:
             assert person is not None
             weights = cfg.weights
-            reasons.append("unexplained")
-            cost = 1.0
-            far = far_weight(
-                info.distance(person.department),
-                rec.far_seen,
-                rec.near_seen,
-                weights.far_patient,
+            spent_now = cost(
+                reasons,
+                far_weight(
+                    info.distance(person.department),
+                    rec.far_seen,
+                    rec.near_seen,
+                    weights.far_patient,
+                ),
+                seen,
+                off,
+                poor_conversion,
+                campaign_reason == "campaign_network",
+                weights.new_network,
+                weights.new_device,
+                weights.off_hours,
+                weights.campaign,
+                weights.low_conversion,
             )
-            if far > 0:
-                cost += far
-                reasons.append("far_patient")
-            if not network_known:
-                cost += weights.new_network
-                reasons.append("new_network")
-            if not device_known:
-                cost += weights.new_device
-                reasons.append("new_device")
-            if self._off_hours(rec, peer, ts):
-                cost += weights.off_hours
-                reasons.append("off_hours")
-            if campaign:
-                cost += weights.campaign
-                if ctx.network_units > ctx.device_units:
-                    reasons.append("campaign_network")
-                else:
-                    reasons.append("campaign_device")
-            if poor_conversion:
-                cost += weights.low_conversion
-                reasons.append("low_conversion")
         capacity = info.capacity
-        spent = rec.spent + cost
-        enum_pressure = 0.0
-        if enum_missed:
-            enum_pressure = enum_missed / self._enum_min_count * min(1.0, enum_missed / enum_total)
-        score = max(max(spent / capacity, velocity_ratio), enum_pressure)  # noqa: PLW3301 (as above)
+        spent = rec.spent + spent_now
+        score = max(max(spent / capacity, velocity_ratio), enum_pressure)  # noqa: PLW3301
 
-        # The rules, most severe first.
-        decision: DecisionKind = ALLOW
-        rule = ""
-        if enumeration == 2:
-            decision, rule = DENY, "enumeration"
-        elif velocity_ratio > self._velocity_deny and spent >= capacity:
-            decision, rule = DENY, "robot"
-        elif new_exposure and spent >= self._deny_factor * capacity:
-            decision, rule = DENY, "budget_far_exceeded"
-        elif refused and new_device and rec.refused_lookups + 1 >= self._refused_deny:
-            decision, rule = DENY, "stranger_persisting"
-        elif enumeration == 1:
-            decision, rule = STEP_UP, "enumeration"
-        elif velocity_ratio > 1.0:
-            decision, rule = STEP_UP, "velocity"
-        elif moved:
-            decision, rule = STEP_UP, "session_new_network"
-        elif refused:
-            decision, rule = STEP_UP, "refused_network"
-        elif stranger_rule:
-            decision, rule = STEP_UP, stranger_rule
-        elif new_exposure or missed:
-            if rec.challenged:
-                decision, rule = STEP_UP, "challenged"
-            elif new_exposure and campaign == 2:
-                decision, rule = STEP_UP, "campaign"
-            elif new_exposure and spent > capacity:
-                decision, rule = STEP_UP, "budget_exhausted"
-        if rule == "campaign":
-            rule = reasons[-1] if reasons[-1].startswith("campaign") else "campaign_network"
-            reasons.remove(rule)
-        if rule:
-            reasons.insert(0, rule)
+        # 7. The rule.
+        decision, why = rule(
+            enumeration_now,
+            velocity_ratio,
+            spent,
+            capacity,
+            new_exposure,
+            missed,
+            seen,
+            rec.challenged,
+            rec.refused_lookups,
+            self._velocity_deny,
+            self._deny_factor,
+            self._refused_deny,
+        )
+        if why == "campaign":
+            why = campaign_reason
+            reasons.remove(why)
+        if why:
+            reasons.insert(0, why)
 
-        # Change the record in one block.
+        self._record(
+            rec,
+            account_id,
+            unit,
+            nir,
+            ts,
+            info,
+            person if found else None,
+            new_vel,
+            enum_total,
+            enum_missed,
+            seen,
+            network,
+            device,
+            session_id,
+            decision,
+            why,
+            spent,
+            trusted=trusted,
+            new_exposure=new_exposure,
+            explained=explained,
+            answered_by_client=answered_by_client,
+        )
+        return decision, round4(score), tuple(reasons)
+
+    def _record(  # noqa: PLR0912, PLR0915, PLR0917
+        self,
+        rec: AccountState,
+        account_id: str,
+        unit: str,
+        nir: str,
+        ts: int,
+        info: _Account,
+        person: Person | None,
+        new_vel: list[float],
+        enum_total: float,
+        enum_missed: float,
+        seen: Strangers,
+        network: str,
+        device: str,
+        session_id: str,
+        decision: DecisionKind,
+        why: str,
+        spent: float,
+        *,
+        trusted: bool,
+        new_exposure: bool,
+        explained: bool,
+        answered_by_client: bool,
+    ) -> None:
+        """The decision's changes to the record, in one block, then to the registries."""
+        state = self._state
         rec.velocity = new_vel
         rec.velocity_ts = ts
         day_max = rec.velocity_day_max
-        if self._four_scales:
-            day_max[0] = v0 if v0 > day_max[0] else day_max[0]
-            day_max[1] = v1 if v1 > day_max[1] else day_max[1]
-            day_max[2] = v2 if v2 > day_max[2] else day_max[2]
-            day_max[3] = v3 if v3 > day_max[3] else day_max[3]
-        else:
-            rec.velocity_day_max = [
-                v if v > m else m for v, m in zip(new_vel, day_max, strict=True)
-            ]
+        for i in range(len(new_vel)):
+            day_max[i] = max(day_max[i], new_vel[i])
         rec.enum_total, rec.enum_missed, rec.enum_ts = enum_total, enum_missed, ts
+        net_key = seen.net_key
         if rec.net_last == net_key:
             rec.net_last_ts = ts
         else:
@@ -516,43 +447,40 @@ class Guard:
         if new_exposure:
             rec.day_unexplained += 1
         allowed = decision == ALLOW or trusted
-        if trusted:
-            pass  # history teaches; it neither spends nor flags
-        else:
+        if not trusted:  # history teaches; it neither spends nor flags
             # A stranger's refused lookups are not the owner's, nor a client's the
             # professional's it named (the client's own record spends them).
-            if rule not in _STRANGER_RULES and (decision == ALLOW or not answered_by_client):
+            if why not in _STRANGER_RULES and (decision == ALLOW or not answered_by_client):
                 rec.spent = spent
-            if not network_known and net_key not in rec.probation:
+            if not seen.network_known and net_key not in rec.probation:
                 rec.probation[net_key] = ts
-            if not device_known:
-                rec.probation.setdefault(_DEVICE + token(device), ts)
-            if stranger_count:
-                rec.concurrent[net_key] = stranger_count
+            if not seen.device_known:
+                rec.probation.setdefault(DEVICE_KEY + state.token(device), ts)
+            if seen.count:
+                rec.concurrent[net_key] = seen.count
             if decision != ALLOW:
                 rec.day_flagged = True
                 if decision == STEP_UP:
                     # A refused network and device answer for themselves: the owner's
                     # own network is not challenged by what a stranger did.
-                    if rule == stranger_rule:
-                        rec.refused[pair_key] = ts
-                    elif rule == "refused_network" and new_device:
+                    if why == seen.rule:
+                        rec.refused[seen.pair_key] = ts
+                    elif why == "refused_network" and seen.new_device:
                         # Only a device new to the account counts towards a denial: a
                         # user agent string the account uses is weak evidence of a
                         # stranger (a hospital's new network with its usual browsers).
                         rec.refused_lookups += 1
-                    elif rule != "refused_network":
+                    elif why != "refused_network":
                         rec.challenged = True
                 elif answered_by_client:
                     # The client that asked is suspended, not the professional it named.
                     rec.challenged = True
                 else:
                     rec.suspended = True
-                    rec.suspended_reason = rule
+                    rec.suspended_reason = why
         if allowed:
             rec.hours[(ts % DAY_US) // HOUR_US] += 1
-            if found:
-                assert person is not None
+            if person is not None:
                 if info.distance(person.department) == 2:
                     rec.far_seen += 1
                 else:
@@ -562,19 +490,36 @@ class Guard:
         state.save_account(account_id, rec)
         vouch = 0
         if allowed and (explained or trusted):
-            vouch = known_after if trusted else 1
+            vouch = self._known_after if trusted else 1
         state.remember(
             account_id,
             unit,
-            nir if found else None,
+            None if person is None else nir,
             network=network,
             device=device,
             session_id=session_id,
-            read=allowed and found,
+            read=allowed and person is not None,
             vouch=vouch,
             cap=self._unit_cap,
         )
-        return decision, round4(score), tuple(reasons)
+
+    def _meet(self, account_id: str, unit: str, network: str, device: str, session: str) -> None:
+        """First contact: an account the guard has never seen has no network or device
+        to compare with, and every one would count as new (an honest professional's
+        second stranger would already be stepped up). So its first lookup's network and
+        device become its baseline, as the networks of the history do. The budget still
+        bounds a never-seen account taken over (``network.first_contact``)."""
+        self._state.remember(
+            account_id,
+            unit,
+            None,
+            network=network,
+            device=device,
+            session_id=session,
+            read=False,
+            vouch=self._known_after,
+            cap=self._unit_cap,
+        )
 
     def _off_hours(self, rec: AccountState, peer: _Peer | None, ts: int) -> bool:
         """An hour the account (or, with too little history, its peers) hardly works."""
@@ -604,26 +549,6 @@ class Guard:
             cfg.budget,
         )
         info.limits_days = rec.days
-
-    def _mature(self, rec: AccountState, ts: int) -> tuple[float, float]:
-        """Settle pending unexplained lookups older than the horizon; decayed counts."""
-        matured = rec.conv_matured
-        converted = rec.conv_converted
-        if rec.conv_ts < ts:  # decayed(), one exp for both counters
-            decay = exp((rec.conv_ts - ts) / self._conv_scale_us)
-            matured *= decay
-            converted *= decay
-        pending = rec.pending
-        horizon = self._horizon_us
-        while pending and pending[0][0] + horizon <= ts:
-            looked_at, key = pending.popleft()
-            claim_unit, _, nir = key.partition("|")
-            claimed = self._state.claimed_at(claim_unit, nir)
-            matured += 1.0
-            if looked_at <= claimed <= looked_at + horizon:
-                converted += 1.0
-        rec.conv_matured, rec.conv_converted, rec.conv_ts = matured, converted, ts
-        return matured, converted
 
     def _roll(self, rec: AccountState, day: int, info: _Account) -> None:
         """A new budget day: fold a clean day into the baselines, carry any overspending."""

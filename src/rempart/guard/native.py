@@ -68,6 +68,7 @@ PACKAGE = "rempart_native"
 COMPILED = (
     "rempart.guard.signals",
     "rempart.guard.state",
+    "rempart.guard.phases",
     "rempart.guard.engine",
     "rempart.guard.feed",
 )

@@ -6,8 +6,7 @@ combines their answers; none of them keeps anything between calls.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from rempart.guard.config import (
@@ -25,9 +24,8 @@ __all__ = [
     "REASONS",
     "budget_capacity",
     "campaign_level",
-    "decayed",
     "enumeration_level",
-    "explanation",
+    "explained_by",
     "far_weight",
     "low_conversion",
     "network_of",
@@ -57,34 +55,14 @@ REASONS: dict[str, str] = {
     "session_new_network": "an existing session came back from a network the account never used",
 }
 
-# Explanations, strongest first.
-CARE = "care"
-DOCTOR = "doctor"
-CLAIM = "claim"
 
-
-def explanation(unit: str, person: Person, claimed_at: int, care_linked: bool) -> str | None:
-    """Why ``unit`` may look ``person`` up: a care link, being the declared doctor, or an
-    earlier claim (``claimed_at`` >= 0, already known to be before the lookup); None if
-    nothing explains it."""
-    if care_linked:
-        return CARE
-    if person.doctor_unit == unit:
-        return DOCTOR
-    if claimed_at >= 0:
-        return CLAIM
-    return None
-
-
-def decayed(value: float, last_ts: int, now: int, scale_us: float) -> float:
-    """A counter that loses ``1/e`` of itself every ``scale_us`` microseconds.
-
-    >>> round(decayed(10.0, 0, 60_000_000, 60_000_000.0), 3)
-    3.679
-    """
-    if now <= last_ts:
-        return value
-    return value * math.exp((last_ts - now) / scale_us)
+def explained_by(
+    unit: str, person: Person, claimed_at: int, ts: int, care_linked: Callable[[str, Person], bool]
+) -> bool:
+    """Whether ``unit`` may look ``person`` up at ``ts``: it is the person's declared
+    doctor, billed them before (``claimed_at``, -1 for never), or has a care link with
+    them (asked last: the directory may have to look it up)."""
+    return person.doctor_unit == unit or 0 <= claimed_at <= ts or care_linked(unit, person)
 
 
 def velocity_limits(
@@ -179,7 +157,6 @@ def session_moved(session_network: str | None, network: str, network_known: bool
     return session_network is not None and session_network != network and not network_known
 
 
-@lru_cache(maxsize=65_536)
 @lru_cache(maxsize=65_536)
 def malformed(nir: str) -> bool:
     """Whether a NIR that the directory does not know is not even a valid number."""
