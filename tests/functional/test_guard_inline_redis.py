@@ -356,14 +356,14 @@ def test_a_restore_is_one_versioned_reset(
     # the stale save is refused and the fresh record found reset.
     state.hold_suspension("ph-lilas", "mark-of-the-suspension")
     with guard._lock:
-        assert not guard._forget_restored("ph-lilas", stale).suspended
+        assert not guard.engine.restore("ph-lilas", stale).suspended
     assert state.account("ph-lilas").version == after.version  # nothing saved twice
     assert state.account("ph-lilas").day_lookups == after.day_lookups
     # It had released the mark: nothing to lift (the engine's own read, versioned,
     # then finds the record as it is).
     state.release_suspension("ph-lilas", "mark-of-the-suspension")
     with guard._lock:
-        guard._forget_restored("ph-lilas", stale)
+        guard._restore_if_lifted("ph-lilas", stale)
     assert state.account("ph-lilas").version == after.version
     assert lookup(workers[0], token, customers[1]).status_code == 200
 

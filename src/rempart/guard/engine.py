@@ -219,8 +219,10 @@ class Guard:
         spends nothing of this record's budget, and a ``deny`` challenges this record
         for the rest of the day instead of suspending it.
         """
-        if not self._history_done and ts >= (self._history_until or 0):
-            self.refresh_peers(end_of_history=True)
+        history_until = self._history_until
+        if not self._history_done and ts >= (history_until or 0):
+            self.end_history()
+        trusted = history_until is not None and ts < history_until
         for _ in range(_MAX_RETRIES):
             try:
                 return self._decide(
@@ -233,10 +235,89 @@ class Guard:
                     device,
                     session_id,
                     answered_by_client,
+                    trusted,
                 )
             except StaleRecord:
                 continue
         raise RuntimeError(f"account {account_id!r} record kept changing under us")
+
+    # -- the account's lifecycle ----------------------------------------------------------
+
+    def learn(  # noqa: PLR0917
+        self,
+        ts: int,
+        account_id: str,
+        nir: str,
+        person: Person | None,
+        given: int | None,
+        network: str,
+        device: str,
+        session_id: str,
+    ) -> None:
+        """A lookup of trusted history, whatever ``history_until`` says: the warm start
+        feeds the audit trail's recent lookups through it, as the replay's lookups
+        before ``history_until`` go (decided, never acted upon, learnt from). Call
+        :meth:`end_history` after the last one."""
+        for _ in range(_MAX_RETRIES):
+            try:
+                self._decide(
+                    ts, account_id, nir, person, given, network, device, session_id, False, True
+                )
+            except StaleRecord:
+                continue
+            return
+        raise RuntimeError(f"account {account_id!r} record kept changing under us")
+
+    def end_history(self) -> None:
+        """The end of the trusted history: each account's conversion rate fixed, what
+        history spent cleared, common networks and devices frozen, peer groups
+        computed. Once per deployment (drivers sharing a state run it once between
+        them); the replay's and a learning window's end come here at their first
+        lookup after ``history_until``."""
+        for _ in range(_MAX_RETRIES):
+            try:
+                self.refresh_peers(end_of_history=True)
+            except StaleRecord:
+                continue  # a straggling decision of the history saved a record
+            return
+        raise RuntimeError("records kept changing while ending the history")
+
+    def history_ended_elsewhere(self) -> None:
+        """Another driver sharing the state ended the history (:meth:`end_history`): the
+        peer groups from the shared records, and nothing left to end here."""
+        self.refresh_peers()
+        self._history_done = True
+
+    def restore(self, account_id: str, rec: AccountState | None = None) -> AccountState:
+        """An operator restored the account after the guard suspended it (the driver
+        knows: the database is the authority). The incident is judged: the suspension,
+        the day's challenge and carried-over debt go, and so do the burst's counters and
+        the networks it used moments ago, which must not weigh on the owner's first
+        lookups (the owner's own place, minutes after, is no concurrent use); networks
+        and devices refused as strangers stay refused. ``rec``: the record as the driver
+        read it (default: read now); a record saved meanwhile is read again. Returns the
+        record as saved."""
+        if rec is None:
+            rec = self._state.account(account_id)
+        for _ in range(_MAX_RETRIES):
+            if not rec.suspended:
+                return rec
+            rec.suspended = False
+            rec.suspended_reason = ""
+            rec.spent = 0.0
+            rec.challenged = False
+            rec.refused_lookups = 0
+            rec.velocity = [0.0] * len(rec.velocity)
+            rec.enum_total = rec.enum_missed = 0.0
+            rec.net_last = rec.net_prev = ""
+            rec.net_last_ts = rec.net_prev_ts = -1
+            try:
+                self._state.save_account(account_id, rec)
+            except StaleRecord:
+                rec = self._state.account(account_id)  # saved meanwhile: look again
+                continue
+            return rec
+        raise StaleRecord(account_id)
 
     def _decide(  # noqa: PLR0915, PLR0917 - the phases in order, then the record
         self,
@@ -248,7 +329,8 @@ class Guard:
         network: str,
         device: str,
         session_id: str,
-        answered_by_client: bool = False,
+        answered_by_client: bool,
+        trusted: bool,
     ) -> tuple[DecisionKind, float, tuple[str, ...]]:
         cfg = self._cfg
         info = self._accounts.get(account_id)
@@ -256,8 +338,6 @@ class Guard:
             info = self._account(account_id)
         unit = info.unit
         peer = info.peer
-        history_until = self._history_until
-        trusted = history_until is not None and ts < history_until
         state = self._state
         rec = state.account(account_id)
         if rec.day < 0 and self._first_contact:

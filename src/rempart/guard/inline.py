@@ -156,21 +156,17 @@ What several workers sharing the state must agree on:
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Final, Protocol
+from typing import Final
 
 import structlog
-from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from rempart.audit.chain import AuditEntry
 from rempart.audit.trail import AuditTrail, AuditUnavailable
@@ -191,27 +187,24 @@ from rempart.auth.service import AccountSuspended, AuthService
 from rempart.errors import RempartError
 from rempart.guard.alerts import raise_alert
 from rempart.guard.config import GuardConfig
-from rempart.guard.directory import Person, Professional, birth_day
+from rempart.guard.db_directory import CLIENT_RECORD_PREFIX, DatabaseDirectory, client_record
+from rempart.guard.directory import Person, birth_day
 from rempart.guard.engine import Guard
 from rempart.guard.events import ALLOW, DENY, STEP_UP, ClaimEvent, DecisionKind
-from rempart.guard.redis_state import OnceStatus, RedisState, StateUnavailable
+from rempart.guard.redis_state import StateUnavailable
 from rempart.guard.signals import network_of
 from rempart.guard.state import AccountState, GuardState, MemoryState, StaleRecord
 from rempart.nir import InvalidNIR, compact, parse_nir
 from rempart.rights.service import Caller, lookup_entry
-from rempart.store.models import Account, ApiClient, CareLink, Insured
-from rempart.store.models import Professional as ProfessionalRow
 
 __all__ = [
     "AUTH_OF_ACR",
     "CLIENT_REASON_PREFIX",
     "CLIENT_RECORD_PREFIX",
-    "Coordination",
     "DatabaseDirectory",
     "GuardUnavailable",
     "GuardVerdict",
     "InlineGuard",
-    "LocalCoordination",
     "client_record",
 ]
 
@@ -236,9 +229,6 @@ _HISTORY_LEASE_SECONDS: Final = 120
 """How long a worker closing the learning window may take before another takes over."""
 _HISTORY_WAIT_SECONDS: Final = 10.0
 """How long a lookup waits for another worker closing the learning window (then 503)."""
-CLIENT_RECORD_PREFIX: Final = "client/"
-"""The guard's record of practice software is ``client/<client_id>``: an account id
-cannot hold a ``/`` (``[A-Za-z0-9._:-]``), so no professional's record is taken for it."""
 CLIENT_REASON_PREFIX: Final = "client:"
 """Reason codes of the client's record, in a lookup's entry beside the professional's."""
 _SUSPENDED_REASON: Final = "account_suspended"
@@ -247,11 +237,6 @@ _SEVERITY: Final = {ALLOW: 0, STEP_UP: 1, DENY: 2}
 _SUSPENSION_GRACE_US: Final = 60_000_000
 """A suspension decided this long ago and still not held: its worker failed before
 committing it (a commit takes milliseconds; the database's busy timeout is ten seconds)."""
-
-
-def client_record(client_id: str) -> str:
-    """The guard's record id of an API client (practice software)."""
-    return CLIENT_RECORD_PREFIX + client_id
 
 
 _Decided = tuple[DecisionKind, float, tuple[str, ...]]
@@ -279,53 +264,6 @@ class _Decisions:
         return own_kind, max(score, own_score), own_reasons + tagged
 
 
-class Coordination(Protocol):
-    """What the workers sharing a guard state agree on (see the module's docstring).
-
-    :class:`~rempart.guard.redis_state.RedisState` shares it between workers;
-    :class:`LocalCoordination` serves one process."""
-
-    def begin_once(self, name: str, owner: str, *, lease_seconds: int) -> OnceStatus: ...
-
-    def end_once(self, name: str, owner: str, *, ts: int) -> None: ...
-
-    def held_suspension(self, account_id: str) -> str | None: ...
-
-    def hold_suspension(self, account_id: str, mark: str) -> None: ...
-
-    def release_suspension(self, account_id: str, mark: str) -> None: ...
-
-
-class LocalCoordination:
-    """:class:`Coordination` within one process (the in-process state)."""
-
-    def __init__(self) -> None:
-        self._done: set[str] = set()
-        self._holds: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def begin_once(self, name: str, owner: str, *, lease_seconds: int) -> OnceStatus:  # noqa: ARG002
-        with self._lock:
-            return "done" if name in self._done else "run"
-
-    def end_once(self, name: str, owner: str, *, ts: int) -> None:  # noqa: ARG002
-        with self._lock:
-            self._done.add(name)
-
-    def held_suspension(self, account_id: str) -> str | None:
-        with self._lock:
-            return self._holds.get(account_id)
-
-    def hold_suspension(self, account_id: str, mark: str) -> None:
-        with self._lock:
-            self._holds[account_id] = mark
-
-    def release_suspension(self, account_id: str, mark: str) -> None:
-        with self._lock:
-            if self._holds.get(account_id) == mark:
-                del self._holds[account_id]
-
-
 class GuardUnavailable(RempartError):
     """The guard could not decide (its state store failed): the lookup is refused."""
 
@@ -344,215 +282,6 @@ class GuardVerdict:
     reasons: str
 
 
-class _Cached:
-    __slots__ = ("expires", "value")
-
-    def __init__(self, value: object, expires: float) -> None:
-        self.value = value
-        self.expires = expires
-
-
-class DatabaseDirectory:
-    """The guard's reference data read from the database, with a bounded TTL cache.
-
-    :meth:`prefetch` resolves an account and a person on the caller's session (one
-    indexed query each, when not cached); the :class:`~rempart.guard.directory.Directory`
-    methods then answer from the cache, or with a session of their own.
-
-    An account with no ``professionals`` row (created with ``rempart accounts
-    create`` and no world loaded) is its own unit, with the account's profession and
-    no known department (every patient then counts as living far away).
-    """
-
-    def __init__(
-        self, sessions: sessionmaker[Session], *, ttl_seconds: float = 300.0, size: int = 65_536
-    ) -> None:
-        self._sessions = sessions
-        self._ttl = ttl_seconds
-        self._size = size
-        self._pros: OrderedDict[str, _Cached] = OrderedDict()
-        self._persons: OrderedDict[str, _Cached] = OrderedDict()
-        self._care: dict[int, frozenset[str]] = {}
-        self._refs = itertools.count(1)
-        self._lock = threading.Lock()
-
-    # -- cache ----------------------------------------------------------------------------
-
-    def _get(self, cache: OrderedDict[str, _Cached], key: str) -> _Cached | None:
-        with self._lock:
-            hit = cache.get(key)
-            if hit is None or hit.expires < time.monotonic():
-                return None
-            cache.move_to_end(key)
-            return hit
-
-    def _put(self, cache: OrderedDict[str, _Cached], key: str, value: object) -> None:
-        with self._lock:
-            cache[key] = _Cached(value, time.monotonic() + self._ttl)
-            cache.move_to_end(key)
-            while len(cache) > self._size:
-                _, old = cache.popitem(last=False)
-                if isinstance(old.value, Person):
-                    self._care.pop(old.value.ref, None)
-
-    # -- loading --------------------------------------------------------------------------
-
-    def _load_professional(self, session: Session, account_id: str) -> Professional | None:
-        connection = session.connection()
-        if account_id.startswith(CLIENT_RECORD_PREFIX):
-            return self._load_client(session, account_id)
-        row = connection.execute(_PROFESSIONAL, {"account_id": account_id}).first()
-        if row is not None:
-            return Professional(account_id, row[0], row[1], row[2] or account_id)
-        account = connection.execute(_ACCOUNT, {"account_id": account_id}).first()
-        if account is None:
-            return None
-        return Professional(account_id, account[0] or "", "", account_id)
-
-    @staticmethod
-    def _load_client(session: Session, record_id: str) -> Professional | None:
-        """A client's record is account-like: its unit is its organisation (whose care
-        links and declared doctors explain its lookups), its peer group the
-        organisation's most common profession and department."""
-        connection = session.connection()
-        client_id = record_id.removeprefix(CLIENT_RECORD_PREFIX)
-        organization = connection.execute(_CLIENT, {"client_id": client_id}).scalar()
-        if organization is None:
-            return None
-        profile = connection.execute(_ORGANIZATION_PROFILE, {"org": organization}).first()
-        profession, department = profile if profile is not None else ("", "")
-        return Professional(record_id, profession, department, organization)
-
-    def _load_person(self, session: Session, nir: str) -> Person | None:
-        # One query: the person, the declared doctor's unit, one row per care-linked unit.
-        rows = session.connection().execute(_PERSON, {"nir": nir}).all()
-        if not rows:
-            return None
-        care = frozenset(row[3] for row in rows if row[3] is not None)
-        ref = next(self._refs)
-        with self._lock:
-            self._care[ref] = care
-        first = rows[0]
-        born: date = first[0]
-        return Person(born.toordinal() - _EPOCH_ORDINAL, first[1], first[2], ref)
-
-    def prefetch(self, session: Session, account_id: str, nir: str) -> Person | None:
-        """Resolve the account and the person on ``session``; the person (None: unknown)."""
-        if self._get(self._pros, account_id) is None:
-            self._put(self._pros, account_id, self._load_professional(session, account_id))
-        hit = self._get(self._persons, nir)
-        if hit is not None:
-            cached: Person | None = hit.value  # type: ignore[assignment]
-            return cached
-        person = self._load_person(session, nir)
-        self._put(self._persons, nir, person)
-        return person
-
-    def account_status(self, account_id: str) -> str | None:
-        """The account's status in the database now (``active``, ``suspended``; None:
-        no such account), read on a session of its own: the latest commit, whatever
-        the request's transaction saw."""
-        with self._sessions() as session:
-            if account_id.startswith(CLIENT_RECORD_PREFIX):
-                client_id = account_id.removeprefix(CLIENT_RECORD_PREFIX)
-                status: str | None = session.scalar(_CLIENT_STATUS, {"client_id": client_id})
-            else:
-                status = session.scalar(_STATUS, {"account_id": account_id})
-        return status
-
-    # -- the Directory interface ------------------------------------------------------------
-
-    def professional(self, account_id: str) -> Professional | None:
-        hit = self._get(self._pros, account_id)
-        if hit is not None:
-            cached: Professional | None = hit.value  # type: ignore[assignment]
-            return cached
-        with self._sessions() as session:
-            pro = self._load_professional(session, account_id)
-        self._put(self._pros, account_id, pro)
-        return pro
-
-    def person(self, nir: str) -> Person | None:
-        hit = self._get(self._persons, nir)
-        if hit is not None:
-            cached: Person | None = hit.value  # type: ignore[assignment]
-            return cached
-        with self._sessions() as session:
-            person = self._load_person(session, nir)
-        self._put(self._persons, nir, person)
-        return person
-
-    def care_linked(self, unit: str, person: Person) -> bool:
-        with self._lock:
-            units = self._care.get(person.ref)
-        if units is None:
-            # Evicted between resolving and deciding (65,536 other persons in between):
-            # never guess; the lookup fails closed.
-            raise LookupError("care links of a person left the cache before the decision")
-        return unit in units
-
-    def accounts(self) -> Iterable[Professional]:
-        return list(self._iter_accounts())
-
-    def _iter_accounts(self) -> Iterator[Professional]:
-        with self._sessions() as session:
-            seen: set[str] = set()
-            for account_id, profession, department, org in session.execute(
-                select(
-                    ProfessionalRow.account_id,
-                    ProfessionalRow.profession,
-                    ProfessionalRow.department,
-                    ProfessionalRow.organization_id,
-                )
-            ):
-                seen.add(account_id)
-                yield Professional(account_id, profession, department, org or account_id)
-            for other_id, other_profession in session.execute(
-                select(Account.account_id, Account.profession)
-            ):
-                if other_id not in seen:
-                    yield Professional(other_id, other_profession or "", "", other_id)
-
-
-_Doctor = aliased(ProfessionalRow)
-_Carer = aliased(ProfessionalRow)
-_PROFESSIONAL = select(
-    ProfessionalRow.profession, ProfessionalRow.department, ProfessionalRow.organization_id
-).where(ProfessionalRow.account_id == bindparam("account_id"))
-_ACCOUNT = select(Account.profession).where(Account.account_id == bindparam("account_id"))
-_STATUS = select(Account.status).where(Account.account_id == bindparam("account_id"))
-_CLIENT = select(ApiClient.organization_id).where(ApiClient.client_id == bindparam("client_id"))
-_CLIENT_STATUS = select(ApiClient.status).where(ApiClient.client_id == bindparam("client_id"))
-_ORGANIZATION_PROFILE = (
-    select(ProfessionalRow.profession, ProfessionalRow.department)
-    .where(ProfessionalRow.organization_id == bindparam("org"))
-    .group_by(ProfessionalRow.profession, ProfessionalRow.department)
-    .order_by(func.count().desc(), ProfessionalRow.profession, ProfessionalRow.department)
-    .limit(1)
-)
-
-
-def persons_select(*leading: Any) -> Select[Any]:
-    """A person's facts for the guard (birth date, department, the declared doctor's
-    unit, one row per care-linked unit), after ``leading`` columns; add the ``where``."""
-    return (
-        select(
-            *leading,
-            Insured.birth_date,
-            Insured.department,
-            func.coalesce(_Doctor.organization_id, Insured.treating_doctor),
-            func.coalesce(_Carer.organization_id, CareLink.account_id),
-        )
-        .select_from(Insured)
-        .outerjoin(_Doctor, _Doctor.account_id == Insured.treating_doctor)
-        .outerjoin(CareLink, CareLink.nir == Insured.nir)
-        .outerjoin(_Carer, _Carer.account_id == CareLink.account_id)
-    )
-
-
-_PERSON = persons_select().where(Insured.nir == bindparam("nir"))
-
-
 class InlineGuard:
     """The API's driver of the engine. Thread-safe: one decision at a time in the engine
     (per process; workers sharing a Redis state coordinate as the module says)."""
@@ -566,19 +295,11 @@ class InlineGuard:
         audit: AuditTrail,
         pseudonym_key: bytes,
         state: GuardState | None = None,
-        coordination: Coordination | None = None,
         learn_until: int | None = None,
     ) -> None:
         self.config = config
         self.directory = directory
         self.state: GuardState = state if state is not None else MemoryState()
-        if coordination is None:
-            coordination = state if isinstance(state, RedisState) else LocalCoordination()
-        self.coordination: Coordination = coordination
-        self._prefetch = self.state.prefetch if isinstance(self.state, RedisState) else None
-        self._writes: Callable[[], AbstractContextManager[None]] = (
-            self.state.deferred_writes if isinstance(self.state, RedisState) else nullcontext
-        )
         self.learn_until = learn_until
         """Before this instant (µs), decisions are recorded and learnt from, not acted upon."""
         self.engine = Guard(directory, self.state, config, history_until=learn_until)
@@ -840,7 +561,7 @@ class InlineGuard:
         except SQLAlchemyError:
             raise AuditUnavailable() from None
         try:
-            self.coordination.hold_suspension(account_id, secrets.token_hex(8))
+            self.state.hold_suspension(account_id, secrets.token_hex(8))
         except StateUnavailable:
             # The suspension stands in the database; the record stays suspended and is
             # held again by a later lookup (_complete_suspension).
@@ -932,7 +653,7 @@ class InlineGuard:
         record = client_record(client_id)
         if held:
             try:
-                self.coordination.hold_suspension(record, secrets.token_hex(8))
+                self.state.hold_suspension(record, secrets.token_hex(8))
             except StateUnavailable:
                 log.error("guard_hold_not_written", client_id=client_id)  # noqa: TRY400
         log.warning(
@@ -959,7 +680,7 @@ class InlineGuard:
         (a lookup through practice software), else the professional's."""
         account_id = record_id or caller.account_id
         try:
-            if self.coordination.held_suspension(account_id) is not None:
+            if self.state.held_suspension(account_id) is not None:
                 return False
             with self._lock:
                 rec = self.state.account(account_id)
@@ -971,7 +692,7 @@ class InlineGuard:
             return False
         if status != "active":
             # Committed, the hold lost (Redis failed just after the commit): hold it again.
-            self.coordination.hold_suspension(account_id, secrets.token_hex(8))
+            self.state.hold_suspension(account_id, secrets.token_hex(8))
             return False
         log.warning("guard_suspension_completed", account_id=account_id)
         rule = rec.suspended_reason or reasons[0]
@@ -987,27 +708,15 @@ class InlineGuard:
         name = self._history_task
         deadline = time.monotonic() + _HISTORY_WAIT_SECONDS
         while True:
-            status = self.coordination.begin_once(
-                name, self._owner, lease_seconds=_HISTORY_LEASE_SECONDS
-            )
+            status = self.state.begin_once(name, self._owner, lease_seconds=_HISTORY_LEASE_SECONDS)
             if status == "run":
-                for _ in range(_MAX_RETRIES):
-                    try:
-                        self.engine.refresh_peers(end_of_history=True)
-                        break
-                    except StaleRecord:
-                        continue  # a straggling decision of the learning window saved a record
-                else:
-                    raise RuntimeError("records kept changing while closing the learning window")
-                self.coordination.end_once(name, self._owner, ts=ts)
+                self.engine.end_history()
+                self.state.end_once(name, self._owner, ts=ts)
                 log.info("guard_history_closed", by="this worker")
                 break
             if status == "done":
-                # Closed by another worker (or by this deployment before a restart): the
-                # peer groups from the shared records, and nothing left to close.
-                engine = Guard(self.directory, self.state, self.config)
-                engine.refresh_peers()
-                self.engine = engine
+                # Closed by another worker (or by this deployment before a restart).
+                self.engine.history_ended_elsewhere()
                 log.info("guard_history_closed", by="another worker")
                 break
             if time.monotonic() >= deadline:
@@ -1031,9 +740,7 @@ class InlineGuard:
         client's), with the driver's phases first (restore, first contact)."""
         rec = self._read(record_id, nir, network, caller)
         if rec.suspended:
-            rec = self._forget_restored(record_id, rec)
-        if rec.day < 0:
-            self._first_contact(record_id, network, caller)
+            self._restore_if_lifted(record_id, rec)
         return self._engine_decides(
             record_id,
             ts,
@@ -1061,7 +768,7 @@ class InlineGuard:
         decided; decided again if another worker saved the record meanwhile."""
         for _ in range(_MAX_RETRIES):
             try:
-                with self._writes():
+                with self.state.deferred_writes():
                     return self.engine.decide_resolved(
                         ts,
                         record_id,
@@ -1078,73 +785,32 @@ class InlineGuard:
         raise StaleRecord(record_id)
 
     def _read(self, account_id: str, nir: str, network: str, caller: Caller) -> AccountState:
-        """Called under the lock: the account's record; from Redis, with the lookup's
-        registry facts in the same round trip (the engine's next reads use them)."""
-        if self._prefetch is not None:
-            pro = self.directory.professional(account_id)
-            if pro is not None:
-                return self._prefetch(
-                    account_id,
-                    pro.unit,
-                    nir,
-                    network=network,
-                    device=caller.user_agent,
-                    session_id=caller.session_id,
-                )
-        return self.state.account(account_id)
-
-    def _first_contact(self, account_id: str, network: str, caller: Caller) -> None:
-        """Called under the lock for an account the guard has never seen: it has no
-        network or device to compare with; the first lookup's become its baseline."""
+        """Called under the lock: the account's record, with the lookup's registry facts
+        read along with it where the state saves a round trip that way."""
         pro = self.directory.professional(account_id)
         if pro is None:
-            return  # the engine refuses an unknown account (fails closed)
-        self.state.remember(
+            return self.state.account(account_id)  # the engine refuses it (fails closed)
+        return self.state.prefetch(
             account_id,
             pro.unit,
-            None,
+            nir,
             network=network,
             device=caller.user_agent,
             session_id=caller.session_id,
-            read=False,
-            vouch=self.config.network.known_after,
-            cap=self._unit_cap,
         )
 
-    def _forget_restored(self, account_id: str, rec: AccountState) -> AccountState:
-        """Called under the lock for a record marked suspended: reset it if an operator
-        restored the account since the guard's suspension was committed (held, and the
-        database says active); the record the engine will read."""
-        for _ in range(_MAX_RETRIES):
-            if not rec.suspended:
-                return rec
-            mark = self.coordination.held_suspension(account_id)
-            if mark is None:
-                return rec  # being written by the worker that decided it (see _deny)
-            if self.directory.account_status(account_id) != "active":
-                return rec  # still suspended: the engine denies
-            rec.suspended = False
-            rec.suspended_reason = ""
-            rec.spent = 0.0
-            rec.challenged = False
-            rec.refused_lookups = 0
-            # The burst that led to the suspension is judged: it must not weigh on
-            # the owner's first lookups after the restore.
-            rec.velocity = [0.0] * len(rec.velocity)
-            rec.enum_total = rec.enum_missed = 0.0
-            # Nor the networks it used moments ago: the owner's own place, minutes after,
-            # is no concurrent use (its network and device stay refused, if they were).
-            rec.net_last = rec.net_prev = ""
-            rec.net_last_ts = rec.net_prev_ts = -1
-            try:
-                self.state.save_account(account_id, rec)
-            except StaleRecord:
-                rec = self.state.account(account_id)  # another worker saved it: look again
-                continue
-            self.coordination.release_suspension(account_id, mark)
-            log.info("guard_record_restored", account_id=account_id)
-            return rec
-        raise StaleRecord(account_id)
+    def _restore_if_lifted(self, account_id: str, rec: AccountState) -> None:
+        """Called under the lock for a record marked suspended: the engine restores it
+        if an operator lifted the guard's suspension since it was committed (held, and
+        the database says active); then the mark it saw is released."""
+        mark = self.state.held_suspension(account_id)
+        if mark is None:
+            return  # being written by the worker that decided it (see _deny)
+        if self.directory.account_status(account_id) != "active":
+            return  # still suspended: the engine denies
+        self.engine.restore(account_id, rec)
+        self.state.release_suspension(account_id, mark)
+        log.info("guard_record_restored", account_id=account_id)
 
 
 def _now_us() -> int:

@@ -60,11 +60,11 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import redis
 
-from rempart.guard.state import AccountState, Context, StaleRecord
+from rempart.guard.state import AccountState, Context, OnceStatus, StaleRecord
 
 __all__ = ["OnceStatus", "RedisState", "StateUnavailable"]
 
@@ -193,7 +193,6 @@ _HASH_MARK = "~"
 _HASH_LEN = 1 + 32
 
 
-OnceStatus = Literal["run", "wait", "done"]
 """What :meth:`RedisState.begin_once` answers: run the task, wait for another
 worker running it, or nothing to do (done)."""
 

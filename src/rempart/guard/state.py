@@ -25,17 +25,23 @@ Keys are plain strings so that the same names serve as Redis keys.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 __all__ = [
     "AccountState",
     "Context",
+    "Coordination",
     "GuardState",
     "MemoryState",
+    "OnceStatus",
     "StaleRecord",
 ]
+
+OnceStatus = Literal["run", "wait", "done"]
 
 
 @dataclass(slots=True)
@@ -118,8 +124,59 @@ class StaleRecord(Exception):
     """Another worker saved the account record since it was read: decide again."""
 
 
-class GuardState(Protocol):
+class Coordination(Protocol):
+    """What the drivers sharing a state agree on (:mod:`rempart.guard.inline` says how
+    it is used): a task one of them only runs, and the marks of suspensions committed
+    in the database."""
+
+    def begin_once(self, name: str, owner: str, *, lease_seconds: int) -> OnceStatus:
+        """``"done"`` if the task ``name`` was finished; ``"run"`` if ``owner`` holds (or
+        just took) its lease; else ``"wait"`` (another runs it; should it die, its lease
+        expires and another takes over)."""
+        ...
+
+    def end_once(self, name: str, owner: str, *, ts: int) -> None:
+        """Marks the task done for good and gives the lease back."""
+        ...
+
+    def held_suspension(self, account_id: str) -> str | None:
+        """The mark of the guard's suspension of the account, once committed (None: none)."""
+        ...
+
+    def hold_suspension(self, account_id: str, mark: str) -> None: ...
+
+    def release_suspension(self, account_id: str, mark: str) -> None:
+        """The suspension marked ``mark`` was lifted (a later one's mark is kept)."""
+        ...
+
+
+class GuardState(Coordination, Protocol):
+    """Everything a driver needs from the guard's memory: the engine's reads and
+    writes, a read of a decision's inputs ahead of it (:meth:`prefetch`), a decision's
+    writes sent together (:meth:`deferred_writes`) and the coordination between
+    drivers sharing the state: no driver needs to know which store it has."""
+
     def account(self, account_id: str) -> AccountState: ...
+
+    def prefetch(
+        self,
+        account_id: str,
+        unit: str,
+        nir: str,
+        *,
+        network: str,
+        device: str,
+        session_id: str,
+    ) -> AccountState:
+        """The account's record, reading the lookup's registry facts along with it
+        where that saves a round trip (the next :meth:`context` with the same arguments
+        answers from that read)."""
+        ...
+
+    def deferred_writes(self) -> AbstractContextManager[None]:
+        """A block whose record save and registry writes are sent together at its end
+        (a shared store: in one round trip, landing whole or not at all)."""
+        ...
 
     def token(self, text: str) -> str:
         """How a network or device is written in an account record: as is in process,
@@ -204,12 +261,53 @@ class MemoryState:
         self._popular_networks: set[str] = set()
         self._popular_devices: set[str] = set()
         self._sessions: dict[str, str] = {}
+        self._done: set[str] = set()
+        self._holds: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def account(self, account_id: str) -> AccountState:
         record = self._accounts.get(account_id)
         if record is None:
             record = self._accounts[account_id] = AccountState()
         return record
+
+    def prefetch(
+        self,
+        account_id: str,
+        unit: str,  # noqa: ARG002 - in process, a read costs no round trip to save
+        nir: str,  # noqa: ARG002
+        *,
+        network: str,  # noqa: ARG002
+        device: str,  # noqa: ARG002
+        session_id: str,  # noqa: ARG002
+    ) -> AccountState:
+        return self.account(account_id)
+
+    def deferred_writes(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    # -- coordination within one process ---------------------------------------------
+
+    def begin_once(self, name: str, owner: str, *, lease_seconds: int) -> OnceStatus:  # noqa: ARG002
+        with self._lock:
+            return "done" if name in self._done else "run"
+
+    def end_once(self, name: str, owner: str, *, ts: int) -> None:  # noqa: ARG002
+        with self._lock:
+            self._done.add(name)
+
+    def held_suspension(self, account_id: str) -> str | None:
+        with self._lock:
+            return self._holds.get(account_id)
+
+    def hold_suspension(self, account_id: str, mark: str) -> None:
+        with self._lock:
+            self._holds[account_id] = mark
+
+    def release_suspension(self, account_id: str, mark: str) -> None:
+        with self._lock:
+            if self._holds.get(account_id) == mark:
+                del self._holds[account_id]
 
     def token(self, text: str) -> str:
         return text

@@ -8,10 +8,11 @@ forgets everything. The audit trail already holds what the replay calls
 history: every lookup, who made it, from where, whom it read. So when the
 inline guard is created, :func:`warm_start` feeds the engine the trail's
 *answered* lookups of the last ``REMPART_GUARD_HISTORY_DAYS`` days (default 21;
-0 disables) as trusted history (``Guard(history_until=start)`` and
-:meth:`~rempart.guard.engine.Guard.decide_resolved`, as the replay does), then
-ends that history (peer groups computed, the history's spending cleared,
-common networks and devices frozen) before the first live lookup is decided.
+0 disables) as trusted history (:meth:`~rempart.guard.engine.Guard.learn`: the
+engine's path for the replay's history too), then ends that history
+(:meth:`~rempart.guard.engine.Guard.end_history`: peer groups computed, the
+history's spending cleared, common networks and devices frozen) before the first
+live lookup is decided.
 
 What teaches
     Entries with ``event = "lookup"`` that were answered: found (``found = 1``,
@@ -71,12 +72,11 @@ import structlog
 from sqlalchemy import Engine, and_, bindparam, or_, select, tuple_
 
 from rempart.audit.models import AuditEvent
+from rempart.guard.db_directory import persons_select
 from rempart.guard.directory import Person, Professional
 from rempart.guard.engine import Guard
 from rempart.guard.events import DAY_US
-from rempart.guard.inline import persons_select
 from rempart.guard.signals import network_of
-from rempart.guard.state import StaleRecord
 from rempart.nir import NIR, pseudonymize
 from rempart.store.models import Insured
 
@@ -284,12 +284,12 @@ def _learn(
     trail: TrailHistory,
     data_engine: Engine,
     pseudonym_key: bytes,
-    *,
-    history_until: int,
 ) -> tuple[int, int]:
     """Feed the trail to an engine on the guard's state: (lookups learnt, persons)."""
     directory = _HistoryDirectory(guard.directory)
-    engine = Guard(directory, guard.state, guard.config, history_until=history_until)
+    # The engine's own history operation, on the guard's state, with the persons as
+    # the trail's batches resolve them.
+    engine = Guard(directory, guard.state, guard.config)
     nirs = pseudonyms_to_nirs(data_engine, pseudonym_key, trail.found_subjects())
     v4, v6 = guard.config.network.ipv4_prefix, guard.config.network.ipv6_prefix
     known: dict[str, bool] = {}
@@ -311,7 +311,7 @@ def _learn(
                 if person is None:
                     continue  # a person no longer in the database
                 given = person.birth_day  # the lookup matched
-            engine.decide_resolved(
+            engine.learn(
                 ts,
                 account_id,
                 nir,
@@ -323,19 +323,6 @@ def _learn(
             )
             learnt += 1
     return learnt, len(nirs)
-
-
-def _end_history(guard: InlineGuard, until: int) -> Guard:
-    """The guard's engine with the history before ``until`` ended: the peer groups
-    computed, the history's spending cleared, common networks and devices frozen."""
-    engine = Guard(guard.directory, guard.state, guard.config, history_until=until)
-    for _ in range(_MAX_RETRIES):
-        try:
-            engine.refresh_peers(end_of_history=True)
-        except StaleRecord:
-            continue  # another worker's straggling decision saved a record
-        return engine
-    raise RuntimeError("records kept changing while ending the warm start's history")
 
 
 def warm_start(
@@ -394,7 +381,7 @@ def _once(
     owner = secrets.token_hex(8)
     running = False
     try:
-        status = guard.coordination.begin_once(task, owner, lease_seconds=LEASE_SECONDS)
+        status = guard.state.begin_once(task, owner, lease_seconds=LEASE_SECONDS)
         if status != "run":
             if not learning:
                 # Another worker learns (or learnt) it: the first lookups wait for it.
@@ -404,15 +391,13 @@ def _once(
         running = True
         accounts = trail.accounts()
         if any(guard.state.account(a).day >= 0 for a in accounts):
-            guard.coordination.end_once(task, owner, ts=start)
+            guard.state.end_once(task, owner, ts=start)
             log.info("guard_warm_start", outcome="state_known", accounts=len(accounts))
             return WarmStart("state_known", accounts=len(accounts))
-        learnt, persons = _learn(
-            guard, trail, data_engine, pseudonym_key, history_until=history_until
-        )
+        learnt, persons = _learn(guard, trail, data_engine, pseudonym_key)
         if not learning:
-            guard.engine = _end_history(guard, start)
-        guard.coordination.end_once(task, owner, ts=start)
+            guard.engine.end_history()
+        guard.state.end_once(task, owner, ts=start)
     except Exception as exc:  # noqa: BLE001 - whatever failed, the guard fails closed
         # The type alone: a message could carry a NIR into the log.
         log.error("guard_warm_start_failed", step="learn", error_type=type(exc).__name__)  # noqa: TRY400
