@@ -112,6 +112,9 @@ class _Account:
 
 _MAX_RETRIES = 5
 _SUSPENDED = ("account_suspended",)
+_BILLABLE_CAP = 512
+"""Persons remembered per day for a claim's refund: an honest day's unexplained
+persons, not a robot's thousands (it would bill none of them anyway)."""
 _STRANGER_RULES = frozenset(("refused_network", "concurrent_new_network", "stranger_off_hours"))
 
 
@@ -163,11 +166,32 @@ class Guard:
         self.observe_claim_resolved(claim.ts, claim.account_id, claim.nir)
 
     def observe_claim_resolved(self, ts: int, account_id: str, nir: str) -> None:
-        """:meth:`observe_claim` without building the event."""
+        """:meth:`observe_claim` without building the event.
+
+        The claim explains the unit's later lookups of the person and counts for its
+        conversion. And when the account read that person today as a new unexplained
+        one, the lookup's cost goes back to the day's budget: the care was billed, so
+        the visit was real (a resort town's pharmacy serving tourists bills each at
+        the counter; a robot never bills)."""
         info = self._accounts.get(account_id)
         if info is None:
             info = self._account(account_id)
-        self._state.add_claim(info.unit, nir, ts)
+        state = self._state
+        state.add_claim(info.unit, nir, ts)
+        for _ in range(_MAX_RETRIES):
+            rec = state.account(account_id)
+            if not rec.billable or rec.day != ts // DAY_US or rec.suspended:
+                return
+            paid = rec.billable.pop(state.token(nir), 0.0)
+            if not paid:
+                return
+            rec.spent = max(0.0, rec.spent - paid)
+            try:
+                state.save_account(account_id, rec)
+            except StaleRecord:
+                continue
+            return
+        raise RuntimeError(f"account {account_id!r} record kept changing under us")
 
     # -- decisions ------------------------------------------------------------------------
 
@@ -372,7 +396,7 @@ class Guard:
             rec.velocity_day_max = [0.0] * len(self._scales_us)
         if info.limits_days != rec.days:
             self._refresh_limits(rec, info)
-        new_vel, velocity_ratio, _pace = velocity(
+        new_vel, velocity_ratio, pace_ratio = velocity(
             rec.velocity, last - ts if ts > last else 0, self._scales_us, info.limits
         )
 
@@ -442,6 +466,8 @@ class Guard:
         decision, why = rule(
             enumeration_now,
             velocity_ratio,
+            pace_ratio,
+            explained and seen.network_known and seen.device_known,
             spent,
             capacity,
             new_exposure,
@@ -477,6 +503,7 @@ class Guard:
             decision,
             why,
             spent,
+            spent_now,
             trusted=trusted,
             new_exposure=new_exposure,
             explained=explained,
@@ -503,6 +530,7 @@ class Guard:
         decision: DecisionKind,
         why: str,
         spent: float,
+        charged: float,
         *,
         trusted: bool,
         new_exposure: bool,
@@ -532,6 +560,8 @@ class Guard:
             # professional's it named (the client's own record spends them).
             if why not in _STRANGER_RULES and (decision == ALLOW or not answered_by_client):
                 rec.spent = spent
+                if charged and len(rec.billable) < _BILLABLE_CAP:
+                    rec.billable[state.token(nir)] = charged
             if not seen.network_known and net_key not in rec.probation:
                 rec.probation[net_key] = ts
             if not seen.device_known:
@@ -654,6 +684,8 @@ class Guard:
             rec.refused = {k: t for k, t in rec.refused.items() if start - t < self._refuse_us}
             rec.concurrent = {k: n for k, n in rec.concurrent.items() if k in rec.probation}
         rec.day = day
+        if rec.billable:
+            rec.billable = {}
         rec.challenged = False
         rec.day_lookups = 0
         rec.day_unexplained = 0

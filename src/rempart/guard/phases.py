@@ -344,9 +344,9 @@ def cost(  # noqa: PLR0917
 
 
 def attacker_evidence(seen: Strangers, machine: bool, enumeration_level: int) -> bool:
-    """Machine speed, a network or device new to the account, enumeration starting, a
-    stranger answered or refused, a campaign: what an attacker leaves and an honest
-    practice's busy day from its usual place and devices does not."""
+    """What an attacker leaves and an honest practice's busy day from its usual place
+    and devices does not: machine speed, a network or device new to the account,
+    enumeration starting, a stranger answered or refused, a campaign."""
     return (
         machine
         or not seen.network_known
@@ -361,6 +361,8 @@ def attacker_evidence(seen: Strangers, machine: bool, enumeration_level: int) ->
 def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     enumeration_level: int,
     velocity_ratio: float,
+    pace_ratio: float,
+    at_home: bool,
     spent: float,
     capacity: float,
     new_exposure: bool,
@@ -372,18 +374,38 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     budget_deny: float,
     refused_deny: int,
 ) -> tuple[DecisionKind, str]:
-    """The decision and its rule (empty for a plain ``allow``), most severe first."""
+    """The decision and its rule (empty for a plain ``allow``), most severe first.
+
+    A deny suspends the account until an operator restores it, so every deny needs
+    evidence of an attacker: enumeration, a robot's machine speed, a stranger that
+    keeps trying, or, for the budget spent many times over, :func:`attacker_evidence`.
+    Volume alone, an unusual but human day from the account's usual place and
+    devices (a resort town's pharmacy in the holidays), is stepped up, which its
+    professional passes with the CPS card or a security key; never suspended.
+
+    ``velocity_ratio`` is the largest counter over its limit, ``pace_ratio`` the
+    shortest scale's. ``at_home``: an explained lookup from the account's known
+    network and device. Practice software checking the day's appointments reads the
+    practice's own patients at the pace of software, faster than any person, from
+    its usual place: only a machine's pace (``pace_ratio`` over ``velocity_deny``)
+    steps such a lookup up for velocity.
+    """
+    machine = velocity_ratio > velocity_deny
     if enumeration_level == 2:
         return DENY, "enumeration"
-    if velocity_ratio > velocity_deny and spent >= capacity:
+    if machine and spent >= capacity:
         return DENY, "robot"
-    if new_exposure and spent >= budget_deny * capacity:
+    if (
+        new_exposure
+        and spent >= budget_deny * capacity
+        and attacker_evidence(seen, machine, enumeration_level)
+    ):
         return DENY, "budget_far_exceeded"
     if seen.refused and seen.new_device and refused_lookups + 1 >= refused_deny:
         return DENY, "stranger_persisting"
     if enumeration_level == 1:
         return STEP_UP, "enumeration"
-    if velocity_ratio > 1.0:
+    if velocity_ratio > 1.0 and (not at_home or pace_ratio > velocity_deny):
         return STEP_UP, "velocity"
     if seen.moved:
         return STEP_UP, "session_new_network"

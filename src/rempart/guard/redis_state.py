@@ -193,10 +193,6 @@ _HASH_MARK = "~"
 _HASH_LEN = 1 + 32
 
 
-"""What :meth:`RedisState.begin_once` answers: run the task, wait for another
-worker running it, or nothing to do (done)."""
-
-
 class StateUnavailable(Exception):
     """The shared guard state could not be read or written: the guard cannot decide."""
 

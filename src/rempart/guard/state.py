@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 OnceStatus = Literal["run", "wait", "done"]
+"""What :meth:`Coordination.begin_once` answers: run the task, wait for another driver
+running it, or nothing to do (done)."""
 
 
 @dataclass(slots=True)
@@ -61,6 +63,9 @@ class AccountState:
     day_unexplained: int = 0
     day_flagged: bool = False
     """Something was judged suspicious today: the day does not teach the baseline."""
+    billable: dict[str, float] = field(default_factory=dict)
+    """Today's new unexplained persons (as :meth:`GuardState.token`) -> what each cost:
+    a claim of the account for one of them gives that back (billing proves the visit)."""
     # Decayed lookup counters per velocity scale, and today's maxima.
     velocity: list[float] = field(default_factory=list)
     velocity_ts: int = 0
