@@ -48,6 +48,7 @@ class VelocityConfig(_Section):
     floor: tuple[float, ...] = Field(min_length=1)
     peak_factor: float = Field(ge=1.0)
     deny_factor: float = Field(gt=1.0)
+    home_pace: float = Field(ge=1.0)
 
     @model_validator(mode="after")
     def _aligned(self) -> Self:

@@ -152,6 +152,7 @@ class Guard:
         self._known_after = config.network.known_after
         self._first_contact = config.network.first_contact
         self._velocity_deny = config.velocity.deny_factor
+        self._home_pace = config.velocity.home_pace
         self._deny_factor = config.budget.deny_factor
         self._window_us = config.concurrency.window * 1_000_000
         self._span_us = config.concurrency.span * 1_000_000
@@ -476,6 +477,7 @@ class Guard:
             rec.challenged,
             rec.refused_lookups,
             self._velocity_deny,
+            self._home_pace,
             self._deny_factor,
             self._refused_deny,
         )

@@ -371,6 +371,7 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     challenged: bool,
     refused_lookups: int,
     velocity_deny: float,
+    home_pace: float,
     budget_deny: float,
     refused_deny: int,
 ) -> tuple[DecisionKind, str]:
@@ -387,8 +388,8 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     shortest scale's. ``at_home``: an explained lookup from the account's known
     network and device. Practice software checking the day's appointments reads the
     practice's own patients at the pace of software, faster than any person, from
-    its usual place: only a machine's pace (``pace_ratio`` over ``velocity_deny``)
-    steps such a lookup up for velocity.
+    its usual place: only a pace beyond a software's (``pace_ratio`` over
+    ``home_pace``) steps such a lookup up for velocity.
     """
     machine = velocity_ratio > velocity_deny
     if enumeration_level == 2:
@@ -405,7 +406,7 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
         return DENY, "stranger_persisting"
     if enumeration_level == 1:
         return STEP_UP, "enumeration"
-    if velocity_ratio > 1.0 and (not at_home or pace_ratio > velocity_deny):
+    if velocity_ratio > 1.0 and (not at_home or pace_ratio > home_pace):
         return STEP_UP, "velocity"
     if seen.moved:
         return STEP_UP, "session_new_network"
