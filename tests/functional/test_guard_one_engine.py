@@ -44,7 +44,7 @@ from rempart.auth.levels import (
 )
 from rempart.config import load_settings
 from rempart.guard.inline import AUTH_OF_ACR, InlineGuard
-from rempart.guard.native import PURE, Implementation, implementation
+from rempart.guard.native import PURE, Implementation
 from rempart.guard.replay import replay_world
 from rempart.rights.service import Caller
 from rempart.services import Services
@@ -59,7 +59,8 @@ from rempart.world.attacks import (
     StolenSession,
 )
 from rempart.world.generator import generate_world
-from tests.conftest import FAST_HASHING, IN_CI
+from tests.compiled_engine import compiled_engine
+from tests.conftest import FAST_HASHING
 
 # The world's ``auth`` as the session's assurance level the API would hold. ``password``
 # is what a recovery code (or practice software's client secret) maps to; the recovery
@@ -124,15 +125,7 @@ def replayed(
     """The replay's decisions, by the pure engine or the compiled one."""
     engine: Implementation = PURE
     if request.param == "compiled":
-        engine = implementation()
-        if engine.name != "compiled":
-            reason = (
-                "the compiled guard engine is not built or is stale "
-                "(python tools/build_native.py build)"
-            )
-            if IN_CI:
-                pytest.fail(f"CI requires a current compiled engine: {reason}")
-            pytest.skip(reason)
+        engine = compiled_engine()
     out = tmp_path_factory.mktemp("replay") / "decisions.parquet"
     summary = replay_world(world, out, engine=engine)
     assert summary.engine == request.param
