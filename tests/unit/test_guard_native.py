@@ -2,9 +2,11 @@
 
 What a build is made of (the hash), and what :func:`rempart.guard.native.load` does with
 a stale, a missing and a current build. A current build here is a package of the renamed
-copies left as Python (what mypyc would compile): the loader's checks and the renaming
-are tested without a C compiler; the compiled build itself is compared with the pure
-engine in ``tests/functional/test_guard_compiled.py``.
+copies (``tools/build_native.py``'s :func:`copy_source`) left as Python (what mypyc would
+compile): the loader's checks and the renaming are tested without a C compiler; the
+compiled build itself is compared with the pure engine in
+``tests/functional/test_guard_compiled.py``. What ``make native`` does when the build
+fails, outside CI and under it: ``test_make_native.py``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,18 @@ import structlog
 from structlog.testing import capture_logs
 
 from rempart.guard import native
-from rempart.guard.native import COMPILED, PURE, copy_source, hashed_modules, load, source_hash
+from rempart.guard.native import (
+    COMPILED,
+    PURE,
+    hashed_modules,
+    load,
+    source_hash,
+    unavailable,
+)
 from rempart.guard.replay import replay_world
 from tests.guard_world import WINDOW_START, add_robot, tiny_world
+from tools import build_native
+from tools.build_native import builder_hash, copy_source
 
 SOURCES = Path(native.__file__).resolve().parents[1]
 
@@ -129,6 +140,10 @@ def test_a_stale_build_is_not_used_and_says_so(
     assert [(entry["event"], entry["log_level"]) for entry in logs] == [
         ("guard_compiled_stale", "warning")
     ]
+    why = unavailable("rempart_native_stale_test")
+    assert why is not None
+    assert "built from other sources" in why
+    assert "tools/build_native.py build" in why
 
 
 def test_a_missing_build_is_not_used_quietly(logs: list[MutableMapping[str, Any]]) -> None:
@@ -136,6 +151,20 @@ def test_a_missing_build_is_not_used_quietly(logs: list[MutableMapping[str, Any]
     assert [(entry["event"], entry["log_level"]) for entry in logs] == [
         ("guard_compiled_unavailable", "info")
     ]
+    assert (unavailable("rempart_native_never_built_test") or "").startswith(
+        "no compiled engine is installed"
+    )
+
+
+def test_the_runtime_holds_the_loader_and_the_tooling_the_build() -> None:
+    # The build (mypyc staging, the copies, the command line) is not in the runtime.
+    for name in ("build", "copy_source", "main", "_compile"):
+        assert not hasattr(native, name), name
+    assert Path(build_native.__file__).resolve().parent.name == "tools"
+    assert source_hash() == source_hash(SOURCES)
+    # How the copies are made is the build script's own hash, not the sources'.
+    assert len(builder_hash()) == 64
+    assert builder_hash() != source_hash()
 
 
 def test_a_current_build_is_used_and_decides_as_the_sources(
