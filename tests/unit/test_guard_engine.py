@@ -596,3 +596,18 @@ def test_unexplained_lookups_at_a_software_pace_are_stepped_up_on_velocity(
     kinds = [d.decision for d in decisions]
     assert "step_up" in kinds
     assert kinds.index("step_up") <= 12
+
+
+def test_a_fresh_deployment_gets_peer_groups_from_its_first_days(fresh: Driver) -> None:
+    """Without history there are no peers at the start; from the second day the peer
+    groups come from the accounts' clean days, and a newcomer leans on them."""
+    day1 = DAY2 - timedelta(days=1)
+    for k, patient in enumerate(fresh.world.care["ph1a"][:30]):
+        fresh.lookup(day1 + timedelta(hours=9, minutes=k), "ph1a", patient)
+    fresh.lookup(day1 + timedelta(hours=10), "ph2", fresh.world.care["ph2"][0])
+    assert fresh.guard._account("ph2").peer is None  # day one: no peers yet
+    fresh.lookup(DAY2 + timedelta(hours=9), "ph2", fresh.world.care["ph2"][1])
+    peer = fresh.guard._account("ph2").peer
+    assert peer is not None
+    assert peer.accounts >= 1
+    assert max(peer.peaks) > 0  # ph1a's first day, its velocity peaks included

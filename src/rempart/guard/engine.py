@@ -141,6 +141,8 @@ class Guard:
         self._cfg = config
         self._history_until = history_until
         self._history_done = history_until is None
+        self._first_day = -1
+        self._day = -1
         self._accounts: dict[str, _Account] = {}
         self._peers: dict[str, _Peer] = {}
         self._scales_us = [s * 1_000_000.0 for s in config.velocity.scales]
@@ -247,6 +249,8 @@ class Guard:
         history_until = self._history_until
         if not self._history_done and ts >= (history_until or 0):
             self.end_history()
+        if ts // DAY_US != self._day:
+            self._new_day(ts // DAY_US)
         trusted = history_until is not None and ts < history_until
         for _ in range(_MAX_RETRIES):
             try:
@@ -283,6 +287,8 @@ class Guard:
         feeds the audit trail's recent lookups through it, as the replay's lookups
         before ``history_until`` go (decided, never acted upon, learnt from). Call
         :meth:`end_history` after the last one."""
+        if ts // DAY_US != self._day:
+            self._new_day(ts // DAY_US)
         for _ in range(_MAX_RETRIES):
             try:
                 self._decide(
@@ -306,6 +312,18 @@ class Guard:
                 continue  # a straggling decision of the history saved a record
             return
         raise RuntimeError("records kept changing while ending the history")
+
+    def _new_day(self, day: int) -> None:
+        """A young deployment (its first lookups fewer than ``learning.min_days`` days
+        ago, with no longer history) recomputes the peer groups every new day from the
+        accounts' clean days so far: an account without history leans on its peers for
+        velocity and budget, and a deployment without history gets peers from its first
+        days rather than never."""
+        if self._first_day < 0:
+            self._first_day = day
+        self._day = day
+        if self._history_done and 0 < day - self._first_day <= self._cfg.learning.min_days:
+            self.refresh_peers(today=day)
 
     def history_ended_elsewhere(self) -> None:
         """Another driver sharing the state ended the history (:meth:`end_history`): the
@@ -694,14 +712,19 @@ class Guard:
         rec.day_flagged = False
         rec.velocity_day_max = [0.0] * len(self._scales_us)
 
-    def refresh_peers(self, *, end_of_history: bool = False) -> None:
+    def refresh_peers(self, *, end_of_history: bool = False, today: int = -1) -> None:
         """Recompute the peer groups' baselines from the accounts' own.
 
         At the end of history this also fixes each account's conversion rate, clears
-        what history spent, and freezes which networks and devices are common.
+        what history spent, and freezes which networks and devices are common. With
+        ``today`` (a young deployment's new day), an account's last clean day before
+        it counts though the account has not rolled into a new day yet (nothing is
+        saved: the account folds it in itself at its next lookup).
         """
         cfg = self._cfg
-        groups: dict[str, list[AccountState]] = {}
+        scales = len(cfg.velocity.scales)
+        # Per group: each member's high day, velocity peaks, hours, conversion rate.
+        groups: dict[str, list[tuple[float, list[float], list[int], float]]] = {}
         for pro in self._dir.accounts():
             rec = self._state.account(pro.account_id)
             if end_of_history:
@@ -709,24 +732,27 @@ class Guard:
                 if rec.conv_matured >= cfg.conversion.min_matured:
                     rec.conversion_base = rec.conv_converted / rec.conv_matured
                 self._state.save_account(pro.account_id, rec)
-            if rec.days < 1:
+            days = rec.days
+            high = rec.high_unexplained
+            peaks = rec.peaks if len(rec.peaks) == scales else [0.0] * scales
+            if 0 <= rec.day < today and rec.day_lookups > 0 and not rec.day_flagged:
+                days += 1
+                high = max(high * cfg.learning.high_decay, float(rec.day_unexplained))
+                if len(rec.velocity_day_max) == scales:
+                    peaks = [max(a, b) for a, b in zip(peaks, rec.velocity_day_max, strict=True)]
+            if days < 1:
                 continue
+            member = (high, peaks, rec.hours, rec.conversion_base)
             for key in _peer_keys(pro):
-                groups.setdefault(key, []).append(rec)
-        scales = len(cfg.velocity.scales)
+                groups.setdefault(key, []).append(member)
         peers: dict[str, _Peer] = {}
         for key, members in groups.items():
-            peaks = tuple(
-                statistics.median(m.peaks[i] if len(m.peaks) == scales else 0.0 for m in members)
-                for i in range(scales)
-            )
-            hours = tuple(sum(m.hours[h] for m in members) for h in range(24))
-            rates = [m.conversion_base for m in members if m.conversion_base >= 0]
+            rates = [m[3] for m in members if m[3] >= 0]
             peers[key] = _Peer(
                 accounts=len(members),
-                high_unexplained=statistics.median(m.high_unexplained for m in members),
-                peaks=peaks,
-                hours=hours,
+                high_unexplained=statistics.median(m[0] for m in members),
+                peaks=tuple(statistics.median(m[1][i] for m in members) for i in range(scales)),
+                hours=tuple(sum(m[2][h] for m in members) for h in range(24)),
                 conversion=statistics.median(rates) if rates else -1.0,
             )
         self._peers = peers
