@@ -1,7 +1,14 @@
 """The guard: for every lookup, ``allow``, ``step_up`` or ``deny``, before data leaves.
 
 One engine (:class:`~rempart.guard.engine.Guard`) serves both drivers: inline in
-the API and offline in ``rempart guard replay`` (:mod:`rempart.guard.replay`).
+the API and offline in ``rempart guard replay`` (:mod:`rempart.guard.replay`). The
+engine owns every decision and every change to an account's record, first contact,
+restore after a suspension, the trusted history (:meth:`~rempart.guard.engine.Guard.learn`,
+which the warm start feeds) and its end included; the drivers only feed events and
+act on decisions, so both decide the same lookups identically (shown lookup by lookup
+in ``tests/functional/test_guard_one_engine.py``). A decision runs as named phases
+(:mod:`rempart.guard.phases`: explanation, velocity, enumeration, conversion,
+strangers, cost, rule) over small rules defined once (:mod:`rempart.guard.signals`).
 It is causal (a decision uses only the lookups and claims that came before it),
 deterministic, and never modifies its input. Thresholds and weights come from
 a validated TOML file (:mod:`rempart.guard.config`, ``default.toml``).
@@ -41,18 +48,30 @@ The exposure budget
     (a few for most accounts; attack lookups cost 3-5 each, so a robot on a
     pharmacy stops after a handful), and after it only explained persons pass.
 
+    Billing gives back: a claim of the account for a person it read today as a
+    new unexplained one returns that lookup's cost to the day's budget (the care
+    was billed, so the visit was real; a robot never bills). A resort town's
+    pharmacy serving tourists, each billed at the counter, keeps its budget.
+
 The rules, most severe first
-    * ``deny`` (and suspension until an operator restores the account):
-      enumeration (many not-found lookups, most of the recent ones), a robot
-      (velocity over ``velocity.deny_factor`` times its limit with the budget
-      spent), spending ``budget.deny_factor`` times the capacity in a day, or
-      a refused stranger that keeps trying (``stranger_persisting``, its
-      ``concurrency.deny_after``-th refused lookup: it knows the credentials);
-      a suspended account is denied everything.
+    * ``deny`` (and suspension until an operator restores the account), always on
+      evidence of an attacker: enumeration (many not-found lookups, most of the
+      recent ones), a robot (velocity over ``velocity.deny_factor`` times its
+      limit with the budget spent), spending ``budget.deny_factor`` times the
+      capacity in a day *with* an attacker's trace (machine speed, a network or
+      device new to the account, enumeration starting, a stranger, a campaign:
+      volume alone from the account's usual place and devices, an unusual but
+      human day, is stepped up and never suspended), or a refused stranger that
+      keeps trying (``stranger_persisting``, its ``concurrency.deny_after``-th
+      refused lookup: it knows the credentials); a suspended account is denied
+      everything.
     * ``step_up``: enumeration starting; velocity over the limit at any scale
       (limit: the floor, or ``velocity.peak_factor`` times the account's learnt
-      peak); a session used from a network the account never used; a network
-      and device refused earlier (``refused_network``); a *stranger* (a network
+      peak), except for an explained lookup from the account's known network and
+      device (practice software checking the day's appointments), stepped up only
+      beyond ``velocity.home_pace`` times the shortest scale's limit; a session
+      used from a network the account never used; a network and device refused
+      earlier (``refused_network``); a *stranger* (a network
       new to the account, or first seen less than ``concurrency.probation``
       ago) used while another network of the account was used within
       ``concurrency.window`` (``concurrent_new_network``: a personal account in
@@ -82,7 +101,13 @@ Learning
     networks and devices) without spending budget. Afterwards a day teaches the
     daily baselines only if nothing in it was judged suspicious, networks become
     known only through explained lookups, and hours and far shares learn only
-    from allowed lookups. Peer baselines are computed at the end of history.
+    from allowed lookups. Peer baselines are computed at the end of history, and
+    on each new day of a young deployment (its first ``learning.min_days`` days:
+    one without history gets peers from its first days).
+
+    First contact (``network.first_contact``): an account the engine has never
+    seen has no network or device to compare with; its first lookup's become its
+    baseline, as the history's do, and novelty weighs from the next one on.
 
 Practice software
     A lookup through an API client (practice software acting for a professional

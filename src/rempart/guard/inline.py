@@ -71,9 +71,10 @@ per million persons) and go stale after ``db load-world``; a lookup already read
 the person's row, so one more indexed query costs little (see
 ``bench/bench_guard_inline.py``).
 
-Claims: the API has no claims feed yet, so the inline engine sees no claims
-(claims explain nothing and the conversion signal never fires). :meth:`observe_claim`
-is the hook for a future feed.
+Claims: :meth:`InlineGuard.observe_claim` is how billing reaches the engine; the
+feeds (:mod:`rempart.claims`: batches ingested by ``rempart claims ingest`` and a
+message broker's stream) call it, so claims explain later lookups, give a billed
+person's cost back to the day's budget and keep the conversion signal alive.
 
 History: at creation the guard learns the audit trail's answered lookups of the
 last ``REMPART_GUARD_HISTORY_DAYS`` days (21 by default) as trusted history
@@ -84,19 +85,11 @@ honest traffic, account-days stepped up after a restart fall from 16% cold to 1%
 warm (``bench/bench_guard_warm.py``).
 
 First contact: with an empty trail (a new deployment, or ``0`` days) the inline
-engine starts with no history (no peer groups): every account starts on the
-configured cold-start budget (``budget.min``) and learns its baselines from its
-own clean days. An account the guard has never seen has no network or device to compare
-with, and every one would count as new (``new_network`` + ``new_device`` on top of
-``unexplained``: an honest professional's second stranger would already be
-stepped up). So the first lookup's network and device become the account's
-baseline, as the networks of the history do in a replay; novelty weighs from the
-next network on (with a shared state, two workers seeing an account first at the
-same moment both give it their lookup's). The budget still bounds a never-seen
-account taken over: with the default file, three far-away strangers before a
-step-up. (This is a driver
-policy today; it belongs in the engine, behind a configuration key, so that the
-replay treats an account first seen in its window the same way.)
+engine starts with no history: every account starts on the configured cold-start
+budget (``budget.min``), the peer groups come from the deployment's first days, and
+an account the guard has never seen takes its first lookup's network and device as
+its baseline (the engine's first contact, as in a replay; with a shared state, two
+workers seeing an account first at the same moment both give it their lookup's).
 
 Learning window: with ``learn_until`` (``REMPART_GUARD_LEARN_UNTIL``), lookups
 before it are the engine's trusted history: decided and recorded (reason
