@@ -515,3 +515,18 @@ def test_deferred_writes_land_whole_or_not_at_all(client: redis.Redis, prefix: s
         failing_decision()
     assert state.account("a1").day_lookups == 2
     assert state.context("a1", "u1", "1850775123456", **where).network_known == 1
+
+
+def test_a_surge_counts_distinct_accounts_per_group_and_day_as_in_process(
+    client: redis.Redis, prefix: str
+) -> None:
+    shared = RedisState(client, key=KEY, prefix=prefix)
+    local = MemoryState()
+    for state in (shared, local):
+        assert state.surging("pharmacie|06", 100, "ph-a") == 1
+        assert state.surging("pharmacie|06", 100, "ph-a") == 1  # the same account again
+        assert state.surging("pharmacie|06", 100, "ph-b") == 2
+        assert state.surging("pharmacie|83", 100, "ph-c") == 1  # another department
+        assert state.surging("pharmacie|06", 101, "ph-c") == 1  # another day
+    ttl = client.ttl(f"{prefix}g:100:pharmacie|06")
+    assert 0 < ttl <= 2 * 24 * 3600  # gone after two days

@@ -611,3 +611,39 @@ def test_a_fresh_deployment_gets_peer_groups_from_its_first_days(fresh: Driver) 
     assert peer is not None
     assert peer.accounts >= 1
     assert max(peer.peaks) > 0  # ph1a's first day, its velocity peaks included
+
+
+def test_an_areas_pharmacies_surging_together_get_a_larger_budget_at_home(
+    driver: Driver,
+) -> None:
+    """The holidays: the department's pharmacies all see many far-away patients. Once
+    enough of them went over budget from their usual place, the others' budget grows
+    (from their usual place only: a stolen account works from elsewhere)."""
+    driver.guard._surge_accounts = 2  # the tiny world's department has two pharmacies
+    tourists = strangers(driver.world, "ph1a", "13")
+    tourists = [t for t in tourists if t not in driver.world.care["ph1b"]]
+
+    def surge(account: str, people: list[int], **where: str) -> list[str]:
+        return [
+            driver.lookup(DAY2 + timedelta(hours=8, minutes=2 * k), account, p, **where).decision
+            for k, p in enumerate(people)
+        ]
+
+    first = surge("ph1a", tourists[:60])
+    alone = first.index("step_up")  # alone over its budget: a step-up
+    second = surge("ph1b", tourists[60:120])
+    assert second.index("step_up") > alone + 5  # the area surges: a larger budget
+    assert "deny" not in first + second
+
+
+def test_a_surge_gives_nothing_to_an_account_working_from_elsewhere(driver: Driver) -> None:
+    driver.guard._surge_accounts = 2
+    tourists = strangers(driver.world, "ph1a", "13")
+    tourists = [t for t in tourists if t not in driver.world.care["ph1b"]]
+    for k, p in enumerate(tourists[:60]):
+        driver.lookup(DAY2 + timedelta(hours=8, minutes=2 * k), "ph1a", p)
+    away = [
+        driver.lookup(DAY2 + timedelta(hours=8, minutes=2 * k), "ph1b", p, ip="192.0.2.50").decision
+        for k, p in enumerate(tourists[60:100])
+    ]
+    assert away.index("step_up") < 5

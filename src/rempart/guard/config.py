@@ -67,6 +67,9 @@ class BudgetConfig(_Section):
     min: float = Field(gt=0)
     max: float = Field(gt=0)
     deny_factor: float = Field(gt=1.0)
+    surge_factor: float = Field(ge=1.0)
+    surge_accounts: int = Field(ge=2)
+    surge_share: float = Field(ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -85,6 +85,7 @@ class _Account:
         "capacity",
         "department",
         "distances",
+        "group",
         "limits",
         "limits_days",
         "peer",
@@ -97,6 +98,7 @@ class _Account:
         self.peer = peer
         self.unit = professional.unit
         self.department = professional.department
+        self.group = _peer_keys(professional)[0]
         self.limits: list[float] = []
         self.capacity = 0.0
         self.limits_days = -1
@@ -156,6 +158,9 @@ class Guard:
         self._velocity_deny = config.velocity.deny_factor
         self._home_pace = config.velocity.home_pace
         self._deny_factor = config.budget.deny_factor
+        self._surge_factor = config.budget.surge_factor
+        self._surge_accounts = config.budget.surge_accounts
+        self._surge_share = config.budget.surge_share
         self._window_us = config.concurrency.window * 1_000_000
         self._span_us = config.concurrency.span * 1_000_000
         self._probation_us = config.concurrency.probation * 1_000_000
@@ -479,6 +484,17 @@ class Guard:
             )
         capacity = info.capacity
         spent = rec.spent + spent_now
+        if (
+            new_exposure
+            and spent > capacity
+            and self._surge_factor > 1.0
+            and seen.network_known
+            and seen.device_known
+            and not seen.campaign
+            and not seen.rule
+            and not seen.refused
+        ):
+            capacity = self._surge(account_id, info, day, capacity)
         score = max(max(spent / capacity, velocity_ratio), enum_pressure)  # noqa: PLW3301
 
         # 7. The rule.
@@ -632,6 +648,19 @@ class Guard:
             vouch=vouch,
             cap=self._unit_cap,
         )
+
+    def _surge(self, account_id: str, info: _Account, day: int, capacity: float) -> float:
+        """An account over its budget from its usual network and device: a regional
+        surge when enough of its peer group (profession and department) are too today
+        (the area's pharmacies in the holidays surge together; a compromised account
+        works from elsewhere); then the day's capacity is ``budget.surge_factor`` times
+        larger for those working from their usual place."""
+        count = self._state.surging(info.group, day, account_id)
+        peer = self._peers.get(info.group)
+        size = peer.accounts if peer is not None else 0
+        if count >= max(float(self._surge_accounts), self._surge_share * size):
+            return capacity * self._surge_factor
+        return capacity
 
     def _meet(self, account_id: str, unit: str, network: str, device: str, session: str) -> None:
         """First contact: an account the guard has never seen has no network or device

@@ -45,6 +45,7 @@ Keys (``P`` the prefix, ``h()`` the keyed hash)::
     P o:{name}        string  a one-time task is done (its time, µs)
     P ol:{name}       string  the lease of the worker running it (expires)
     P h:{account}     string  the guard's suspension is committed in the database
+    P g:{day}:{group} set     accounts of a peer group over budget at home that day
 
 The registries' scripts touch keys of several accounts and networks: a Redis
 Cluster would need hash tags per script call (not done; one server or a
@@ -562,6 +563,16 @@ class RedisState:
                 if popular:
                     swap.sadd(p + target, *popular)
                 swap.execute()
+
+    def surging(self, group: str, day: int, account_id: str) -> int:
+        key = f"{self.prefix}g:{day}:{group}"
+        with self._redis():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.sadd(key, account_id)
+            pipe.expire(key, 2 * 24 * 3600)
+            pipe.scard(key)
+            replies = pipe.execute()
+        return int(replies[2])
 
     # -- coordination between workers ----------------------------------------------------
 

@@ -230,6 +230,11 @@ class GuardState(Coordination, Protocol):
         are common infrastructure from now on."""
         ...
 
+    def surging(self, group: str, day: int, account_id: str) -> int:
+        """``account_id`` of peer group ``group`` went over its budget on ``day`` from its
+        usual place: how many accounts of the group did that day (this one included)."""
+        ...
+
 
 class _Local:
     """One account's registry entries in :class:`MemoryState`."""
@@ -266,6 +271,8 @@ class MemoryState:
         self._popular_networks: set[str] = set()
         self._popular_devices: set[str] = set()
         self._sessions: dict[str, str] = {}
+        self._surges: dict[int, dict[str, set[str]]] = {}
+        self._surge_day = -1
         self._done: set[str] = set()
         self._holds: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -398,6 +405,19 @@ class MemoryState:
     def claimed_at(self, unit: str, nir: str) -> int:
         claims = self._claims.get(unit)
         return -1 if claims is None else claims.get(nir, -1)
+
+    def surging(self, group: str, day: int, account_id: str) -> int:
+        if day > self._surge_day:  # the days before are never asked about again
+            self._surges = {d: g for d, g in self._surges.items() if d >= day - 1}
+            self._surge_day = day
+        groups = self._surges.get(day)
+        if groups is None:
+            groups = self._surges[day] = {}
+        members = groups.get(group)
+        if members is None:
+            members = groups[group] = set()
+        members.add(account_id)
+        return len(members)
 
     def freeze_popular(self, popular_units: int) -> None:
         self._popular_networks = {
