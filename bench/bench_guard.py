@@ -4,7 +4,7 @@ Generates one world per seed (default: 3 seeds of 30,000 insured, 600 accounts,
 28 days of which 21 of history and 7 of window, every attack family with its
 default knobs: about 660,000 lookups each), then, in the same run and on the same
 worlds, replays Rempart's guard (``rempart.guard.replay``) and each baseline of
-:mod:`rempart.guard.baselines`, and scores every decisions file with
+:mod:`bench.baselines`, and scores every decisions file with
 :mod:`rempart.guard.scoring`. Publishes section ``guard`` of docs/benchmarks.md.
 
 Targets (issue 5): median exposure per attacked account <= 10; <= 25 for every
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.report import publish
-from rempart.guard.baselines import BASELINES, run_baseline
+from bench.baselines import BASELINES, run_baseline
 from rempart.guard.replay import replay_world
 from rempart.guard.scoring import ReplayScore, score_decisions
 from rempart.world.attacks import Scrape2022, parse_scenarios
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         f"and window, {mix}); "
         f"{results[GUARD].lookups:,} lookups in all. Every detector is scored by "
         "`rempart.guard.scoring` on the same decisions format; the baselines and their "
-        "operating points are described in `rempart.guard.baselines` (thresholds set on "
+        "operating points are described in `bench.baselines` (thresholds set on "
         "history only). Seeds pooled: exposures over every attacked account, friction and "
         "blocks over every legitimate account-day outside compromise (an attacked "
         "account's days from its attack's first day are left out: see below). "
