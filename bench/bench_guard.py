@@ -40,8 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report import publish
 from bench.baselines import BASELINES, run_baseline
+from bench.report import publish
 from rempart.guard.replay import replay_world
 from rempart.guard.scoring import ReplayScore, score_decisions
 from rempart.world.attacks import Scrape2022, parse_scenarios

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from bench.baselines import (
     BASELINES,
     THRESHOLD_FACTOR,
@@ -22,6 +21,7 @@ from bench.baselines import (
     load_traffic,
     run_baseline,
 )
+
 from rempart.guard.scoring import score_decisions
 from rempart.world.io import read_table, write_table
 from tests.guard_world import ACCOUNTS, WINDOW_START, add_robot, tiny_world
@@ -192,4 +192,5 @@ def test_the_runtime_package_holds_no_baseline() -> None:
     for source in package.rglob("*.py"):
         text = source.read_text(encoding="utf-8")
         assert "baselines import" not in text, source
-        assert "from bench" not in text and "import bench" not in text, source
+        assert "from bench" not in text, source
+        assert "import bench" not in text, source
