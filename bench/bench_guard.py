@@ -183,7 +183,7 @@ def run_seed(
     results: dict[str, Result],
     log: list[str],
     *,
-    baselines: tuple[str, ...] = BASELINES,
+    baselines: tuple[str, ...] = tuple(BASELINES),
 ) -> None:
     summary = replay_world(world, out / f"{GUARD}.parquet")
     guard = results[GUARD]
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.history_days is not None:
         section += f"-history{args.history_days}"
     traffic = TrafficParams(claims_per_lookup=args.claims_per_lookup)
-    baselines: tuple[str, ...] = () if args.no_baselines else BASELINES
+    baselines: tuple[str, ...] = () if args.no_baselines else tuple(BASELINES)
     detectors = (GUARD, *baselines)
 
     results = {name: Result() for name in detectors}
