@@ -4,7 +4,7 @@ Generates one world per seed (default: 3 seeds of 30,000 insured, 600 accounts,
 28 days of which 21 of history and 7 of window, every attack family with its
 default knobs: about 660,000 lookups each), then, in the same run and on the same
 worlds, replays Rempart's guard (``rempart.guard.replay``) and each baseline of
-:mod:`rempart.guard.baselines`, and scores every decisions file with
+:mod:`bench.baselines`, and scores every decisions file with
 :mod:`rempart.guard.scoring`. Publishes section ``guard`` of docs/benchmarks.md.
 
 Targets (issue 5): median exposure per attacked account <= 10; <= 25 for every
@@ -21,18 +21,29 @@ HalfSpaceTrees, which goes one lookup at a time; writing excluded), both over
 all lookups, history included.
 
     .venv/bin/python -m bench.bench_guard [--seeds 0,1,2] [--insured N]
-        [--professionals N] [--days N] [--attacks SPEC] [--no-write]
+        [--professionals N] [--days N] [--history-days N] [--attacks SPEC]
+        [--claims-per-lookup F] [--no-baselines] [--no-write]
 
 With ``--attacks`` (``rempart world generate``'s syntax) the worlds carry that
 mix instead of one scenario of each family, and the section written is
 ``guard-stress``: the same table on harder, larger attack mixes (more attacked
 accounts per family, knobs varied), so that a family's containment is not
-judged on three accounts.
+judged on three accounts. With ``--claims-per-lookup`` (issue 15: 0.75) the
+worlds bill that heavily and the section gets ``-claims`` appended
+(``guard-claims``); with ``--history-days`` (0: a fresh deployment) it gets
+``-historyN``.
+
+Issue 15 adds, from the same decisions: **honest accounts suspended** (a
+``deny`` on a legitimate lookup outside compromise; target: none), and for each
+legitimate oddity the generator records (the resort area's seasonal surge, the
+practice software's morning batch check) its account-days, the share stepped up
+and the number denied.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -40,12 +51,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.baselines import BASELINES, run_baseline
 from bench.report import publish
-from rempart.guard.baselines import BASELINES, run_baseline
 from rempart.guard.replay import replay_world
 from rempart.guard.scoring import ReplayScore, score_decisions
 from rempart.world.attacks import Scrape2022, parse_scenarios
 from rempart.world.generator import generate_world
+from rempart.world.traffic import TrafficParams
 
 GUARD = "rempart_guard"
 DETECTORS = (GUARD, *BASELINES)
@@ -123,6 +135,25 @@ class Result:
     def rate(self) -> float:
         return self.lookups / self.seconds if self.seconds else 0.0
 
+    def suspended(self) -> int:
+        """Honest accounts suspended, summed over the seeds (each seed is its own world)."""
+        return sum(len(s.honest_suspended) for s in self.scores)
+
+    def oddity_names(self) -> list[str]:
+        return sorted({o for s in self.scores for o in s.oddities})
+
+    def oddity(self, name: str) -> str:
+        """Account-days, share stepped up, days denied and accounts suspended, pooled."""
+        parts = [s.oddities[name] for s in self.scores if name in s.oddities]
+        days = sum(p.account_days for p in parts)
+        stepped = sum(p.friction * p.account_days for p in parts)
+        denied = sum(p.denied_days for p in parts)
+        suspended = sum(len(p.suspended) for p in parts)
+        share = f"{stepped / days:.1%}" if days else "-"
+        return (
+            f"{days} / {share} / {denied} / {suspended} ({_mark(denied == 0 and suspended == 0)})"
+        )
+
 
 def _is_2022(family: str) -> bool:
     return family.startswith(Scrape2022.family)
@@ -141,11 +172,19 @@ def _row(name: str, r: Result) -> str:
         f"| {r.friction():.2%} ({_mark(r.friction() <= FRICTION_MAX)}) "
         f"| {r.blocks():.2%} ({_mark(r.blocks() <= BLOCKS_MAX)}) "
         f"| {r.friction_all():.2%} / {r.blocks_all():.2%} "
+        f"| {r.suspended()} ({_mark(r.suspended() == 0)}) "
         f"| {r.rate():,.0f} ({_mark(r.rate() >= RATE_MIN)}) |"
     )
 
 
-def run_seed(world: Path, out: Path, results: dict[str, Result], log: list[str]) -> None:
+def run_seed(
+    world: Path,
+    out: Path,
+    results: dict[str, Result],
+    log: list[str],
+    *,
+    baselines: tuple[str, ...] = tuple(BASELINES),
+) -> None:
     summary = replay_world(world, out / f"{GUARD}.parquet")
     guard = results[GUARD]
     guard.engines.add(summary.engine)
@@ -153,7 +192,7 @@ def run_seed(world: Path, out: Path, results: dict[str, Result], log: list[str])
     guard.seconds += summary.seconds
     guard.scores.append(score_decisions(world, out / f"{GUARD}.parquet"))
     log.append(f"{GUARD} {summary.lookups / summary.seconds:,.0f}/s")
-    for name in BASELINES:
+    for name in baselines:
         path = out / f"{name}.parquet"
         run = run_baseline(name, world, path)
         results[name].lookups += run.lookups
@@ -168,16 +207,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--insured", type=int, default=30_000)
     parser.add_argument("--professionals", type=int, default=600)
     parser.add_argument("--days", type=int, default=28)
+    parser.add_argument("--history-days", type=int, default=None, help="0: a fresh deployment")
     parser.add_argument("--attacks", default=None, help="attack mix (world generate syntax)")
+    parser.add_argument(
+        "--claims-per-lookup", type=float, default=None, help="heavy billing (issue 15: 0.75)"
+    )
+    parser.add_argument("--no-baselines", action="store_true", help="Rempart's guard only")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     scenarios = parse_scenarios(args.attacks) if args.attacks else None
     section = "guard-stress" if scenarios is not None else "guard"
+    if args.claims_per_lookup is not None:
+        section += "-claims"
+    if args.history_days is not None:
+        section += f"-history{args.history_days}"
+    traffic = TrafficParams(claims_per_lookup=args.claims_per_lookup)
+    baselines: tuple[str, ...] = () if args.no_baselines else tuple(BASELINES)
+    detectors = (GUARD, *baselines)
 
-    results = {name: Result() for name in DETECTORS}
+    results = {name: Result() for name in detectors}
     per_seed: list[tuple[int, int, dict[str, tuple[ReplayScore, float]]]] = []
+    claims_per_lookup: list[float] = []
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rempart-bench-guard-") as tmp:
         for seed in seeds:
@@ -188,11 +240,15 @@ def main(argv: list[str] | None = None) -> None:
                 professionals=args.professionals,
                 days=args.days,
                 seed=seed,
+                history_days=args.history_days,
                 attacks=scenarios,
+                traffic=traffic,
             )
+            meta = json.loads((world / "world.json").read_text(encoding="utf-8"))
+            claims_per_lookup.append(meta["counts"]["claims"] / meta["counts"]["lookups"])
             before = {n: (r.lookups, r.seconds) for n, r in results.items()}
             log: list[str] = []
-            run_seed(world, Path(tmp) / f"out-{seed}", results, log)
+            run_seed(world, Path(tmp) / f"out-{seed}", results, log, baselines=baselines)
             print(f"seed {seed}: " + ", ".join(log), flush=True)
             rows = {}
             for name, r in results.items():
@@ -213,6 +269,13 @@ def main(argv: list[str] | None = None) -> None:
         if scenarios is not None
         else "every attack family with default knobs"
     )
+    if not baselines:
+        title = title.replace(", with baselines", "")
+    if args.claims_per_lookup is not None:
+        title += f", claims-heavy worlds ({args.claims_per_lookup:g} claims per lookup)"
+    if args.history_days is not None:
+        title += f", {args.history_days} days of history"
+    oddities = results[GUARD].oddity_names()
     lines = [
         f"## {title}",
         "",
@@ -221,11 +284,18 @@ def main(argv: list[str] | None = None) -> None:
         + "`",
         "",
         f"Worlds: seeds {', '.join(map(str, seeds))}; {args.insured:,} insured, "
-        f"{args.professionals:,} accounts, {args.days} days each (the generator's history "
-        f"and window, {mix}); "
-        f"{results[GUARD].lookups:,} lookups in all. Every detector is scored by "
+        f"{args.professionals:,} accounts, {args.days} days each ("
+        + (
+            "the generator's history and window"
+            if args.history_days is None
+            else f"{args.history_days} days of history, the rest window"
+        )
+        + f", {mix}); "
+        f"{results[GUARD].lookups:,} lookups in all, "
+        f"{min(claims_per_lookup):.2f}-{max(claims_per_lookup):.2f} claims per lookup "
+        "(attacks' lookups included). Every detector is scored by "
         "`rempart.guard.scoring` on the same decisions format; the baselines and their "
-        "operating points are described in `rempart.guard.baselines` (thresholds set on "
+        "operating points are described in `bench.baselines` (thresholds set on "
         "history only). Seeds pooled: exposures over every attacked account, friction and "
         "blocks over every legitimate account-day outside compromise (an attacked "
         "account's days from its attack's first day are left out: see below). "
@@ -234,9 +304,20 @@ def main(argv: list[str] | None = None) -> None:
         "| detector | median exposure (<= 10) | max exposure, 2022 family (<= 25) "
         "| contained, worst family (>= 95%) | legit friction (<= 1%) "
         "| legit blocks (<= 0.1%) | friction / blocks, every legit account-day "
-        "| lookups/s, one process (>= 100,000) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *(_row(name, results[name]) for name in DETECTORS),
+        "| honest accounts suspended (0) | lookups/s, one process (>= 100,000) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(_row(name, results[name]) for name in detectors),
+        "",
+        "Legitimate oddities recorded by the generator (account-days in the window outside "
+        "compromise / share with a step-up / days with a deny / accounts suspended; target: "
+        "no deny, no suspension):",
+        "",
+        "| detector | " + " | ".join(o.replace("_", " ") for o in oddities) + " |",
+        "| --- | " + " | ".join("---" for _ in oddities) + " |",
+        *(
+            f"| {LABELS[name]} | " + " | ".join(results[name].oddity(o) for o in oddities) + " |"
+            for name in detectors
+        ),
         "",
         "Contained per family (share of attacked accounts; median exposure in brackets):",
         "",
@@ -250,25 +331,25 @@ def main(argv: list[str] | None = None) -> None:
                 for f in families
             )
             + " |"
-            for name in DETECTORS
+            for name in detectors
         ),
         "",
         "Per seed (median exposure / max 2022 / worst family contained / friction / "
-        "blocks / lookups/s):",
+        "blocks / honest accounts suspended / lookups/s):",
         "",
-        "| seed | lookups | " + " | ".join(LABELS[n] for n in DETECTORS) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in DETECTORS) + " |",
+        "| seed | lookups | " + " | ".join(LABELS[n] for n in detectors) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in detectors) + " |",
     ]
     for seed, lookups, rows in per_seed:
         cells = []
-        for name in DETECTORS:
+        for name in detectors:
             score, rate = rows[name]
             one = Result([score])
             low, _ = one.min_contained()
             cells.append(
                 f"{one.median():g} / {one.max_2022()} / {low:.0%} / "
                 f"{score.friction_uncompromised:.2%} / {score.blocks_uncompromised:.2%} / "
-                f"{rate:,.0f}"
+                f"{len(score.honest_suspended)} / {rate:,.0f}"
             )
         lines.append(f"| {seed} | {lookups:,} | " + " | ".join(cells) + " |")
     lines += [
@@ -284,9 +365,22 @@ def main(argv: list[str] | None = None) -> None:
         "attacker set off (a denied account stays suspended until an operator restores "
         "it after resetting the credentials, which a replay never does; the cap, which "
         "does not suspend, blocks them on the attacked day only). The column 'every legit "
-        "account-day' keeps them: DESIGN.md's plain definition. Rates vary between seeds "
+        "account-day' keeps them: DESIGN.md's plain definition. Honest accounts "
+        "suspended: accounts with a deny on a legitimate lookup outside compromise (a "
+        "deny suspends; the cap and the threshold do not suspend in their own design, "
+        "but are counted the same way), summed over the seeds. Rates vary between seeds "
         "as the 2 cores are shared with other work.",
     ]
+    suspended = sorted(
+        {(seed, a) for seed, _, rows in per_seed for a in rows[GUARD][0].honest_suspended}
+    )
+    if suspended:
+        lines += [
+            "",
+            "Honest accounts the guard suspended (seed: account): "
+            + ", ".join(f"{seed}: {a}" for seed, a in suspended)
+            + ".",
+        ]
     publish(section, "\n".join(lines), dry_run=args.no_write)
 
 

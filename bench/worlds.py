@@ -6,14 +6,25 @@ import argparse
 from pathlib import Path
 
 from rempart.world.generator import generate_world
+from rempart.world.traffic import TrafficParams
 
 
-def add_world_arguments(parser: argparse.ArgumentParser, *, days: int) -> None:
+def add_world_arguments(
+    parser: argparse.ArgumentParser, *, days: int, claims_per_lookup: float | None = None
+) -> None:
     parser.add_argument("--world", type=Path, help="use this world (default: generate one)")
     parser.add_argument("--insured", type=int, default=100_000)
     parser.add_argument("--professionals", type=int, default=2_000)
     parser.add_argument("--days", type=int, default=days)
+    parser.add_argument("--history-days", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--claims-per-lookup",
+        type=float,
+        default=claims_per_lookup,
+        help="heavy billing of the generated world (default: %(default)s; the "
+        "generator's own billing when none)",
+    )
 
 
 def given_or_generated(args: argparse.Namespace, tmp: Path) -> Path:
@@ -28,5 +39,7 @@ def given_or_generated(args: argparse.Namespace, tmp: Path) -> Path:
         professionals=args.professionals,
         days=args.days,
         seed=args.seed,
+        history_days=args.history_days,
+        traffic=TrafficParams(claims_per_lookup=args.claims_per_lookup),
     )
     return world

@@ -119,6 +119,33 @@ def world_generate(
     volume: Annotated[
         float, typer.Option(min=0.0, help="Multiplies every account's daily lookups.")
     ] = 1.0,
+    claims_per_lookup: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            max=5.0,
+            help="Heavy billing: this many claims per legitimate lookup (every visit "
+            "billed, several claims per visit, care billed without a lookup; default: one "
+            "claim per billed visit, about 0.5).",
+        ),
+    ] = None,
+    seasonal_surge: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Tourists in a resort area during the window, as a share of a pharmacy's "
+            "daily lookups (0: none).",
+        ),
+    ] = 0.8,
+    batch_check_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of practices whose software checks the day's appointments each "
+            "working morning.",
+        ),
+    ] = 0.3,
 ) -> None:
     """Write a synthetic world (Parquet files and world.json), with traffic and attacks."""
     from rempart.world.attacks import parse_scenarios
@@ -141,7 +168,12 @@ def world_generate(
             seed=seed,
             history_days=history_days,
             attacks=scenarios,
-            traffic=TrafficParams(volume=volume),
+            traffic=TrafficParams(
+                volume=volume,
+                claims_per_lookup=claims_per_lookup,
+                seasonal_surge=seasonal_surge,
+                batch_check_share=batch_check_share,
+            ),
             progress=progress,
         )
     counts = ", ".join(f"{name} {count:,}" for name, count in summary.counts.items())

@@ -14,14 +14,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
-from rempart.guard.baselines import (
+from bench.baselines import (
     BASELINES,
     THRESHOLD_FACTOR,
     THRESHOLD_MARGIN,
     load_traffic,
     run_baseline,
 )
+
 from rempart.guard.scoring import score_decisions
 from rempart.world.io import read_table, write_table
 from tests.guard_world import ACCOUNTS, WINDOW_START, add_robot, tiny_world
@@ -181,3 +181,16 @@ def test_the_robot_on_a_pharmacy_is_scored_by_every_baseline(
 def test_unknown_baseline_is_refused(world: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown baseline"):
         run_baseline("nope", world, tmp_path / "x.parquet")
+
+
+def test_the_runtime_package_holds_no_baseline() -> None:
+    """The baselines are a benchmark's comparison: the service never ships or imports them."""
+    import rempart  # noqa: PLC0415 (the package's location, nothing more)
+
+    package = Path(rempart.__file__).parent
+    assert not (package / "guard" / "baselines.py").exists()
+    for source in package.rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        assert "baselines import" not in text, source
+        assert "from bench" not in text, source
+        assert "import bench" not in text, source

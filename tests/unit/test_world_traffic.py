@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -397,6 +397,210 @@ def test_legitimate_oddities_reach_the_window(world: Path) -> None:
     assert len(new_network) >= 2
 
 
+# --------------------------------------------------------------------------- recorded oddities
+
+
+def _rows_by_account_day(table: pa.Table) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in table.to_pylist():
+        out[(row["account_id"], row["ts"].date().isoformat())].append(row)
+    return out
+
+
+def _far(home: str | None, practice: str) -> bool:
+    return home is not None and home != practice and home not in neighbours(practice)
+
+
+def test_seasonal_surge_brings_far_patients_billed_at_the_counter(world: Path) -> None:
+    meta = _meta(world)
+    cells = {(a, d) for a, d in meta["oddity_days"]["seasonal_surge"]}
+    window = datetime.fromisoformat(meta["window_start"]).date().isoformat()
+    assert cells
+    assert all(d >= window for _, d in cells)
+    pros = {p["account_id"]: p for p in _read(world, "professionals").to_pylist()}
+    touched = {a for a, _ in cells}
+    assert {pros[a]["profession"] for a in touched} <= {"pharmacie", "generaliste"}
+    # The area's pharmacies surge together: every pharmacy of the department, same days.
+    departments = {pros[a]["department"] for a in touched}
+    assert meta["oddities"]["seasonal_surge_departments"] == len(departments)
+    for dept in departments:
+        pharmacies = {
+            a for a, p in pros.items() if p["department"] == dept and p["profession"] == "pharmacie"
+        }
+        assert pharmacies <= touched
+        days = [{d for a2, d in cells if a2 == a} for a in pharmacies]
+        assert len(set.union(*days)) <= 8
+        assert len(set.intersection(*days)) >= 2
+
+    insured = _read(world, "insured")
+    home = dict(zip(insured["nir"].to_pylist(), insured["department"].to_pylist(), strict=True))
+    care = {(c["account_id"], c["nir"]) for c in _read(world, "care").to_pylist()}
+    legit = _legit(world)
+    by_day = _rows_by_account_day(legit.filter(pc.is_in(legit["account_id"], pa.array(touched))))
+    claims = defaultdict(list)
+    for c in _read(world, "claims").to_pylist():
+        claims[(c["account_id"], c["nir"])].append(c["ts"])
+    for account in touched:
+        if pros[account]["profession"] != "pharmacie":
+            continue
+        practice = pros[account]["department"]
+        usual_ips = {r["ip"] for k, rows in by_day.items() if k[0] == account and k[1] < window
+                     for r in rows}  # fmt: skip
+        usual_agents = {r["user_agent"] for k, rows in by_day.items()
+                        if k[0] == account and k[1] < window for r in rows}  # fmt: skip
+        far = {
+            day: [r for r in rows if _far(home.get(r["nir"]), practice)
+                  and (account, r["nir"]) not in care]
+            for (a, day), rows in by_day.items() if a == account
+        }  # fmt: skip
+        usual_high = max(len(v) for d, v in far.items() if (account, d) not in cells)
+        for day in (d for a, d in cells if a == account):
+            rows = by_day[(account, day)]
+            tourists = far[day]
+            # Several times the pharmacy's usual high day of far, unexplained patients.
+            assert len(tourists) >= 4 * max(usual_high, 3), (account, day)
+            # Billed at the counter, minutes after the lookup.
+            billed = [
+                any(timedelta(0) < t - r["ts"] <= timedelta(minutes=30)
+                    for t in claims[(account, r["nir"])])
+                for r in tourists
+            ]  # fmt: skip
+            assert sum(billed) >= 0.9 * len(tourists)
+            # From the practice's usual place and devices, at a human pace.
+            assert {r["ip"] for r in rows} <= usual_ips
+            assert {r["user_agent"] for r in rows} <= usual_agents
+            gaps = np.diff(sorted(r["ts"].timestamp() for r in rows))
+            assert np.median(gaps) >= 30
+            local = [r["ts"].astimezone(ZoneInfo("Europe/Paris")).hour for r in rows]
+            assert min(local) >= 7
+            assert max(local) <= 21
+
+
+def _batch_sessions(world: Path) -> list[list[dict[str, Any]]]:
+    """The software batch check of each recorded account-day: its session's lookups."""
+    meta = _meta(world)
+    cells = {(a, d) for a, d in meta["oddity_days"]["batch_check"]}
+    legit = _legit(world)
+    legit = legit.filter(pc.is_in(legit["account_id"], pa.array({a for a, _ in cells})))
+    out = []
+    for key, rows in _rows_by_account_day(legit).items():
+        if key not in cells:
+            continue
+        sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            sessions[r["session_id"]].append(r)
+        quick = [
+            s for s in sessions.values()
+            if len(s) >= 10 and np.median(np.diff([r["ts"].timestamp() for r in s])) < 2
+        ]  # fmt: skip
+        assert len(quick) == 1, key  # one batch a day
+        out.append(quick[0])
+    assert len(out) == len(cells)
+    return out
+
+
+def test_software_batch_checks_the_days_own_patients_at_software_pace(world: Path) -> None:
+    meta = _meta(world)
+    pros = {p["account_id"]: p["profession"] for p in _read(world, "professionals").to_pylist()}
+    care = {(c["account_id"], c["nir"]) for c in _read(world, "care").to_pylist()}
+    legit = _legit(world)
+    usual: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for a, ip, ua, ch in zip(
+        legit["account_id"].to_pylist(),
+        legit["ip"].to_pylist(),
+        legit["user_agent"].to_pylist(),
+        legit["channel"].to_pylist(),
+        strict=True,
+    ):
+        if ch == "software":
+            usual[a][(ip, ua)] += 1
+    batches = _batch_sessions(world)
+    window = datetime.fromisoformat(meta["window_start"])
+    first_window_days = {b[0]["ts"].date() for b in batches if b[0]["ts"] >= window}
+    assert min(first_window_days) - window.date() <= timedelta(days=3)
+    for batch in batches:
+        account = batch[0]["account_id"]
+        assert pros[account] in {
+            "generaliste", "specialiste", "infirmier", "kinesitherapeute", "dentiste",
+            "sage_femme",
+        }  # fmt: skip
+        assert 10 <= len(batch) <= 40
+        assert all((account, r["nir"]) in care for r in batch)  # the practice's own patients
+        assert {r["channel"] for r in batch} == {"software"}
+        assert {r["auth"] for r in batch} <= {"cps", "psc"}
+        gaps = np.diff([r["ts"].timestamp() for r in batch])
+        assert (gaps >= 0.5).all()
+        assert (gaps <= 1.7).all()
+        local = batch[0]["ts"].astimezone(ZoneInfo("Europe/Paris"))
+        assert 6 <= local.hour <= 9  # the start of the day
+        # The practice's usual network and software: what its other software lookups use.
+        (where,) = {(r["ip"], r["user_agent"]) for r in batch}
+        assert usual[account][where] > len(batch), (account, where)
+
+
+def test_batch_checks_start_on_day_one_of_a_fresh_deployment(tmp_path: Path) -> None:
+    """No history at all: the window opens on the world's first day, and so do batch checks."""
+    generate_world(tmp_path, insured=3_000, professionals=80, days=5, seed=2, history_days=0)
+    meta = _meta(tmp_path)
+    assert meta["history_days"] == 0
+    first = datetime.fromisoformat(meta["start"]).date()
+    days = {date.fromisoformat(d) for _, d in meta["oddity_days"]["batch_check"]}
+    assert first in days  # 2025-03-26, a Wednesday: the first morning already
+    assert _batch_sessions(tmp_path)
+    assert meta["oddity_days"]["seasonal_surge"]
+
+
+def test_claims_heavy_world_bills_three_quarters_of_a_claim_per_lookup(tmp_path: Path) -> None:
+    generate_world(
+        tmp_path,
+        insured=4_000,
+        professionals=100,
+        days=14,
+        seed=4,
+        traffic=TrafficParams(claims_per_lookup=0.75),
+    )
+    assert _meta(tmp_path)["traffic"]["claims_per_lookup"] == 0.75
+    legit = _legit(tmp_path)
+    claims = _read(tmp_path, "claims")
+    assert 0.7 <= claims.num_rows / legit.num_rows <= 0.78
+    assert (np.diff(claims["ts"].cast(pa.int64()).to_numpy()) >= 0).all()
+    # Several claims for one visit (account, person, day), and care billed without a lookup.
+    per_visit = Counter(
+        (a, n, t.date())
+        for a, n, t in zip(
+            claims["account_id"].to_pylist(),
+            claims["nir"].to_pylist(),
+            claims["ts"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert sum(c > 1 for c in per_visit.values()) > 0.05 * len(per_visit)
+    looked_up = set(zip(legit["account_id"].to_pylist(), legit["nir"].to_pylist(), strict=True))
+    # A pharmacy's, laboratory's or hospital's patients are the whole organisation's.
+    pros = _read(tmp_path, "professionals").to_pylist()
+    unit = {p["account_id"]: p["organization_id"] or p["account_id"] for p in pros}
+    members = defaultdict(set)
+    for p in pros:
+        members[unit[p["account_id"]]].add(p["account_id"])
+    care = {
+        (colleague, c["nir"])
+        for c in _read(tmp_path, "care").to_pylist()
+        for colleague in members[unit[c["account_id"]]]
+    }
+    pairs = set(zip(claims["account_id"].to_pylist(), claims["nir"].to_pylist(), strict=True))
+    assert pairs <= looked_up | care
+    assert pairs - looked_up  # some care is billed without a lookup
+    # Attackers still never produce a claim: what only they looked up is never billed.
+    attacked = _labelled(tmp_path).filter(pc.is_valid(_labelled(tmp_path)["attack"]))
+    only_attack = (
+        set(zip(attacked["account_id"].to_pylist(), attacked["nir"].to_pylist(), strict=True))
+        - looked_up
+        - care
+    )
+    assert only_attack
+    assert not (only_attack & pairs)
+
+
 # --------------------------------------------------------------------------- attack families
 
 
@@ -507,7 +711,7 @@ def test_stolen_session_reuses_a_session_from_a_new_network(world: Path) -> None
         assert 0 < gap.total_seconds() <= 3600
 
 
-def test_world_json_records_traffic_and_attack_knobs(world: Path) -> None:
+def test_world_json_records_traffic_and_attack_knobs(world: Path, quiet_world: Path) -> None:
     meta = _meta(world)
     assert meta["history_days"] + meta["window_days"] == WORLD["days"]
     assert meta["traffic"] == dataclasses.asdict(TrafficParams())
@@ -517,7 +721,10 @@ def test_world_json_records_traffic_and_attack_knobs(world: Path) -> None:
     assert scrape["lookups_per_account"] == 20_000
     assert scrape["compromised_accounts"] == 3
     assert scrape["lookups"] == 60_000
-    dumped = json.dumps(meta)
+    # The legitimate oddities' account-days do not depend on the attacks (an honest
+    # account may be both), so they say nothing of who was attacked.
+    assert meta["oddity_days"] == _meta(quiet_world)["oddity_days"]
+    dumped = json.dumps({k: v for k, v in meta.items() if k != "oddity_days"})
     victims = set(
         _labelled(world).filter(pc.is_valid(_labelled(world)["attack"]))["account_id"].to_pylist()
     )
@@ -606,6 +813,12 @@ def test_scenario_specs_parse_and_refuse_nonsense() -> None:
 def test_bad_traffic_parameters_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="typo_rate"):
         TrafficParams(typo_rate=2.0)
+    with pytest.raises(ValueError, match="claims_per_lookup"):
+        TrafficParams(claims_per_lookup=0.0)
+    with pytest.raises(ValueError, match="batch_check_share"):
+        TrafficParams(batch_check_share=1.5)
+    with pytest.raises(ValueError, match="seasonal_surge"):
+        TrafficParams(seasonal_surge=-1.0)
     with pytest.raises(ValueError, match="history_days"):
         generate_world(tmp_path, insured=100, professionals=5, days=7, history_days=7)
     with pytest.raises(ValueError, match="distinct names"):
@@ -650,3 +863,13 @@ def test_cli_options(tmp_path: Path) -> None:
     bad = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--attacks", "teleport"])
     assert bad.exit_code == 2
     assert not (tmp_path / "b" / "world.json").exists()
+    heavy = runner.invoke(
+        app,
+        [*base, "--out", str(tmp_path / "h"), "--no-attacks", "--claims-per-lookup", "0.75",
+         "--seasonal-surge", "0", "--batch-check-share", "0"],
+    )  # fmt: skip
+    assert heavy.exit_code == 0, heavy.output
+    meta = _meta(tmp_path / "h")
+    assert meta["traffic"]["claims_per_lookup"] == 0.75
+    assert meta["oddity_days"] == {"seasonal_surge": [], "batch_check": []}
+    assert meta["counts"]["claims"] >= 0.7 * meta["counts"]["lookups"]

@@ -18,14 +18,24 @@ Window rows only (the lookups that ``labels.parquet`` lists):
   which a replay never does, so every later day of the owner counts as blocked
   in the plain figure. Rempart judges its false-alarm targets on this share,
   and reports both.
+* **honest accounts suspended**: accounts with a ``deny`` on a legitimate
+  lookup outside compromise (a deny suspends the account until an operator
+  restores it), listed;
+* per **recorded oddity** (``world.json``'s ``oddity_days``: the seasonal
+  surge, the software batch check): its account-days in the window outside
+  compromise, the share of them with a ``step_up`` and the number with a
+  ``deny``, and the accounts suspended among those it touched.
 
 Families are the ``attack`` values as written in the labels.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +46,16 @@ import pyarrow.parquet as pq
 from rempart.guard.events import DAY_US
 from rempart.world.io import WorldFormatError, read_table
 
-__all__ = ["FamilyScore", "ReplayScore", "score_decisions", "score_tables"]
+__all__ = [
+    "FamilyScore",
+    "OddityScore",
+    "ReplayScore",
+    "read_oddity_days",
+    "score_decisions",
+    "score_tables",
+]
+
+_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,22 @@ class FamilyScore:
     max_exposure: int
     contained: float
     """Share of the family's attacked accounts that were contained."""
+
+
+@dataclass(frozen=True)
+class OddityScore:
+    """How the guard treated the account-days of one recorded legitimate oddity."""
+
+    oddity: str
+    account_days: int
+    """Its account-days in the window with a legitimate lookup, outside compromise."""
+    accounts: int
+    friction: float
+    """Share of those account-days with at least one ``step_up``."""
+    denied_days: int
+    """Those account-days with at least one ``deny`` (each suspends the account)."""
+    suspended: tuple[str, ...]
+    """Its accounts suspended (a ``deny`` on a legitimate lookup outside compromise), any day."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +99,10 @@ class ReplayScore:
     friction_uncompromised: float
     blocks_uncompromised: float
     """The same shares without an attacked account's days from its attack's first day."""
+    honest_suspended: tuple[str, ...] = ()
+    """Accounts with a ``deny`` on a legitimate lookup outside compromise, sorted."""
+    oddities: dict[str, OddityScore] = field(default_factory=dict)
+    """Per oddity recorded in ``world.json`` (none when it records none)."""
 
 
 def score_decisions(
@@ -76,7 +115,29 @@ def score_decisions(
         read_table(world_dir, "insured", ["nir", "birth_date"]),
         decisions,
         contained_max=contained_max,
+        oddity_days=read_oddity_days(world_dir),
     )
+
+
+def read_oddity_days(world_dir: Path) -> dict[str, list[tuple[str, int]]]:
+    """``world.json``'s ``oddity_days`` as (account, UTC day since the epoch) pairs.
+
+    A world without them (an insurer's export, an older world) has none.
+    """
+    path = world_dir / "world.json"
+    if not path.is_file():
+        return {}
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("oddity_days") or {}
+        return {
+            str(name): [(str(a), (date.fromisoformat(d) - _EPOCH).days) for a, d in cells]
+            for name, cells in recorded.items()
+        }
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise WorldFormatError(
+            "world_bad_metadata",
+            f"world.json oddity_days must map names to [account_id, YYYY-MM-DD] pairs ({exc})",
+        ) from None
 
 
 def score_tables(
@@ -86,6 +147,7 @@ def score_tables(
     decisions: pa.Table,
     *,
     contained_max: int = 25,
+    oddity_days: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> ReplayScore:
     rows = labels.join(lookups, "event_id", join_type="inner")
     if rows.num_rows != labels.num_rows:
@@ -172,6 +234,19 @@ def score_tables(
     total_days = len(all_days)
     values = list(exposures.values())
     clean_days = {k for k in all_days if k[1] < compromised_from.get(k[0], k[1] + 1)}
+    suspended = tuple(sorted({a for a, _ in blocks & clean_days}))
+    oddities: dict[str, OddityScore] = {}
+    for name, cells in (oddity_days or {}).items():
+        mine = {(a, d) for a, d in cells} & clean_days
+        touched = {a for a, _ in mine}
+        oddities[name] = OddityScore(
+            oddity=name,
+            account_days=len(mine),
+            accounts=len(touched),
+            friction=_share(friction, mine),
+            denied_days=len(blocks & mine),
+            suspended=tuple(a for a in suspended if a in touched),
+        )
     return ReplayScore(
         families=families,
         attacked_accounts=len(pairs),
@@ -184,6 +259,8 @@ def score_tables(
         uncompromised_days=len(clean_days),
         friction_uncompromised=_share(friction, clean_days),
         blocks_uncompromised=_share(blocks, clean_days),
+        honest_suspended=suspended,
+        oddities=oddities,
     )
 
 

@@ -382,6 +382,7 @@ class _Context:
             else channel,
             label=np.full(n, label, dtype=np.int64),
             typo=np.zeros(n, dtype=bool),
+            oddity=np.zeros(n, dtype=np.int64),
         )
 
     def local_day_minutes(self, victim: int, day: IntArray, minute: FloatArray) -> IntArray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from rempart.world.attacks import Scenario, default_scenarios, inject_attacks
 from rempart.world.io import write_table
 from rempart.world.population import Population, build_population
 from rempart.world.timeline import WorldCalendar, step_rng
-from rempart.world.traffic import TrafficParams, build_traffic, traffic_tables
+from rempart.world.traffic import Traffic, TrafficParams, build_traffic, traffic_tables
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,6 +44,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 WORLD_JSON = "world.json"
+_EPOCH = date(1970, 1, 1)
 
 Progress = Callable[[str, int, int], None]
 
@@ -104,6 +105,20 @@ def world_metadata(
         "params": asdict(params),
         **(extra or {}),
     }
+
+
+def oddity_days(population: Population, traffic: Traffic) -> dict[str, list[list[str]]]:
+    """``{oddity: [[account_id, "YYYY-MM-DD"], ...]}``: the account-days (UTC) each
+    recorded legitimate oddity touched, sorted, for scoring a guard on them."""
+    ids = population.professionals.table.column("account_id").to_pylist()
+    out: dict[str, list[list[str]]] = {}
+    for name, (accounts, days) in traffic.oddity_cells.items():
+        pairs = {
+            (str(ids[a]), (_EPOCH + timedelta(days=d)).isoformat())
+            for a, d in zip(accounts.tolist(), days.tolist(), strict=True)
+        }
+        out[name] = [list(p) for p in sorted(pairs)]
+    return out
 
 
 def world_calendar(days: int, history_days: int | None = None) -> WorldCalendar:
@@ -181,6 +196,7 @@ def generate_world(
         "window_days": calendar.window_days,
         "traffic": asdict(traffic_params),
         "oddities": legit.oddities,
+        "oddity_days": oddity_days(population, legit),
         "attacks": attack_record,
     }
 

@@ -27,6 +27,7 @@ __all__ = [
     "DEPARTMENTS",
     "DEPARTMENT_CODES",
     "OVERSEAS_CODES",
+    "RESORT_CODES",
     "Country",
     "Department",
     "department_index",
@@ -298,6 +299,17 @@ COUNTRIES: tuple[Country, ...] = (
     Country("437", "Suriname", 0.1),
     Country("438", "Dominique", 0.05),
 )
+
+# Departments whose resorts draw tourists by the hundred thousand in the holidays: the
+# coasts (Channel, Atlantic, Mediterranean, Corsica, the islands overseas) and the
+# mountains (Alps, Pyrenees, Vosges, Massif central). Where a regional seasonal surge
+# can happen: the pharmacies and doctors of a resort see far more patients who live
+# elsewhere.
+RESORT_CODES: tuple[str, ...] = (
+    "04", "05", "06", "09", "11", "14", "15", "17", "22", "29", "2A", "2B", "30", "33",
+    "34", "38", "40", "44", "50", "56", "63", "64", "65", "66", "73", "74", "76", "80",
+    "83", "85", "88", "971", "972", "974",
+)  # fmt: skip
 
 # Where people born abroad and living overseas come from (codes in COUNTRIES).
 OVERSEAS_BIRTH_COUNTRIES: dict[str, tuple[tuple[str, float], ...]] = {

@@ -49,14 +49,35 @@ a wrong birth date) followed by the corrected lookup seconds later.
 Claims follow most legitimate visits: pharmacies within minutes, doctors the
 same day or a few days later, nurses and physiotherapists in weekly batches,
 laboratories in a day or three, hospitals days to weeks later (often after
-the world ends, so never seen); some visits are never billed.
+the world ends, so never seen); some visits are never billed. That makes about
+0.5 claims per legitimate lookup (0.56 on a 30,000-insured, 600-account world,
+0.50 counting the attacks' lookups). ``claims_per_lookup`` makes billing
+heavier (0.75 for the issue 15 world): every visit billed, further claims of
+some visits (a pharmacy's other items, repeated acts) and care billed without a
+lookup, always of the practice's own patients: attackers still cause no claim.
 
 The oddities that fool naive detectors, all legitimate: holidays and the
 busy days after them, a regional epidemic surge, vaccination days (many new
 local patients), a practice changing ISP (a new network for good), a locum
 (new network, device and hours for a few days), late evenings, Sunday and
-night duty at pharmacies, a mass-casualty day at a hospital. At least one of
-each falls in the evaluation window when the world has the accounts for it.
+night duty at pharmacies, a mass-casualty day at a hospital, and two that
+``world.json`` records account-day by account-day (``oddity_days``) so that a
+guard can be scored on them:
+
+* **seasonal surge** (the resort town in the holidays): one or two coastal or
+  mountain departments get tourists for 4-8 consecutive days of the window;
+  every pharmacy there (GPs less) sees many extra patients who live far away
+  (neither the department nor a neighbour), unknown to the practice, each
+  billed at the counter minutes after the lookup; the practice's usual
+  network, devices and hours;
+* **software batch check** (the day's appointment list): a share of the
+  practices on software check, each working morning, 10-40 of their own
+  patients about one a second in one session of their software, from their
+  usual network; from the world's first day, so a world with no history
+  (``history_days=0``) is a fresh deployment that meets it at once.
+
+At least one of each falls in the evaluation window when the world has the
+accounts for it.
 """
 
 from __future__ import annotations
@@ -70,7 +91,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from rempart.world.geography import DEPARTMENT_CODES, neighbour_indices
+from rempart.world.geography import DEPARTMENT_CODES, RESORT_CODES, neighbour_indices
 from rempart.world.population import Population
 from rempart.world.schema import CLAIMS, LABELS, LOOKUPS, PROFESSIONS
 from rempart.world.timeline import WorldCalendar
@@ -78,6 +99,7 @@ from rempart.world.timeline import WorldCalendar
 __all__ = [
     "AUTH_VALUES",
     "CHANNELS",
+    "ODDITIES",
     "PROFILES",
     "Events",
     "Locality",
@@ -235,6 +257,13 @@ _LOCUM_PROFESSIONS = ("generaliste", "specialiste", "kinesitherapeute", "dentist
 # Professions whose volume follows an epidemic.
 _SURGE_PROFESSIONS = ("generaliste", "pharmacie", "laboratoire", "etablissement")
 _VACCINATORS = ("pharmacie", "generaliste", "infirmier")
+# Practices whose software may check the day's appointments (their own patients).
+_BATCH_PROFESSIONS = (
+    "generaliste", "specialiste", "infirmier", "kinesitherapeute", "dentiste", "sage_femme",
+)  # fmt: skip
+# The oddities whose accounts and days world.json records (Events.oddity is 1 + index).
+ODDITIES: tuple[str, ...] = ("seasonal_surge", "batch_check")
+_TOURIST, _BATCH = 1, 2
 
 _TIMEZONES: dict[str, str] = {
     "971": "America/Guadeloupe",
@@ -335,17 +364,31 @@ class TrafficParams:
     """Peak extra volume of the epidemic in the departments it hits (0 for none)."""
     mass_casualty: bool = True
     """One hospital's day of mass casualties in the evaluation window."""
+    seasonal_surge: float = 0.8
+    """Tourists in one or two resort departments for several days of the window: extra
+    lookups of patients who live far away, per open day, as a share of each pharmacy's
+    daily volume (a third of it at GPs); every one billed at the counter (0 for none)."""
+    batch_check_share: float = 0.3
+    """Share of practices on software (GPs, specialists, nurses, physiotherapists,
+    dentists, midwives) whose software checks the rights of the day's appointments
+    every working morning: 10-40 of their own patients, about one a second."""
+    claims_per_lookup: float | None = None
+    """None: one claim per billed visit (about 0.5 claims per legitimate lookup). A
+    number: billing that heavy (claims per legitimate lookup): every visit billed,
+    several claims for some visits, care billed without a lookup."""
 
     def __post_init__(self) -> None:
-        for name in ("volume", "surge"):
+        for name in ("volume", "surge", "seasonal_surge"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative")
         for name in (
             "typo_rate", "holiday_share", "late_evening_rate", "vaccination_rate",
-            "isp_change_share", "locum_share",
+            "isp_change_share", "locum_share", "batch_check_share",
         ):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if self.claims_per_lookup is not None and not 0.0 < self.claims_per_lookup <= 5.0:
+            raise ValueError("claims_per_lookup must be between 0 (excluded) and 5")
 
 
 class Vocab:
@@ -400,6 +443,8 @@ class Events:
     label: IntArray
     """-1 for legitimate lookups, else the attack scenario's number."""
     typo: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    oddity: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """0, or which recorded oddity (1 + its index in :data:`ODDITIES`) made the lookup."""
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -416,12 +461,14 @@ class Events:
     @staticmethod
     def empty() -> Events:
         zero = np.zeros(0, dtype=np.int64)
-        return Events(**dict.fromkeys(_EVENT_FIELDS[:-1], zero), typo=zero.astype(bool))
+        return Events(
+            **dict.fromkeys(_EVENT_FIELDS[:-2], zero), typo=zero.astype(bool), oddity=zero
+        )
 
 
 _EVENT_FIELDS = (
     "ts", "account", "person", "nir", "birth", "ip", "ua", "session", "auth", "channel",
-    "label", "typo",
+    "label", "typo", "oddity",
 )  # fmt: skip
 
 
@@ -477,6 +524,23 @@ class Locality:
         dept[anywhere] = rng.choice(len(self.shares), size=int(anywhere.sum()), p=self.shares)
         return self.within(dept, rng)
 
+    def far(self, departments: IntArray, rng: np.random.Generator) -> IntArray:
+        """A person living far from each department given (neither it nor a neighbour).
+
+        Departments are drawn by population (the big cities send most tourists) and
+        drawn again where they fall too close; a person from anywhere after 32 tries.
+        """
+        n = len(departments)
+        dept = rng.choice(len(self.shares), size=n, p=self.shares)
+        for _ in range(32):
+            close = (dept == departments) | (self.neighbours[departments] == dept[:, None]).any(
+                axis=1
+            )
+            if not close.any():
+                break
+            dept[close] = rng.choice(len(self.shares), size=int(close.sum()), p=self.shares)
+        return self.within(dept.astype(np.int64), rng)
+
     def within(self, departments: IntArray, rng: np.random.Generator) -> IntArray:
         """A random resident of each department (anyone when nobody lives there)."""
         size = self.counts[departments]
@@ -510,6 +574,9 @@ class Traffic:
     """:func:`local_offsets` of the world."""
     locality: Locality
     oddities: dict[str, int]
+    oddity_cells: dict[str, tuple[IntArray, IntArray]] = field(default_factory=dict)
+    """Per recorded oddity (:data:`ODDITIES`): the accounts and UTC days (days since the
+    epoch) its lookups touched, in that order."""
 
 
 # --------------------------------------------------------------------------- calendar
@@ -769,6 +836,10 @@ class _Days:
     bursts: list[tuple[IntArray, IntArray, FloatArray, float, float, float]]
     """``(accounts, days, counts, first minute, last minute, share of new patients)``."""
     oddities: dict[str, int]
+    tourists: tuple[IntArray, IntArray, FloatArray]
+    """The seasonal surge: ``(accounts, days, expected lookups of tourists)``."""
+    batch: BoolArray
+    """``[account, day]``: the practice software checks the day's appointments."""
 
 
 def _window_pick(rng: np.random.Generator, candidates: IntArray) -> int:
@@ -864,7 +935,96 @@ def _days(
     odd["late_evenings"] = int((late & (mean > 0)).sum())
     bursts = _bursts(acc, calendar=calendar, kind=kind, mean=mean, params=params, rng=rng, odd=odd)
     day_type = np.where(garde, 2, kind)
-    return _Days(mean=mean, day_type=day_type, late=late, locum=locum, bursts=bursts, oddities=odd)
+    tourists = _seasonal_surge(acc, calendar=calendar, mean=mean, params=params, rng=rng, odd=odd)
+    batch = _batch_days(acc, kind=kind, mean=mean, locum=locum, params=params, rng=rng, odd=odd)
+    return _Days(
+        mean=mean,
+        day_type=day_type,
+        late=late,
+        locum=locum,
+        bursts=bursts,
+        oddities=odd,
+        tourists=tourists,
+        batch=batch,
+    )
+
+
+def _seasonal_surge(
+    acc: _Accounts,
+    *,
+    calendar: WorldCalendar,
+    mean: FloatArray,
+    params: TrafficParams,
+    rng: np.random.Generator,
+    odd: dict[str, int],
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Tourists at the counter: one or two resort departments, several days of the window.
+
+    Every pharmacy of the department surges on the same days (the school holidays
+    are the same for the whole area), GPs less; only on the days they are open.
+    """
+    n, days = mean.shape
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+    odd["seasonal_surge_departments"] = 0
+    odd["seasonal_surge_accounts"] = 0
+    history = calendar.history_days
+    if params.seasonal_surge <= 0 or days <= history or not n:
+        return none
+    pharmacy = acc.profession == PROFESSIONS.index("pharmacie")
+    gp = acc.profession == PROFESSIONS.index("generaliste")
+    resort = np.isin(acc.department, [DEPARTMENT_CODES.index(c) for c in RESORT_CODES])
+    # Where the surge can show: resort departments with a pharmacy, the best-served first;
+    # in a world without one, any department with a pharmacy.
+    places = acc.department[pharmacy & resort]
+    if not len(places):
+        places = acc.department[pharmacy]
+    if not len(places):
+        return none
+    depts, counts = np.unique(places, return_counts=True)
+    ranked = depts[np.argsort(-counts, kind="stable")][:4]
+    hit = rng.choice(ranked, size=min(len(ranked), int(rng.integers(1, 3))), replace=False)
+    window = days - history
+    length = min(window, int(rng.integers(4, 9)))
+    first = history + int(rng.integers(0, window - length + 1))
+    span = np.zeros(days, dtype=bool)
+    span[first : first + length] = True
+    share = np.where(pharmacy, 1.0, np.where(gp, 1 / 3, 0.0)) * params.seasonal_surge
+    touched = np.isin(acc.department, hit) & (share > 0)
+    cells = touched[:, None] & span[None, :] & (mean > 0)
+    a, d = np.nonzero(cells)
+    expected = share[a] * acc.daily[a] * rng.gamma(8.0, 1 / 8, len(a))
+    odd["seasonal_surge_departments"] = len(hit)
+    odd["seasonal_surge_accounts"] = len(np.unique(a))
+    return a.astype(np.int64), d.astype(np.int64), expected
+
+
+def _batch_days(
+    acc: _Accounts,
+    *,
+    kind: IntArray,
+    mean: FloatArray,
+    locum: BoolArray,
+    params: TrafficParams,
+    rng: np.random.Generator,
+    odd: dict[str, int],
+) -> BoolArray:
+    """The working days on which a practice's software checks the day's appointments.
+
+    A practice that does it does it every working weekday it works (its software is
+    set up so), from the first day of the world: a deployment without history sees
+    it on day one. Not on a locum's days (another person, another set-up).
+    """
+    n = len(acc.profession)
+    eligible = np.isin(acc.profession, [PROFESSIONS.index(p) for p in _BATCH_PROFESSIONS]) & (
+        acc.software > 0.5
+    )
+    chosen = eligible & (rng.random(n) < params.batch_check_share)
+    if params.batch_check_share > 0 and eligible.any() and not chosen.any():
+        chosen[_window_pick(rng, np.flatnonzero(eligible))] = True
+    batch: BoolArray = chosen[:, None] & (kind == 0) & (mean > 0) & ~locum
+    odd["batch_check_accounts"] = int(batch.any(axis=1).sum())
+    odd["batch_check_days"] = int(batch.sum())
+    return batch
 
 
 def _bursts(
@@ -938,8 +1098,12 @@ def _sample_hours(profile: IntArray, rng: np.random.Generator) -> IntArray:
 
 def _base_lookups(
     acc: _Accounts, days: _Days, rng: np.random.Generator
-) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
-    """Account, day, local minute and share of new patients of each lookup."""
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray, IntArray]:
+    """Account, day, local minute, share of new patients and oddity of each lookup.
+
+    Tourists (the seasonal surge) come at the practice's usual hours; who they are
+    is drawn later (:meth:`Locality.far`).
+    """
     n, n_days = days.mean.shape
     counts = rng.poisson(days.mean).ravel()
     cell = np.repeat(np.arange(n * n_days, dtype=np.int64), counts)
@@ -961,11 +1125,20 @@ def _base_lookups(
         b_day = np.repeat(b_days, extra)
         b_minute = first + rng.random(len(b_account)) * (last - first)
         parts.append((b_account, b_day, b_minute, np.full(len(b_account), share)))
+    t_accounts, t_days, t_means = days.tourists
+    extra = rng.poisson(t_means)
+    t_account, t_day = np.repeat(t_accounts, extra), np.repeat(t_days, extra)
+    t_profile = acc.profession[t_account] * 3 + days.day_type[t_account, t_day]
+    t_minute = _sample_hours(t_profile, rng) * 60.0 + rng.random(len(t_account)) * 60.0
+    parts.append((t_account, t_day, t_minute + acc.shift[t_account], np.zeros(len(t_account))))
+    oddity = np.zeros(sum(len(p[0]) for p in parts), dtype=np.int64)
+    oddity[len(oddity) - len(t_account) :] = _TOURIST
     return (
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
         np.concatenate([p[2] for p in parts]),
         np.concatenate([p[3] for p in parts]),
+        oddity,
     )
 
 
@@ -1127,12 +1300,19 @@ def _claims(
     events: Events,
     end_us: int,
     rng: np.random.Generator,
+    bill_floor: float = 0.0,
 ) -> tuple[IntArray, IntArray, IntArray]:
-    """One claim per billed visit (account, person, day), after a profession-dependent delay."""
-    ok = ~events.typo & (events.person >= 0)
+    """One claim per billed visit (account, person, day), after a profession-dependent delay.
+
+    ``bill_floor`` raises every profession's share of visits billed (heavy billing).
+    A tourist of the seasonal surge is always billed, at the counter, minutes after
+    the lookup; a software batch check is no visit and is never billed.
+    """
+    ok = ~events.typo & (events.person >= 0) & (events.oddity != _BATCH)
     rows = np.flatnonzero(ok)
     prof = acc.profession[events.account[rows]]
-    rows = rows[rng.random(len(rows)) < _profile_array("bill")[prof]]
+    bill = np.maximum(_profile_array("bill"), bill_floor)[prof]
+    rows = rows[(rng.random(len(rows)) < bill) | (events.oddity[rows] == _TOURIST)]
     prof = acc.profession[events.account[rows]]
     # Delay: pick a range of the profession's mixture, then a point in it.
     width = max(len(PROFILES[p].delays) for p in PROFESSIONS)
@@ -1150,6 +1330,8 @@ def _claims(
     for k in range(width - 1):
         pick += u >= bounds[prof, k]
     delay = low[prof, pick] + rng.random(len(rows)) * (high[prof, pick] - low[prof, pick])
+    counter = events.oddity[rows] == _TOURIST
+    delay[counter] = (2.0 + rng.random(int(counter.sum())) * 23.0) / 60.0  # 2-25 minutes
     ts = events.ts[rows] + (delay * HOUR_US).astype(np.int64)
     account, person = events.account[rows], events.person[rows]
     # One claim per person, account and day of the visit; claims after the end are not seen.
@@ -1160,6 +1342,120 @@ def _claims(
     keep = first[ts[first] < end_us]
     keep = keep[np.argsort(ts[keep], kind="stable")]  # ties stay by account and person
     return ts[keep], account[keep], person[keep]
+
+
+def _batch_checks(
+    population: Population,
+    acc: _Accounts,
+    days: _Days,
+    *,
+    calendar: WorldCalendar,
+    offsets: IntArray,
+    sessions: Vocab,
+    rng: np.random.Generator,
+) -> Events:
+    """The practice software checking the day's appointments at the start of the day.
+
+    10-40 of the practice's own patients (its care links, the frail more often),
+    about one a second (0.6-1.6 s apart), in one session of the software from the
+    practice's usual network (its new one after a change of ISP), with its usual
+    software login.
+    """
+    persons, starts, ends, cum = _pools(population, acc)
+    a, d = np.nonzero(days.batch & (ends > starts)[:, None])
+    a, d = a.astype(np.int64), d.astype(np.int64)
+    size = rng.integers(10, 41, size=len(a))
+    cell = np.repeat(np.arange(len(a)), size)
+    account = a[cell]
+    # The software starts before the first appointment (about 07:30-08:30, the practice's shift).
+    begin = 450.0 + rng.random(len(a)) * 60.0 + acc.shift[a]
+    begin_us = to_utc(calendar, offsets, acc.department[a], d, begin)
+    gap = (0.6 + rng.random(len(cell)) * 1.0) * SECOND_US
+    first = np.r_[0, np.cumsum(size)[:-1]]
+    elapsed = np.cumsum(gap) - np.repeat(np.cumsum(gap)[first] if len(a) else gap[:0], size)
+    ts = begin_us[cell] + elapsed.astype(np.int64)
+    s, e = starts[account], ends[account]
+    target = cum[s] + rng.random(len(cell)) * (cum[e] - cum[s])
+    person = persons[np.clip(np.searchsorted(cum, target, side="right") - 1, s, e - 1)]
+    unit = acc.unit[a]
+    ip = np.where(d >= acc.unit_isp_change[unit], acc.unit_ip_new[unit], acc.unit_ip[unit])
+    session = sessions.add(session_tokens(rng, len(a)))
+    n = len(cell)
+    return Events(
+        ts=ts.astype(np.int64),
+        account=account,
+        person=person.astype(np.int64),
+        nir=person.astype(np.int64),
+        birth=person.astype(np.int64),
+        ip=ip[cell].astype(np.int64),
+        ua=acc.software_ua[unit][cell].astype(np.int64),
+        session=session[cell],
+        auth=acc.software_auth[account],
+        channel=np.full(n, CHANNELS.index("software"), dtype=np.int64),
+        label=np.full(n, -1, dtype=np.int64),
+        typo=np.zeros(n, dtype=bool),
+        oddity=np.full(n, _BATCH, dtype=np.int64),
+    )
+
+
+def _heavy_billing(
+    population: Population,
+    acc: _Accounts,
+    events: Events,
+    claims: tuple[IntArray, IntArray, IntArray],
+    *,
+    per_lookup: float,
+    end_us: int,
+    rng: np.random.Generator,
+) -> tuple[IntArray, IntArray, IntArray]:
+    """More claims, up to ``per_lookup`` claims per legitimate lookup.
+
+    What is missing after every visit is billed comes two ways: two thirds as
+    further claims of a billed visit (a pharmacy's other items minutes later, a
+    doctor's or nurse's repeated acts hours to days later), a third as care billed
+    without a lookup (the rights already known: a nurse's round, a repeat
+    prescription) of the practice's own patients, at the hours it works.
+    """
+    ts, account, person = claims
+    missing = round(per_lookup * len(events)) - len(ts)
+    if missing <= 0 or not len(ts):
+        return claims
+    repeats = (2 * missing) // 3
+    source = rng.integers(0, len(ts), size=repeats)
+    pharmacy = acc.profession[account[source]] == PROFESSIONS.index("pharmacie")
+    hours = np.where(pharmacy, rng.random(repeats) * 0.2, 1.0 + rng.random(repeats) * 71.0)
+    r_ts = ts[source] + (hours * HOUR_US).astype(np.int64)
+    r_account, r_person = account[source], person[source]
+
+    persons, starts, ends, cum = _pools(population, acc)
+    visits = np.flatnonzero(
+        ~events.typo & (events.person >= 0) & (ends[events.account] > starts[events.account])
+    )
+    u_ts, u_account, u_person = (np.zeros(0, dtype=np.int64),) * 3
+    if len(visits):
+        pick = visits[rng.integers(0, len(visits), size=missing - repeats)]
+        u_account = events.account[pick]
+        s, e = starts[u_account], ends[u_account]
+        target = cum[s] + rng.random(len(pick)) * (cum[e] - cum[s])
+        u_person = persons[np.clip(np.searchsorted(cum, target, side="right") - 1, s, e - 1)]
+        u_ts = events.ts[pick] + (rng.random(len(pick)) * 2 * HOUR_US).astype(np.int64)
+
+    all_ts = np.concatenate([ts, r_ts, u_ts])
+    all_account = np.concatenate([account, r_account, u_account])
+    all_person = np.concatenate([person, r_person, u_person]).astype(np.int64)
+    keep = np.flatnonzero(all_ts < end_us)
+    keep = keep[np.argsort(all_ts[keep], kind="stable")]
+    return all_ts[keep], all_account[keep], all_person[keep]
+
+
+def _oddity_cells(events: Events) -> dict[str, tuple[IntArray, IntArray]]:
+    """Per recorded oddity, the (account, UTC day) pairs its lookups touched."""
+    out: dict[str, tuple[IntArray, IntArray]] = {}
+    for code, name in enumerate(ODDITIES, start=1):
+        rows = (events.oddity == code) & ~events.typo
+        key = np.unique(events.account[rows] * 1_000_000 + events.ts[rows] // DAY_US)
+        out[name] = (key // 1_000_000, key % 1_000_000)
+    return out
 
 
 def build_traffic(
@@ -1185,12 +1481,15 @@ def build_traffic(
     offsets = local_offsets(calendar)
     report("traffic", 1, steps)
 
-    account, day, minute, p_new = _base_lookups(acc, days, rng)
+    account, day, minute, p_new, oddity = _base_lookups(acc, days, rng)
     ts = to_utc(calendar, offsets, acc.department[account], day, minute)
     order = by_key_then_time(account, ts)
     account, day, ts, p_new = account[order], day[order], ts[order], p_new[order]
+    oddity = oddity[order]
     locality = Locality.of(ins.department.astype(np.int64))
     person = _patients(population, acc, locality=locality, account=account, p_new=p_new, rng=rng)
+    tourist = np.flatnonzero(oddity == _TOURIST)
+    person[tourist] = locality.far(acc.department[account[tourist]], rng)
     report("traffic", 2, steps)
 
     session, ip, ua, auth, channel = _sessions(
@@ -1200,16 +1499,26 @@ def build_traffic(
     events = Events(
         ts=ts, account=account, person=person, nir=person.copy(), birth=person.copy(),
         ip=ip, ua=ua, session=session, auth=auth, channel=channel,
-        label=np.full(n, -1, dtype=np.int64), typo=np.zeros(n, dtype=bool),
+        label=np.full(n, -1, dtype=np.int64), typo=np.zeros(n, dtype=bool), oddity=oddity,
     )  # fmt: skip
     events = _typos(events, params.typo_rate, nirs, births, rng)
+    batch = _batch_checks(
+        population, acc, days, calendar=calendar, offsets=offsets, sessions=sessions, rng=rng
+    )
+    events = Events.concat([events, batch])
     start_us = int(calendar.start.timestamp()) * SECOND_US
     end_us = int(calendar.end.timestamp()) * SECOND_US
     inside = np.flatnonzero((events.ts >= start_us) & (events.ts < end_us))
     events = events.take(inside[by_key_then_time(events.account[inside], events.ts[inside])])
     report("traffic", 3, steps)
 
-    claim_ts, claim_account, claim_person = _claims(acc, events, end_us, rng)
+    heavy = params.claims_per_lookup
+    claims = _claims(acc, events, end_us, rng, bill_floor=0.0 if heavy is None else 0.97)
+    if heavy is not None:
+        claims = _heavy_billing(
+            population, acc, events, claims, per_lookup=heavy, end_us=end_us, rng=rng
+        )
+    claim_ts, claim_account, claim_person = claims
     report("traffic", 4, steps)
 
     weekday_hours = np.stack(
@@ -1231,6 +1540,7 @@ def build_traffic(
         offsets=offsets,
         locality=locality,
         oddities=days.oddities,
+        oddity_cells=_oddity_cells(events),
     )
 
 
