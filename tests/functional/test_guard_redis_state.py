@@ -523,10 +523,10 @@ def test_a_surge_counts_distinct_accounts_per_group_and_day_as_in_process(
     shared = RedisState(client, key=KEY, prefix=prefix)
     local = MemoryState()
     for state in (shared, local):
-        assert state.surging("pharmacie|06", 100, "ph-a") == 1
-        assert state.surging("pharmacie|06", 100, "ph-a") == 1  # the same account again
-        assert state.surging("pharmacie|06", 100, "ph-b") == 2
-        assert state.surging("pharmacie|83", 100, "ph-c") == 1  # another department
-        assert state.surging("pharmacie|06", 101, "ph-c") == 1  # another day
+        assert state.surging("pharmacie|06", 100, "ph-a") == (1, 0)
+        assert state.surging("pharmacie|06", 100, "ph-a") == (1, 0)  # the same account again
+        assert state.surging("pharmacie|06", 100, "ph-b") == (2, 0)
+        assert state.surging("pharmacie|83", 100, "ph-c") == (1, 0)  # another department
+        assert state.surging("pharmacie|06", 101, "ph-c") == (1, 2)  # the next day
     ttl = client.ttl(f"{prefix}g:100:pharmacie|06")
     assert 0 < ttl <= 2 * 24 * 3600  # gone after two days

@@ -653,9 +653,11 @@ class Guard:
         """An account over its budget from its usual network and device: a regional
         surge when enough of its peer group (profession and department) are too today
         (the area's pharmacies in the holidays surge together; a compromised account
-        works from elsewhere); then the day's capacity is ``budget.surge_factor`` times
-        larger for those working from their usual place."""
-        count = self._state.surging(info.group, day, account_id)
+        works from elsewhere), today or yesterday (a season lasts: the area's earliest
+        riser need not wait for the others to run out); then the day's capacity is
+        ``budget.surge_factor`` times larger for those working from their usual place."""
+        today, yesterday = self._state.surging(info.group, day, account_id)
+        count = max(today, yesterday)
         peer = self._peers.get(info.group)
         size = peer.accounts if peer is not None else 0
         if count >= max(float(self._surge_accounts), self._surge_share * size):

@@ -564,15 +564,16 @@ class RedisState:
                     swap.sadd(p + target, *popular)
                 swap.execute()
 
-    def surging(self, group: str, day: int, account_id: str) -> int:
+    def surging(self, group: str, day: int, account_id: str) -> tuple[int, int]:
         key = f"{self.prefix}g:{day}:{group}"
         with self._redis():
             pipe = self._client.pipeline(transaction=True)
             pipe.sadd(key, account_id)
             pipe.expire(key, 2 * 24 * 3600)
             pipe.scard(key)
+            pipe.scard(f"{self.prefix}g:{day - 1}:{group}")
             replies = pipe.execute()
-        return int(replies[2])
+        return int(replies[2]), int(replies[3])
 
     # -- coordination between workers ----------------------------------------------------
 

@@ -230,9 +230,10 @@ class GuardState(Coordination, Protocol):
         are common infrastructure from now on."""
         ...
 
-    def surging(self, group: str, day: int, account_id: str) -> int:
+    def surging(self, group: str, day: int, account_id: str) -> tuple[int, int]:
         """``account_id`` of peer group ``group`` went over its budget on ``day`` from its
-        usual place: how many accounts of the group did that day (this one included)."""
+        usual place: how many accounts of the group did that day (this one included),
+        and how many the day before."""
         ...
 
 
@@ -406,7 +407,7 @@ class MemoryState:
         claims = self._claims.get(unit)
         return -1 if claims is None else claims.get(nir, -1)
 
-    def surging(self, group: str, day: int, account_id: str) -> int:
+    def surging(self, group: str, day: int, account_id: str) -> tuple[int, int]:
         if day > self._surge_day:  # the days before are never asked about again
             self._surges = {d: g for d, g in self._surges.items() if d >= day - 1}
             self._surge_day = day
@@ -417,7 +418,9 @@ class MemoryState:
         if members is None:
             members = groups[group] = set()
         members.add(account_id)
-        return len(members)
+        before = self._surges.get(day - 1)
+        yesterday = before.get(group) if before is not None else None
+        return len(members), 0 if yesterday is None else len(yesterday)
 
     def freeze_popular(self, popular_units: int) -> None:
         self._popular_networks = {
