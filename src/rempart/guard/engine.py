@@ -157,6 +157,7 @@ class Guard:
         self._first_contact = config.network.first_contact
         self._velocity_deny = config.velocity.deny_factor
         self._home_pace = config.velocity.home_pace
+        self._min_days = config.learning.min_days
         self._deny_factor = config.budget.deny_factor
         self._surge_factor = config.budget.surge_factor
         self._surge_accounts = config.budget.surge_accounts
@@ -329,6 +330,9 @@ class Guard:
         self._day = day
         if self._history_done and 0 < day - self._first_day <= self._cfg.learning.min_days:
             self.refresh_peers(today=day)
+            # And what is common infrastructure (a practice software's user agent, a
+            # hospital's network), as the end of a history freezes it.
+            self._state.freeze_popular(self._cfg.campaign.popular_units)
 
     def history_ended_elsewhere(self) -> None:
         """Another driver sharing the state ended the history (:meth:`end_history`): the
@@ -389,7 +393,7 @@ class Guard:
         state = self._state
         rec = state.account(account_id)
         if rec.day < 0 and self._first_contact:
-            self._meet(account_id, unit, network, device, session_id)
+            self._meet(rec, account_id, unit, network, device, session_id, ts, trusted=trusted)
         day = ts // DAY_US
         if rec.day != day:
             self._roll(rec, day, info)
@@ -514,6 +518,7 @@ class Guard:
             self._home_pace,
             self._deny_factor,
             self._refused_deny,
+            rec.days >= self._min_days,
         )
         if why == "campaign":
             why = campaign_reason
@@ -664,12 +669,34 @@ class Guard:
             return capacity * self._surge_factor
         return capacity
 
-    def _meet(self, account_id: str, unit: str, network: str, device: str, session: str) -> None:
+    def _meet(  # noqa: PLR0917
+        self,
+        rec: AccountState,
+        account_id: str,
+        unit: str,
+        network: str,
+        device: str,
+        session: str,
+        ts: int,
+        *,
+        trusted: bool,
+    ) -> None:
         """First contact: an account the guard has never seen has no network or device
         to compare with, and every one would count as new (an honest professional's
         second stranger would already be stepped up). So its first lookup's network and
         device become its baseline, as the networks of the history do. The budget still
-        bounds a never-seen account taken over (``network.first_contact``)."""
+        bounds a never-seen account taken over (``network.first_contact``).
+
+        Outside a trusted history the first network is also on probation, as any
+        network first seen after the history: whoever came first may be an attacker
+        already at work on a fresh deployment, and a baseline that is not on probation
+        would make the owner, arriving next from the practice, the stranger. Only for
+        concurrent use, though: not at its off hours (a fresh deployment knows no hours
+        yet), and its device is not on probation (a device on probation makes a stranger
+        at its first concurrent lookup: a practice's second line would suspend it)."""
+        if not trusted:
+            rec.first_network = self._state.token(network)
+            rec.probation[rec.first_network] = ts
         self._state.remember(
             account_id,
             unit,

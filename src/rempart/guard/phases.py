@@ -270,7 +270,7 @@ def strangers(  # noqa: PLR0917
             and ts - rec.net_prev_ts <= span_us
             and ts - rec.net_last_ts <= window_us
         )
-        late = not concurrent and off_hours
+        late = not concurrent and off_hours and net_key != rec.first_network
         if concurrent or late:
             count = rec.concurrent.get(net_key, 0) + 1
             # A new device alongside the practice is a stranger at once; otherwise (a
@@ -343,14 +343,20 @@ def cost(  # noqa: PLR0917
 # -- 7. rule -----------------------------------------------------------------------------
 
 
-def attacker_evidence(seen: Strangers, machine: bool, enumeration_level: int) -> bool:
+def attacker_evidence(
+    seen: Strangers, machine: bool, enumeration_level: int, devices_learnt: bool = True
+) -> bool:
     """What an attacker leaves and an honest practice's busy day from its usual place
     and devices does not: machine speed, a network or device new to the account,
-    enumeration starting, a stranger answered or refused, a campaign."""
+    enumeration starting, a stranger answered or refused, a campaign.
+
+    ``devices_learnt``: the account has enough clean days for its devices to be known.
+    A young account (a fresh deployment) has seen one of its browsers and software
+    only; its next one is no attacker's trace, while a new network still is."""
     return (
         machine
         or not seen.network_known
-        or not seen.device_known
+        or (devices_learnt and not seen.device_known)
         or enumeration_level > 0
         or bool(seen.rule)
         or seen.refused
@@ -374,6 +380,7 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     home_pace: float,
     budget_deny: float,
     refused_deny: int,
+    devices_learnt: bool = True,
 ) -> tuple[DecisionKind, str]:
     """The decision and its rule (empty for a plain ``allow``), most severe first.
 
@@ -399,7 +406,7 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     if (
         new_exposure
         and spent >= budget_deny * capacity
-        and attacker_evidence(seen, machine, enumeration_level)
+        and attacker_evidence(seen, machine, enumeration_level, devices_learnt)
     ):
         return DENY, "budget_far_exceeded"
     if seen.refused and seen.new_device and refused_lookups + 1 >= refused_deny:

@@ -97,6 +97,9 @@ class AccountState:
     net_last_ts: int = -1
     net_prev: str = ""
     net_prev_ts: int = -1
+    first_network: str = ""
+    """The network of the account's first contact (a token), on probation like any
+    network first seen after the history, but never a stranger at its own off hours."""
     probation: dict[str, int] = field(default_factory=dict)
     """Networks (and ``d|`` devices) first seen after the history -> first use: still
     strangers for concurrent use."""
