@@ -21,11 +21,14 @@ def test_every_signal_and_rule_is_in_french() -> None:
 
 
 def test_every_rule_the_engine_names_is_in_french() -> None:
-    # The engine's rules are the strings of `decision, rule = KIND, "..."`; the inline
-    # driver's own codes are the tuples it prepends.
-    engine = (GUARD / "engine.py").read_text(encoding="utf-8")
-    rules = set(re.findall(r'decision, rule = \w+, "(\w+)"', engine)) - {"campaign"}
-    assert rules
+    # The engine's rules are the strings of the rule phase's `return KIND, "..."` and the
+    # strangers phase's `stranger_rule = "..."`; the inline driver's own codes are the
+    # tuples it prepends.
+    phases = (GUARD / "phases.py").read_text(encoding="utf-8")
+    rules = set(re.findall(r'return (?:DENY|STEP_UP), "(\w+)"', phases))
+    rules |= set(re.findall(r'"(\w+)"', " ".join(re.findall(r"stranger_rule = (.+)", phases))))
+    rules -= {"campaign"}  # named after the network or the device (campaign_*)
+    assert {"robot", "budget_far_exceeded", "stranger_new_place", "stranger_off_hours"} <= rules
     assert rules <= set(FRENCH)
     inline = (GUARD / "inline.py").read_text(encoding="utf-8")
     own = set(re.findall(r'\(\("(\w+)",', inline)) | set(re.findall(r'_codes\(\("(\w+)"', inline))

@@ -330,3 +330,52 @@ def test_own_patients_from_home_pass_velocity_at_a_softwares_pace_only() -> None
     assert decide(velocity_ratio=2.6, pace_ratio=2.6, at_home=True) == ("step_up", "velocity")
     # A longer scale over its limit while the pace is a software's: still at home.
     assert decide(velocity_ratio=3.0, pace_ratio=1.0, at_home=True) == ("allow", "")
+
+
+def test_a_new_place_with_a_new_device_is_a_stranger_after_a_handful_once_settled() -> None:
+    c = CFG.concurrency
+    rec = AccountState(concurrent={AWAY: c.min_lookups - 1})
+    unknown = context(network_known=0, device_known=0)
+
+    def judge(settled: bool) -> Strangers:
+        return strangers(
+            rec,
+            unknown,
+            100 * S,
+            AWAY,
+            lambda text: text,
+            "NewBrowser/1",
+            False,
+            CFG.network.known_after,
+            CFG.campaign,
+            c.probation * S,
+            c.window * S,
+            c.span * S,
+            c.refuse_for * S,
+            c.min_lookups,
+            settled,
+        )
+
+    assert judge(settled=True).rule == "stranger_new_place"
+    assert judge(settled=False).rule == ""  # a young account: everything is new to it
+    rec.concurrent[AWAY] = 0
+    assert judge(settled=True).rule == ""  # the first lookups: not yet
+    # The same new place with a device the account knows: a new line, no stranger.
+    known_device = strangers(
+        AccountState(concurrent={AWAY: 50}),
+        context(network_known=0),
+        100 * S,
+        AWAY,
+        lambda text: text,
+        "Known/1",
+        False,
+        CFG.network.known_after,
+        CFG.campaign,
+        c.probation * S,
+        c.window * S,
+        c.span * S,
+        c.refuse_for * S,
+        c.min_lookups,
+        True,
+    )
+    assert known_device.rule == ""

@@ -26,6 +26,7 @@ RULES = frozenset(
         "refused_network",
         "concurrent_new_network",
         "stranger_off_hours",
+        "stranger_new_place",
         "challenged",
         "campaign_network",
         "campaign_device",
@@ -72,6 +73,8 @@ FRENCH: dict[str, str] = {
     "concurrent_new_network": "Un réseau inconnu utilisé en même temps qu'un réseau habituel "
     "du compte : le compte est à deux endroits à la fois.",
     "stranger_off_hours": "Un réseau inconnu utilisé à une heure où le compte ne travaille jamais.",
+    "stranger_new_place": "Un réseau et un appareil tous deux inconnus du compte, dont les "
+    "lieux et appareils habituels sont connus : quelqu'un d'autre utilise ses identifiants.",
     # Raised by the account's owner from the portal (portal/disown.py).
     "reported_by_owner": "Le titulaire du compte a signalé depuis le portail des "
     "consultations qui ne venaient pas de lui (« Ce n'était pas moi ») : le compte est "

@@ -117,7 +117,9 @@ _SUSPENDED = ("account_suspended",)
 _BILLABLE_CAP = 512
 """Persons remembered per day for a claim's refund: an honest day's unexplained
 persons, not a robot's thousands (it would bill none of them anyway)."""
-_STRANGER_RULES = frozenset(("refused_network", "concurrent_new_network", "stranger_off_hours"))
+_STRANGER_RULES = frozenset(
+    ("refused_network", "concurrent_new_network", "stranger_off_hours", "stranger_new_place")
+)
 
 
 class Guard:
@@ -458,6 +460,7 @@ class Guard:
             self._span_us,
             self._refuse_us,
             self._concurrent_min,
+            rec.days >= self._min_days,
         )
 
         # 6. The cost of a new unexplained person against the day's budget.

@@ -236,10 +236,13 @@ def strangers(  # noqa: PLR0917
     span_us: int,
     refuse_us: int,
     concurrent_min: int,
+    settled: bool = True,
 ) -> Strangers:
     """The network and device: known to the account, a campaign, a stranger (a network
-    new to the account or on probation) used alongside another network of the account
-    or at its off hours (``off_hours``: the hour is one the account hardly works)."""
+    new to the account or on probation) used alongside another network of the account,
+    at its off hours (``off_hours``: the hour is one the account hardly works) or, for
+    an account whose networks and devices are learnt (``settled``), with a device new
+    to it too."""
     network_known = ctx.network_known >= known_after
     device_known = ctx.device_known >= known_after
     moved = session_moved(ctx.session_network, network, network_known)
@@ -279,6 +282,14 @@ def strangers(  # noqa: PLR0917
             # connection during a home visit, stays within a handful.
             if (concurrent and new_device) or count >= concurrent_min:
                 stranger_rule = "concurrent_new_network" if concurrent else "stranger_off_hours"
+        elif new_device and settled and net_key != rec.first_network:
+            # A new place *and* a new device for an account whose places and devices are
+            # known: someone else with its credentials (a practice's new line keeps its
+            # computers; a new computer stays on the practice's line), even reading the
+            # practice's own patients, after a handful.
+            count = rec.concurrent.get(net_key, 0) + 1
+            if count >= concurrent_min:
+                stranger_rule = "stranger_new_place"
     pair_key = ""
     refused = False
     if stranger_rule or rec.refused:

@@ -53,6 +53,7 @@ REASONS: dict[str, str] = {
     "budget_far_exceeded": "unexplained lookups went on far beyond the daily budget",
     "challenged": "a step-up was asked today; unexplained lookups wait for it",
     "session_new_network": "an existing session came back from a network the account never used",
+    "stranger_new_place": "a network and a device both new to an account whose own are known",
 }
 
 
