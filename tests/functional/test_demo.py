@@ -62,6 +62,7 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "nobody is told twice",
         "(adds up: yes)",
         "rempart guard replay:",
+        "honest accounts suspended: 0 (a suspension needs evidence of an attacker",
         "The story in figures",
         "3 account(s) suspended, 3 alert(s)",
         "the code checked on /verifier: authentic; a made-up code refused",

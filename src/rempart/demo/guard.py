@@ -42,3 +42,21 @@ def chapter_guard_replay(console: Console, world_dir: Path) -> None:
         f"{score.uncompromised_days:,} account-days). Exposure: distinct people read before "
         "containment. In 2022 each account read about 27,000."
     )
+    odd = Table("honest oddity", "account-days", "with a step-up", "with a deny", "suspended")
+    names = {
+        "seasonal_surge": "resort area's holiday surge (far patients, billed at the counter)",
+        "batch_check": "practice software checking the day's appointments (~1/s)",
+    }
+    for oddity in score.oddities.values():
+        odd.add_row(
+            names.get(oddity.oddity, oddity.oddity),
+            f"{oddity.account_days:,}",
+            f"{oddity.friction:.1%}",
+            str(oddity.denied_days),
+            str(len(oddity.suspended)),
+        )
+    console.print(odd)
+    console.print(
+        f"  honest accounts suspended: {len(score.honest_suspended)} (a suspension needs "
+        "evidence of an attacker; volume alone from the usual place gets a step-up)."
+    )
