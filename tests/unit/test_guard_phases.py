@@ -162,7 +162,15 @@ def test_conversion_has_no_verdict_without_a_base_rate_or_enough_data() -> None:
 # -- strangers ---------------------------------------------------------------------------
 
 
-def stranger_of(rec: AccountState, ctx: Context, ts: int, *, off_hours: bool = False) -> Strangers:
+def stranger_of(
+    rec: AccountState,
+    ctx: Context,
+    ts: int,
+    *,
+    off_hours: bool = False,
+    device: str = "NewBrowser/1",
+    settled: bool = True,
+) -> Strangers:
     c = CFG.concurrency
     return strangers(
         rec,
@@ -170,7 +178,7 @@ def stranger_of(rec: AccountState, ctx: Context, ts: int, *, off_hours: bool = F
         ts,
         AWAY,
         lambda text: text,
-        "NewBrowser/1",
+        device,
         off_hours,
         CFG.network.known_after,
         CFG.campaign,
@@ -179,6 +187,7 @@ def stranger_of(rec: AccountState, ctx: Context, ts: int, *, off_hours: bool = F
         c.span * S,
         c.refuse_for * S,
         c.min_lookups,
+        settled,
     )
 
 
@@ -333,49 +342,13 @@ def test_own_patients_from_home_pass_velocity_at_a_softwares_pace_only() -> None
 
 
 def test_a_new_place_with_a_new_device_is_a_stranger_after_a_handful_once_settled() -> None:
-    c = CFG.concurrency
-    rec = AccountState(concurrent={AWAY: c.min_lookups - 1})
+    rec = AccountState(concurrent={AWAY: CFG.concurrency.min_lookups - 1})
     unknown = context(network_known=0, device_known=0)
-
-    def judge(settled: bool) -> Strangers:
-        return strangers(
-            rec,
-            unknown,
-            100 * S,
-            AWAY,
-            lambda text: text,
-            "NewBrowser/1",
-            False,
-            CFG.network.known_after,
-            CFG.campaign,
-            c.probation * S,
-            c.window * S,
-            c.span * S,
-            c.refuse_for * S,
-            c.min_lookups,
-            settled,
-        )
-
-    assert judge(settled=True).rule == "stranger_new_place"
-    assert judge(settled=False).rule == ""  # a young account: everything is new to it
+    assert stranger_of(rec, unknown, 100 * S).rule == "stranger_new_place"
+    # A young account: everything is new to it.
+    assert stranger_of(rec, unknown, 100 * S, settled=False).rule == ""
     rec.concurrent[AWAY] = 0
-    assert judge(settled=True).rule == ""  # the first lookups: not yet
+    assert stranger_of(rec, unknown, 100 * S).rule == ""  # the first lookups: not yet
     # The same new place with a device the account knows: a new line, no stranger.
-    known_device = strangers(
-        AccountState(concurrent={AWAY: 50}),
-        context(network_known=0),
-        100 * S,
-        AWAY,
-        lambda text: text,
-        "Known/1",
-        False,
-        CFG.network.known_after,
-        CFG.campaign,
-        c.probation * S,
-        c.window * S,
-        c.span * S,
-        c.refuse_for * S,
-        c.min_lookups,
-        True,
-    )
-    assert known_device.rule == ""
+    many = AccountState(concurrent={AWAY: 50})
+    assert stranger_of(many, context(network_known=0), 100 * S, device="Known/1").rule == ""
