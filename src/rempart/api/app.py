@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     services = services or Services(settings or load_settings())
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(started: FastAPI) -> AsyncIterator[None]:
         # Blocking routes run in threads; a few threads keep the database busy, while
         # dozens only fight over the GIL (measured in bench/bench_lookup.py).
         to_thread.current_default_thread_limiter().total_tokens = services.settings.worker_threads
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if services.settings.claims_amqp_url is not None:
             stream = ClaimsConsumer.from_services(services)
             stream.start()
+        started.state.claims_follower, started.state.claims_stream = follower, stream
         yield
         if stream is not None:
             stream.stop()
