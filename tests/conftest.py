@@ -1,8 +1,8 @@
 """Shared fixtures: settings, databases (SQLite file, PostgreSQL server), app clients.
 
-PostgreSQL tests run against the real server on 127.0.0.1. They skip with a
-reason when it is absent, except under CI (``CI=true``), where a missing
-server is a failure: ``.ci/run`` starts it.
+PostgreSQL, Redis and RabbitMQ tests run against the real servers on 127.0.0.1. They
+skip with a reason when one is absent, except under CI (``CI=true``), where a missing
+server is a failure: ``.ci/run`` starts them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import pika
+import pika.exceptions
 import psycopg
 import pytest
 import redis
@@ -26,6 +28,7 @@ from rempart.store.models import Base
 
 PG_ADMIN_DSN = os.environ.get("REMPART_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("REMPART_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+AMQP_TEST_URL = os.environ.get("REMPART_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Cheap argon2 parameters: tests check behaviour, the benchmark measures the real cost.
@@ -72,6 +75,19 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _unavailable("Redis on 127.0.0.1:6379", exc)
     return REDIS_TEST_URL
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The real RabbitMQ (tests use queues of their own names, deleted afterwards)."""
+    parameters = pika.URLParameters(AMQP_TEST_URL)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 3
+    try:
+        pika.BlockingConnection(parameters).close()
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        _unavailable("RabbitMQ on 127.0.0.1:5672", exc)
+    return AMQP_TEST_URL
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -46,6 +46,7 @@ _RP_ID_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _RP_ID_SHAPE = re.compile(rf"^(?=.{{1,253}}$){_RP_ID_LABEL}(\.{_RP_ID_LABEL})*$")
 _ORIGIN_SHAPE = re.compile(r"^(?P<scheme>https?)://(?P<host>[a-z0-9.-]{1,253})(:[0-9]{1,5})?$")
 _REDIS_PREFIX_SHAPE = r"^[A-Za-z0-9:_.{}-]+$"
+_QUEUE_NAME_SHAPE = r"^[A-Za-z0-9:_.-]+$"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -143,6 +144,37 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the server counts the audit trail's closed hours for the "
         "console's charts (0: only page views count them).",
+    )
+    # Claims (care billed): the billing system's feeds (rempart.claims).
+    claims_poll_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="How often the server feeds the guard the claims table's new rows "
+        "(rempart claims ingest, the stream); 0: the server does not follow the table.",
+    )
+    claims_amqp_url: SecretStr | None = Field(
+        default=None,
+        description="amqp://user:password@host:5672/vhost (or amqps://) of the RabbitMQ "
+        "broker the billing system publishes claims to; unset: no stream consumed.",
+    )
+    claims_amqp_queue: str = Field(
+        default="rempart.claims",
+        min_length=1,
+        max_length=200,
+        pattern=_QUEUE_NAME_SHAPE,
+        description="The durable queue of claims to consume.",
+    )
+    claims_amqp_rejected_queue: str = Field(
+        default="rempart.claims.rejected",
+        min_length=1,
+        max_length=200,
+        pattern=_QUEUE_NAME_SHAPE,
+        description="The durable queue where messages that can never be taken are set "
+        "aside, with the reason in the x-rempart-reason header.",
+    )
+    claims_amqp_prefetch: int = Field(
+        default=50, ge=1, le=1000, description="Unacknowledged claims the broker hands over."
     )
     reset_code_ttl_days: int = Field(default=14, ge=1, le=60)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
@@ -357,6 +389,16 @@ class Settings(BaseSettings):
         from rempart.notify.mail import SmtpEndpoint  # noqa: PLC0415
 
         SmtpEndpoint.from_url(value.get_secret_value())  # its errors never quote the URL
+        return value
+
+    @field_validator("claims_amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        # The URL holds a password: the message names the rule, never the value.
+        if not value.get_secret_value().startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
         return value
 
     @field_validator("mail_from")

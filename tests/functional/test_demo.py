@@ -61,6 +61,8 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "1 letter planned instead, printed by the next run (1 letter)",
         "nobody is told twice",
         "(adds up: yes)",
+        "rempart claims ingest claims.parquet:",
+        "again: 0 new (idempotent)",
         "rempart guard replay:",
         "honest accounts suspended: 0 (a suspension needs evidence of an attacker",
         "The story in figures",

@@ -23,6 +23,8 @@ from rempart.api.psc_routes import router as psc_router
 from rempart.api.rollup_pump import RollupPump
 from rempart.api.routes import router
 from rempart.api.webauthn_routes import router as webauthn_router
+from rempart.claims.consumer import ClaimsConsumer
+from rempart.claims.follower import ClaimsFollower
 from rempart.config import Settings, load_settings
 from rempart.console.install import install_console
 from rempart.portal.install import install_portal
@@ -39,7 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     services = services or Services(settings or load_settings())
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(started: FastAPI) -> AsyncIterator[None]:
         # Blocking routes run in threads; a few threads keep the database busy, while
         # dozens only fight over the GIL (measured in bench/bench_lookup.py).
         to_thread.current_default_thread_limiter().total_tokens = services.settings.worker_threads
@@ -54,7 +56,24 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             await to_thread.run_sync(lambda: services.guard)
         except Exception as exc:  # noqa: BLE001 - reported, and retried by the first lookup
             log.warning("guard_not_ready_at_start", error=type(exc).__name__)
+        # Claims (care billed) explain lookups: the table's new rows, and the stream when
+        # configured, fed to the guard once it is built (one builder at a time).
+        follower = ClaimsFollower(
+            services.engine,
+            lambda: services.guard,
+            interval_seconds=services.settings.claims_poll_seconds,
+            history_days=services.settings.guard_history_days,
+        )
+        follower.start()
+        stream = None
+        if services.settings.claims_amqp_url is not None:
+            stream = ClaimsConsumer.from_services(services)
+            stream.start()
+        started.state.claims_follower, started.state.claims_stream = follower, stream
         yield
+        if stream is not None:
+            stream.stop()
+        follower.stop()
         rollup.stop()
         pump.stop()
         services.close()

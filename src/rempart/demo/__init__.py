@@ -35,7 +35,7 @@ from rempart.audit.history import access_history
 from rempart.audit.models import AuditEvent
 from rempart.audit.verify import verify_database
 from rempart.config import load_settings
-from rempart.demo.guard import chapter_guard_replay
+from rempart.demo.guard import chapter_claims, chapter_guard_replay
 from rempart.demo.incident import chapter_incident
 from rempart.demo.login import (
     RECEIVED_MAIL,
@@ -217,7 +217,8 @@ def _run(
             console, 15, "Telling each person: e-mails and letters, once, that phishers cannot fake"
         )
         notified = chapter_notify(console, services, workdir, incident.incident_id, http)
-    _step(console, 16, "The guard offline: the world's 28 days replayed by the same engine")
+    _step(console, 16, "Claims from billing, then the guard offline: the world's 28 days replayed")
+    chapter_claims(console, services.engine, world_dir)
     chapter_guard_replay(console, world_dir)
     _step(console, 17, "The end: what happened, and where every output lies")
     chapter_summary(

@@ -8,11 +8,26 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
+from rempart.claims.ingest import ingest_file
 from rempart.guard.replay import replay_world
 from rempart.guard.scoring import score_decisions
 
-__all__ = ["chapter_guard_replay"]
+__all__ = ["chapter_claims", "chapter_guard_replay"]
+
+
+def chapter_claims(console: Console, engine: Engine, world_dir: Path) -> None:
+    """The billing system's claims of the world, ingested as ``rempart claims ingest``
+    does (the running server's follower then feeds them to its guard)."""
+    path = world_dir / "claims.parquet"
+    first = ingest_file(engine, path)
+    again = ingest_file(engine, path)
+    console.print(
+        f"  rempart claims ingest {path.name}: {first.read:,} read, {first.new:,} new, "
+        f"{first.known:,} already known; again: {again.new:,} new (idempotent). The server "
+        "feeds them to its guard within seconds: billed persons explain later lookups."
+    )
 
 
 def chapter_guard_replay(console: Console, world_dir: Path) -> None:

@@ -596,3 +596,27 @@ class ConsoleHourDone(Base):
     __tablename__ = "console_hours_done"
 
     hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+class Claim(Base):
+    """A claim (care billed) from the billing system: ``rempart claims ingest`` (``source``
+    ``file``) or the RabbitMQ stream (``stream``); see :mod:`rempart.claims`.
+
+    ``claim_id`` is the idempotency key (the billing system's, or a SHA-256 of account,
+    NIR and time); ``seq`` only grows, in commit order (writers lock the table on
+    PostgreSQL, SQLite has one writer), so that a server follows the table by ``seq``.
+    NIRs are in clear as in ``insured``: this is the data database, not a log."""
+
+    __tablename__ = "claims"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    # INTEGER on SQLite (the rowid, with AUTOINCREMENT: never reused), BIGINT elsewhere.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    claim_id: Mapped[str] = mapped_column(String(128), unique=True)
+    ts_us: Mapped[int] = mapped_column(BigInteger, index=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    nir: Mapped[str] = mapped_column(String(15))
+    source: Mapped[str] = mapped_column(String(8))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
