@@ -73,8 +73,15 @@ def status_of(services: Services, account_id: str) -> str | None:
 
 
 def trail(services: Services, event: str) -> list[AuditEvent]:
+    """The trail's ``event`` entries, oldest first (PostgreSQL keeps no row order)."""
     with session_scope(services.sessions) as session:
-        return list(session.scalars(select(AuditEvent).where(AuditEvent.event == event)))
+        return list(
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.event == event)
+                .order_by(AuditEvent.ts_us, AuditEvent.seq)
+            )
+        )
 
 
 def shown_once(html: str) -> list[str]:
