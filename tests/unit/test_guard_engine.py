@@ -647,3 +647,29 @@ def test_a_surge_gives_nothing_to_an_account_working_from_elsewhere(driver: Driv
         for k, p in enumerate(tourists[60:100])
     ]
     assert away.index("step_up") < 5
+
+
+def test_a_robot_reading_the_practices_own_patients_from_elsewhere_is_no_software(
+    fresh: Driver,
+) -> None:
+    """A relayed session's robot reads the practice's own patients at machine speed from
+    its own network: two of them make that network "known", but it is on probation,
+    not the practice's place, so velocity stops it as it did before the software's
+    pace was allowed at home (bench_takeover's "own customers": 4 records)."""
+    own = fresh.world.care["gp1"]
+    for k, patient in enumerate(own[:2]):  # the owner, at the practice, first
+        fresh.lookup(DAY2 + timedelta(hours=8, minutes=k), "gp1", patient)
+    decisions = [
+        fresh.lookup(
+            DAY2 + timedelta(hours=9, milliseconds=100 * k),
+            "gp1",
+            patient,
+            ip="192.0.2.99",
+            agent="python-requests/2.32.3",
+            session="robot-session",
+        )
+        for k, patient in enumerate(own[2:40])
+    ]
+    kinds = [d.decision for d in decisions]
+    assert kinds.index("step_up") <= 7  # the floor's 6 in ten seconds
+    assert decisions[kinds.index("step_up")].reasons[0] == "velocity"

@@ -495,8 +495,7 @@ class Guard:
             new_exposure
             and spent > capacity
             and self._surge_factor > 1.0
-            and seen.network_known
-            and seen.device_known
+            and seen.settled
             and not seen.campaign
             and not seen.rule
             and not seen.refused
@@ -509,7 +508,7 @@ class Guard:
             enumeration_now,
             velocity_ratio,
             pace_ratio,
-            explained and seen.network_known and seen.device_known,
+            explained and seen.settled,
             spent,
             capacity,
             new_exposure,

@@ -186,6 +186,7 @@ class Strangers:
         "pair_key",
         "refused",
         "rule",
+        "settled",
     )
 
     def __init__(  # noqa: PLR0917
@@ -200,6 +201,7 @@ class Strangers:
         new_device: bool,
         refused: bool,
         pair_key: str,
+        settled: bool = False,
     ) -> None:
         self.network_known = network_known
         self.device_known = device_known
@@ -219,6 +221,9 @@ class Strangers:
         self.refused = refused
         """This network and device were refused (stepped up as a stranger) recently."""
         self.pair_key = pair_key
+        self.settled = settled
+        """The account's own place: its network and device known and past probation
+        (the first contact's network counts as its own from the start)."""
 
 
 def strangers(  # noqa: PLR0917
@@ -290,6 +295,13 @@ def strangers(  # noqa: PLR0917
             count = rec.concurrent.get(net_key, 0) + 1
             if count >= concurrent_min:
                 stranger_rule = "stranger_new_place"
+    home = network_known and device_known
+    if home and rec.probation:
+        if on_probation and net_key != rec.first_network:
+            home = False
+        else:
+            since = rec.probation.get(DEVICE_KEY + token(device), -1)
+            home = not (since >= 0 and ts - since < probation_us)
     pair_key = ""
     refused = False
     if stranger_rule or rec.refused:
@@ -307,6 +319,7 @@ def strangers(  # noqa: PLR0917
         new_device,
         refused,
         pair_key,
+        home,
     )
 
 
@@ -403,10 +416,12 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     professional passes with the CPS card or a security key; never suspended.
 
     ``velocity_ratio`` is the largest counter over its limit, ``pace_ratio`` the
-    shortest scale's. ``at_home``: an explained lookup from the account's known
-    network and device. Practice software checking the day's appointments reads the
-    practice's own patients at the pace of software, faster than any person, from
-    its usual place: only a pace beyond a software's (``pace_ratio`` over
+    shortest scale's. ``at_home``: an explained lookup from the account's own place,
+    its network and device known and past probation (:attr:`Strangers.settled`: a
+    network an attacker made known with a couple of the practice's patients is not).
+    Practice software checking the day's appointments reads the practice's own
+    patients at the pace of software, faster than any person, from its usual place:
+    only a pace beyond a software's (``pace_ratio`` over
     ``home_pace``) steps such a lookup up for velocity.
     """
     machine = velocity_ratio > velocity_deny
