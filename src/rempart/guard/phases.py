@@ -222,8 +222,8 @@ class Strangers:
         """This network and device were refused (stepped up as a stranger) recently."""
         self.pair_key = pair_key
         self.settled = settled
-        """The account's own place: its network and device known and past probation
-        (the first contact's network counts as its own from the start)."""
+        """The account's own place: its network known and past probation (the first
+        contact's network counts as its own from the start), its device known."""
 
 
 def strangers(  # noqa: PLR0917
@@ -295,13 +295,11 @@ def strangers(  # noqa: PLR0917
             count = rec.concurrent.get(net_key, 0) + 1
             if count >= concurrent_min:
                 stranger_rule = "stranger_new_place"
-    home = network_known and device_known
-    if home and rec.probation:
-        if on_probation and net_key != rec.first_network:
-            home = False
-        else:
-            since = rec.probation.get(DEVICE_KEY + token(device), -1)
-            home = not (since >= 0 and ts - since < probation_us)
+    # A device the account vouched for is its own wherever it was first seen; a network
+    # first seen after the history stays foreign until its probation ends (the first
+    # contact's excepted): an attacker's network, made "known" by a couple of the
+    # practice's patients, is not the practice.
+    home = network_known and device_known and (not on_probation or net_key == rec.first_network)
     pair_key = ""
     refused = False
     if stranger_rule or rec.refused:
@@ -417,8 +415,9 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
 
     ``velocity_ratio`` is the largest counter over its limit, ``pace_ratio`` the
     shortest scale's. ``at_home``: an explained lookup from the account's own place,
-    its network and device known and past probation (:attr:`Strangers.settled`: a
-    network an attacker made known with a couple of the practice's patients is not).
+    its network known and past probation and its device known
+    (:attr:`Strangers.settled`: a network an attacker made known with a couple of the
+    practice's patients is not).
     Practice software checking the day's appointments reads the practice's own
     patients at the pace of software, faster than any person, from its usual place:
     only a pace beyond a software's (``pace_ratio`` over
