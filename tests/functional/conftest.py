@@ -187,3 +187,19 @@ def fresh_throttle(
             for key in client.scan_iter(match=prefix + "*"):
                 client.delete(key)
             client.close()
+
+
+@contextmanager
+def guard_state_settings(request: pytest.FixtureRequest, name: str) -> Iterator[dict[str, str]]:
+    """Settings for the guard's state of a test parametrized ``memory`` | ``redis``: none
+    (in process), or the real Redis under a prefix of its own, deleted afterwards."""
+    if request.param == "memory":
+        yield {}
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix = f"test:{name}:{secrets.token_hex(6)}:"
+    yield {"redis_url": url, "guard_redis_prefix": prefix}
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()

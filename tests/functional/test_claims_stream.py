@@ -20,7 +20,6 @@ from typing import Any
 
 import pika
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -30,7 +29,7 @@ from rempart.config import Settings
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Claim
-from tests.functional.conftest import PEER, Person
+from tests.functional.conftest import PEER, Person, guard_state_settings
 from tests.functional.test_claims_follower import HOUR_US, now_us, reasons_of
 from tests.functional.test_guard_inline import build_town, guard_settings
 from tests.functional.test_guard_inline_redis import RedisRelay
@@ -43,16 +42,8 @@ Town = tuple[list[Person], list[Person]]
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def state(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The guard's state: in process, or in the real Redis under a prefix of its own."""
-    if request.param == "memory":
-        yield {}
-        return
-    url: str = request.getfixturevalue("redis_url")
-    prefix = f"test:claims:{secrets.token_hex(6)}:"
-    yield {"redis_url": url, "guard_redis_prefix": prefix}
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+    with guard_state_settings(request, "claims") as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -37,7 +35,7 @@ from rempart.nir import make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account
-from tests.functional.conftest import Login, Person, log_in, make_login
+from tests.functional.conftest import Login, Person, guard_state_settings, log_in, make_login
 from tests.functional.test_guard_inline import (
     PHARMACY,
     ROBOT,
@@ -61,16 +59,8 @@ device as its baseline, and a stranger living far away costs 1 + 1 (far patient)
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def state_store(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The guard's state: in process, or in the real Redis under a prefix of its own."""
-    if request.param == "memory":
-        yield {}
-        return
-    url: str = request.getfixturevalue("redis_url")
-    prefix = f"test:clients:{secrets.token_hex(6)}:"
-    yield {"redis_url": url, "guard_redis_prefix": prefix}
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+    with guard_state_settings(request, "clients") as settings:
+        yield settings
 
 
 @pytest.fixture

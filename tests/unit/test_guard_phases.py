@@ -47,6 +47,8 @@ def seen(**changes: object) -> Strangers:
         "new_device": False,
         "refused": False,
         "pair_key": "",
+        "settled": True,
+        "campaign_reason": "",
     }
     fields.update(changes)
     return Strangers(**fields)  # type: ignore[arg-type]
@@ -222,10 +224,13 @@ def test_a_network_other_units_use_is_a_campaign() -> None:
     cfg = CFG.campaign
     weigh = stranger_of(AccountState(), context(network_known=0, network_units=cfg.min_units), 1)
     assert weigh.campaign == 1
+    assert weigh.campaign_reason == "campaign_network"
     step = stranger_of(AccountState(), context(device_known=0, device_units=cfg.step_up_units), 1)
     assert step.campaign == 2
+    assert step.campaign_reason == "campaign_device"
     common = context(network_known=0, network_units=50, network_popular=True)
     assert stranger_of(AccountState(), common, 1).campaign == 0
+    assert stranger_of(AccountState(), common, 1).campaign_reason == ""
 
 
 # -- cost --------------------------------------------------------------------------------
@@ -234,22 +239,13 @@ def test_a_network_other_units_use_is_a_campaign() -> None:
 def test_cost_adds_a_weight_per_anomaly_with_its_reason() -> None:
     w = CFG.weights
     reasons: list[str] = []
-    plain = cost(reasons, 0.0, seen(), False, False, True, 2.0, 1.0, 1.0, 3.0, 2.0)
-    assert (plain, reasons) == (1.0, ["unexplained"])
+    assert cost(reasons, 0.0, seen(), False, False, w) == 1.0
+    assert reasons == ["unexplained"]
     reasons = []
-    total = cost(
-        reasons,
-        0.5,
-        seen(network_known=False, device_known=False, campaign=1),
-        True,
-        True,
-        False,
-        w.new_network,
-        w.new_device,
-        w.off_hours,
-        w.campaign,
-        w.low_conversion,
+    anomalies = seen(
+        network_known=False, device_known=False, campaign=1, campaign_reason="campaign_device"
     )
+    total = cost(reasons, 0.5, anomalies, True, True, w)
     assert total == 1.0 + 0.5 + w.new_network + w.new_device + w.off_hours + w.campaign + (
         w.low_conversion
     )
@@ -284,6 +280,7 @@ def decide(**changes: object) -> tuple[str, str]:
         "home_pace": 2.5,
         "budget_deny": 8.0,
         "refused_deny": 100,
+        "devices_learnt": True,
     }
     args.update(changes)
     return rule(**args)  # type: ignore[arg-type]
@@ -306,7 +303,8 @@ def test_the_rules_most_severe_first() -> None:
     assert decide(challenged=True) == ("step_up", "challenged")
     assert decide(challenged=True, new_exposure=False, missed=True) == ("step_up", "challenged")
     assert decide(challenged=True, new_exposure=False) == ("allow", "")
-    assert decide(seen=seen(campaign=2)) == ("step_up", "campaign")
+    network_campaign = seen(campaign=2, campaign_reason="campaign_network")
+    assert decide(seen=network_campaign) == ("step_up", "campaign_network")
     assert decide(spent=11.0) == ("step_up", "budget_exhausted")
 
 
@@ -318,7 +316,7 @@ def test_volume_alone_is_stepped_up_and_a_suspension_needs_evidence_of_an_attack
     for evidence in (
         {"seen": seen(network_known=False)},
         {"seen": seen(device_known=False)},
-        {"seen": seen(campaign=1)},
+        {"seen": seen(campaign=1, campaign_reason="campaign_device")},
         {"seen": seen(refused=True)},
         {"seen": seen(rule="concurrent_new_network")},
         {"enumeration_level": 1},
@@ -329,8 +327,15 @@ def test_volume_alone_is_stepped_up_and_a_suspension_needs_evidence_of_an_attack
 
 
 def test_attacker_evidence_is_absent_from_a_busy_day_at_home() -> None:
-    assert not attacker_evidence(seen(), machine=False, enumeration_level=0)
-    assert attacker_evidence(seen(), machine=True, enumeration_level=0)
+    assert not attacker_evidence(seen(), machine=False, enumeration_level=0, devices_learnt=True)
+    assert attacker_evidence(seen(), machine=True, enumeration_level=0, devices_learnt=True)
+    # A device new to a young account (a fresh deployment) is no trace; a network is.
+    fresh = seen(device_known=False)
+    assert attacker_evidence(fresh, machine=False, enumeration_level=0, devices_learnt=True)
+    assert not attacker_evidence(fresh, machine=False, enumeration_level=0, devices_learnt=False)
+    assert attacker_evidence(
+        seen(network_known=False), machine=False, enumeration_level=0, devices_learnt=False
+    )
 
 
 def test_own_patients_from_home_pass_velocity_at_a_softwares_pace_only() -> None:

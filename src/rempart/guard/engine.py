@@ -465,9 +465,6 @@ class Guard:
 
         # 6. The cost of a new unexplained person against the day's budget.
         spent_now = 0.0
-        campaign_reason = (
-            "campaign_network" if ctx.network_units > ctx.device_units else "campaign_device"
-        )
         if new_exposure:
             assert person is not None
             weights = cfg.weights
@@ -482,12 +479,7 @@ class Guard:
                 seen,
                 off,
                 poor_conversion,
-                campaign_reason == "campaign_network",
-                weights.new_network,
-                weights.new_device,
-                weights.off_hours,
-                weights.campaign,
-                weights.low_conversion,
+                weights,
             )
         capacity = info.capacity
         spent = rec.spent + spent_now
@@ -522,9 +514,8 @@ class Guard:
             self._refused_deny,
             rec.days >= self._min_days,
         )
-        if why == "campaign":
-            why = campaign_reason
-            reasons.remove(why)
+        if why and why == seen.campaign_reason:
+            reasons.remove(why)  # the cost phase listed it: it leads as the rule instead
         if why:
             reasons.insert(0, why)
 

@@ -26,7 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import exp
 
-from rempart.guard.config import CampaignConfig, ConversionConfig, EnumerationConfig
+from rempart.guard.config import (
+    CampaignConfig,
+    ConversionConfig,
+    EnumerationConfig,
+    WeightsConfig,
+)
 from rempart.guard.directory import Person
 from rempart.guard.events import ALLOW, DENY, STEP_UP, DecisionKind
 from rempart.guard.signals import (
@@ -177,6 +182,7 @@ class Strangers:
 
     __slots__ = (
         "campaign",
+        "campaign_reason",
         "count",
         "device_known",
         "moved",
@@ -201,7 +207,8 @@ class Strangers:
         new_device: bool,
         refused: bool,
         pair_key: str,
-        settled: bool = False,
+        settled: bool,
+        campaign_reason: str,
     ) -> None:
         self.network_known = network_known
         self.device_known = device_known
@@ -222,6 +229,9 @@ class Strangers:
         """This network and device were refused (stepped up as a stranger) recently."""
         self.pair_key = pair_key
         self.settled = settled
+        self.campaign_reason = campaign_reason
+        """``campaign_network`` or ``campaign_device`` (whichever more other units use)
+        when :attr:`campaign` is set, else empty."""
         """The account's own place: its network known and past probation (the first
         contact's network counts as its own from the start), its device known."""
 
@@ -241,7 +251,7 @@ def strangers(  # noqa: PLR0917
     span_us: int,
     refuse_us: int,
     concurrent_min: int,
-    settled: bool = True,
+    settled: bool,
 ) -> Strangers:
     """The network and device: known to the account, a campaign, a stranger (a network
     new to the account or on probation) used alongside another network of the account,
@@ -318,6 +328,11 @@ def strangers(  # noqa: PLR0917
         refused,
         pair_key,
         home,
+        ""
+        if not campaign
+        else "campaign_network"
+        if ctx.network_units > ctx.device_units
+        else "campaign_device",
     )
 
 
@@ -330,12 +345,7 @@ def cost(  # noqa: PLR0917
     seen: Strangers,
     off_hours: bool,
     poor_conversion: bool,
-    campaign_by_network: bool,
-    new_network_weight: float,
-    new_device_weight: float,
-    off_hours_weight: float,
-    campaign_weight: float,
-    low_conversion_weight: float,
+    weights: WeightsConfig,
 ) -> float:
     """What a new unexplained person costs (1, plus a weight per anomaly seen with it);
     appends the reason codes to ``reasons``."""
@@ -345,19 +355,19 @@ def cost(  # noqa: PLR0917
         spent += far
         reasons.append("far_patient")
     if not seen.network_known:
-        spent += new_network_weight
+        spent += weights.new_network
         reasons.append("new_network")
     if not seen.device_known:
-        spent += new_device_weight
+        spent += weights.new_device
         reasons.append("new_device")
     if off_hours:
-        spent += off_hours_weight
+        spent += weights.off_hours
         reasons.append("off_hours")
     if seen.campaign:
-        spent += campaign_weight
-        reasons.append("campaign_network" if campaign_by_network else "campaign_device")
+        spent += weights.campaign
+        reasons.append(seen.campaign_reason)
     if poor_conversion:
-        spent += low_conversion_weight
+        spent += weights.low_conversion
         reasons.append("low_conversion")
     return spent
 
@@ -366,7 +376,7 @@ def cost(  # noqa: PLR0917
 
 
 def attacker_evidence(
-    seen: Strangers, machine: bool, enumeration_level: int, devices_learnt: bool = True
+    seen: Strangers, machine: bool, enumeration_level: int, devices_learnt: bool
 ) -> bool:
     """What an attacker leaves and an honest practice's busy day from its usual place
     and devices does not: machine speed, a network or device new to the account,
@@ -402,7 +412,7 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
     home_pace: float,
     budget_deny: float,
     refused_deny: int,
-    devices_learnt: bool = True,
+    devices_learnt: bool,
 ) -> tuple[DecisionKind, str]:
     """The decision and its rule (empty for a plain ``allow``), most severe first.
 
@@ -450,7 +460,7 @@ def rule(  # noqa: PLR0911, PLR0912, PLR0917 - the rules as one ordered table
         if challenged:
             return STEP_UP, "challenged"
         if new_exposure and seen.campaign == 2:
-            return STEP_UP, "campaign"
+            return STEP_UP, seen.campaign_reason
         if new_exposure and spent > capacity:
             return STEP_UP, "budget_exhausted"
     return ALLOW, ""
