@@ -31,6 +31,7 @@ __all__ = [
     "NIRError",
     "compact",
     "is_valid_nir",
+    "keyed_pseudonym",
     "make_nir",
     "parse_nir",
     "pseudonymize",
@@ -203,5 +204,10 @@ def pseudonymize(nir: NIR | str, key: bytes) -> str:
 
     Without the key, the 10^13 possible NIRs cannot be enumerated back from it.
     """
-    value = nir.value if isinstance(nir, NIR) else compact(nir)
-    return hmac.new(key, value.encode("ascii", "replace"), hashlib.sha256).hexdigest()[:32]
+    return keyed_pseudonym(nir.value if isinstance(nir, NIR) else compact(nir), key)
+
+
+def keyed_pseudonym(normalised: str, key: bytes) -> str:
+    """:func:`pseudonymize` of a value already normalised (a parsed NIR's, or
+    :func:`compact`'s output): the lookup path normalises its input once."""
+    return hmac.new(key, normalised.encode("ascii", "replace"), hashlib.sha256).hexdigest()[:32]

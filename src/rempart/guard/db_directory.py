@@ -20,9 +20,9 @@ import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -31,7 +31,14 @@ from rempart.guard.directory import Person, Professional
 from rempart.store.models import Account, ApiClient, CareLink, Insured
 from rempart.store.models import Professional as ProfessionalRow
 
-__all__ = ["CLIENT_RECORD_PREFIX", "DatabaseDirectory", "client_record", "persons_select"]
+__all__ = [
+    "CLIENT_RECORD_PREFIX",
+    "DECLARED_DOCTOR",
+    "PERSON_COLUMNS",
+    "DatabaseDirectory",
+    "client_record",
+    "persons_select",
+]
 
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 CLIENT_RECORD_PREFIX: Final = "client/"
@@ -42,6 +49,17 @@ cannot hold a ``/`` (``[A-Za-z0-9._:-]``), so no professional's record is taken 
 def client_record(client_id: str) -> str:
     """The guard's record id of an API client (practice software)."""
     return CLIENT_RECORD_PREFIX + client_id
+
+
+class PersonRows(Protocol):
+    """A person's rows of :func:`persons_select`, read by someone else, with the column
+    where the guard's facts begin."""
+
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]: ...
+
+    @property
+    def start(self) -> int: ...
 
 
 class _Cached:
@@ -125,21 +143,35 @@ class DatabaseDirectory:
 
     def _load_person(self, session: Session, nir: str) -> Person | None:
         # One query: the person, the declared doctor's unit, one row per care-linked unit.
-        rows = session.connection().execute(_PERSON, {"nir": nir}).all()
+        return self._person_of(session.connection().execute(_PERSON, {"nir": nir}).all(), 0)
+
+    def _person_of(self, rows: Sequence[Sequence[Any]], start: int) -> Person | None:
+        """The person in ``rows`` of :func:`persons_select` whose facts begin at column
+        ``start`` (after the leading columns); None: no row, an unknown NIR."""
         if not rows:
             return None
-        care = frozenset(row[3] for row in rows if row[3] is not None)
+        care = frozenset(row[start + 3] for row in rows if row[start + 3] is not None)
         ref = next(self._refs)
         with self._lock:
             self._care[ref] = care
         first = rows[0]
-        born: date = first[0]
-        return Person(born.toordinal() - _EPOCH_ORDINAL, first[1], first[2], ref)
+        born: date = first[start]
+        return Person(born.toordinal() - _EPOCH_ORDINAL, first[start + 1], first[start + 2], ref)
 
-    def prefetch(self, session: Session, account_id: str, nir: str) -> Person | None:
-        """Resolve the account and the person on ``session``; the person (None: unknown)."""
+    def prefetch(
+        self, session: Session, account_id: str, nir: str, *, read: PersonRows | None = None
+    ) -> Person | None:
+        """Resolve the account and the person on ``session``; the person (None: unknown).
+
+        ``read``: the person's rows already read with the lookup's own (one statement
+        for the guard's facts and the rights, :mod:`rempart.rights.lookup`): no query,
+        and the cache is refreshed from them."""
         if self._get(self._pros, account_id) is None:
             self._put(self._pros, account_id, self._load_professional(session, account_id))
+        if read is not None:
+            person = self._person_of(read.rows, read.start)
+            self._put(self._persons, nir, person)
+            return person
         hit = self._get(self._persons, nir)
         if hit is not None:
             cached: Person | None = hit.value  # type: ignore[assignment]
@@ -216,6 +248,11 @@ class DatabaseDirectory:
 
 _Doctor = aliased(ProfessionalRow)
 _Carer = aliased(ProfessionalRow)
+DECLARED_DOCTOR: Final = _Doctor
+"""The person's declared doctor as :func:`persons_select` joins it: leading columns
+about that doctor must name this alias (another would join the table twice)."""
+PERSON_COLUMNS: Final = 4
+"""How many columns :func:`persons_select` adds after the leading ones."""
 _PROFESSIONAL = select(
     ProfessionalRow.profession, ProfessionalRow.department, ProfessionalRow.organization_id
 ).where(ProfessionalRow.account_id == bindparam("account_id"))

@@ -180,7 +180,12 @@ from rempart.auth.service import AccountSuspended, AuthService
 from rempart.errors import RempartError
 from rempart.guard.alerts import raise_alert
 from rempart.guard.config import GuardConfig
-from rempart.guard.db_directory import CLIENT_RECORD_PREFIX, DatabaseDirectory, client_record
+from rempart.guard.db_directory import (
+    CLIENT_RECORD_PREFIX,
+    DatabaseDirectory,
+    PersonRows,
+    client_record,
+)
 from rempart.guard.directory import Person, birth_day
 from rempart.guard.engine import Guard
 from rempart.guard.events import ALLOW, DENY, STEP_UP, ClaimEvent, DecisionKind
@@ -188,7 +193,8 @@ from rempart.guard.redis_state import StateUnavailable
 from rempart.guard.signals import network_of
 from rempart.guard.state import AccountState, GuardState, MemoryState, StaleRecord
 from rempart.nir import InvalidNIR, compact, parse_nir
-from rempart.rights.service import Caller, lookup_entry
+from rempart.rights.service import Caller, LookupInput, lookup_entry
+from rempart.store.engine import own_transaction
 
 __all__ = [
     "AUTH_OF_ACR",
@@ -353,7 +359,7 @@ class InlineGuard:
         software, the stricter of the professional's record's and the client's (reasons
         of both). Fails closed."""
         return self._decisions(
-            session, caller, raw_nir=raw_nir, raw_birth_date=raw_birth_date, ts_us=ts_us
+            session, caller, nir=_guard_nir(raw_nir), raw_birth_date=raw_birth_date, ts_us=ts_us
         ).combined
 
     def _decisions(
@@ -361,15 +367,15 @@ class InlineGuard:
         session: Session,
         caller: Caller,
         *,
-        raw_nir: str,
+        nir: str,
         raw_birth_date: str | None,
         ts_us: int | None = None,
+        read: PersonRows | None = None,
     ) -> _Decisions:
-        nir = _guard_nir(raw_nir)
         ts = self.clock() if ts_us is None else ts_us
         through = client_record(caller.client_id) if caller.client_id else None
         try:
-            person = self.directory.prefetch(session, caller.account_id, nir)
+            person = self.directory.prefetch(session, caller.account_id, nir, read=read)
             if through is not None:
                 self.directory.prefetch(session, through, nir)
             given = birth_day(raw_birth_date)
@@ -399,20 +405,22 @@ class InlineGuard:
             raise GuardUnavailable() from None
 
     def check(
-        self,
-        session: Session,
-        caller: Caller,
-        *,
-        raw_nir: str,
-        raw_birth_date: str | None,
+        self, session: Session, caller: Caller, lookup: LookupInput, *, read: PersonRows | None
     ) -> GuardVerdict:
         """Decide, and act: return the verdict for the audit entry when the lookup may go
         on; otherwise record the refusal in the trail (and, for ``deny``, suspend and
-        alert), commit, and raise the answer's error."""
+        alert), commit, and raise the answer's error. ``read``: the person's rows, read
+        with the lookup's (None: read here)."""
+        raw_nir = lookup.raw_nir
         ts = self.clock()
         try:
             decisions = self._decisions(
-                session, caller, raw_nir=raw_nir, raw_birth_date=raw_birth_date, ts_us=ts
+                session,
+                caller,
+                nir=lookup.key,
+                raw_birth_date=lookup.raw_birth_date,
+                ts_us=ts,
+                read=read,
             )
         except GuardUnavailable as exc:
             self._refuse(
@@ -537,6 +545,7 @@ class InlineGuard:
         """The guard's suspension: the lookup's entry, the account suspended, an alert, in
         one transaction; then the suspension is held in the shared state."""
         account_id = caller.account_id
+        own_transaction(session)  # the lookup's scope may be in autocommit
         entry = self._entry(caller, raw_nir, DENY, reasons, AccountSuspended.code)
         self._audit.append([entry], session=session)
         self._auth.suspend(session, account_id, by=f"guard:{rule or 'deny'}")
@@ -619,6 +628,7 @@ class InlineGuard:
         shared state. The professional the lookup named stays active."""
         client_id = caller.client_id
         assert client_id is not None
+        own_transaction(session)  # the lookup's scope may be in autocommit
         entry = self._entry(caller, raw_nir, DENY, reasons, ClientSuspended.code)
         self._audit.append([entry], session=session)
         suspended = suspend_client(

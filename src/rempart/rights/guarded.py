@@ -15,8 +15,8 @@ from rempart.audit.events import Origin
 from rempart.auth.levels import ACR_CLIENT
 from rempart.auth.service import Principal
 from rempart.nir import InvalidNIR, NIRError
-from rempart.rights.lookup import RightsRecord
-from rempart.rights.service import Caller, InvalidBirthDate, audited_lookup
+from rempart.rights.lookup import PersonRead, RightsRecord, read_person
+from rempart.rights.service import Caller, InvalidBirthDate, LookupInput, audited_lookup
 from rempart.services import Services
 
 __all__ = ["BIRTH_DATE_MAX_LENGTH", "NIR_MAX_LENGTH", "caller_of", "check_input", "guarded_lookup"]
@@ -63,22 +63,26 @@ def check_input(raw_nir: str, raw_birth_date: str) -> None:
 def guarded_lookup(
     services: Services, session: Session, caller: Caller, *, raw_nir: str, raw_birth_date: str
 ) -> RightsRecord:
-    """The guard decides before the rights are read (a refusal is recorded, then raised:
-    :class:`StepUpRequired`, ``AccountSuspended``…); then the audited read, committed
-    before the record is returned."""
+    """The guard decides before any right leaves (a refusal is recorded, then raised:
+    :class:`StepUpRequired`, ``AccountSuspended``…); then the audited answer, committed
+    before the record is returned.
+
+    The input is parsed once. The person's row is read in the statement that reads the
+    guard's facts about them (one round trip, not two): it stays inside the
+    :class:`~rempart.rights.lookup.PersonRead` until the guard has let the lookup go on
+    and the entry is being written."""
+    lookup = LookupInput.parse(raw_nir, raw_birth_date)
+    # A malformed NIR names nobody: the guard is told so without a query.
+    read = read_person(session, lookup.nir) if lookup.nir is not None else PersonRead(())
     guard = services.guard
-    verdict = (
-        guard.check(session, caller, raw_nir=raw_nir, raw_birth_date=raw_birth_date)
-        if guard is not None
-        else None
-    )
+    verdict = guard.check(session, caller, lookup, read=read) if guard is not None else None
     return audited_lookup(
         session,
         services.audit,
         caller,
-        raw_nir=raw_nir,
-        raw_birth_date=raw_birth_date,
+        lookup,
         pseudonym_key=services.settings.keys.pseudonym_key,
+        read=read,
         guard_decision=verdict.decision if verdict else "",
         guard_reasons=verdict.reasons if verdict else "",
     )

@@ -8,17 +8,27 @@ NIRs exist.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import bindparam
+from sqlalchemy.orm import Session
 
 from rempart.errors import RempartError
+from rempart.guard.db_directory import DECLARED_DOCTOR, persons_select
 from rempart.nir import NIR
-from rempart.store.models import Insured, Professional
+from rempart.store.direct import DirectStatement
+from rempart.store.models import Insured
 
-__all__ = ["NotFound", "RightsRecord", "TreatingDoctor", "lookup_rights"]
+__all__ = [
+    "NotFound",
+    "PersonRead",
+    "RightsRecord",
+    "TreatingDoctor",
+    "read_person",
+]
 
 
 class NotFound(RempartError):
@@ -51,48 +61,68 @@ class RightsRecord:
         return "RightsRecord(<redacted>)"
 
 
-_doctor = aliased(Professional)
-
-
-_LOOKUP = (
-    select(
-        Insured.nir,
-        Insured.last_name,
-        Insured.first_name,
-        Insured.birth_date,
-        Insured.sex,
-        Insured.c2s,
-        Insured.ame,
-        Insured.ald,
-        Insured.treating_doctor,
-        _doctor.first_name.label("doctor_first_name"),
-        _doctor.last_name.label("doctor_last_name"),
-        _doctor.rpps.label("doctor_rpps"),
-    )
-    .outerjoin(_doctor, _doctor.account_id == Insured.treating_doctor)
-    .where(Insured.nir == bindparam("nir"))
+# The rights' columns (as ``_LOOKUP`` names them), then the guard's facts about the person:
+# one row per care-linked unit, the rights repeated on each.
+_RIGHTS_COLUMNS = (
+    Insured.nir,
+    Insured.last_name,
+    Insured.first_name,
+    Insured.birth_date,
+    Insured.sex,
+    Insured.c2s,
+    Insured.ame,
+    Insured.ald,
+    Insured.treating_doctor,
+    DECLARED_DOCTOR.first_name.label("doctor_first_name"),
+    DECLARED_DOCTOR.last_name.label("doctor_last_name"),
+    DECLARED_DOCTOR.rpps.label("doctor_rpps"),
 )
+_READ = DirectStatement(persons_select(*_RIGHTS_COLUMNS).where(Insured.nir == bindparam("nir")))
 
 
-def lookup_rights(session: Session, nir: NIR, birth_date: date) -> RightsRecord:
-    """One query, NIR by primary key, the treating doctor joined in; raises :class:`NotFound`."""
-    row = session.connection().execute(_LOOKUP, {"nir": nir.value}).one_or_none()
+@dataclass(frozen=True, slots=True)
+class PersonRead:
+    """One person's rows, read once for both the guard and the answer (no row: unknown).
+
+    Read before the guard decides, so that a lookup costs one round trip for both; the
+    rights leave this object only through :meth:`record`, which the lookup calls once
+    the guard has let it go on (:func:`rempart.rights.guarded.guarded_lookup`)."""
+
+    rows: Sequence[Any]
+    start: int = len(_RIGHTS_COLUMNS)
+    """The column where the guard's facts begin (``db_directory.PersonRows``)."""
+
+    def __repr__(self) -> str:
+        return f"PersonRead(<redacted>, {len(self.rows)} rows)"
+
+    def record(self, birth_date: date) -> RightsRecord:
+        return _record(self.rows[0] if self.rows else None, birth_date)
+
+
+def read_person(session: Session, nir: NIR) -> PersonRead:
+    """The person's rights and the guard's facts about them, in one statement."""
+    return PersonRead(_READ.rows(session, {"nir": nir.value}))
+
+
+def _record(row: Sequence[Any] | None, birth_date: date) -> RightsRecord:
     # Compare the birth date even when the NIR is unknown, so both cases cost the same.
-    stored = row.birth_date.isoformat() if row is not None else "0000-00-00"
+    stored = row[3].isoformat() if row is not None else "0000-00-00"
     if not hmac.compare_digest(stored, birth_date.isoformat()) or row is None:
         raise NotFound()
+    (nir, last_name, first_name, born, sex, c2s, ame, ald, doctor_id) = row[:9]
+    doctor_first_name, doctor_last_name, doctor_rpps = row[9:12]
     doctor = None
-    if row.treating_doctor is not None:
-        name = " ".join(p for p in (row.doctor_first_name, row.doctor_last_name) if p)
-        doctor = TreatingDoctor(name=name or row.treating_doctor, rpps=row.doctor_rpps)
+    if doctor_id is not None:
+        name = " ".join(p for p in (doctor_first_name, doctor_last_name) if p)
+        doctor = TreatingDoctor(name=name or doctor_id, rpps=doctor_rpps)
     return RightsRecord(
-        nir=row.nir,
-        last_name=row.last_name,
-        first_name=row.first_name,
-        birth_date=row.birth_date,
-        sex=row.sex,
+        nir=nir,
+        last_name=last_name,
+        first_name=first_name,
+        birth_date=born,
+        sex=sex,
         treating_doctor=doctor,
-        c2s=row.c2s,
-        ame=row.ame,
-        ald=row.ald,
+        c2s=c2s,
+        ame=ame,
+        ald=ald,
     )

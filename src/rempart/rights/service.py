@@ -19,10 +19,17 @@ from sqlalchemy.orm import Session
 from rempart.audit.chain import CATEGORIES, AuditEntry
 from rempart.audit.trail import AuditTrail, AuditUnavailable, now_us
 from rempart.errors import RempartError
-from rempart.nir import InvalidNIR, compact, parse_nir, pseudonymize
-from rempart.rights.lookup import NotFound, RightsRecord, lookup_rights
+from rempart.nir import NIR, InvalidNIR, compact, keyed_pseudonym, parse_nir
+from rempart.rights.lookup import NotFound, PersonRead, RightsRecord, read_person
 
-__all__ = ["Caller", "InvalidBirthDate", "audited_lookup", "lookup_entry", "parse_birth_date"]
+__all__ = [
+    "Caller",
+    "InvalidBirthDate",
+    "LookupInput",
+    "audited_lookup",
+    "lookup_entry",
+    "parse_birth_date",
+]
 
 ALL_CATEGORIES = ",".join(CATEGORIES)
 _DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -63,6 +70,37 @@ class Caller:
     factor_established: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class LookupInput:
+    """A lookup's two fields as typed, parsed once for the guard, the read and the trail."""
+
+    raw_nir: str
+    raw_birth_date: str
+    nir: NIR | None
+    birth_date: date | None
+    key: str
+    """The NIR as the guard keys it and the trail pseudonymises it: the parsed value,
+    else the compacted input (at most 32 characters)."""
+    failure: InvalidNIR | InvalidBirthDate | None
+    """Why the input cannot be looked up (the NIR's fault first), if it cannot."""
+
+    def __repr__(self) -> str:
+        return "LookupInput(<redacted>)"
+
+    @classmethod
+    def parse(cls, raw_nir: str, raw_birth_date: str) -> LookupInput:
+        nir: NIR | None = None
+        birth_date: date | None = None
+        failure: InvalidNIR | InvalidBirthDate | None = None
+        try:
+            nir = parse_nir(raw_nir)
+            birth_date = parse_birth_date(raw_birth_date)
+        except (InvalidNIR, InvalidBirthDate) as exc:
+            failure = exc
+        key = nir.value if nir is not None else compact(raw_nir)[:32]
+        return cls(raw_nir, raw_birth_date, nir, birth_date, key, failure)
+
+
 def lookup_entry(
     caller: Caller,
     raw_nir: str,
@@ -73,9 +111,12 @@ def lookup_entry(
     outcome: str,
     decision: str = "",
     reasons: str = "",
+    nir_key: str | None = None,
 ) -> AuditEntry:
     """The audit entry of one lookup, answered or refused (here or by the guard): the
-    NIR as typed is kept only as its keyed pseudonym."""
+    NIR as typed is kept only as its keyed pseudonym. ``nir_key``: the input already
+    normalised (:attr:`LookupInput.key`), which spares normalising it again."""
+    normalised = nir_key if nir_key is not None else compact(raw_nir)[:32]
     return AuditEntry(
         seq=0,
         ts_us=now_us(),
@@ -86,7 +127,7 @@ def lookup_entry(
         client_ip=caller.client_ip,
         user_agent=caller.user_agent,
         channel=caller.channel,
-        subject=pseudonymize(compact(raw_nir)[:32], pseudonym_key),
+        subject=keyed_pseudonym(normalised, pseudonym_key),
         found=found,
         categories=categories,
         decision=decision,
@@ -99,36 +140,41 @@ def audited_lookup(
     session: Session,
     audit: AuditTrail,
     caller: Caller,
+    lookup: LookupInput,
     *,
-    raw_nir: str,
-    raw_birth_date: str,
     pseudonym_key: bytes,
+    read: PersonRead | None = None,
     guard_decision: str = "",
     guard_reasons: str = "",
 ) -> RightsRecord:
+    """``read``: the person's rows if already read (with the guard's facts); else read here."""
     record: RightsRecord | None = None
-    failure: RempartError | InvalidNIR | None = None
-    outcome = "ok"
-    try:
-        nir = parse_nir(raw_nir)
-        birth_date = parse_birth_date(raw_birth_date)
-        record = lookup_rights(session, nir, birth_date)
-    except InvalidNIR as exc:
-        failure, outcome = exc, "invalid_nir"
-    except RempartError as exc:
-        failure, outcome = exc, exc.code
+    failure: RempartError | InvalidNIR | None = lookup.failure
+    outcome = "ok" if failure is None else _outcome(failure)
+    if failure is None:
+        assert lookup.nir is not None
+        assert lookup.birth_date is not None
+        if read is None:
+            read = read_person(session, lookup.nir)
+        try:
+            record = read.record(lookup.birth_date)
+        except RempartError as exc:
+            failure, outcome = exc, exc.code
     entry = lookup_entry(
         caller,
-        raw_nir,
+        lookup.raw_nir,
         pseudonym_key,
+        nir_key=lookup.key,
         found=1 if record is not None else (0 if isinstance(failure, NotFound) else -1),
         categories=ALL_CATEGORIES if record is not None else "",
         outcome=outcome,
         decision=guard_decision,
         reasons=guard_reasons,
     )
-    # In the lookup's own transaction (one connection per request), committed here:
-    # durably recorded before anything, data or refusal, goes back to the caller.
+    # Committed here, durably recorded before anything, data or refusal, goes back to the
+    # caller: on PostgreSQL the lookup's connection is in autocommit
+    # (:func:`rempart.store.engine.lookup_scope`) and the append is one statement, so the
+    # entry and its commit are one round trip; elsewhere, the request's transaction.
     audit.append([entry], session=session)
     try:
         session.commit()
@@ -138,3 +184,7 @@ def audited_lookup(
         raise failure
     assert record is not None
     return record
+
+
+def _outcome(failure: RempartError | InvalidNIR) -> str:
+    return "invalid_nir" if isinstance(failure, InvalidNIR) else failure.code
