@@ -10,7 +10,7 @@ from typing import Any, overload
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["as_utc", "make_engine", "session_scope"]
+__all__ = ["as_utc", "lookup_scope", "make_engine", "own_transaction", "session_scope"]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -52,6 +52,32 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def lookup_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A lookup's unit of work: reads, then one audit entry, then the answer.
+
+    On PostgreSQL its connection is in autocommit: each statement is its own
+    transaction, so a lookup sends no ``BEGIN`` and no ``COMMIT`` (two round trips of
+    the six it took), and its last statement, the audit append (one statement on
+    PostgreSQL), is durably committed when it returns. A step that must write several
+    statements together (a suspension) calls :func:`own_transaction` first. Elsewhere
+    (SQLite: its audit append is several statements), an ordinary transaction.
+    """
+    with session_scope(factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
+def own_transaction(session: Session) -> None:
+    """Make the session's next statements one transaction, whatever scope opened it.
+
+    Ends the session's current unit (in autocommit, a no-op for the database): the next
+    statement checks a connection out as the engine configures it, in a transaction
+    the caller commits."""
+    session.commit()
 
 
 @overload
