@@ -12,11 +12,18 @@ without trusting the database it came from.
 b'rempart-audit-v1\x1f1\x1f1767605400000000\x1flookup'
 >>> entry_hash(GENESIS, entry.row()).hex()[:16]
 'fc0410567d495d05'
+
+A database that assigns the sequence number itself hashes the bytes around it:
+
+>>> before, after = canonical_parts(entry.row())
+>>> before + b"1" + after == canonical(entry.row())
+True
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, fields
 
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +37,8 @@ __all__ = [
     "CheckpointSigner",
     "CheckpointVerifier",
     "canonical",
+    "canonical_parts",
+    "clean",
     "entry_hash",
 ]
 
@@ -76,11 +85,20 @@ class AuditEntry:
 
 FIELD_NAMES = tuple(f.name for f in fields(AuditEntry))
 _SEPARATOR = "\x1f"
+_SEQ = FIELD_NAMES.index("seq")
+# The separator would make the encoding ambiguous; a NUL cannot be stored in PostgreSQL
+# text and a lone surrogate cannot be encoded in UTF-8: either would make the append
+# fail, and with it the request it records (fail closed, but for a byte of a field).
+_UNSTORABLE = re.compile("[\x00\x1f\ud800-\udfff]")
 
 
 def clean(value: str, limit: int = 512) -> str:
-    """A text field as stored: no separator character, bounded length."""
-    return value.replace(_SEPARATOR, "\ufffd")[:limit]
+    r"""A text field as stored: bounded length, no separator, NUL or lone surrogate.
+
+    >>> clean("a\x1fb\x00c\ud800d", 6) == "a\ufffdb\ufffdc\ufffd"
+    True
+    """
+    return _UNSTORABLE.sub("\ufffd", value[:limit])
 
 
 def canonical(row: tuple[int | str, ...]) -> bytes:
@@ -90,6 +108,15 @@ def canonical(row: tuple[int | str, ...]) -> bytes:
     simple enough for a verifier written in any language.
     """
     return (_PREFIX + _SEPARATOR.join(map(str, row))).encode("utf-8")
+
+
+def canonical_parts(row: tuple[int | str, ...]) -> tuple[bytes, bytes]:
+    """The canonical encoding of ``row`` around its sequence number, which is left out:
+    ``before + str(seq).encode() + after == canonical(row)`` for the row with that
+    ``seq``. The PostgreSQL append hashes these bytes with the number it assigns."""
+    before = _PREFIX + "".join(f"{value}{_SEPARATOR}" for value in row[:_SEQ])
+    after = "".join(f"{_SEPARATOR}{value}" for value in row[_SEQ + 1 :])
+    return before.encode("utf-8"), after.encode("utf-8")
 
 
 def entry_hash(previous: bytes, row: tuple[int | str, ...]) -> bytes:

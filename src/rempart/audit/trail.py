@@ -7,6 +7,20 @@ so concurrent workers append in parallel without ever forking a chain, and
 the commit's disk flush is not one global bottleneck. SQLite has one writer
 at a time anyway and uses one shard. Every ``checkpoint_every`` entries of a
 shard, a checkpoint signed with Ed25519 is written in the same transaction.
+
+On PostgreSQL a single entry is appended by one statement: it locks a free
+head, moves it, hashes the entry and inserts it, so that on an AUTOCOMMIT
+connection the append and its commit are one round trip. The hash is
+therefore computed in SQL, since the sequence number is only known there:
+Python encodes everything around that number (:func:`canonical_parts`, the
+text fields cleaned first), PostgreSQL's ``sha256`` hashes the previous hash,
+those bytes and the number's digits. Only the digits are encoded by the
+database, so the bytes are those of :func:`canonical`, which ``rempart audit
+verify`` recomputes; a property test over arbitrary field values (separators,
+NUL, astral characters, lengths past the limits) holds the two to agreement.
+A checkpoint due after that entry is one more statement; on an AUTOCOMMIT
+connection it commits apart, and failing, it is logged, not fatal: the entry
+is committed already, and the next checkpoint covers the gap.
 """
 
 from __future__ import annotations
@@ -17,13 +31,30 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    TextClause,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from rempart.audit.chain import FIELD_NAMES, AuditEntry, CheckpointSigner, clean, entry_hash
+from rempart.audit.chain import (
+    FIELD_NAMES,
+    AuditEntry,
+    CheckpointSigner,
+    canonical_parts,
+    clean,
+    entry_hash,
+)
 from rempart.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from rempart.errors import RempartError
 
@@ -32,7 +63,13 @@ __all__ = ["AuditTrail", "AuditUnavailable", "DisabledAuditTrail", "SqlAuditTrai
 log = structlog.get_logger("rempart.audit")
 
 _FIELDS = FIELD_NAMES
-_LIMITS = {"user_agent": 256, "reasons": 256, "client_ip": 64, "session_id": 64}
+# Each text field bounded by its column: a longer value would make PostgreSQL refuse the
+# entry (and the request it records), where SQLite would have stored it whole.
+_LIMITS = {
+    column.name: column.type.length
+    for column in AuditEvent.__table__.columns
+    if isinstance(column.type, String) and column.type.length is not None
+}
 
 
 # Statements of the per-lookup append, built once.
@@ -51,12 +88,37 @@ _TAKE_SQLITE_HEAD = (
     .returning(AuditHead.shard, AuditHead.seq, AuditHead.hash)
 )
 _EVENT_COLUMNS = ("shard", *FIELD_NAMES, "prev_hash", "hash")
-_INSERT_AND_MOVE_HEAD = text(
-    "WITH entry AS (INSERT INTO audit_events ("  # noqa: S608 - column names are ours
-    + ", ".join(_EVENT_COLUMNS)
-    + ") VALUES ("
-    + ", ".join(f":{c}" for c in _EVENT_COLUMNS)
-    + ")) UPDATE audit_head SET hash = :head_hash WHERE shard = :shard"
+
+
+def _append_one(head: str) -> TextClause:
+    """The single-entry append on PostgreSQL, taking the head that ``head`` selects and
+    locks; it returns the new head (shard, seq, hash), or no row if none was taken.
+
+    The values all come from the locked row: under READ COMMITTED, ``FOR UPDATE``
+    returns the row's latest committed version, and the lock keeps it until commit,
+    so the UPDATE (which rechecks that version itself) moves the head it was given.
+    """
+    from_head = {"shard", "seq", "prev_hash", "hash"}
+    values = ", ".join(c if c in from_head else f":{c}" for c in _EVENT_COLUMNS)
+    return text(
+        f"WITH old AS MATERIALIZED ({head}),"  # noqa: S608 - no value is spliced in
+        " moved AS (UPDATE audit_head AS h SET seq = old.seq + 1,"
+        " hash = sha256(old.hash || CAST(:before AS bytea)"
+        " || convert_to(CAST(old.seq + 1 AS text), 'UTF8') || CAST(:after AS bytea))"
+        " FROM old WHERE h.shard = old.shard"
+        " RETURNING h.shard, h.seq, h.hash, old.hash AS prev_hash),"
+        " entry AS (INSERT INTO audit_events (" + ", ".join(_EVENT_COLUMNS) + ")"
+        " SELECT " + values + " FROM moved)"
+        " SELECT shard, seq, hash FROM moved"
+    )
+
+
+_APPEND_ONE_FREE = _append_one(
+    "SELECT shard, seq, hash FROM audit_head ORDER BY random() FOR UPDATE SKIP LOCKED LIMIT 1"
+)
+# Every shard busy: wait for a given one (the lock wait ends on the latest version).
+_APPEND_ONE_WAITING = _append_one(
+    "SELECT shard, seq, hash FROM audit_head WHERE shard = :s FOR UPDATE"
 )
 
 
@@ -76,15 +138,29 @@ class Appended:
 
 class AuditTrail(Protocol):
     def append(
-        self, entries: Sequence[AuditEntry], *, session: Session | None = None
+        self,
+        entries: Sequence[AuditEntry],
+        *,
+        session: Session | None = None,
+        connection: Connection | None = None,
     ) -> list[Appended]:
         """Commit the entries (their ``seq`` is assigned here) or raise AuditUnavailable.
 
         With ``session``, and the trail in the same database, the entries join that
         session's transaction and commit with the change they record (atomically);
         without, they commit on their own, at once: how a refusal is recorded, since
-        the refused request's own transaction is rolled back.
+        the refused request's own transaction is rolled back. ``connection`` (to the
+        trail's database) is used the same way; on an AUTOCOMMIT one, a single entry
+        on PostgreSQL is one statement, committed as it returns.
         """
+
+
+def _autocommit(connection: Connection) -> bool:
+    """Whether each statement on ``connection`` commits on its own (AUTOCOMMIT)."""
+    dbapi = connection.connection.dbapi_connection
+    if connection.dialect.name == "sqlite":
+        return getattr(dbapi, "isolation_level", "") is None
+    return getattr(dbapi, "autocommit", False) is True
 
 
 def now_us() -> int:
@@ -137,20 +213,34 @@ class SqlAuditTrail:
         self._ready = True
 
     def append(
-        self, entries: Sequence[AuditEntry], *, session: Session | None = None
+        self,
+        entries: Sequence[AuditEntry],
+        *,
+        session: Session | None = None,
+        connection: Connection | None = None,
     ) -> list[Appended]:
         try:
             self.ensure_heads()  # normally done once at start (Services.audit)
-            if session is not None and session.get_bind() is self.engine:
-                return self._append(entries, session.connection())
-            with self.engine.begin() as connection:
+            if connection is None and session is not None:
+                bind = session.get_bind()
+                # The same pool: the same database, whatever execution options the bind has.
+                if bind.engine.pool is self.engine.pool:
+                    connection = session.connection()
+            one_statement = self.postgres and len(entries) == 1
+            if connection is not None and (one_statement or not _autocommit(connection)):
                 return self._append(entries, connection)
+            # Several statements on an AUTOCOMMIT connection would each commit: a head
+            # moved without its entries. They get a transaction of their own.
+            with self.engine.begin() as own:
+                return self._append(entries, own)
         except SQLAlchemyError as exc:
             # The type only: a traceback could carry the statement's values.
             log.error("audit_write_failed", error_type=type(exc).__name__)  # noqa: TRY400
             raise AuditUnavailable() from None
 
     def _append(self, entries: Sequence[AuditEntry], connection: Connection) -> list[Appended]:
+        if self.postgres and len(entries) == 1:
+            return [self._append_one(entries[0], connection)]
         count = len(entries)
         if self.postgres:
             head = connection.execute(_TAKE_FREE_HEAD, {"n": count}).one_or_none()
@@ -181,17 +271,45 @@ class SqlAuditTrail:
             if seq % self.checkpoint_every == 0:
                 checkpoints.append(self._checkpoint(shard, seq, digest))
             previous = digest
-        if self.postgres and count == 1:
-            # One round trip for the entry and the head: the lookup's latency is mostly these.
-            connection.execute(_INSERT_AND_MOVE_HEAD, {**rows[0], "head_hash": previous})
-        else:
-            connection.execute(insert(AuditEvent), rows)
-            connection.execute(
-                update(AuditHead).where(AuditHead.shard == shard).values(hash=previous)
-            )
+        connection.execute(insert(AuditEvent), rows)
+        connection.execute(update(AuditHead).where(AuditHead.shard == shard).values(hash=previous))
         if checkpoints:
             connection.execute(insert(AuditCheckpoint), checkpoints)
         return appended
+
+    def _append_one(self, entry: AuditEntry, connection: Connection) -> Appended:
+        """One entry, one statement (see the module's docstring); ``seq`` is the database's."""
+        row = dict(zip(_FIELDS, _stored_row(entry, 0), strict=True))
+        before, after = canonical_parts(tuple(row.values()))
+        del row["seq"]
+        values = {**row, "before": before, "after": after}
+        head = connection.execute(_APPEND_ONE_FREE, values).one_or_none()
+        if head is None:  # every shard busy: wait for one of them
+            values["s"] = int(time.monotonic_ns()) % self.shards
+            head = connection.execute(_APPEND_ONE_WAITING, values).one()
+        shard, seq, digest = int(head.shard), int(head.seq), bytes(head.hash)
+        if seq % self.checkpoint_every == 0:
+            # One more statement, once every `checkpoint_every` entries of a shard.
+            self._write_checkpoint(connection, shard, seq, digest)
+        return Appended(shard=shard, seq=seq)
+
+    def _write_checkpoint(
+        self, connection: Connection, shard: int, seq: int, digest: bytes
+    ) -> None:
+        checkpoint = [self._checkpoint(shard, seq, digest)]
+        if not _autocommit(connection):
+            # In the entry's transaction: both commit, or neither.
+            connection.execute(insert(AuditCheckpoint), checkpoint)
+            return
+        # The entry is already committed, and whatever it recorded may already be served:
+        # a missing checkpoint is only a gap that the next one (or `rempart audit
+        # checkpoint`) covers, so it is reported, not turned into a failed request.
+        try:
+            connection.execute(insert(AuditCheckpoint), checkpoint)
+        except SQLAlchemyError as exc:
+            log.error(  # noqa: TRY400 - the type only, as for a failed write
+                "audit_checkpoint_failed", shard=shard, seq=seq, error_type=type(exc).__name__
+            )
 
     def _checkpoint(self, shard: int, seq: int, digest: bytes) -> dict[str, object]:
         ts_us = now_us()
@@ -230,7 +348,11 @@ class DisabledAuditTrail:
     """Writes nothing. Only for the benchmark that measures what the audit costs."""
 
     def append(
-        self, entries: Sequence[AuditEntry], *, session: Session | None = None
+        self,
+        entries: Sequence[AuditEntry],
+        *,
+        session: Session | None = None,
+        connection: Connection | None = None,
     ) -> list[Appended]:
-        del session  # nothing is written, in any transaction
+        del session, connection  # nothing is written, in any transaction
         return [Appended(shard=0, seq=0) for _ in entries]
