@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from rempart.api.deps import (
     ERROR_RESPONSES,
@@ -25,7 +25,7 @@ from rempart.api.schemas import (
 from rempart.auth.levels import LOOKUP_REQUIREMENT
 from rempart.auth.service import Principal
 from rempart.rights.guarded import caller_of, guarded_lookup
-from rempart.store.engine import session_scope
+from rempart.store.engine import lookup_scope, session_scope
 
 __all__ = ["router"]
 
@@ -71,14 +71,14 @@ def login_totp(body: TotpRequest, request: Request) -> TokenResponse:
 @router.post(
     "/rights/lookup", response_model=RightsResponse, responses=ERROR_RESPONSES, tags=["rights"]
 )
-def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
+def rights_lookup(body: LookupRequest, request: Request) -> Response:
     """Identity and rights of one insured person. The NIR travels in the body, never in a URL.
 
     The lookup is recorded in the audit trail before the answer leaves; if the trail
     cannot be written, the answer is ``503 audit_unavailable`` and no data.
     """
     services = services_of(request)
-    with session_scope(services.sessions) as session:
+    with lookup_scope(services.sessions) as session:
         principal: Principal = authenticate_request(request, session, LOOKUP_REQUIREMENT)
         # The same path as the portal's form: the guard, then the audited read.
         record = guarded_lookup(
@@ -89,14 +89,19 @@ def rights_lookup(body: LookupRequest, request: Request) -> RightsResponse:
             raw_birth_date=body.birth_date,
         )
     doctor = record.treating_doctor
-    return RightsResponse(
+    # Our own values, of the declared types: built without validation and encoded once
+    # (returning the model would have FastAPI validate it again against response_model).
+    answer = RightsResponse.model_construct(
         nir=record.nir,
         last_name=record.last_name,
         first_name=record.first_name,
         birth_date=record.birth_date.isoformat(),
         sex=record.sex,
-        treating_doctor=TreatingDoctorOut(name=doctor.name, rpps=doctor.rpps) if doctor else None,
+        treating_doctor=TreatingDoctorOut.model_construct(name=doctor.name, rpps=doctor.rpps)
+        if doctor
+        else None,
         c2s=record.c2s,
         ame=record.ame,
         ald=record.ald,
     )
+    return Response(answer.model_dump_json(), media_type="application/json")
