@@ -10,11 +10,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, String, event, func, select, text
+from sqlalchemy import Connection, Engine, String, func, select, text
 from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
@@ -24,6 +26,7 @@ from rempart.audit.trail import Appended, AuditUnavailable, SqlAuditTrail, now_u
 from rempart.audit.verify import verify_database
 from rempart.store.engine import make_engine
 from rempart.store.migrate import upgrade
+from tests.pg_wire import traced
 
 pytestmark = pytest.mark.postgres
 
@@ -74,18 +77,13 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def statements_on(connection: Connection) -> Iterator[list[str]]:
-    """The statements sent on ``connection`` (round trips, with psycopg)."""
+    """The statements sent on ``connection``, as libpq saw them go (by SQLAlchemy or by
+    psycopg directly); the list is filled when the block ends."""
     sent: list[str] = []
-
-    def record(conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
-        if conn is connection:
-            sent.append(statement)
-
-    event.listen(connection.engine, "before_cursor_execute", record)
-    try:
+    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    with traced(driver) as trace:
         yield sent
-    finally:
-        event.remove(connection.engine, "before_cursor_execute", record)
+    sent.extend(m for m in trace.messages if m in ("F Execute", "F Query"))
 
 
 def entry(n: int = 0, event_name: str = "lookup") -> AuditEntry:

@@ -11,13 +11,10 @@ account's first lookup in that time: the tests warm them first.)
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
@@ -25,6 +22,7 @@ from sqlalchemy import event, func, select
 from rempart.audit.models import AuditEvent
 from rempart.services import Services
 from tests.functional.conftest import Login, Person, log_in
+from tests.pg_wire import Trace, traced
 
 # PostgreSQL only (the production path's round trips), through the shared fixture that
 # empties the database after each test.
@@ -37,61 +35,41 @@ MAX_ROUND_TRIPS = 3
 
 
 class Wire:
-    """Every message of every connection the engine hands out, as libpq traces it."""
+    """The traces of every connection the engine hands out while it is attached."""
 
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self._traces: dict[int, tuple[Path, IO[str]]] = {}
-        self.connections: list[list[str]] = []
-        """Per checkout, each message's direction (``F``: sent, ``B``: received) and type."""
+    def __init__(self) -> None:
+        self._open: dict[int, tuple[Any, Trace]] = {}
+        self.traces: list[Trace] = []
 
     def attach(self, dbapi_connection: Any, *_: object) -> None:
-        connection: psycopg.Connection[Any] = dbapi_connection
-        path = self._directory / f"trace-{len(self.connections) + len(self._traces)}.txt"
-        handle = path.open("w")
-        self._traces[id(connection)] = (path, handle)
-        connection.pgconn.trace(handle.fileno())
-        connection.pgconn.set_trace_flags(
-            psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
-        )
+        tracing = traced(dbapi_connection)
+        self._open[id(dbapi_connection)] = (tracing, tracing.__enter__())
 
     def detach(self, dbapi_connection: Any, *_: object) -> None:
-        connection: psycopg.Connection[Any] = dbapi_connection
-        connection.pgconn.untrace()
-        path, handle = self._traces.pop(id(connection))
-        handle.close()
-        self.connections.append(
-            [
-                f"{fields[0]} {fields[2]}"
-                for fields in (line.split("\t") for line in path.read_text().splitlines())
-                if fields[0] in ("F", "B") and len(fields) > 2  # a query's text spans lines
-            ]
-        )
+        tracing, trace = self._open.pop(id(dbapi_connection))
+        tracing.__exit__(None, None, None)
+        self.traces.append(trace)
+
+    @property
+    def connections(self) -> list[list[str]]:
+        return [trace.messages for trace in self.traces]
 
     def round_trips(self) -> int:
-        assert not self._traces, "a connection is still checked out"
-        trips = 0
-        for messages in self.connections:
-            previous = "B"
-            for message in messages:
-                if message.startswith("F") and previous == "B":
-                    trips += 1
-                previous = message[0]
-        return trips
+        assert not self._open, "a connection is still checked out"
+        return sum(trace.round_trips() for trace in self.traces)
 
 
 @contextmanager
 def wire_of(services: Services) -> Iterator[Wire]:
-    with tempfile.TemporaryDirectory() as directory:
-        wire = Wire(Path(directory))
-        engine = services.engine
-        event.listen(engine, "checkout", wire.attach)
-        event.listen(engine, "checkin", wire.detach)
-        try:
-            yield wire
-        finally:
-            event.remove(engine, "checkout", wire.attach)
-            event.remove(engine, "checkin", wire.detach)
+    wire = Wire()
+    engine = services.engine
+    event.listen(engine, "checkout", wire.attach)
+    event.listen(engine, "checkin", wire.detach)
+    try:
+        yield wire
+    finally:
+        event.remove(engine, "checkout", wire.attach)
+        event.remove(engine, "checkin", wire.detach)
 
 
 def _lookup(client: TestClient, token: str, person: Person) -> int:

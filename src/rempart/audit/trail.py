@@ -57,6 +57,7 @@ from rempart.audit.chain import (
 )
 from rempart.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from rempart.errors import RempartError
+from rempart.store.direct import DirectStatement
 
 __all__ = ["AuditTrail", "AuditUnavailable", "DisabledAuditTrail", "SqlAuditTrail"]
 
@@ -113,12 +114,15 @@ def _append_one(head: str) -> TextClause:
     )
 
 
-_APPEND_ONE_FREE = _append_one(
-    "SELECT shard, seq, hash FROM audit_head ORDER BY random() FOR UPDATE SKIP LOCKED LIMIT 1"
+# Run by the driver itself (rempart.store.direct): this is every lookup's last statement.
+_APPEND_ONE_FREE = DirectStatement(
+    _append_one(
+        "SELECT shard, seq, hash FROM audit_head ORDER BY random() FOR UPDATE SKIP LOCKED LIMIT 1"
+    )
 )
 # Every shard busy: wait for a given one (the lock wait ends on the latest version).
-_APPEND_ONE_WAITING = _append_one(
-    "SELECT shard, seq, hash FROM audit_head WHERE shard = :s FOR UPDATE"
+_APPEND_ONE_WAITING = DirectStatement(
+    _append_one("SELECT shard, seq, hash FROM audit_head WHERE shard = :s FOR UPDATE")
 )
 
 
@@ -283,11 +287,12 @@ class SqlAuditTrail:
         before, after = canonical_parts(tuple(row.values()))
         del row["seq"]
         values = {**row, "before": before, "after": after}
-        head = connection.execute(_APPEND_ONE_FREE, values).one_or_none()
+        head = _APPEND_ONE_FREE.first_on(connection, values)
         if head is None:  # every shard busy: wait for one of them
             values["s"] = int(time.monotonic_ns()) % self.shards
-            head = connection.execute(_APPEND_ONE_WAITING, values).one()
-        shard, seq, digest = int(head.shard), int(head.seq), bytes(head.hash)
+            head = _APPEND_ONE_WAITING.first_on(connection, values)
+            assert head is not None  # the wait ends with the head taken
+        shard, seq, digest = int(head[0]), int(head[1]), bytes(head[2])
         if seq % self.checkpoint_every == 0:
             # One more statement, once every `checkpoint_every` entries of a shard.
             self._write_checkpoint(connection, shard, seq, digest)

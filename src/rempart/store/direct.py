@@ -48,10 +48,14 @@ class DirectStatement:
         return compiled
 
     def rows(self, session: Session, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """Every row, as tuples (by position)."""
-        connection = session.connection()
+        """Every row, as tuples (by position), on the session's connection."""
+        return self.rows_on(session.connection(), params)
+
+    def rows_on(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """Every row, as tuples (by position), on ``connection``."""
         if connection.dialect.name != "postgresql":
-            return connection.execute(self.statement, dict(params)).all()
+            done = connection.execute(self.statement, dict(params))
+            return done.all() if done.returns_rows else []
         sql, defaults = self._for(connection)
         driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
         values = {**defaults, **params}
@@ -76,5 +80,8 @@ class DirectStatement:
             ) from exc
 
     def first(self, session: Session, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        rows = self.rows(session, params)
+        return self.first_on(session.connection(), params)
+
+    def first_on(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        rows = self.rows_on(connection, params)
         return rows[0] if rows else None
