@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 __all__ = [
     "CATEGORIES",
     "GENESIS",
+    "LABEL",
+    "SEPARATOR",
     "AuditEntry",
     "CheckpointSigner",
     "CheckpointVerifier",
@@ -39,7 +41,12 @@ GENESIS = bytes(32)
 CATEGORIES = ("nir", "identity", "treating_doctor", "c2s", "ame", "ald")
 """Data categories a lookup can return (DESIGN.md); stored comma-separated, in this order."""
 
-_PREFIX = "rempart-audit-v1\x1f"
+LABEL = "rempart-audit-v1"
+"""The first field of every canonical encoding: the version of the encoding."""
+SEPARATOR = "\x1f"
+"""Between the fields of a canonical encoding (ASCII unit separator); no field holds it."""
+
+_PREFIX = LABEL + SEPARATOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +82,11 @@ class AuditEntry:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(AuditEntry))
-_SEPARATOR = "\x1f"
 
 
 def clean(value: str, limit: int = 512) -> str:
     """A text field as stored: no separator character, bounded length."""
-    return value.replace(_SEPARATOR, "\ufffd")[:limit]
+    return value.replace(SEPARATOR, "\ufffd")[:limit]
 
 
 def canonical(row: tuple[int | str, ...]) -> bytes:
@@ -89,7 +95,7 @@ def canonical(row: tuple[int | str, ...]) -> bytes:
     No field holds the separator (:func:`clean`), so the encoding is unambiguous; it is
     simple enough for a verifier written in any language.
     """
-    return (_PREFIX + _SEPARATOR.join(map(str, row))).encode("utf-8")
+    return (_PREFIX + SEPARATOR.join(map(str, row))).encode("utf-8")
 
 
 def entry_hash(previous: bytes, row: tuple[int | str, ...]) -> bytes:
