@@ -135,6 +135,21 @@ def test_rows_out_of_order_in_a_file_are_put_back_in_order(tmp_path: Path) -> No
     assert problems(tmp_path) == []
 
 
+def test_a_row_group_read_in_order_batch_by_batch_but_not_across_them_is_sorted(
+    tmp_path: Path,
+) -> None:
+    """Each batch of keys in order, the second starting before the first ends: the row
+    group is out of order, and read sorted."""
+    rows, checkpoints = chained({0: 600})
+    write(tmp_path, checkpoints, {"day=2026-03-01/part-0.parquet": rows[300:] + rows[:300]})
+    [piece] = plan_shards(sorted(tmp_path.glob("day=*/*.parquet")), keys_rows=300)[0]
+    assert not piece.ordered
+    assert (piece.low, piece.high) == (1, 600)
+    seqs = [b.column("seq").to_pylist() for b in shard_batches([piece], 0, batch_rows=250)]
+    assert [len(s) for s in seqs] == [250, 250, 100]
+    assert [q for s in seqs for q in s] == list(range(1, 601))
+
+
 def test_the_folder_names_and_the_files_order_are_not_trusted(tmp_path: Path) -> None:
     """A shard's entries in three files whose names and folders say the opposite of their
     order, and two of which interleave: still one chain, in sequence order."""

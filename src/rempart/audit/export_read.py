@@ -36,14 +36,25 @@ import pyarrow.parquet as pq
 from rempart.audit.chain import FIELD_NAMES, LABEL, SEPARATOR
 from rempart.audit.verify import Encoded
 
-__all__ = ["BATCH_ROWS", "Piece", "encode", "encoded_entries", "plan_shards", "shard_batches"]
+__all__ = [
+    "BATCH_ROWS",
+    "KEYS_BATCH_ROWS",
+    "Piece",
+    "encode",
+    "encoded_entries",
+    "plan_shards",
+    "shard_batches",
+]
 
 BATCH_ROWS = 65_536
 """Entries decoded at a time: a few tens of MB with their Python values."""
 
 ROW_COLUMNS = [*FIELD_NAMES, "prev_hash", "hash"]
+KEYS_BATCH_ROWS = 1 << 20
+"""Keys (shard, seq) decoded at a time while planning: 10 MB."""
 _READ_BUFFER = 1 << 20
-"""Column chunks are read through a buffer of this size rather than whole."""
+"""Column chunks are read through a buffer of this size, page by page, rather than whole
+(pre-buffering would hold a whole row group's column chunks)."""
 
 
 @dataclass(frozen=True)
@@ -61,45 +72,55 @@ class Piece:
     """The row group holds no other shard's entries."""
 
 
+def _open(path: Path) -> pq.ParquetFile:
+    return pq.ParquetFile(path, buffer_size=_READ_BUFFER, pre_buffer=False)
+
+
 def _ordered(seq: pa.Array) -> bool:
     return len(seq) < 2 or bool(pc.all(pc.greater_equal(seq[1:], seq[:-1])).as_py())
 
 
-def _pieces(path: Path, row_group: int, keys: pa.Table) -> Iterator[tuple[int, Piece]]:
-    if keys.column("shard").null_count or keys.column("seq").null_count:
-        raise pa.ArrowInvalid(
-            f"{path}, row group {row_group}: rows without a shard or a sequence number"
-        )
-    shards = pc.unique(keys.column("shard")).to_pylist()
-    for shard in shards:
-        seq = keys.column("seq")
-        if len(shards) > 1:
-            seq = keys.filter(pc.equal(keys.column("shard"), shard)).column("seq")
-        seq = seq.combine_chunks()
-        bounds = pc.min_max(seq)
-        yield (
-            int(shard),
-            Piece(
-                path,
-                row_group,
-                int(bounds["min"].as_py()),
-                int(bounds["max"].as_py()),
-                _ordered(seq),
-                len(shards) == 1,
-            ),
-        )
+def _pieces(
+    parquet: pq.ParquetFile, path: Path, row_group: int, keys_rows: int
+) -> Iterator[tuple[int, Piece]]:
+    # Per shard: lowest, highest and last sequence number seen, and in order so far.
+    spans: dict[int, tuple[int, int, int, bool]] = {}
+    for keys in parquet.iter_batches(
+        batch_size=keys_rows, row_groups=[row_group], columns=["shard", "seq"]
+    ):
+        if keys.column("shard").null_count or keys.column("seq").null_count:
+            raise pa.ArrowInvalid(
+                f"{path}, row group {row_group}: rows without a shard or a sequence number"
+            )
+        shards = pc.unique(keys.column("shard")).to_pylist()
+        for shard in shards:
+            seq = keys.column("seq")
+            if len(shards) > 1:
+                seq = seq.filter(pc.equal(keys.column("shard"), shard))
+            bounds = pc.min_max(seq)
+            low, high = int(bounds["min"].as_py()), int(bounds["max"].as_py())
+            first, last = int(seq[0].as_py()), int(seq[-1].as_py())
+            ordered = _ordered(seq)
+            if shard in spans:
+                was_low, was_high, was_last, was_ordered = spans[shard]
+                low, high = min(low, was_low), max(high, was_high)
+                ordered = ordered and was_ordered and was_last <= first
+            spans[shard] = (low, high, last, ordered)
+    for shard, (low, high, _, ordered) in spans.items():
+        yield shard, Piece(path, row_group, low, high, ordered, alone=len(spans) == 1)
 
 
-def plan_shards(parts: Iterable[Path]) -> dict[int, list[Piece]]:
-    """For each shard, the row groups that hold its entries, from their keys alone."""
+def plan_shards(
+    parts: Iterable[Path], *, keys_rows: int = KEYS_BATCH_ROWS
+) -> dict[int, list[Piece]]:
+    """For each shard, the row groups that hold its entries, from their keys alone
+    (``keys_rows`` of them decoded at a time)."""
     plan: dict[int, list[Piece]] = {}
     for path in parts:
-        parquet = pq.ParquetFile(path)
+        parquet = _open(path)
         for row_group in range(parquet.num_row_groups):
-            keys = parquet.read_row_group(row_group, columns=["shard", "seq"])
-            if keys.num_rows:
-                for shard, piece in _pieces(path, row_group, keys):
-                    plan.setdefault(shard, []).append(piece)
+            for shard, piece in _pieces(parquet, path, row_group, keys_rows):
+                plan.setdefault(shard, []).append(piece)
     return plan
 
 
@@ -121,10 +142,6 @@ def _of_shard(batch: pa.RecordBatch, shard: int, piece: Piece) -> pa.RecordBatch
     if piece.alone:
         return batch.select(ROW_COLUMNS)
     return batch.filter(pc.equal(batch.column("shard"), shard)).select(ROW_COLUMNS)
-
-
-def _open(path: Path) -> pq.ParquetFile:
-    return pq.ParquetFile(path, buffer_size=_READ_BUFFER)
 
 
 def shard_batches(
