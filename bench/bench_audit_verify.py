@@ -1076,9 +1076,11 @@ PUBLISHED_BEFORE = [
     "105.1 s",
     "95,133 entries/s",
     "12.1 GB",
-    "Python 110 % of a core; that 12.1 GB was `ru_maxrss` of the whole benchmark process "
-    "(after it had also run `verify_database --jobs 1` and `export_trail`), not "
-    "`verify_export`'s own",
+    "Python 110 % of a core; `ru_maxrss` of the whole benchmark process, nearly all of it "
+    "`verify_export`'s own: that version loaded the whole export into one table, then each "
+    "shard as Python tuples. Alone in a process of its own on this export (as the rows "
+    "above, `--before-src` a checkout of `2d356c8`; measured 2026-12-04): 11.5 GB, 87.4 s "
+    "inside `verify_export`",
 ]
 
 
