@@ -13,15 +13,22 @@ indexes, index build, ``VACUUM ANALYZE``) is timed but is not what is measured.
 Measured: ``verify_database`` with ``--jobs J`` (default 2) and with one job,
 alternating; the same after one entry in the middle was altered (it must be found);
 an incremental verification; ``export_trail`` of the whole trail (entries/s and MB/s
-on disk) and ``verify_export`` of it; and, on one shard, where the time of a
-verification goes (fetching rows from PostgreSQL against hashing in Python).
-Goal: the full verification of 10 million entries in under 60 s.
+on disk) and ``verify_export`` of it, each in a process of its own whose peak memory
+is read (``bench.child``), and with ``--before-src`` the ``verify_export`` of another
+checkout on the same export; and, on one shard, where the time of a verification goes
+(fetching rows from PostgreSQL against hashing in Python).
+Goals: the full verification of 10 million entries in under 60 s; the verification
+of their export with a peak memory under 1 GB.
 
     .venv/bin/python -m bench.bench_audit_verify [--entries N] [--jobs J]
+    .venv/bin/python -m bench.bench_audit_verify --only export [--before-src DIR/src]
 
 Needs the PostgreSQL server on 127.0.0.1:5432 (user postgres, trust authentication).
 The database is dropped at the end (``--keep-database`` keeps it, ``--reuse-database``
-starts from a kept one); the export goes to ``bench/out/`` and is removed.
+starts from a kept one; ``--only export`` reuses a kept one of the right size); the
+export goes to ``bench/out/audit-export`` and is removed (``--keep-export`` keeps it,
+``--reuse-export`` verifies a kept one again without exporting). ``--only export``
+writes only the export part of the section (its own markers inside it).
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ import base64
 import contextlib
 import functools
 import heapq
+import json
 import multiprocessing
 import os
 import random
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +59,8 @@ from psycopg import sql
 from sqlalchemy import Engine, select
 
 from bench.bench_lookup import busy_before, code_version, other_load_generators, wait_until_quiet
-from bench.report import publish
+from bench.child import SRC, run_child
+from bench.report import BENCHMARKS_MD, publish
 from rempart.audit.chain import (
     CATEGORIES,
     FIELD_NAMES,
@@ -60,7 +70,6 @@ from rempart.audit.chain import (
     CheckpointVerifier,
     entry_hash,
 )
-from rempart.audit.export import export_trail, verify_export
 from rempart.audit.models import AuditCheckpoint, AuditEvent
 from rempart.audit.trail import SqlAuditTrail
 from rempart.audit.verify import (
@@ -81,6 +90,8 @@ DB_NAME = "rempart_bench_audit"
 DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"  # psycopg
 SA_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"  # SQLAlchemy
 GOAL_SECONDS = 60.0
+SECTION = "audit-verify"
+EXPORT_SECTION = "audit-verify-export"  # inside SECTION
 START_US = 1_759_276_800_000_000  # 2025-10-01 00:00 UTC
 DAY_US = 86_400_000_000
 ACR = "password+totp"
@@ -749,21 +760,25 @@ class Results:
     export_files: int = 0
     export_days: int = 0
     export_checkpoints: int = 0
-    export_verify: Timed | None = None
+    export_reused: bool = False
+    export_rss: int = 0  # bytes, the exporting process's own peak
+    export_checks: list[ExportCheck] = field(default_factory=list)  # this code's first
+    import_rss: int = 0  # bytes, a process that only imports rempart.audit.export
     breakdown: Breakdown | None = None
     fidelity_entries: int = 0
-    peak_rss: int = 0  # bytes, this process, after the export and its verification
     code: str = ""
 
 
-def measure(args: argparse.Namespace) -> Results:
-    OUT.mkdir(parents=True, exist_ok=True)
-    signer_seed = f"rempart-bench-audit-signing-{args.seed}".encode()
-    verifier = CheckpointSigner(signer_seed).verifier()
+def _trail(args: argparse.Namespace, signer_seed: bytes) -> Built:
+    """The trail to measure: a kept database of the right size when asked to (always
+    when only the export is measured), else a new one; none when a kept export is reused."""
+    reusable = args.only == "export" and args.reuse_export
+    if reusable and _exported_entries(EXPORT_DIR) == args.entries:
+        return Built(entries=args.entries, shards=args.shards, reused=True)
     population = Population(args.seed, args.accounts)
     check_fidelity(population, signer_seed)
     print("generator checked against SqlAuditTrail: identical rows and hashes")
-    kept = database_entries() if args.reuse_database else None
+    kept = database_entries() if args.reuse_database or args.only == "export" else None
     if kept == args.entries:
         built = Built(entries=args.entries, shards=args.shards, reused=True)
         print(f"reusing the kept database {DB_NAME} ({kept:,} entries)")
@@ -777,22 +792,33 @@ def measure(args: argparse.Namespace) -> Results:
     sizes(built)
     if len(built.per_shard) != args.shards:
         raise BenchError(f"{len(built.per_shard)} shards in the database, not {args.shards}")
+    return built
+
+
+def measure(args: argparse.Namespace) -> Results:
+    OUT.mkdir(parents=True, exist_ok=True)
+    signer_seed = f"rempart-bench-audit-signing-{args.seed}".encode()
+    verifier = CheckpointSigner(signer_seed).verifier()
+    built = _trail(args, signer_seed)
     meter = Meter(args.max_wait)
     meter.waited += wait_until_quiet(args.max_wait)
     results = Results(built=built, busy_before=busy_before(), meter=meter, code=code_version())
     if results.busy_before > 30:
         print(f"warning: the machine is {results.busy_before:.0f} % busy before measuring")
-    engine = make_engine(SA_URL)
-    try:
-        _measure_verify(args, engine, verifier, results)
-        _measure_export(args, engine, verifier, results)
-        if not args.no_breakdown:
-            print("breakdown of one shard's verification ...")
-            results.breakdown, _ = meter.run(
-                "breakdown", functools.partial(breakdown, engine, verifier, 0)
-            )
-    finally:
-        engine.dispose()
+    if args.only == "all":
+        engine = make_engine(SA_URL)
+        try:
+            _measure_verify(args, engine, verifier, results)
+            _measure_export(args, verifier, results)
+            if not args.no_breakdown:
+                print("breakdown of one shard's verification ...")
+                results.breakdown, _ = meter.run(
+                    "breakdown", functools.partial(breakdown, engine, verifier, 0)
+                )
+        finally:
+            engine.dispose()
+    else:
+        _measure_export(args, verifier, results)
     results.fidelity_entries = 2_500
     return results
 
@@ -843,42 +869,131 @@ def _measure_verify(
     print(f"tampered: found '{problems[0]}' in {results.tampered.seconds:.1f} s")
 
 
-def _measure_export(
-    args: argparse.Namespace, engine: Engine, verifier: CheckpointVerifier, results: Results
-) -> None:
-    directory = OUT / "audit-export"
-    shutil.rmtree(directory, ignore_errors=True)
+EXPORT_DIR = OUT / "audit-export"
+
+# Each step runs in a process of its own, so that its peak memory is its own.
+_EXPORT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from rempart.audit.chain import CheckpointVerifier
+from rempart.audit.export import export_trail
+from rempart.store.engine import make_engine
+engine = make_engine(sys.argv[1])
+summary = export_trail(engine, Path(sys.argv[2]), CheckpointVerifier.from_hex(sys.argv[3]))
+engine.dispose()
+print(json.dumps({"entries": summary.entries, "checkpoints": summary.checkpoints}))
+"""
+_VERIFY_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from rempart.audit.chain import CheckpointVerifier
+from rempart.audit.export import verify_export
+began = time.perf_counter()
+report = verify_export(Path(sys.argv[1]), CheckpointVerifier.from_hex(sys.argv[2]))
+print(json.dumps({
+    "seconds": time.perf_counter() - began,
+    "ok": report.ok,
+    "entries": report.entries,
+    "unanchored": report.unanchored,
+    "problems": [str(p) for p in report.problems[:5]],
+}))
+"""
+_IMPORT_SCRIPT = 'import rempart.audit.export; print("{}")'
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """One ``verify_export`` of the export, in a process of its own."""
+
+    code: str  # which code verified
+    run: Timed
+    peak_rss: int  # bytes, the child's own
+    inner_seconds: float  # inside verify_export, without starting Python and importing
+
+
+def _exported_entries(directory: Path) -> int | None:
+    """Entries of a kept export, from its manifest, or None if there is none."""
     try:
-        summary, results.export = results.meter.run(
-            "export",
-            lambda: export_trail(engine, directory, verifier),
-            reset=lambda: shutil.rmtree(directory, ignore_errors=True),
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return int(manifest["entries"])
+
+
+def _commit_at(src: Path) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _code_at(src: Path) -> str:
+    commit = _commit_at(src)
+    return f"the code in `{src}`" if commit is None else f"commit `{commit}`"
+
+
+def _check_export(
+    args: argparse.Namespace, verifier: CheckpointVerifier, results: Results, src: Path
+) -> ExportCheck:
+    code = results.code if src == SRC else _code_at(src)
+    child, run = results.meter.run(
+        f"verify export ({code})",
+        lambda: run_child(_VERIFY_SCRIPT, str(EXPORT_DIR), verifier.public_hex(), src=src),
+    )
+    checked = child.result
+    if not checked["ok"] or checked["unanchored"] or checked["entries"] != args.entries:
+        raise BenchError(
+            f"the export does not verify ({code}): {checked['problems']}, unanchored "
+            f"{checked['unanchored']}, {checked['entries']:,} entries"
         )
-        if summary.entries != args.entries:
-            raise BenchError(f"export wrote {summary.entries:,} entries, not {args.entries:,}")
-        results.export_bytes, results.export_files = _tree_bytes(directory)
-        results.export_days = len(list(directory.glob("day=*")))
-        results.export_checkpoints = summary.checkpoints
-        print(
-            f"export: {results.export.seconds:.1f} s, {results.export_bytes / 1e6:,.0f} MB "
-            f"in {results.export_files} files"
-        )
-        checked, results.export_verify = results.meter.run(
-            "verify export", lambda: verify_export(directory, verifier)
-        )
-        if not checked.ok or checked.unanchored or checked.entries != args.entries:
-            raise BenchError(
-                f"the export does not verify: {checked.problems}, unanchored "
-                f"{checked.unanchored}, {checked.entries:,} entries"
+    print(
+        f"verify export ({code}): {run.seconds:.1f} s ({checked['seconds']:.1f} s inside), "
+        f"peak memory {child.peak_rss / 1e6:,.0f} MB"
+    )
+    return ExportCheck(code, run, child.peak_rss, float(checked["seconds"]))
+
+
+def _measure_export(
+    args: argparse.Namespace, verifier: CheckpointVerifier, results: Results
+) -> None:
+    reused = args.reuse_export and _exported_entries(EXPORT_DIR) == args.entries
+    try:
+        if reused:
+            results.export_reused = True
+            print(f"reusing the kept export {EXPORT_DIR}")
+        else:
+            shutil.rmtree(EXPORT_DIR, ignore_errors=True)
+            child, results.export = results.meter.run(
+                "export",
+                lambda: run_child(_EXPORT_SCRIPT, SA_URL, str(EXPORT_DIR), verifier.public_hex()),
+                reset=lambda: shutil.rmtree(EXPORT_DIR, ignore_errors=True),
             )
-        results.peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(
-            f"verify export: {results.export_verify.seconds:.1f} s "
-            f"(peak memory so far {results.peak_rss / 1e9:.1f} GB)"
-        )
+            if child.result["entries"] != args.entries:
+                raise BenchError(
+                    f"export wrote {child.result['entries']:,} entries, not {args.entries:,}"
+                )
+            results.export_rss = child.peak_rss
+        manifest = json.loads((EXPORT_DIR / "manifest.json").read_text(encoding="utf-8"))
+        results.export_checkpoints = int(manifest["checkpoints"])
+        results.export_bytes, results.export_files = _tree_bytes(EXPORT_DIR)
+        results.export_days = len(list(EXPORT_DIR.glob("day=*")))
+        if results.export is not None:
+            print(
+                f"export: {results.export.seconds:.1f} s, {results.export_bytes / 1e6:,.0f} MB "
+                f"in {results.export_files} files, peak memory {results.export_rss / 1e9:.1f} GB"
+            )
+        results.import_rss = run_child(_IMPORT_SCRIPT).peak_rss
+        results.export_checks.append(_check_export(args, verifier, results, SRC))
+        if args.before_src is not None:
+            results.export_checks.append(_check_export(args, verifier, results, args.before_src))
     finally:
-        if not args.keep_export:
-            shutil.rmtree(directory, ignore_errors=True)
+        if not (args.keep_export or reused):
+            shutil.rmtree(EXPORT_DIR, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- report
@@ -890,6 +1005,12 @@ def _command(args: argparse.Namespace) -> str:
         value = getattr(args, name)
         if value != default:
             parts.append(f"--{name.replace('_', '-')} {value}")
+    if args.only != "all":
+        parts.append(f"--only {args.only}")
+    if args.reuse_export:
+        parts.append("--reuse-export")
+    if args.before_src is not None:
+        parts.append(f"--before-src {args.before_src}")
     return " ".join(parts)
 
 
@@ -948,28 +1069,127 @@ def _verify_rows(args: argparse.Namespace, results: Results) -> list[list[str]]:
     return rows
 
 
+MEMORY_GOAL = 1e9  # bytes: issue 16, "peak memory under 1 GB"
+PUBLISHED_BEFORE = [
+    "before, as first published (2026-11-29, commit `2d356c8`, "
+    "`.venv/bin/python -m bench.bench_audit_verify`), in the benchmark's own process",
+    "105.1 s",
+    "95,133 entries/s",
+    "12.1 GB",
+    "Python 110 % of a core; `ru_maxrss` of the whole benchmark process, nearly all of it "
+    "`verify_export`'s own: that version loaded the whole export into one table, then each "
+    "shard as Python tuples. Alone in a process of its own on this export (as the rows "
+    "above, `--before-src` a checkout of `2d356c8`; measured 2026-12-04): 11.5 GB, 87.4 s "
+    "inside `verify_export`",
+]
+
+
+def _gb(count: float) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else _mb(count)
+
+
 def _export_rows(results: Results) -> list[list[str]]:
     entries = results.built.entries
-    export, checked = results.export, results.export_verify
-    assert export is not None
-    assert checked is not None
-    return [
-        [
-            "`export_trail`, the whole trail to Parquet (`rempart audit export`)",
-            f"{export.seconds:.1f} s",
-            f"**{entries / export.seconds:,.0f} entries/s**, "
-            f"{results.export_bytes / 1e6 / export.seconds:,.1f} MB/s written",
-            f"{_mb(results.export_bytes)} in {results.export_files} files "
-            f"({results.export_days} days, {results.export_checkpoints:,} checkpoints)",
-        ],
-        [
-            "`verify_export` of it (`rempart audit verify --export DIR`)",
-            f"{checked.seconds:.1f} s",
-            f"{entries / checked.seconds:,.0f} entries/s",
-            f"Python {checked.python_cpu:.0f} % of a core; the benchmark's peak memory "
-            f"{results.peak_rss / 1e9:.1f} GB",
-        ],
-    ]
+    export = results.export
+    on_disk = (
+        f"{_mb(results.export_bytes)} in {results.export_files} files "
+        f"({results.export_days} days, {results.export_checkpoints:,} checkpoints)"
+    )
+    if export is None:
+        rows = [
+            [
+                "`export_trail`, the whole trail to Parquet (`rempart audit export`)",
+                "-",
+                "-",
+                "-",
+                f"not measured: a kept export reused (`--reuse-export`); {on_disk}",
+            ]
+        ]
+    else:
+        rows = [
+            [
+                "`export_trail`, the whole trail to Parquet (`rempart audit export`)",
+                f"{export.seconds:.1f} s",
+                f"**{entries / export.seconds:,.0f} entries/s**, "
+                f"{results.export_bytes / 1e6 / export.seconds:,.1f} MB/s written",
+                _gb(results.export_rss),
+                on_disk,
+            ]
+        ]
+    for index, check in enumerate(results.export_checks):
+        label = (
+            "`verify_export` of it (`rempart audit verify --export DIR`)"
+            if index == 0
+            else f"before: `verify_export` at {check.code}, the same export"
+        )
+        rows.append(
+            [
+                label,
+                f"**{check.run.seconds:.1f} s**" if index == 0 else f"{check.run.seconds:.1f} s",
+                f"{entries / check.run.seconds:,.0f} entries/s",
+                f"**{_gb(check.peak_rss)}**" if index == 0 else _gb(check.peak_rss),
+                f"Python {check.run.python_cpu:.0f} % of a core; "
+                f"{check.inner_seconds:.1f} s inside `verify_export`",
+            ]
+        )
+    if entries == 10_000_000:
+        rows.append(PUBLISHED_BEFORE)
+    return rows
+
+
+def render_export(args: argparse.Namespace, results: Results) -> str:
+    """The export part of the section: its own markers, so that ``--only export``
+    replaces it and leaves the database verification's figures as they are."""
+    entries = results.built.entries
+    table = _table(
+        ["export", "time", "rate", "peak memory of its process", "notes"],
+        ["---", "---:", "---:", "---:", "---"],
+        _export_rows(results),
+    )
+    after = results.export_checks[0]
+    verdict = "met" if after.peak_rss < MEMORY_GOAL else "NOT met"
+    before = results.export_checks[1] if len(results.export_checks) > 1 else None
+    versus = (
+        f"; {before.run.seconds:.1f} s and {_gb(before.peak_rss)} for {before.code}"
+        if before is not None
+        else ""
+    )
+    findings = []
+    if results.export is not None:
+        findings.append(f"`export_trail` alone peaks at {_gb(results.export_rss)}")
+    if before is not None:
+        findings.append(f"the `verify_export` of {before.code} alone at {_gb(before.peak_rss)}")
+    found = ""
+    if findings and entries == 10_000_000:
+        found = f" Measured the same way: {' and '.join(findings)}."
+    busy = results.meter.max_other
+    return f"""{table}
+
+**Goal: export verification of {entries:,} entries with a peak memory under 1 GB:
+{verdict}** ({_gb(after.peak_rss)} and {after.run.seconds:.1f} s{versus}).
+
+- **Peak memory**: `ru_maxrss` of the process that ran the step and nothing else (a fresh
+  `python -c`, read by `os.wait4`), the interpreter and its imports included (a process
+  that only imports `rempart.audit.export` peaks at {_gb(results.import_rss)}). The times
+  include starting that process.{found}
+- **Export verification**: shard by shard, each row group streamed in batches of
+  65,536 entries (`rempart.audit.export_read`), encoded by Arrow, re-chained by
+  `verify_encoded`.
+- **Reproduce**: `{_command(args)}`{_before_hint(args)}.
+- **Code**: {results.code}. **Machine**: 2 cores; busy {results.busy_before:.0f} % just
+  before measuring (200 % scale); other processes used at most {busy:.0f} % of a core
+  during a measured run ({results.meter.remeasured} run(s) measured again).
+"""
+
+
+def _before_hint(args: argparse.Namespace) -> str:
+    if args.before_src is None:
+        return ""
+    commit = _commit_at(args.before_src) or "COMMIT"
+    return (
+        f", where `--before-src` is the `src/` of a checkout of the code compared with "
+        f"(`git worktree add {args.before_src.parent} {commit}`)"
+    )
 
 
 def _breakdown_text(b: Breakdown | None) -> str:
@@ -1009,8 +1229,9 @@ def render(args: argparse.Namespace, results: Results) -> str:
         ["---", "---:", "---:", "---:", "---"],
         _verify_rows(args, results),
     )
-    export_table = _table(
-        ["export", "time", "rate", "on disk"], ["---", "---:", "---:", "---"], _export_rows(results)
+    export_part = (
+        f"<!-- bench:{EXPORT_SECTION} -->\n{render_export(args, results).strip()}\n"
+        f"<!-- /bench:{EXPORT_SECTION} -->"
     )
     spread = [
         f"`--jobs {jobs}` {100 * (max(s) - min(s)) / med(s):.0f} %"
@@ -1054,7 +1275,7 @@ machine has 2 cores): the Python processes / the PostgreSQL backends.
 
 **Goal: {goal}: {verdict}** (best setting `--jobs {best_jobs}`, {best:.1f} s).
 
-{export_table}
+{export_part}
 {_breakdown_text(results.breakdown)}
 - **Code**: {results.code}.
 - **Reproduce**: `{_command(args)}` (PostgreSQL on 127.0.0.1:5432; the database
@@ -1091,7 +1312,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="start from a kept database of the same size instead of building one",
     )
+    parser.add_argument(
+        "--only",
+        choices=["all", "export"],
+        default="all",
+        help="export: only the export and its verification (a kept database of the right "
+        "size is reused, else one is built), published into the export part of the section",
+    )
     parser.add_argument("--keep-export", action="store_true", help="keep bench/out/audit-export")
+    parser.add_argument(
+        "--reuse-export",
+        action="store_true",
+        help="verify a kept bench/out/audit-export of the same size instead of exporting again",
+    )
+    parser.add_argument(
+        "--before-src",
+        type=Path,
+        help="also verify the export with the code in this src/ directory (a checkout of an "
+        "earlier commit), in a process of its own",
+    )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the one-shard profile")
     parser.add_argument(
         "--no-write", action="store_true", help="print the section, leave docs/benchmarks.md"
@@ -1106,6 +1345,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    marker = f"<!-- bench:{EXPORT_SECTION} -->"
+    if args.only == "export" and not args.no_write and marker not in BENCHMARKS_MD.read_text():
+        sys.exit(f"bench_audit_verify: no {marker} in {BENCHMARKS_MD}: run the whole benchmark")
     try:
         results = measure(args)
     except BenchError as exc:
@@ -1115,7 +1357,10 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.keep_database:
             drop_database()
-    publish("audit-verify", render(args, results), dry_run=args.no_write)
+    if args.only == "export":
+        publish(EXPORT_SECTION, render_export(args, results), dry_run=args.no_write)
+    else:
+        publish(SECTION, render(args, results), dry_run=args.no_write)
 
 
 if __name__ == "__main__":

@@ -466,11 +466,13 @@ def audit_verify(
 
 
 def _verify_export(directory: Path, verifier: CheckpointVerifier) -> None:
+    import pyarrow as pa
+
     from rempart.audit.export import verify_export
 
     try:
         report = verify_export(directory, verifier)
-    except (FileNotFoundError, OSError) as exc:
+    except (OSError, pa.ArrowException) as exc:
         raise fail("audit_export_unreadable", str(exc)) from None
     for problem in report.problems:
         err.print(f"BROKEN {problem}", highlight=False, markup=False)

@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 __all__ = [
     "CATEGORIES",
     "GENESIS",
+    "LABEL",
+    "SEPARATOR",
     "AuditEntry",
     "CheckpointSigner",
     "CheckpointVerifier",
@@ -48,7 +50,12 @@ GENESIS = bytes(32)
 CATEGORIES = ("nir", "identity", "treating_doctor", "c2s", "ame", "ald")
 """Data categories a lookup can return (DESIGN.md); stored comma-separated, in this order."""
 
-_PREFIX = "rempart-audit-v1\x1f"
+LABEL = "rempart-audit-v1"
+"""The first field of every canonical encoding: the version of the encoding."""
+SEPARATOR = "\x1f"
+"""Between the fields of a canonical encoding (ASCII unit separator); no field holds it."""
+
+_PREFIX = LABEL + SEPARATOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +91,6 @@ class AuditEntry:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(AuditEntry))
-_SEPARATOR = "\x1f"
 _SEQ = FIELD_NAMES.index("seq")
 # The separator would make the encoding ambiguous; a NUL cannot be stored in PostgreSQL
 # text and a lone surrogate cannot be encoded in UTF-8: either would make the append
@@ -107,15 +113,15 @@ def canonical(row: tuple[int | str, ...]) -> bytes:
     No field holds the separator (:func:`clean`), so the encoding is unambiguous; it is
     simple enough for a verifier written in any language.
     """
-    return (_PREFIX + _SEPARATOR.join(map(str, row))).encode("utf-8")
+    return (_PREFIX + SEPARATOR.join(map(str, row))).encode("utf-8")
 
 
 def canonical_parts(row: tuple[int | str, ...]) -> tuple[bytes, bytes]:
     """The canonical encoding of ``row`` around its sequence number, which is left out:
     ``before + str(seq).encode() + after == canonical(row)`` for the row with that
     ``seq``. The PostgreSQL append hashes these bytes with the number it assigns."""
-    before = _PREFIX + "".join(f"{value}{_SEPARATOR}" for value in row[:_SEQ])
-    after = "".join(f"{_SEPARATOR}{value}" for value in row[_SEQ + 1 :])
+    before = _PREFIX + "".join(f"{value}{SEPARATOR}" for value in row[:_SEQ])
+    after = "".join(f"{SEPARATOR}{value}" for value in row[_SEQ + 1 :])
     return before.encode("utf-8"), after.encode("utf-8")
 
 

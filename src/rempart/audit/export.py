@@ -27,8 +27,9 @@ import pyarrow.parquet as pq
 from sqlalchemy import Engine, and_, func, select
 
 from rempart.audit.chain import FIELD_NAMES, GENESIS, CheckpointVerifier
+from rempart.audit.export_read import BATCH_ROWS, encoded_entries, plan_shards, shard_batches
 from rempart.audit.models import AuditCheckpoint, AuditEvent
-from rempart.audit.verify import Checkpoint, VerifyReport, verify_chain
+from rempart.audit.verify import Checkpoint, VerifyReport, verify_encoded
 
 __all__ = ["ExportSummary", "ExportVerification", "export_trail", "verify_export"]
 
@@ -196,54 +197,35 @@ class ExportVerification(VerifyReport):
     """Shards whose first exported entry follows neither the genesis nor a signed checkpoint."""
 
 
-def _shard_parts(parts: list[Path]) -> dict[int, list[tuple[int, Path]]]:
-    """For each shard, the part files that hold its entries, in sequence order (each
-    file's smallest sequence number of the shard; the folder names are not trusted)."""
-    runs: dict[int, list[tuple[int, Path]]] = {}
-    for part in parts:
-        keys = pq.read_table(part, columns=["shard", "seq"])
-        if not keys.num_rows:
-            continue
-        lows = keys.group_by("shard").aggregate([("seq", "min")])
-        for shard, low in zip(
-            lows.column("shard").to_pylist(), lows.column("seq_min").to_pylist(), strict=True
-        ):
-            runs.setdefault(int(shard), []).append((int(low), part))
-    return {shard: sorted(files) for shard, files in runs.items()}
+def _checkpoints(path: Path, shard: int) -> dict[int, Checkpoint]:
+    """One shard's signed checkpoints (one every thousand entries or so): never the whole
+    file's as Python values."""
+    table = pq.read_table(path, filters=[("shard", "=", shard)])
+    return {
+        int(seq): Checkpoint(int(seq), int(ts_us), bytes(digest), bytes(signature))
+        for seq, ts_us, digest, signature in zip(
+            *(table.column(name).to_pylist() for name in ("seq", "ts_us", "hash", "signature")),
+            strict=True,
+        )
+    }
 
 
-_ROW_COLUMNS = [*FIELD_NAMES, "prev_hash", "hash"]
-
-
-def _shard_rows(files: list[tuple[int, Path]], shard: int) -> Iterator[tuple[object, ...]]:
-    """A shard's entries, one part file at a time: memory holds one file's share of one
-    shard, never the export."""
-    for _, part in files:
-        rows = pq.read_table(
-            part, columns=["shard", *_ROW_COLUMNS], filters=[("shard", "=", shard)]
-        ).sort_by("seq")
-        yield from zip(*(rows.column(name).to_pylist() for name in _ROW_COLUMNS), strict=True)
-
-
-def verify_export(directory: Path, verifier: CheckpointVerifier) -> ExportVerification:
+def verify_export(
+    directory: Path, verifier: CheckpointVerifier, *, batch_rows: int = BATCH_ROWS
+) -> ExportVerification:
     """Re-chain every shard of an export and check its checkpoints, using only its files.
 
-    Streamed shard by shard and file by file, so that an export of any size verifies in
-    bounded memory."""
+    Streamed shard by shard, row group by row group, ``batch_rows`` entries at a time
+    (``export_read``), so that an export of any size verifies in bounded memory."""
     report = ExportVerification()
     if not (directory / "checkpoints.parquet").exists():
         raise FileNotFoundError(f"{directory} is not an audit export (no checkpoints.parquet)")
-    runs = _shard_parts(sorted(directory.glob("day=*/*.parquet")))
-    checkpoints = pq.read_table(directory / "checkpoints.parquet").to_pylist()
-    for shard, files in sorted(runs.items()):
-        rows = _shard_rows(files, shard)
-        first = next(rows)
-        first_seq, first_prev = int(first[0]), bytes(first[len(FIELD_NAMES)])  # type: ignore[call-overload]
-        signed = {
-            int(c["seq"]): Checkpoint(int(c["seq"]), int(c["ts_us"]), c["hash"], c["signature"])
-            for c in checkpoints
-            if c["shard"] == shard
-        }
+    plan = plan_shards(sorted(directory.glob("day=*/*.parquet")))
+    for shard, pieces in sorted(plan.items()):
+        entries = encoded_entries(shard_batches(pieces, shard, batch_rows))
+        first = next(entries)
+        first_seq, first_prev = first[0], first[1]
+        signed = _checkpoints(directory / "checkpoints.parquet", shard)
         anchor = signed.get(first_seq - 1)
         anchored = (first_seq == 1 and first_prev == GENESIS) or (
             anchor is not None
@@ -253,8 +235,8 @@ def verify_export(directory: Path, verifier: CheckpointVerifier) -> ExportVerifi
         if not anchored:
             report.unanchored.append(shard)
         report.shards.append(
-            verify_chain(
-                itertools.chain([first], rows),
+            verify_encoded(
+                itertools.chain([first], entries),
                 shard=shard,
                 start_seq=first_seq - 1,
                 start_hash=first_prev,

@@ -11,6 +11,7 @@ checkpoint beyond the last entry shows that the tail was cut.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from rempart.audit.chain import FIELD_NAMES, GENESIS, CheckpointVerifier, entry_hash
+from rempart.audit.chain import FIELD_NAMES, GENESIS, CheckpointVerifier, canonical
 from rempart.audit.models import (
     AuditArchive,
     AuditCheckpoint,
@@ -32,12 +33,14 @@ from rempart.store.engine import make_engine
 
 __all__ = [
     "Checkpoint",
+    "Encoded",
     "Problem",
     "ShardResult",
     "VerifyReport",
     "load_checkpoints",
     "verify_chain",
     "verify_database",
+    "verify_encoded",
 ]
 
 _COLUMNS = [getattr(AuditEvent, name) for name in FIELD_NAMES] + [
@@ -98,6 +101,10 @@ class VerifyReport:
         return sum(s.checkpoints for s in self.shards)
 
 
+Encoded = tuple[int, bytes, bytes, bytes]
+"""An entry as the chain sees it: sequence number, previous hash, hash, canonical encoding."""
+
+
 def verify_chain(
     rows: Iterable[tuple[object, ...]],
     *,
@@ -108,38 +115,65 @@ def verify_chain(
     verifier: CheckpointVerifier,
 ) -> ShardResult:
     """Check rows ``(*FIELD_NAMES, prev_hash, hash)`` in sequence order after an anchor."""
+    return verify_encoded(
+        (
+            (int(row[0]), bytes(row[_N]), bytes(row[_N + 1]), canonical(row[:_N]))  # type: ignore[call-overload, arg-type]
+            for row in rows
+        ),
+        shard=shard,
+        start_seq=start_seq,
+        start_hash=start_hash,
+        checkpoints=checkpoints,
+        verifier=verifier,
+    )
+
+
+def verify_encoded(
+    entries: Iterable[Encoded],
+    *,
+    shard: int,
+    start_seq: int,
+    start_hash: bytes,
+    checkpoints: dict[int, Checkpoint],
+    verifier: CheckpointVerifier,
+) -> ShardResult:
+    """:func:`verify_chain` over entries already encoded (an export encodes whole batches
+    at once, outside Python's per-row loop); the first entry that breaks is named."""
     result = ShardResult(shard=shard, start_seq=start_seq, last_seq=start_seq, last_hash=start_hash)
     previous = start_hash
     expected = start_seq + 1
-    for row in rows:
-        seq = int(row[0])  # type: ignore[call-overload]
+    problem: Problem | None = None
+    sha256 = hashlib.sha256
+    for seq, prev_hash, stored, encoded in entries:
         if seq != expected:
             what = "is missing" if seq > expected else "is out of order"
-            result.problem = Problem(shard, expected if seq > expected else seq, f"entry {what}")
-            return result
-        if bytes(row[_N]) != previous:  # type: ignore[call-overload]
-            result.problem = Problem(shard, seq, "does not link to the previous entry")
-            return result
-        digest = entry_hash(previous, row[:_N])  # type: ignore[arg-type]
-        if digest != bytes(row[_N + 1]):  # type: ignore[call-overload]
-            result.problem = Problem(
-                shard, seq, "was altered (its content does not match its hash)"
-            )
-            return result
+            problem = Problem(shard, expected if seq > expected else seq, f"entry {what}")
+            break
+        if prev_hash != previous:
+            problem = Problem(shard, seq, "does not link to the previous entry")
+            break
+        digest = sha256(previous + encoded).digest()  # entry_hash, the encoding done
+        if digest != stored:
+            problem = Problem(shard, seq, "was altered (its content does not match its hash)")
+            break
         checkpoint = checkpoints.get(seq)
         if checkpoint is not None:
             if checkpoint.hash != digest:
-                result.problem = Problem(shard, seq, "disagrees with its signed checkpoint")
-                return result
+                problem = Problem(shard, seq, "disagrees with its signed checkpoint")
+                break
             if not verifier.valid(seq, digest, checkpoint.ts_us, checkpoint.signature, shard=shard):
-                result.problem = Problem(shard, seq, "checkpoint signature is invalid")
-                return result
+                problem = Problem(shard, seq, "checkpoint signature is invalid")
+                break
             result.checkpoints += 1
             result.last_good_checkpoint = checkpoint
         previous = digest
-        result.entries += 1
-        result.last_seq = seq
         expected = seq + 1
+    # Counted once at the end: the loop is the cost of a verification, per entry.
+    result.entries = expected - start_seq - 1
+    result.last_seq = expected - 1
+    if problem is not None:
+        result.problem = problem
+        return result
     result.last_hash = previous
     beyond = [s for s in checkpoints if s > result.last_seq]
     if beyond:
