@@ -18,6 +18,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +30,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rempart.api import create_app
+from rempart.audit.events import Origin
 from rempart.config import Settings
+from rempart.errors import RempartError
 from rempart.guard.alerts import list_alerts
 from rempart.guard.redis_state import RedisState
+from rempart.rights.guarded import caller_of, guarded_lookup
 from rempart.services import Services
-from rempart.store.engine import session_scope
+from rempart.store.engine import lookup_scope, session_scope
 from rempart.store.models import Account
 from tests.functional.conftest import PEER, Login, Person, log_in, make_login
 from tests.functional.test_guard_inline import (
@@ -527,3 +531,55 @@ def test_redis_going_away_mid_run_fails_closed_then_recovers(
     ]
     # The record outlived the outage: both answered lookups are in it.
     assert state_of(services).account("ph-lilas").day_lookups == 2
+
+
+def test_parallel_lookups_of_one_account_on_two_workers_are_never_refused_as_stale(
+    services: Services, second: Services, pharmacist: Login, town: Town
+) -> None:
+    """Practice software checking a day's list with parallel requests, on two workers:
+    each decision that loses the race for the account's record is taken again, so
+    none ends as ``503 guard_unavailable`` (with five tries, a few percent did), and
+    every decision is counted once. The route's own path, without HTTP, so that the
+    two workers really race."""
+    customers, _ = town
+    with TestClient(create_app(services=services), client=PEER) as first:
+        token = log_in(first, pharmacist)
+    history = len(lookup_entries(services, "ph-lilas"))
+    work = [person for _ in range(40) for person in customers]
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    origin = Origin(client_ip=PEER[0], user_agent="Logiciel de pharmacie/4.2")
+
+    def check(worker: Services) -> None:
+        while True:
+            with lock:
+                if not work:
+                    return
+                person = work.pop()
+            try:
+                with lookup_scope(worker.sessions) as session:
+                    principal = worker.auth.authenticate(session, token)
+                    guarded_lookup(
+                        worker,
+                        session,
+                        caller_of(principal, origin),
+                        raw_nir=person.nir.value,
+                        raw_birth_date=person.birth_date.isoformat(),
+                    )
+                outcome = "ok"
+            except RempartError as exc:
+                outcome = exc.code
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=check, args=(w,)) for w in (services, second) * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert "guard_unavailable" not in outcomes, Counter(outcomes)
+    # Allowed, or stepped up at this pace: decided either way, and recorded.
+    assert set(outcomes) <= {"ok", "insufficient_user_authentication"}, Counter(outcomes)
+    entries = lookup_entries(services, "ph-lilas")[history:]
+    assert len(entries) == len(outcomes)
+    assert state_of(services).account("ph-lilas").day_lookups == len(entries)

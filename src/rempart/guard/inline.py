@@ -149,6 +149,7 @@ What several workers sharing the state must agree on:
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 import time
@@ -223,7 +224,14 @@ _STEP_UP_ACRS: Final = tuple(sorted(PHISHING_RESISTANT))
 _STEP_UP_DETAIL: Final = (
     "the guard asks for a phishing-resistant authentication (WebAuthn or CPS card)"
 )
-_MAX_RETRIES: Final = 5
+_MAX_RETRIES: Final = 24
+"""Decisions of one record tried again after another worker saved it first. Two workers
+busy on one account (practice software's parallel checks; a load test) lose about half
+of their races: five tries left a few percent of such lookups refused (503), measured
+by ``bench/bench_lookup.py``'s Redis run; with the pause below, 24 make it vanishingly rare."""
+_RETRY_PAUSE_SECONDS: Final = 0.0005
+"""Up to this times the attempt number, at random, before trying again: two workers that keep
+colliding stop doing it in step."""
 _HISTORY_LEASE_SECONDS: Final = 120
 """How long a worker closing the learning window may take before another takes over."""
 _HISTORY_WAIT_SECONDS: Final = 10.0
@@ -769,7 +777,7 @@ class InlineGuard:
     ) -> _Decided:
         """Called under the lock: the engine's decision, its writes sent when it has
         decided; decided again if another worker saved the record meanwhile."""
-        for _ in range(_MAX_RETRIES):
+        for attempt in range(_MAX_RETRIES):
             try:
                 with self.state.deferred_writes():
                     return self.engine.decide_resolved(
@@ -784,6 +792,8 @@ class InlineGuard:
                         answered_by_client=answered_by_client,
                     )
             except StaleRecord:
+                if attempt:
+                    time.sleep(_RETRY_PAUSE_SECONDS * attempt * random.random())  # noqa: S311
                 continue
         raise StaleRecord(record_id)
 
