@@ -1407,7 +1407,7 @@ def _failures_text(run: Run) -> str:
         )
         lines.append(
             f"- **Failed closed: `{name}` answered {failed:,} of its {total:,} measured "
-            f"lookups ({100 * failed / total:.1f} %) with a status that was not 2xx**; the "
+            f"lookups ({100 * failed / total:.2g} %) with a status that was not 2xx**; the "
             f"trail holds {refused:,} lookups refused `guard_unavailable` (warm-ups included), "
             f"and its server logged `guard_failed` {causes or 'never'}. With the guard's "
             "state in Redis, the two workers decide for the one account at once: a record "
@@ -1498,6 +1498,11 @@ def render(args: argparse.Namespace, run: Run, history: list[dict[str, float | s
         if run.before is not None
         else "`lookup-before`: not measured in this run (`--before none`)"
     )
+    before_note = (
+        "; `lookup-before`'s ratio to `lookup-plain` takes today's `lookup-plain` as denominator"
+        if run.before is not None
+        else ""
+    )
     earlier = "\n".join(f"  - {e}" for e in EARLIER)
     cpu_lines = "\n".join(_cpu_line(name, results) for name, results in run.results.items())
     return f"""## Authenticated lookups over HTTP, the lookup path's CPU ({WORKERS} workers)
@@ -1531,8 +1536,7 @@ CPU shares at the end).
 
 {_endpoint_table(run)}
 
-Issue 16's targets (ratios: the median of the per-round ratios; `lookup-before`'s
-ratio to `lookup-plain` takes today's `lookup-plain` as denominator):
+Issue 16's targets (ratios: the median of the per-round ratios{before_note}):
 
 {_targets(args, run)}
 
@@ -1555,10 +1559,11 @@ ratio to `lookup-plain` takes today's `lookup-plain` as denominator):
   --no-server-header`), uvloop and httptools, log level `{args.log_level}` everywhere (the
   access log is at `info`), every other `REMPART_*` setting at its default;
   `{wrk_command}` after a {args.warmup} s warm-up per server; {run.pairs:,} distinct real
-  (NIR, birth date) pairs cycled; a run with any non-2xx answer or socket error is
-  refused, and each lookup server is checked before and after the rounds (one lookup by
-  hand: the trail grew by one row decided in the learning window, or by none for
-  `lookup-plain`; the guard's keys present in Redis for `lookup-redis`).
+  (NIR, birth date) pairs cycled; a run with any non-2xx answer (but `lookup-redis`'s,
+  counted above) or socket error is refused, and each lookup server is checked before
+  and after the rounds (one lookup by hand: the trail grew by one row decided in the
+  learning window, or by none for `lookup-plain`; the guard's keys present in Redis for
+  `lookup-redis`).
 - **Database**: a fresh PostgreSQL database with {args.insured:,} insured persons and
   {args.professionals:,} professionals (world seed 0{reused}; loaded in
   {run.load_seconds:.0f} s), shared by every lookup server; the audit trail in it.
