@@ -115,12 +115,14 @@ ENDPOINTS = {
     "bare-sync": f"`bare-sync`: `POST {BARE_PATH}`, bare FastAPI, plain `def`",
 }
 GUARDED = ("lookup", "lookup-redis", "lookup-before")
-# Endpoints whose lookups failing closed would be counted and reported rather than void
-# the run. None any more: with the state in Redis, the two workers' decisions for the one
-# account conflict, and five tries left 2-4 % of lookups refused (503 guard_unavailable);
-# since the guard tries 24 times with a random pause, any answer that is not 2xx voids
-# the run everywhere. Kept as the switch should a configuration need it again.
-TOLERATED: tuple[str, ...] = ()
+# Where a lookup failed closed is counted and reported rather than voiding the run: with
+# the state in Redis, the two workers' decisions for the one account conflict (a record
+# saved by the other worker meanwhile is decided again; the guard tries 24 times with a
+# random pause, then refuses the lookup, 503 guard_unavailable, recorded in the trail).
+# At wrk's 32 connections on one account, a worker can lose every race while the other
+# runs its queue: a few lookups in ten thousand (2-4 in a hundred with five tries).
+# Anywhere else, any answer that is not 2xx voids the run.
+TOLERATED = ("lookup-redis",)
 
 
 def endpoints(args: argparse.Namespace) -> list[str]:
