@@ -185,16 +185,19 @@ after 200 to warm up, in 5 rounds (range of the rounds' CPU per lookup in bracke
 | --- | ---: | ---: | ---: | ---: |
 {rows}
 
-- SQLite is the embedded default (one file, WAL, `synchronous=FULL`: each lookup's commit
-  waits for the disk, hence the wall time); its audit append is several statements in the
-  lookup's transaction (one writer at a time anyway). PostgreSQL: the lookup's connection in
-  autocommit, three round trips (`tests/functional/test_lookup_round_trips.py`).
+- SQLite is the embedded default (one file, WAL, `synchronous=FULL`); its audit append is
+  several statements in the lookup's transaction, with the hash computed in Python (one
+  writer at a time anyway). PostgreSQL: the lookup's connection in autocommit, three round
+  trips (`tests/functional/test_lookup_round_trips.py`), the statements run by psycopg
+  itself (`store/direct.py`), the audit entry hashed by PostgreSQL in its one statement;
+  the server's CPU is that of the database's backends (read from `/proc`).
+- Against the same lookups over HTTP (`bench:lookup`), what this leaves out is the web
+  stack (uvicorn, FastAPI, the thread pool) and the contention of two workers, wrk and
+  PostgreSQL on two cores.
 - **Code**: {code_version()}.
 - **Reproduce**: `{command}`
-- **Machine**: {platform.machine()}, 2 cores, Python {platform.python_version()}; a single
-  thread, so the figures are per lookup and not a throughput.
-
-_Measured {time.strftime("%Y-%m-%d %H:%M", time.gmtime())} UTC._
+- **Machine**: {platform.machine()}, 2 cores; a single thread, so the figures are per
+  lookup and not a throughput.
 """
 
 
