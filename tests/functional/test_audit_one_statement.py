@@ -153,7 +153,7 @@ def test_any_entry_is_stored_as_hashed_and_the_trail_verifies(
     trail = SqlAuditTrail(shared_audit, SIGNER, shards=3, checkpoint_every=5)
     if on_autocommit:
         with autocommit(shared_audit) as connection:
-            appended = trail.append(batch, connection=connection)
+            appended = trail.append(batch, session=Session(bind=connection))
     else:
         appended = trail.append(batch)
     with shared_audit.connect() as connection:
@@ -172,7 +172,7 @@ def test_on_an_autocommit_connection_an_entry_is_one_statement(audit_engine: Eng
     trail.ensure_heads()
     with autocommit(audit_engine) as connection, statements_on(connection) as sent:
         for n in range(10):
-            trail.append([entry(n)], connection=connection)
+            trail.append([entry(n)], session=Session(bind=connection))
     # One statement per entry, and the checkpoint's right after entries 5 and 10.
     assert len(sent) == 12
     with audit_engine.connect() as connection:
@@ -208,7 +208,7 @@ def test_with_every_head_busy_an_append_waits_and_chains_after_the_committed_one
         held = []
         for n, holder in enumerate(holders):
             holder.begin()
-            held.extend(trail.append([entry(n)], connection=holder))
+            held.extend(trail.append([entry(n)], session=Session(bind=holder)))
         assert {a.shard for a in held} == {0, 1}  # SKIP LOCKED: each took a free head
 
         waited: list[Appended] = []
@@ -272,7 +272,7 @@ def test_a_checkpoint_that_fails_after_a_committed_entry_is_logged_not_raised(
     trail.ensure_heads()
     refuse_inserts(audit_engine, "audit_checkpoints")
     with autocommit(audit_engine) as connection, capture_logs() as logs:
-        appended = [trail.append([entry(n)], connection=connection)[0] for n in range(3)]
+        appended = [trail.append([entry(n)], session=Session(bind=connection))[0] for n in range(3)]
     assert [a.seq for a in appended] == [1, 2, 3]
     failed = [line for line in logs if line["event"] == "audit_checkpoint_failed"]
     # Where, and the error's type: no hash, no signature, no statement.
@@ -308,12 +308,10 @@ def test_a_batch_on_an_autocommit_connection_is_still_all_or_nothing(
     trail = SqlAuditTrail(audit_engine, SIGNER, shards=1)
     refuse_inserts(audit_engine, "audit_events", when="NEW.event = 'boom'")
     with autocommit(audit_engine) as connection:
+        session = Session(bind=connection)
         with pytest.raises(AuditUnavailable):
-            trail.append([entry(1), entry(2, event_name="boom")], connection=connection)
+            trail.append([entry(1), entry(2, event_name="boom")], session=session)
         with audit_engine.connect() as reader:
             assert reader.scalar(select(AuditHead.seq)) == 0
-        assert [a.seq for a in trail.append([entry(3), entry(4)], connection=connection)] == [
-            1,
-            2,
-        ]
+        assert [a.seq for a in trail.append([entry(3), entry(4)], session=session)] == [1, 2]
     assert verified(audit_engine) == []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +21,6 @@ from typing import Any
 
 import pyotp
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from typer.testing import CliRunner
@@ -38,7 +36,15 @@ from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, CareLink, Insured, Professional, WebAuthnCredential
 from tests.conftest import FAST_HASHING
-from tests.functional.conftest import PROXY, Login, Person, log_in, make_login, totp_code
+from tests.functional.conftest import (
+    PROXY,
+    Login,
+    Person,
+    guard_state_settings,
+    log_in,
+    make_login,
+    totp_code,
+)
 
 ORIGIN = "http://testserver"
 API = "/api/v1/auth"
@@ -52,16 +58,8 @@ runner = CliRunner()
 def guard_redis(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The guard's state: in process, or in the real Redis under a key prefix of this
     test's own (removed afterwards). The settings that say so."""
-    if request.param == "memory":
-        yield {}
-        return
-    url: str = request.getfixturevalue("redis_url")
-    prefix = f"test:inline:{secrets.token_hex(6)}:"
-    yield {"redis_url": url, "guard_redis_prefix": prefix}
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+    with guard_state_settings(request, "inline") as overrides:
+        yield overrides
 
 
 def guard_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:

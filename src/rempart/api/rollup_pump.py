@@ -9,12 +9,11 @@ anything left to count. Several workers may each run one: an hour is claimed by 
 
 from __future__ import annotations
 
-import threading
-
 import structlog
 
 from rempart.audit.trail import now_us
 from rempart.console.activity import count_closed_hours
+from rempart.periodic import Periodic
 from rempart.services import Services
 
 __all__ = ["RollupPump"]
@@ -22,21 +21,16 @@ __all__ = ["RollupPump"]
 log = structlog.get_logger("rempart.console")
 
 
-class RollupPump:
+class RollupPump(Periodic):
     def __init__(self, services: Services, *, interval_seconds: float) -> None:
         self._services = services
-        self._interval = interval_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rempart-rollup", daemon=True)
-
-    def start(self) -> None:
-        if self._interval > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        super().__init__(
+            "rempart-rollup",
+            self._count,
+            interval_seconds=interval_seconds,
+            failed="rollup_pump_failed",
+            logger=log,
+        )
 
     def run_once(self) -> int:
         """Counts every missing closed hour of the charts' span; returns how many."""
@@ -46,14 +40,7 @@ class RollupPump:
         )
         return counted
 
-    def _run(self) -> None:
-        # The first pass waits an interval too: a server that starts and stops at once
-        # (a test, a health check) does not scan the trail.
-        while not self._stop.wait(self._interval):
-            try:
-                counted = self.run_once()
-            except Exception as exc:  # noqa: BLE001 - the pump must outlive any one failure
-                log.warning("rollup_pump_failed", error=type(exc).__name__)
-                continue
-            if counted:
-                log.info("rollup_hours_counted", hours=counted)
+    def _count(self) -> None:
+        counted = self.run_once()
+        if counted:
+            log.info("rollup_hours_counted", hours=counted)

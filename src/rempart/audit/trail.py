@@ -146,16 +146,15 @@ class AuditTrail(Protocol):
         entries: Sequence[AuditEntry],
         *,
         session: Session | None = None,
-        connection: Connection | None = None,
     ) -> list[Appended]:
         """Commit the entries (their ``seq`` is assigned here) or raise AuditUnavailable.
 
         With ``session``, and the trail in the same database, the entries join that
         session's transaction and commit with the change they record (atomically);
         without, they commit on their own, at once: how a refusal is recorded, since
-        the refused request's own transaction is rolled back. ``connection`` (to the
-        trail's database) is used the same way; on an AUTOCOMMIT one, a single entry
-        on PostgreSQL is one statement, committed as it returns.
+        the refused request's own transaction is rolled back. On a session whose
+        connection is in AUTOCOMMIT, a single entry on PostgreSQL is one statement,
+        committed as it returns.
         """
 
 
@@ -221,11 +220,11 @@ class SqlAuditTrail:
         entries: Sequence[AuditEntry],
         *,
         session: Session | None = None,
-        connection: Connection | None = None,
     ) -> list[Appended]:
         try:
             self.ensure_heads()  # normally done once at start (Services.audit)
-            if connection is None and session is not None:
+            connection = None
+            if session is not None:
                 bind = session.get_bind()
                 # The same pool: the same database, whatever execution options the bind has.
                 if bind.engine.pool is self.engine.pool:
@@ -357,7 +356,6 @@ class DisabledAuditTrail:
         entries: Sequence[AuditEntry],
         *,
         session: Session | None = None,
-        connection: Connection | None = None,
     ) -> list[Appended]:
-        del session, connection  # nothing is written, in any transaction
+        del session  # nothing is written, in any transaction
         return [Appended(shard=0, seq=0) for _ in entries]

@@ -177,8 +177,8 @@ class SessionStore:
         touching = connection.dialect.name == "postgresql"
         row: Sequence[Any] | None
         if touching:
-            row = _TOUCHING_RESOLVE.first(
-                session,
+            row = _TOUCHING_RESOLVE.first_on(
+                connection,
                 {
                     "sid": session_id,
                     "aid": account_id,

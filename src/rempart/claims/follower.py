@@ -23,7 +23,6 @@ them again: harmless for the same reason.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -33,6 +32,7 @@ from sqlalchemy import Engine
 from rempart.claims.sink import ClaimSink
 from rempart.claims.table import claims_after, last_seq
 from rempart.guard.engine import UnknownAccount
+from rempart.periodic import Periodic
 
 __all__ = ["ClaimsFollower"]
 
@@ -41,7 +41,7 @@ log = structlog.get_logger("rempart.claims")
 DAY_US = 86_400_000_000
 
 
-class ClaimsFollower:
+class ClaimsFollower(Periodic):
     """Feeds ``guard()``'s guard (None: the guard is disabled, nothing to feed) the
     table's claims; ``run_once`` is one pass, the thread repeats it."""
 
@@ -57,7 +57,6 @@ class ClaimsFollower:
     ) -> None:
         self._engine = engine
         self._guard = guard
-        self._interval = interval_seconds
         self._history_days = history_days
         self._clock = clock
         self._batch = batch
@@ -67,23 +66,19 @@ class ClaimsFollower:
         """While the start-up feed runs: the last ``seq`` it covers."""
         self.fed = 0
         self.skipped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="rempart-claims-follower", daemon=True
+        # Its first pass at once: the start-up feed before the first lookups.
+        super().__init__(
+            "rempart-claims-follower",
+            self._feed,
+            interval_seconds=interval_seconds,
+            failed="claims_follower_failed",
+            logger=log,
+            at_start=True,
         )
 
     @property
     def cursor(self) -> int | None:
         return self._cursor
-
-    def start(self) -> None:
-        if self._interval > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
 
     def run_once(self) -> int:
         """Feed every row not fed yet; returns how many were fed. Raises what the guard
@@ -123,14 +118,8 @@ class ClaimsFollower:
                         self.fed += 1
                     self._cursor = seq
 
-    def _run(self) -> None:
-        while True:
-            try:
-                fed = self.run_once()
-            except Exception as exc:  # noqa: BLE001 - retried at the next pass, nothing skipped
-                log.warning("claims_follower_failed", error=type(exc).__name__)
-            else:
-                if fed:
-                    log.info("claims_fed", claims=fed, last_seq=self._cursor)
-            if self._stop.wait(self._interval):
-                return
+    def _feed(self) -> None:
+        # A failing pass leaves its rows to the next one: nothing is skipped.
+        fed = self.run_once()
+        if fed:
+            log.info("claims_fed", claims=fed, last_seq=self._cursor)

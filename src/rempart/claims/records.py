@@ -175,6 +175,16 @@ def _printable(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
+def _identifier(value: object, column: str, limit: int, code: ClaimCode) -> str:
+    """An account or claim id: text of at most ``limit`` printable ASCII characters."""
+    text = _text(value, column)
+    if len(text) > limit or not _printable(text):
+        raise ClaimProblem(
+            code, f"{column} has at most {limit} printable ASCII characters", column=column
+        )
+    return text
+
+
 def parse_claim(
     *, ts: object, account_id: object, nir: object, now_us: int, claim_id: object = None
 ) -> ClaimRecord:
@@ -187,13 +197,7 @@ def parse_claim(
     ts_us = _timestamp(ts)
     if ts_us > now_us + FUTURE_TOLERANCE_US:
         raise ClaimProblem(ClaimCode.FUTURE, "ts is in the future", column="ts")
-    account = _text(account_id, "account_id")
-    if len(account) > MAX_ACCOUNT_ID or not _printable(account):
-        raise ClaimProblem(
-            ClaimCode.BAD_ACCOUNT,
-            f"account_id has at most {MAX_ACCOUNT_ID} printable ASCII characters",
-            column="account_id",
-        )
+    account = _identifier(account_id, "account_id", MAX_ACCOUNT_ID, ClaimCode.BAD_ACCOUNT)
     raw_nir = _text(nir, "nir")
     try:
         value = parse_nir(raw_nir).value
@@ -206,11 +210,5 @@ def parse_claim(
     if claim_id is None or (isinstance(claim_id, str) and not claim_id.strip()):
         key = claim_key(account, value, ts_us)
     else:
-        key = _text(claim_id, "claim_id")
-        if len(key) > MAX_CLAIM_ID or not _printable(key):
-            raise ClaimProblem(
-                ClaimCode.BAD_CLAIM_ID,
-                f"claim_id has at most {MAX_CLAIM_ID} printable ASCII characters",
-                column="claim_id",
-            )
+        key = _identifier(claim_id, "claim_id", MAX_CLAIM_ID, ClaimCode.BAD_CLAIM_ID)
     return ClaimRecord(claim_id=key, ts_us=ts_us, account_id=account, nir=value)

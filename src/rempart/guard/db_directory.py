@@ -106,6 +106,9 @@ class DatabaseDirectory:
 
     def _put(self, cache: OrderedDict[str, _Cached], key: str, value: object) -> None:
         with self._lock:
+            replaced = cache.get(key)
+            if replaced is not None and isinstance(replaced.value, Person):
+                self._care.pop(replaced.value.ref, None)  # an expired entry's care links
             cache[key] = _Cached(value, time.monotonic() + self._ttl)
             cache.move_to_end(key)
             while len(cache) > self._size:
@@ -164,19 +167,18 @@ class DatabaseDirectory:
         """Resolve the account and the person on ``session``; the person (None: unknown).
 
         ``read``: the person's rows already read with the lookup's own (one statement
-        for the guard's facts and the rights, :mod:`rempart.rights.lookup`): no query,
-        and the cache is refreshed from them."""
+        for the guard's facts and the rights, :mod:`rempart.rights.lookup`): used instead
+        of a query when the person is not cached."""
         if self._get(self._pros, account_id) is None:
             self._put(self._pros, account_id, self._load_professional(session, account_id))
-        if read is not None:
-            person = self._person_of(read.rows, read.start)
-            self._put(self._persons, nir, person)
-            return person
         hit = self._get(self._persons, nir)
         if hit is not None:
             cached: Person | None = hit.value  # type: ignore[assignment]
             return cached
-        person = self._load_person(session, nir)
+        if read is not None:
+            person = self._person_of(read.rows, read.start)
+        else:
+            person = self._load_person(session, nir)
         self._put(self._persons, nir, person)
         return person
 

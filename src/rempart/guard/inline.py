@@ -793,9 +793,18 @@ class InlineGuard:
                     )
             except StaleRecord:
                 if attempt:
-                    time.sleep(_RETRY_PAUSE_SECONDS * attempt * random.random())  # noqa: S311
+                    self._pause_unlocked(_RETRY_PAUSE_SECONDS * attempt * random.random())  # noqa: S311
                 continue
         raise StaleRecord(record_id)
+
+    def _pause_unlocked(self, seconds: float) -> None:
+        """Called under the lock: wait without it, so that the worker's lookups of other
+        accounts go on meanwhile (the retry reads the record afresh anyway)."""
+        self._lock.release()
+        try:
+            time.sleep(seconds)
+        finally:
+            self._lock.acquire()
 
     def _read(self, account_id: str, nir: str, network: str, caller: Caller) -> AccountState:
         """Called under the lock: the account's record, with the lookup's registry facts

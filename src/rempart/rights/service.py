@@ -20,7 +20,7 @@ from rempart.audit.chain import CATEGORIES, AuditEntry
 from rempart.audit.trail import AuditTrail, AuditUnavailable, now_us
 from rempart.errors import RempartError
 from rempart.nir import NIR, InvalidNIR, compact, keyed_pseudonym, parse_nir
-from rempart.rights.lookup import NotFound, PersonRead, RightsRecord, read_person
+from rempart.rights.lookup import NotFound, PersonRead, RightsRecord
 
 __all__ = [
     "Caller",
@@ -141,21 +141,19 @@ def audited_lookup(
     audit: AuditTrail,
     caller: Caller,
     lookup: LookupInput,
+    read: PersonRead,
     *,
     pseudonym_key: bytes,
-    read: PersonRead | None = None,
     guard_decision: str = "",
     guard_reasons: str = "",
 ) -> RightsRecord:
-    """``read``: the person's rows if already read (with the guard's facts); else read here."""
+    """``read``: the person's rows, read with the guard's facts
+    (:func:`~rempart.rights.lookup.read_person`)."""
     record: RightsRecord | None = None
     failure: RempartError | InvalidNIR | None = lookup.failure
     outcome = "ok" if failure is None else _outcome(failure)
     if failure is None:
-        assert lookup.nir is not None
         assert lookup.birth_date is not None
-        if read is None:
-            read = read_person(session, lookup.nir)
         try:
             record = read.record(lookup.birth_date)
         except RempartError as exc:

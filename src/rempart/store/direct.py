@@ -5,7 +5,7 @@ machinery each costs about 40 µs of CPU more than the driver itself takes (exec
 context, result metadata, psycopg building column descriptions nobody reads), a sixth
 of a lookup's CPU for three statements (``bench/bench_lookup_path.py``). A
 :class:`DirectStatement` keeps the statement written once in SQLAlchemy Core, compiles it
-once per dialect, and on PostgreSQL hands the SQL and its parameters to psycopg on the
+once for PostgreSQL, and there hands the SQL and its parameters to psycopg on the
 session's own connection: same transaction (or autocommit), same pool. What SQLAlchemy
 would do around a failure is kept: the driver's error is raised as SQLAlchemy's
 (``OperationalError`` and the rest, which the callers already handle), and a connection
@@ -35,17 +35,14 @@ class DirectStatement:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._compiled: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._postgres: tuple[str, dict[str, Any]] | None = None
 
-    def _for(self, connection: Connection) -> tuple[str, dict[str, Any]]:
-        key = id(connection.dialect)
-        compiled = self._compiled.get(key)
-        if compiled is None:
+    def _compiled(self, connection: Connection) -> tuple[str, dict[str, Any]]:
+        """The SQL for PostgreSQL, with the values bound at build time (a LIMIT, a literal)."""
+        if self._postgres is None:
             done: Compiled = self.statement.compile(dialect=connection.dialect)  # type: ignore[attr-defined]
-            # The values bound at build time (a LIMIT, a literal), under the caller's.
-            defaults = {k: v for k, v in done.params.items() if v is not None}
-            compiled = self._compiled[key] = (done.string, defaults)
-        return compiled
+            self._postgres = (done.string, {k: v for k, v in done.params.items() if v is not None})
+        return self._postgres
 
     def rows(self, session: Session, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Every row, as tuples (by position), on the session's connection."""
@@ -56,7 +53,7 @@ class DirectStatement:
         if connection.dialect.name != "postgresql":
             done = connection.execute(self.statement, dict(params))
             return done.all() if done.returns_rows else []
-        sql, defaults = self._for(connection)
+        sql, defaults = self._compiled(connection)
         driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
         values = {**defaults, **params}
         try:
