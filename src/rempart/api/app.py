@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from rempart.api.account_routes import router as account_router
 from rempart.api.errors import install_error_handlers
+from rempart.api.fhir_routes import router as fhir_router
 from rempart.api.mail_pump import MailPump
 from rempart.api.middleware import (
     AccessLogMiddleware,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(webauthn_router)
     app.include_router(oauth_router)
     app.include_router(notice_router)
+    app.include_router(fhir_router)
     app.include_router(assets_router)
     install_console(app)
     install_portal(app)

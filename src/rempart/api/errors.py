@@ -1,4 +1,5 @@
-"""One place that turns every failure into ``{"error": code, "detail": text}``.
+"""One place that turns every failure into ``{"error": code, "detail": text}``, or, on
+the FHIR facade (``/fhir/``), into an OperationOutcome carrying the same code and detail.
 
 No stack trace, no input value and no NIR ever goes back to the client or into the log.
 """
@@ -13,9 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from rempart.api.schemas import CONTROL_CHARACTERS_ERROR, INVALID_NIR_ERROR
 from rempart.errors import RempartError
+from rempart.fhir.outcome import FHIR_JSON, is_fhir_path, outcome_body
 from rempart.nir import InvalidNIR, NIRError
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -51,19 +54,43 @@ def error_response(
     )
 
 
+def _answer(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    *,
+    extra: dict[str, str] | None = None,
+) -> Response:
+    """The error as the door that was asked speaks it: JSON, or FHIR on ``/fhir/``."""
+    if is_fhir_path(request.url.path):
+        return Response(
+            outcome_body(status, code, detail),
+            status_code=status,
+            media_type=FHIR_JSON,
+            headers=headers or None,
+        )
+    return JSONResponse(
+        {"error": code, "detail": detail, **(extra or {})},
+        status_code=status,
+        headers=headers or None,
+    )
+
+
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     message = str(error.get("msg", "invalid"))
     return f"{location}: {message}" if location else message
 
 
-def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors: list[dict[str, Any]] = list(exc.errors())
     kinds = {str(e.get("type")) for e in errors}
     if INVALID_NIR_ERROR in kinds:
         # As the lookup answers any malformed NIR, before the guard is asked.
-        return _invalid_nir(_request, InvalidNIR(NIRError.CHARACTERS))
+        return _invalid_nir(request, InvalidNIR(NIRError.CHARACTERS))
     status, code = 422, "invalid_type"
     for types, candidate_status, candidate_code in _VALIDATION_CODES:
         if kinds & types:
@@ -73,47 +100,44 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         if kinds & {"string_too_long", "string_too_short"}:
             code = "invalid_value"
     if code == "malformed_json":
-        return error_response(status, code, "the body is not valid JSON")
-    return error_response(status, code, "; ".join(_describe(e) for e in errors[:5]))
+        return _answer(request, status, code, "the body is not valid JSON")
+    return _answer(request, status, code, "; ".join(_describe(e) for e in errors[:5]))
 
 
-def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RempartError)
-    return error_response(exc.status, exc.code, exc.detail, exc.headers)
+    return _answer(request, exc.status, exc.code, exc.detail, exc.headers)
 
 
-def _invalid_nir(_request: Request, exc: Exception) -> JSONResponse:
+def _invalid_nir(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InvalidNIR)
-    return JSONResponse(
-        {"error": "invalid_nir", "detail": exc.detail, "reason": exc.code.value},
-        status_code=422,
-    )
+    return _answer(request, 422, "invalid_nir", exc.detail, extra={"reason": exc.code.value})
 
 
-def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 400:
         # FastAPI's answer to a body it cannot decode at all (not UTF-8, for one).
         code, detail = "malformed_body", "the body is not UTF-8 encoded JSON"
-    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+    return _answer(request, exc.status_code, code, detail, dict(exc.headers or {}))
 
 
-def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+def _database_down(request: Request, exc: Exception) -> Response:
     log.error("database_unavailable", error_type=type(exc).__name__)
-    return error_response(
-        503, "database_unavailable", "the database cannot be reached; retry later"
+    return _answer(
+        request, 503, "database_unavailable", "the database cannot be reached; retry later"
     )
 
 
-def _data_refused(request: Request, exc: Exception) -> JSONResponse:
+def _data_refused(request: Request, exc: Exception) -> Response:
     # A value the database cannot hold got past the schemas: the request's fault, and
     # its message may quote the value, so the type and the route only.
     route = getattr(request.scope.get("route"), "path", None) or "<unmatched>"
     log.warning("database_refused_value", error_type=type(exc).__name__, route=route)
-    return error_response(
-        422, "invalid_value", "a value of the request cannot be stored or searched"
+    return _answer(
+        request, 422, "invalid_value", "a value of the request cannot be stored or searched"
     )
 
 

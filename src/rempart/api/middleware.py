@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rempart.fhir.outcome import FHIR_JSON, is_fhir_path, outcome_body
 from rempart.forwarded import InvalidForwardedFor, IPNetwork, client_behind_proxies
 
 __all__ = [
@@ -42,14 +43,19 @@ SECURITY_HEADERS = [
 ]
 
 
-async def _reply(send: Send, status: int, code: str, detail: str) -> None:
-    body = json.dumps({"error": code, "detail": detail}).encode()
+async def _reply(scope: Scope, send: Send, status: int, code: str, detail: str) -> None:
+    """An answer of the middleware itself, as the door asked speaks errors (JSON, or an
+    OperationOutcome on the FHIR facade)."""
+    if is_fhir_path(scope.get("path", "")):
+        body, media = outcome_body(status, code, detail), FHIR_JSON.encode()
+    else:
+        body, media = json.dumps({"error": code, "detail": detail}).encode(), b"application/json"
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", media),
                 (b"content-length", str(len(body)).encode()),
             ],
         }
@@ -58,7 +64,8 @@ async def _reply(send: Send, status: int, code: str, detail: str) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` (413) and non-JSON bodies on the API (415)."""
+    """Refuses bodies over ``max_bytes`` (413), and bodies of the wrong media type (415)
+    on the API (JSON) and the FHIR facade (forms)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -72,20 +79,28 @@ class BodyLimitMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _reply(send, 400, "bad_request", "invalid Content-Length")
+                await _reply(scope, send, 400, "bad_request", "invalid Content-Length")
                 return
             if int(declared) > self.max_bytes:
-                await _reply(send, 413, "payload_too_large", self._too_large())
+                await _reply(scope, send, 413, "payload_too_large", self._too_large())
                 return
         # A body-less POST (log out, end sessions) has no media type to check.
         has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
-        if scope["path"].startswith("/api/") and has_body:
+        path = scope["path"]
+        if (path.startswith("/api/") or is_fhir_path(path)) and has_body:
             media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            # The OAuth token endpoint takes a form body (RFC 6749 section 4.4.2), and only it.
-            expected = _FORM if scope["path"] == OAUTH_TOKEN_PATH else b"application/json"
+            # The OAuth token endpoint takes a form body (RFC 6749 section 4.4.2), and so
+            # do the FHIR facade's searches (FHIR's POST search).
+            expected = (
+                _FORM if path == OAUTH_TOKEN_PATH or is_fhir_path(path) else b"application/json"
+            )
             if media != expected:
                 await _reply(
-                    send, 415, "unsupported_media_type", f"send the body as {expected.decode()}"
+                    scope,
+                    send,
+                    415,
+                    "unsupported_media_type",
+                    f"send the body as {expected.decode()}",
                 )
                 return
 
@@ -101,7 +116,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_bytes:
-                await _reply(send, 413, "payload_too_large", self._too_large())
+                await _reply(scope, send, 413, "payload_too_large", self._too_large())
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
@@ -146,7 +161,7 @@ class ClientAddressMiddleware:
         try:
             client = client_behind_proxies(str(peer[0]), forwarded, self.trusted_proxies)
         except InvalidForwardedFor as exc:
-            await _reply(send, exc.status, exc.code, exc.detail)
+            await _reply(scope, send, exc.status, exc.code, exc.detail)
             return
         if client != peer[0]:
             # The client's source port is unknown behind a proxy.
@@ -190,7 +205,9 @@ class AccessLogMiddleware:
             if responded:
                 status = 500  # the answer was cut short; the client sees a broken body
             else:
-                await _reply(send_with_headers, 500, "internal_error", "an internal error occurred")
+                await _reply(
+                    scope, send_with_headers, 500, "internal_error", "an internal error occurred"
+                )
         finally:
             path = _route_of(scope)
             client = scope.get("client")

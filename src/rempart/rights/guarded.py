@@ -8,9 +8,11 @@ Framework-free: the HTTP routes call these with a database session.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from sqlalchemy.orm import Session
 
+from rempart.audit.chain import CATEGORIES
 from rempart.audit.events import Origin
 from rempart.auth.levels import ACR_CLIENT
 from rempart.auth.service import Principal
@@ -61,7 +63,13 @@ def check_input(raw_nir: str, raw_birth_date: str) -> None:
 
 
 def guarded_lookup(
-    services: Services, session: Session, caller: Caller, *, raw_nir: str, raw_birth_date: str
+    services: Services,
+    session: Session,
+    caller: Caller,
+    *,
+    raw_nir: str,
+    raw_birth_date: str,
+    returned: Collection[str] = CATEGORIES,
 ) -> RightsRecord:
     """The guard decides before any right leaves (a refusal is recorded, then raised:
     :class:`StepUpRequired`, ``AccountSuspended``…); then the audited answer, committed
@@ -70,7 +78,8 @@ def guarded_lookup(
     The input is parsed once. The person's row is read in the statement that reads the
     guard's facts about them (one round trip, not two): it stays inside the
     :class:`~rempart.rights.lookup.PersonRead` until the guard has let the lookup go on
-    and the entry is being written."""
+    and the entry is being written. ``returned``: the data categories the door hands
+    over (:func:`~rempart.rights.service.audited_lookup`)."""
     lookup = LookupInput.parse(raw_nir, raw_birth_date)
     # A malformed NIR names nobody: the guard is told so without a query.
     read = read_person(session, lookup.nir) if lookup.nir is not None else PersonRead(())
@@ -85,4 +94,5 @@ def guarded_lookup(
         read=read,
         guard_decision=verdict.decision if verdict else "",
         guard_reasons=verdict.reasons if verdict else "",
+        returned=returned,
     )

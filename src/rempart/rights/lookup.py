@@ -43,6 +43,8 @@ class NotFound(RempartError):
 class TreatingDoctor:
     name: str
     rpps: str | None
+    first_name: str = ""
+    last_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,12 @@ def _record(row: Sequence[Any] | None, birth_date: date) -> RightsRecord:
     doctor = None
     if doctor_id is not None:
         name = " ".join(p for p in (doctor_first_name, doctor_last_name) if p)
-        doctor = TreatingDoctor(name=name or doctor_id, rpps=doctor_rpps)
+        doctor = TreatingDoctor(
+            name=name or doctor_id,
+            rpps=doctor_rpps,
+            first_name=doctor_first_name or "",
+            last_name=doctor_last_name or "",
+        )
     return RightsRecord(
         nir=nir,
         last_name=last_name,

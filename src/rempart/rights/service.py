@@ -10,6 +10,7 @@ enumeration looks like.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
@@ -146,9 +147,12 @@ def audited_lookup(
     pseudonym_key: bytes,
     guard_decision: str = "",
     guard_reasons: str = "",
+    returned: Collection[str] = CATEGORIES,
 ) -> RightsRecord:
     """``read``: the person's rows, read with the guard's facts
-    (:func:`~rempart.rights.lookup.read_person`)."""
+    (:func:`~rempart.rights.lookup.read_person`). ``returned``: the data categories the
+    door hands over when the person is found (every one, but for a door that answers
+    part of the record, as the FHIR facade's Patient search): what the entry records."""
     record: RightsRecord | None = None
     failure: RempartError | InvalidNIR | None = lookup.failure
     outcome = "ok" if failure is None else _outcome(failure)
@@ -164,7 +168,7 @@ def audited_lookup(
         pseudonym_key,
         nir_key=lookup.key,
         found=1 if record is not None else (0 if isinstance(failure, NotFound) else -1),
-        categories=ALL_CATEGORIES if record is not None else "",
+        categories=_categories(returned) if record is not None else "",
         outcome=outcome,
         decision=guard_decision,
         reasons=guard_reasons,
@@ -182,6 +186,15 @@ def audited_lookup(
         raise failure
     assert record is not None
     return record
+
+
+def _categories(returned: Collection[str]) -> str:
+    if returned is CATEGORIES:
+        return ALL_CATEGORIES
+    unknown = set(returned).difference(CATEGORIES)
+    if unknown:
+        raise ValueError(f"unknown data categories: {sorted(unknown)}")
+    return ",".join(c for c in CATEGORIES if c in returned)
 
 
 def _outcome(failure: RempartError | InvalidNIR) -> str:

@@ -1,0 +1,143 @@
+"""The FHIR R4 facade's routes: ``/fhir/metadata`` and the POSTed searches.
+
+Thin: the form is read by :mod:`rempart.fhir.search`, the lookup is the JSON API's own
+(:func:`rempart.rights.guarded.guarded_lookup`: same authentication, same guard decision
+before anything is read, same audit entry, committed before the answer leaves), and the
+answer is written by :mod:`rempart.fhir.resources`. Errors become OperationOutcomes in
+:mod:`rempart.api.errors`, with the JSON API's statuses and codes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from rempart.api.deps import authenticate_request, origin_of, services_of
+from rempart.auth.levels import LOOKUP_REQUIREMENT
+from rempart.errors import RempartError
+from rempart.fhir import (
+    CHANNEL,
+    FHIR_JSON,
+    FhirSearch,
+    SearchKind,
+    capability_statement,
+    parse_search,
+    returned_categories,
+    search_bundle,
+)
+from rempart.rights.guarded import caller_of, check_input, guarded_lookup
+from rempart.rights.lookup import NotFound, RightsRecord
+from rempart.store.engine import lookup_scope
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/fhir", include_in_schema=False)
+
+_ACCEPTED = ("*/*", "application/*", "application/fhir+json", "application/json", "json")
+
+
+class _NotAcceptable(RempartError):
+    code = "not_acceptable"
+    status = 406
+
+
+class _SearchByGet(RempartError):
+    code = "search_by_get_refused"
+    status = 405
+
+
+def _fhir(resource: dict[str, Any], status: int = 200) -> Response:
+    return Response(
+        json.dumps(resource, ensure_ascii=False), status_code=status, media_type=FHIR_JSON
+    )
+
+
+def _check_accept(request: Request) -> None:
+    accept = request.headers.get("accept", "").lower()
+    if accept and not any(kind in accept for kind in _ACCEPTED):
+        raise _NotAcceptable("this server answers application/fhir+json only")
+
+
+def _base_url(request: Request) -> str:
+    return f"{str(request.base_url).rstrip('/')}/fhir"
+
+
+@router.get("/metadata")
+def metadata(request: Request) -> Response:
+    """What the facade supports (no authentication: it says nothing about anyone)."""
+    _check_accept(request)
+    app = request.app
+    return _fhir(
+        capability_statement(base_url=_base_url(request), software=app.title, version=app.version)
+    )
+
+
+def _run(request: Request, search: FhirSearch) -> RightsRecord | None:
+    services = services_of(request)
+    with lookup_scope(services.sessions) as session:
+        principal = authenticate_request(request, session, LOOKUP_REQUIREMENT)
+        caller = caller_of(principal, origin_of(request), channel=CHANNEL)
+        try:
+            return guarded_lookup(
+                services,
+                session,
+                caller,
+                raw_nir=search.raw_nir,
+                raw_birth_date=search.raw_birth_date,
+                returned=returned_categories(search),
+            )
+        except NotFound:
+            # Recorded as not found, answered as an empty searchset: an unknown NIR and
+            # a wrong birth date look alike, as through the JSON API.
+            return None
+
+
+async def _search(request: Request, kind: SearchKind) -> Response:
+    _check_accept(request)
+    if request.url.query:
+        raise RempartError(
+            "a search's parameters travel in the POSTed form body, never in the URL "
+            "(a NIR in a URL is kept by proxies and access logs)",
+            code="parameters_in_url",
+            status=400,
+        )
+    search = parse_search(kind, await request.body())
+    # As the JSON API's schema refuses them, before anyone is asked.
+    check_input(search.raw_nir, search.raw_birth_date)
+    record = await run_in_threadpool(_run, request, search)
+    services = services_of(request)
+    bundle = search_bundle(
+        search, record, base_url=_base_url(request), insurer=services.settings.organization_name
+    )
+    return _fhir(bundle)
+
+
+@router.post("/Patient/_search")
+async def search_patient(request: Request) -> Response:
+    """The person's identity as an FR Core Patient INS."""
+    return await _search(request, SearchKind.PATIENT)
+
+
+@router.post("/Coverage/_search")
+async def search_coverage(request: Request) -> Response:
+    """The person's rights as Coverages (``_include`` the Patient and the Practitioner)."""
+    return await _search(request, SearchKind.COVERAGE)
+
+
+@router.get("/Patient")
+@router.get("/Patient/_search")
+@router.get("/Coverage")
+@router.get("/Coverage/_search")
+def search_by_get(request: Request) -> Response:
+    """Refused: a GET search would carry the NIR in its URL."""
+    del request
+    raise _SearchByGet(
+        "a search by GET would carry the NIR in its URL, which proxies and access logs "
+        "keep: POST it as a form (application/x-www-form-urlencoded) to "
+        "/fhir/<type>/_search",
+        headers={"Allow": "POST"},
+    )
