@@ -32,6 +32,12 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "the same callback replayed → 400 psc_state_invalid",
         "lookup acting as the pharmacist at the counter → 200",
         "lookup acting as a doctor of another practice → 403 acting_professional_invalid",
+        "GET /fhir/metadata → 200, searches: Patient, Coverage",
+        "→ 200 application/fhir+json: 1 Coverage(s) (Assurance maladie obligatoire), and "
+        "Patient, Practitioner",
+        "GET /fhir/Patient?identifier=… → 405 OperationOutcome search_by_get_refused",
+        "its audit entry: channel fhir, categories nir,identity,treating_doctor,c2s,ame,ald, "
+        "guard allow",
         "a local SMTP server (aiosmtpd)",
         "logs in at /portail/connexion: password → 303, code → 303",
         "redirected to /portail/consultation/resultat (no NIR in the address)",

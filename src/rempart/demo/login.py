@@ -24,8 +24,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select, update
 
+from rempart.audit.models import AuditEvent
 from rempart.devtools.oidc_provider import LocalProvider, log_in_at_provider
 from rempart.devtools.soft_authenticator import SoftAuthenticator
+from rempart.fhir.systems import INS_NIR
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, WebAuthnCredential
@@ -492,3 +494,71 @@ def chapter_practice_software(
         auth=(created.client_id, "not-the-secret"),
     )
     console.print(f"  a wrong secret → {_said(wrong)}")
+    _fhir_facade(
+        console,
+        services,
+        http,
+        token=token,
+        acting_account=acting_account,
+        nir=nir,
+        birth_date=birth_date,
+    )
+
+
+def _fhir_facade(
+    console: Console,
+    services: Services,
+    http: httpx.Client,
+    *,
+    token: str,
+    acting_account: str,
+    nir: str,
+    birth_date: str,
+) -> None:
+    """The same software speaking FHIR R4 (FR Core, INS): the same lookup, the same guard,
+    the same audit entry, with the channel ``fhir``."""
+    headers = _bearer(
+        token,
+        {
+            "X-Acting-Professional": acting_account,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    metadata = http.get("/fhir/metadata")
+    kinds = [r["type"] for r in metadata.json()["rest"][0]["resource"]]
+    console.print(f"  GET /fhir/metadata → {metadata.status_code}, searches: {', '.join(kinds)}")
+    response = http.post(
+        "/fhir/Coverage/_search",
+        content=(
+            f"beneficiary.identifier={INS_NIR}|{nir}&birthdate={birth_date}"
+            "&_include=Coverage:beneficiary&_include=Patient:general-practitioner"
+        ),
+        headers=headers,
+    )
+    bundle = response.json()
+    found = [e["resource"] for e in bundle.get("entry", [])]
+    rights = [c["type"]["text"] for c in found if c["resourceType"] == "Coverage"]
+    others = sorted({r["resourceType"] for r in found} - {"Coverage"})
+    console.print(
+        f"  POST /fhir/Coverage/_search (a form: INS-NIR and birth date, _include the "
+        f"Patient and the treating doctor) → {response.status_code} "
+        f"{response.headers['content-type']}: {bundle.get('total')} Coverage(s) "
+        f"({'; '.join(rights)}), and {', '.join(others)}"
+    )
+    by_get = http.get("/fhir/Patient", headers=_bearer(token, {}))
+    code = by_get.json()["issue"][0]["details"]["coding"][0]["code"]
+    console.print(
+        f"  GET /fhir/Patient?identifier=… → {by_get.status_code} OperationOutcome {code} "
+        "(a NIR never travels in a URL)"
+    )
+    with session_scope(services.sessions) as session:
+        entry = session.execute(
+            select(AuditEvent.channel, AuditEvent.categories, AuditEvent.decision)
+            .where(AuditEvent.event == "lookup")
+            .order_by(AuditEvent.ts_us.desc())
+            .limit(1)
+        ).one()
+    console.print(
+        f"  its audit entry: channel {entry.channel}, categories {entry.categories}, "
+        f"guard {entry.decision or '-'} (as any lookup: the scoping counts it alike)"
+    )
