@@ -155,6 +155,29 @@ def _unique(links: list[Link]) -> tuple[Link, ...]:
     return tuple(seen.values())
 
 
+def _email_message(body: bytes, sender: str, subject: str | None) -> Message:
+    if b"\x00" in body:
+        raise _invalid("binary_message", "the message is not text")
+    found_sender, found_subject, text, links, attachments, html = _read_email(body)
+    # The headers are the message's, not the caller's fields: cleaned, not refused.
+    sender = sender or _FIELD_CONTROLS.sub("", found_sender)[:MAX_SENDER]
+    if subject is None and found_subject:
+        subject = _FIELD_CONTROLS.sub("", found_subject)[:MAX_SUBJECT]
+    if _looks_binary(text):
+        raise _invalid("binary_message", "the message is not text")
+    if not text.strip() and not attachments and not links:
+        raise _invalid("empty_message", "the message is empty")
+    return Message(
+        channel="email",
+        sender=sender,
+        subject=subject,
+        text=text,
+        links=links,
+        attachments=attachments,
+        html=html,
+    )
+
+
 def read_message(
     body: bytes,
     *,
@@ -185,32 +208,18 @@ def read_message(
         raise _invalid("empty_message", "the message is empty")
     kind: Channel = "email" if channel == "email" else "sms"
     if _is_email(body):
-        if b"\x00" in body:
-            raise _invalid("binary_message", "the message is not text")
-        found_sender, found_subject, text, links, attachments, html = _read_email(body)
-        sender = sender or _field(found_sender[:MAX_SENDER], "sender", MAX_SENDER)
-        if subject is None and found_subject:
-            subject = _field(found_subject[:MAX_SUBJECT], "subject", MAX_SUBJECT)
-        if _looks_binary(text):
-            raise _invalid("binary_message", "the message is not text")
-        if not text.strip() and not attachments:
-            raise _invalid("empty_message", "the message is empty")
-        return Message(
-            channel="email",
-            sender=sender,
-            subject=subject,
-            text=text,
-            links=links,
-            attachments=attachments,
-            html=html,
-        )
+        return _email_message(body, sender, subject)
     text = _decode(body)
     if _looks_binary(text):
         raise _invalid("binary_message", "the message is not text")
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise _invalid("empty_message", "the message is empty")
     if re.search(r"(?is)<(html|body|a\s[^>]*href)\b", text):
         # An e-mail's HTML source pasted alone: read as the reader would see it.
         rendered = render_html(text)
         links = _unique([*rendered.links, *links_in_text(rendered.text)])
+        if not rendered.text and not links:
+            raise _invalid("empty_message", "the message is empty")
         return Message(kind, sender, subject, rendered.text, links, (), html=True)
     return Message(kind, sender, subject, text, _unique(links_in_text(text)))
