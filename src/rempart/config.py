@@ -344,6 +344,19 @@ class Settings(BaseSettings):
         "waits for the next minute (what stops a botnet enumerating codes).",
     )
 
+    # The message checker (rempart.messages): "is this SMS or e-mail really from us?"
+    messages_rules_path: Path | None = Field(
+        default=None,
+        description="The checker's rules (TOML: own domains, senders, phrases, weights); "
+        "default: the shipped file.",
+    )
+    messages_max_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        description="The largest message (text or .eml) the checker reads, in bytes.",
+    )
+
     # Pro Santé Connect (or any OpenID Connect provider shaped like it): set the four
     # of discovery URL, client id, secret and redirect URI, or none (PSC disabled).
     psc_discovery_url: str | None = Field(
@@ -428,6 +441,19 @@ class Settings(BaseSettings):
                 load_guard_config(value)
             except GuardConfigError as exc:
                 raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("messages_rules_path")
+    @classmethod
+    def _messages_rules_load(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            # Imported here: config stays light for the commands that never check a message.
+            from rempart.messages.rules import InvalidRules, load_rules  # noqa: PLC0415
+
+            try:
+                load_rules(value)
+            except InvalidRules as exc:
+                raise ValueError(exc.detail) from None
         return value
 
     @field_validator("trusted_proxies", mode="before")

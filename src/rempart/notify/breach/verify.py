@@ -55,10 +55,13 @@ __all__ = [
     "CHECK_EVENT",
     "MAX_LAST_NAME",
     "InvalidNoticeCheck",
+    "NameComparer",
     "NoticeCheck",
     "NoticeCheckLimits",
     "NoticeCheckThrottle",
+    "NoticeHolder",
     "NoticeVerifier",
+    "find_notice_holder",
     "parse_form_check",
     "parse_json_check",
 ]
@@ -323,6 +326,57 @@ class NoticeCheckThrottle:
 _DUMMY_NAME = "rempart-no-notice-matches-this-code"
 
 
+@dataclass(frozen=True)
+class NoticeHolder:
+    """The person a notice was sent to (never logged)."""
+
+    pseudonym: str
+    last_name: str
+
+    def __repr__(self) -> str:
+        return "NoticeHolder(<redacted>)"
+
+
+def find_notice_holder(
+    sessions: sessionmaker[Session], keys: NoticeKeys, code: str
+) -> NoticeHolder | None:
+    """Who the notice bearing this code (bare or formatted) was sent to, or None. One
+    query either way, so that a made-up code costs what a genuine one does. Shared by
+    the public check (:class:`NoticeVerifier`) and the message checker."""
+    digest = code_hash(keys, code)
+    with sessions() as session:
+        row = session.execute(
+            select(Insured.pseudonym, Insured.last_name)
+            .select_from(NoticeMessage)
+            .join(CampaignRecipient, CampaignRecipient.recipient_id == NoticeMessage.recipient_id)
+            .join(Insured, Insured.pseudonym == CampaignRecipient.pseudonym)
+            .where(NoticeMessage.code_hash == digest)
+        ).first()
+    if row is None or row.pseudonym is None:
+        return None
+    return NoticeHolder(pseudonym=row.pseudonym, last_name=row.last_name)
+
+
+class NameComparer:
+    """Compares a typed last name with a notice holder's, in the same time whether or
+    not there is a holder.
+
+    Names are compared as MACs: equal lengths, so nothing is learnt from a stored
+    name's length; with no holder, against a dummy. The MACs never leave the process;
+    a key of its own suffices."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+
+    def same(self, typed: str, holder: NoticeHolder | None) -> bool:
+        stored = holder.last_name if holder is not None else _DUMMY_NAME
+        same = hmac.compare_digest(self._mac(typed), self._mac(stored))
+        return same and holder is not None
+
+    def _mac(self, name: str) -> bytes:
+        return hmac.new(self._key, normalize_name(name).encode(), hashlib.sha256).digest()
+
+
 class NoticeVerifier:
     """Answers checks (one bit), bounds them, and audits every one."""
 
@@ -337,9 +391,7 @@ class NoticeVerifier:
         self._sessions = sessions
         self._audit = audit
         self.throttle = throttle
-        # Names are compared as MACs: equal lengths, so nothing is learnt from a stored
-        # name's length. The MACs never leave the process; a key of its own suffices.
-        self._name_key = secrets.token_bytes(32)
+        self._names = NameComparer()
 
     def check(self, request: NoticeCheck | InvalidNoticeCheck, *, origin: Origin, via: Via) -> bool:
         """Whether the check names a genuine notice; raises :class:`Throttled` (429) or
@@ -363,26 +415,10 @@ class NoticeVerifier:
 
     def _match(self, request: NoticeCheck) -> str | None:
         """The pseudonym of the person whose notice this is, if the name matches."""
-        digest = code_hash(self._keys, request.code)
-        with self._sessions() as session:
-            row = session.execute(
-                select(Insured.pseudonym, Insured.last_name)
-                .select_from(NoticeMessage)
-                .join(
-                    CampaignRecipient, CampaignRecipient.recipient_id == NoticeMessage.recipient_id
-                )
-                .join(Insured, Insured.pseudonym == CampaignRecipient.pseudonym)
-                .where(NoticeMessage.code_hash == digest)
-            ).first()
-        stored = row.last_name if row is not None else _DUMMY_NAME
-        same = hmac.compare_digest(self._name_mac(request.last_name), self._name_mac(stored))
-        if row is None or not same or row.pseudonym is None:
+        holder = find_notice_holder(self._sessions, self._keys, request.code)
+        if not self._names.same(request.last_name, holder) or holder is None:
             return None
-        pseudonym: str = row.pseudonym
-        return pseudonym
-
-    def _name_mac(self, name: str) -> bytes:
-        return hmac.new(self._name_key, normalize_name(name).encode(), hashlib.sha256).digest()
+        return holder.pseudonym
 
     def _record(
         self, outcome: str, origin: Origin, via: Via, *, subject: str = "", reasons: str = ""
