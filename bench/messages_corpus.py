@@ -107,6 +107,20 @@ class CorpusMessage:
     source: str
     """The file it comes from (and, for an .eml, that file too), for error messages."""
 
+    def visible_text(self) -> str:
+        """The text a reader sees, for the benchmark's word counts (not the checker's
+        reading): an e-mail's plain part, else its HTML, decoded by its charset
+        (Windows-1252 when none is declared)."""
+        if not self.is_eml:
+            return self.body.decode("utf-8")
+        parsed = email.message_from_bytes(self.body, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        part = parsed.get_body(("plain", "html"))
+        assert part is not None
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        return payload.decode(part.get_content_charset() or "cp1252", errors="replace")
+
 
 @dataclass(frozen=True)
 class NoticeSample:

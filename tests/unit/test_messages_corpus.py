@@ -45,16 +45,6 @@ def corpus() -> Corpus:
     return load_corpus()
 
 
-def _visible_text(message: CorpusMessage) -> str:
-    if not message.is_eml:
-        return message.body.decode("utf-8")
-    parsed = email.message_from_bytes(message.body, policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
-    part = parsed.get_body(("plain", "html"))
-    assert part is not None
-    return str(part.get_content())
-
-
 def test_every_family_is_there_with_enough_messages_of_its_label(corpus: Corpus) -> None:
     labels = {family.name: family.label for family in corpus.families}
     expected = dict.fromkeys(PHISHING_FAMILIES, "phishing")
@@ -106,7 +96,7 @@ def test_the_html_e_mails_carry_a_link_whose_text_differs_from_its_target(
     corpus: Corpus,
 ) -> None:
     hidden = corpus_by_id(corpus, "rf-13")
-    html = _visible_text(hidden)
+    html = hidden.visible_text()
     assert "display:none" in html
     assert "web.app" in html
     assert "www.rempart.example" in html
@@ -119,7 +109,7 @@ def test_genuine_notices_carry_their_own_valid_code(corpus: Corpus) -> None:
     assert len(set(codes)) == len(codes)
     for notice in corpus.notices:
         assert normalize_code(notice.code) is not None
-        text = _visible_text(corpus_by_id(corpus, notice.id))
+        text = corpus_by_id(corpus, notice.id).visible_text()
         assert f"Code de vérification : {notice.code}" in text
         assert "http" not in text  # a genuine notice holds no link
 
@@ -195,3 +185,11 @@ def test_a_corpus_copy_loads_like_the_original(tmp_path: Path) -> None:
     copy = tmp_path / "messages"
     shutil.copytree(CORPUS_DIR, copy)
     assert [m.body for m in load_corpus(copy).messages] == [m.body for m in load_corpus().messages]
+
+
+def test_non_utf8_e_mails_read_as_their_authors_wrote_them(corpus: Corpus) -> None:
+    undeclared = corpus_by_id(corpus, "ap-11").visible_text()  # Windows-1252, no charset
+    assert "à l\u2019accueil" in undeclared
+    assert "100 € de frais" in undeclared
+    latin1 = corpus_by_id(corpus, "if-11").visible_text()
+    assert "Nous vous remercions de votre compréhension." in latin1
