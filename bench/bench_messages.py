@@ -38,7 +38,7 @@ MENTIONS = {
     "the Carte Vitale": re.compile(r"carte\s+vitale", re.IGNORECASE),
     "a refund or a payment": re.compile(r"rembours|reimburs|paiement|indemnit", re.IGNORECASE),
     "a data breach": re.compile(
-        r"fuite|violation de données|consulté certaines de vos données|faux avis",
+        r"fuite|violation\s+de\s+données|personne\s+non\s+autorisée|faux\s+avis|data\s+breach",
         re.IGNORECASE,
     ),
 }
@@ -114,7 +114,7 @@ def run(corpus: Corpus, checker: MessageChecker) -> list[Outcome]:
         else:
             assert refused is not None
             outcomes.append(
-                Outcome(message, "error", None, ((refused.code, str(refused)),), seconds)
+                Outcome(message, "error", None, ((refused.code, refused.detail),), seconds)
             )
     return outcomes
 
@@ -214,6 +214,25 @@ def mention_rows(outcomes: Sequence[Outcome]) -> list[str]:
     return rows
 
 
+def code_reason_lines(outcomes: Sequence[Outcome]) -> list[str]:
+    """Which messages the notice-code reasons were given to, by label: a genuine code
+    in a phishing message (someone else's code) shows here even when other signals
+    still flag the message."""
+    lines = []
+    for code in ("notice_code_genuine", "notice_code_unknown"):
+        parts = []
+        for label in ("genuine", "phishing"):
+            given = [
+                o.message.id
+                for o in outcomes
+                if o.message.label == label and any(c == code for c, _ in o.reasons)
+            ]
+            shown = f" ({', '.join(given)})" if given and label == "phishing" else ""
+            parts.append(f"{len(given)} {label}{shown}")
+        lines.append(f"- `{code}` given to {' and '.join(parts)} messages.")
+    return lines
+
+
 def print_misclassified(outcomes: Sequence[Outcome]) -> None:
     wrong = [o for o in outcomes if not o.right]
     print(f"\n{len(wrong)} misclassified:")
@@ -258,8 +277,9 @@ def main(argv: list[str] | None = None) -> None:
 
 The default rules (`src/rempart/messages/rules.toml`) over the labelled corpus of
 `bench/messages/`: {len(outcomes)} messages, {n_phishing} phishing and {n_genuine}
-genuine, in {len(corpus.families)} families; {emls} of them whole e-mails
-(.eml, HTML, non-UTF-8, an attachment), {len(foreign)} in another language
+genuine, in {len(corpus.families)} families; {emls} of them read as whole e-mails (the .eml
+files: HTML with a hidden link, non-UTF-8, an attachment; the HTML e-mails; the notices
+as sent), {len(foreign)} in another language
 ({langs}). Each message is read by `read_message` and checked by `MessageChecker`, as the
 CLI and the API do; the genuine notices' codes are known to the notice-code check
 (built from the rendered samples' code and last name, standing for the database).
@@ -303,6 +323,7 @@ Genuine messages that mention a lure on purpose, left genuine-looking:
 | --- | ---: |
 {chr(10).join(mention_rows(outcomes))}
 
+{chr(10).join(code_reason_lines(outcomes))}
 - Messages in another language: {_share(sum(o.right for o in foreign), len(foreign))} right.
 - Refused as bad input: {len(errors)}{" (" + ", ".join(errors) + ")" if errors else ""}.
 - Misclassified ({len(wrong)}): {", ".join(wrong) if wrong else "none"}. Their reasons:
