@@ -21,6 +21,7 @@ BENCHMARKS: tuple[str | tuple[str, list[str]], ...] = (
     "bench_takeover",
     "bench_scope",
     "bench_portal",
+    "bench_messages",
 )
 
 
