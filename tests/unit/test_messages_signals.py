@@ -350,3 +350,14 @@ def test_rules_are_a_frozen_model() -> None:
     assert isinstance(RULES, MessageRules)
     with pytest.raises(ValueError, match="frozen"):
         RULES.version = 2  # type: ignore[misc]
+
+
+def test_a_salutation_naming_someone_is_the_name_a_copied_code_is_checked_against() -> None:
+    from rempart.messages.model import Message
+    from rempart.messages.notice_code import addressee_names
+
+    named = Message("email", "", None, "Madame Durand,\n\nVotre code de vérification : X")
+    assert addressee_names(named) == ("Durand",)
+    # The insurer's own salutation names nobody.
+    assert addressee_names(Message("email", "", None, "Madame,\n\nNous vous informons")) == ()
+    assert addressee_names(Message("email", "", None, "Madame, Monsieur,\n\nNous")) == ()

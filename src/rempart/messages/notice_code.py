@@ -43,6 +43,9 @@ _ADDRESSEE = (
     re.compile(rf"(?i)repr[ée]sentant(?:e)?\s+l[ée]ga(?:l|ux)\s+de\s+{_NAME}\s*[.,;]"),
     re.compile(rf"(?i)donn[ée]es\s+de\s+{_NAME}\s+ont\s+[ée]t[ée]\s+consult[ée]es"),
     re.compile(rf"(?i)non\s+autoris[ée]e\s+des\s+donn[ée]es\s+de\s+{_NAME}\s*$"),
+    # A salutation naming someone ("Madame Durand,"): the insurer's own notices greet
+    # "Madame," alone, so a copied genuine code with a name is checked against it.
+    re.compile(rf"(?im)^\s*(?:madame|monsieur|mme|m\.)\s+{_NAME}\s*,"),
 )
 _MAX_WORDS = 6
 

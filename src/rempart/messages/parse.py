@@ -39,6 +39,9 @@ def _invalid(code: str, detail: str, status: int = 422) -> InvalidMessage:
     return InvalidMessage(detail, code=code, status=status)
 
 
+_LATIN1_LABELS = frozenset({"iso-8859-1", "latin-1", "latin1", "l1", "us-ascii", "ascii"})
+
+
 def _decode(data: bytes, declared: str | None = None) -> str:
     """Text from bytes: the declared charset if it is one and fits, else UTF-8 (with
     or without its byte-order mark), else Windows-1252, else Latin-1."""
@@ -48,6 +51,10 @@ def _decode(data: bytes, declared: str | None = None) -> str:
                 return data.decode(encoding)
             except UnicodeDecodeError:
                 break
+    if declared and declared.lower().replace("_", "-") in _LATIN1_LABELS:
+        # Mailers label Windows-1252 text as Latin-1 (its quotes and dashes then read as
+        # C1 controls): read the label as browsers do (WHATWG Encoding).
+        declared = "cp1252"
     for candidate in (declared, "utf-8-sig", "cp1252"):
         if not candidate:
             continue
