@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from rempart.messages import Message, MessageChecker, Verdict, load_rules, read_message
+from rempart.messages.notice_code import addressee_names
 from rempart.messages.rules import MessageRules
 
 RULES = load_rules()
@@ -353,9 +354,6 @@ def test_rules_are_a_frozen_model() -> None:
 
 
 def test_a_salutation_naming_someone_is_the_name_a_copied_code_is_checked_against() -> None:
-    from rempart.messages.model import Message
-    from rempart.messages.notice_code import addressee_names
-
     named = Message("email", "", None, "Madame Durand,\n\nVotre code de vérification : X")
     assert addressee_names(named) == ("Durand",)
     # The insurer's own salutation names nobody.
