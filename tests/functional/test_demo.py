@@ -33,8 +33,7 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "lookup acting as the pharmacist at the counter → 200",
         "lookup acting as a doctor of another practice → 403 acting_professional_invalid",
         "GET /fhir/metadata → 200, searches: Patient, Coverage",
-        "→ 200 application/fhir+json: 1 Coverage(s) (Assurance maladie obligatoire), and "
-        "Patient, Practitioner",
+        "→ 200 application/fhir+json: 1 Coverage(s) (Assurance maladie obligatoire), and Patient",
         "GET /fhir/Patient?identifier=… → 405 OperationOutcome search_by_get_refused",
         "its audit entry: channel fhir, categories nir,identity,treating_doctor,c2s,ame,ald, "
         "guard allow",

@@ -544,6 +544,7 @@ def _fhir_facade(
         f"Patient and the treating doctor) → {response.status_code} "
         f"{response.headers['content-type']}: {bundle.get('total')} Coverage(s) "
         f"({'; '.join(rights)}), and {', '.join(others)}"
+        + ("" if "Practitioner" in others else " (no treating doctor declared)")
     )
     by_get = http.get("/fhir/Patient", headers=_bearer(token, {}))
     code = by_get.json()["issue"][0]["details"]["coding"][0]["code"]
