@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from rempart.store.models import MessageCheckCount
 
-__all__ = ["DOORS", "CheckCount", "Door", "count_check", "read_counts"]
+__all__ = ["DOORS", "CheckCount", "Door", "count_check", "read_counts", "verdict_totals"]
 
 Door = Literal["cli", "api", "page"]
 DOORS: tuple[Door, ...] = ("cli", "api", "page")
@@ -73,3 +73,14 @@ def read_counts(engine: Engine, *, since: date | None = None) -> list[CheckCount
             CheckCount(row.day, row.door, row.channel, row.verdict, row.checks)
             for row in connection.execute(query)
         ]
+
+
+def verdict_totals(engine: Engine, *, since: date) -> dict[str, int]:
+    """Checks per verdict from ``since`` on, every door and channel together."""
+    query = (
+        select(MessageCheckCount.verdict, func.sum(MessageCheckCount.checks))
+        .where(MessageCheckCount.day >= since)
+        .group_by(MessageCheckCount.verdict)
+    )
+    with engine.connect() as connection:
+        return {verdict: int(total) for verdict, total in connection.execute(query)}
