@@ -925,6 +925,7 @@ def _database_problem(exc: Exception) -> str:
 # Last: the incident and notify commands import this module's helpers.
 from rempart.cli_claims import claims_app  # noqa: E402
 from rempart.cli_incident import incident_app  # noqa: E402
+from rempart.cli_messages import messages_app  # noqa: E402
 from rempart.cli_notify import notify_app  # noqa: E402
 from rempart.cli_operators import operators_app  # noqa: E402
 
@@ -932,6 +933,7 @@ app.add_typer(incident_app, name="incident")
 app.add_typer(notify_app, name="notify")
 app.add_typer(claims_app, name="claims")
 app.add_typer(operators_app, name="operators")
+app.add_typer(messages_app, name="messages")
 
 
 def main() -> None:  # pragma: no cover - the console script entry point

@@ -343,6 +343,16 @@ class Settings(BaseSettings):
         description="Failed checks across the service per minute; beyond, every check "
         "waits for the next minute (what stops a botnet enumerating codes).",
     )
+    # The public message checker (rempart messages, POST /api/v1/messages/check, the page
+    # /verifier/message): checks per address and across the service. A call centre's
+    # agents share one address: its limit is generous; the global one is the hard stop.
+    messages_check_window_seconds: int = Field(default=600, ge=60, le=86400)
+    messages_check_address_checks: int = Field(
+        default=120, ge=1, description="Checks one address may make per window."
+    )
+    messages_check_global_per_minute: int = Field(
+        default=1200, ge=1, description="Checks across the service per minute."
+    )
 
     # The message checker (rempart.messages): "is this SMS or e-mail really from us?"
     messages_rules_path: Path | None = Field(

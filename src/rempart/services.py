@@ -46,6 +46,15 @@ from rempart.guard.state import GuardState
 from rempart.guard.warm_start import warm_start
 from rempart.incident.controller import organization, security_before
 from rempart.incident.service import IncidentService
+from rempart.messages import (
+    MessageChecker,
+    MessageRules,
+    NoticeCodeCheck,
+    database_notice_check,
+    load_rules,
+)
+from rempart.messages.service import MessageCheckService
+from rempart.messages.throttle import MessageCheckLimits, MessageCheckThrottle
 from rempart.notify.breach.campaign import CampaignService, insurer_from_settings
 from rempart.notify.breach.codes import NoticeKeys
 from rempart.notify.breach.dkim import signer_from_settings
@@ -277,6 +286,41 @@ class Services:
                 NoticeCheckLimits.from_settings(s),
                 secret=s.keys.for_purpose("notice-check-throttle"),
             ),
+        )
+
+    @cached_property
+    def message_rules(self) -> MessageRules:
+        """The message checker's rules file (``REMPART_MESSAGES_RULES_PATH``, else the
+        packaged one), validated once."""
+        return load_rules(self.settings.messages_rules_path)
+
+    @cached_property
+    def message_notice_check(self) -> NoticeCodeCheck:
+        """Whether a code in a message is a genuine notice's (unbounded: the public
+        doors go through :attr:`message_checks`, which bounds it)."""
+        return database_notice_check(self.sessions, NoticeKeys(self.settings.keys.notice_code_key))
+
+    @cached_property
+    def message_checker(self) -> MessageChecker:
+        """The message checker, with notice codes looked up in this database."""
+        return MessageChecker(self.message_rules, notice_check=self.message_notice_check)
+
+    @cached_property
+    def message_checks(self) -> MessageCheckService:
+        """A check through any door: bounded, counted, logged without the message."""
+        s = self.settings
+        return MessageCheckService(
+            rules=self.message_rules,
+            notice_check=self.message_notice_check,
+            throttle=MessageCheckThrottle(
+                self.counter_store,
+                MessageCheckLimits.from_settings(s),
+                secret=s.keys.for_purpose("message-check-throttle"),
+            ),
+            notice_throttle=self.notice_verifier.throttle,
+            checker=self.message_checker,
+            engine=self.engine,
+            max_bytes=s.messages_max_bytes,
         )
 
     @cached_property

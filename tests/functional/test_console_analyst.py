@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from rempart.config import Settings
 from rempart.console.activity import GRACE_US, HOUR_US, count_closed_hours, overview
 from rempart.console.alert_reasons import explain
 from rempart.guard.alerts import list_alerts, raise_alert
+from rempart.messages.counts import count_check
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Account, ConsoleHourDone, ConsoleHourlyCount, GuardAlert
@@ -303,10 +305,18 @@ def test_the_overview_counts_what_the_trail_holds(
             audit_ts_us=now,
         )
         services.auth.suspend(session, "ph-lilas", by="tests")
+    for door in ("api", "page", "cli"):
+        count_check(services.engine, door=door, channel="sms", verdict="phishing")
+    count_check(services.engine, door="api", channel="email", verdict="genuine-looking")
+    week_ago = datetime.now(UTC).date() - timedelta(days=7)  # out of the overview's 7 days
+    count_check(services.engine, door="api", channel="sms", verdict="phishing", day=week_ago)
     console_login(console, analyst)
     page = console.get("/console/")
     assert page.status_code == 200
     html = page.text
+    assert figure(html, "messages-phishing") == "3"
+    assert figure(html, "messages-suspicious") == "0"
+    assert figure(html, "messages-genuine-looking") == "1"
     assert figure(html, "decision-allow") == "7"
     assert figure(html, "decision-step_up") == "2"
     assert figure(html, "decision-deny") == "2"

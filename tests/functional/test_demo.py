@@ -66,6 +66,9 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "1 letter planned instead, printed by the next run (1 letter)",
         "nobody is told twice",
         "(adds up: yes)",
+        "Is this message really from the insurer?",
+        "genuine notice → genuine-looking; fake notice → phishing",
+        "the genuine notice: genuine-looking (score",
         "rempart claims ingest claims.parquet:",
         "again: 0 new (idempotent)",
         "rempart guard replay:",
@@ -80,6 +83,8 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     ):
         assert expected in text, expected
     assert "Traceback" not in text
+    # The fake notice is called phishing in the summary as in the chapter.
+    assert re.search(r"a fake in the insurer's name: phishing \(score \d+\)", text)
     # The guard contains the robot: a handful read where an unguarded service leaks all.
     exposed = re.search(r"exposed: (\d+) person\(s\) in all, against (\d+)", text)
     assert exposed is not None

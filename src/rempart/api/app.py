@@ -13,6 +13,8 @@ from rempart.api.account_routes import router as account_router
 from rempart.api.errors import install_error_handlers
 from rempart.api.fhir_routes import router as fhir_router
 from rempart.api.mail_pump import MailPump
+from rempart.api.message_routes import MESSAGE_ROUTES, message_body_limit
+from rempart.api.message_routes import router as message_router
 from rempart.api.middleware import (
     AccessLogMiddleware,
     BodyLimitMiddleware,
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(webauthn_router)
     app.include_router(oauth_router)
     app.include_router(notice_router)
+    app.include_router(message_router)
     app.include_router(fhir_router)
     app.include_router(assets_router)
     install_console(app)
@@ -106,7 +109,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     # The last added runs first: the access log (and its headers and 500s) around all,
     # then the client's address, then the body limits.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=services.settings.max_body_bytes,
+        path_limits=dict.fromkeys(MESSAGE_ROUTES, message_body_limit(services.settings)),
+    )
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=services.settings.trusted_proxies)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, anonymous_routes=MESSAGE_ROUTES)
     return app

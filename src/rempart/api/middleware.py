@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -65,24 +65,31 @@ async def _reply(scope: Scope, send: Send, status: int, code: str, detail: str) 
 
 class BodyLimitMiddleware:
     """Refuses bodies over ``max_bytes`` (413), and bodies of the wrong media type (415)
-    on the API (JSON) and the FHIR facade (forms)."""
+    on the API (JSON) and the FHIR facade (forms).
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    ``path_limits`` raises the limit of a few exact paths (a message to check is longer
+    than any other body)."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.default_max_bytes)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await _reply(scope, send, 400, "bad_request", "invalid Content-Length")
                 return
-            if int(declared) > self.max_bytes:
-                await _reply(scope, send, 413, "payload_too_large", self._too_large())
+            if int(declared) > max_bytes:
+                await _reply(scope, send, 413, "payload_too_large", self._too_large(max_bytes))
                 return
         # A body-less POST (log out, end sessions) has no media type to check.
         has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
@@ -115,8 +122,8 @@ class BodyLimitMiddleware:
                 return  # the client left before the end of its body
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_bytes:
-                await _reply(scope, send, 413, "payload_too_large", self._too_large())
+            if received > max_bytes:
+                await _reply(scope, send, 413, "payload_too_large", self._too_large(max_bytes))
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
@@ -131,8 +138,9 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    def _too_large(self) -> str:
-        return f"the body must not exceed {self.max_bytes} bytes"
+    @staticmethod
+    def _too_large(max_bytes: int) -> str:
+        return f"the body must not exceed {max_bytes} bytes"
 
 
 class ClientAddressMiddleware:
@@ -174,8 +182,11 @@ class AccessLogMiddleware:
     answers an unexpected exception with a plain 500 (the exception's type and route are
     logged; no traceback, no message, which could quote input)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, anonymous_routes: Collection[str] = ()) -> None:
         self.app = app
+        # Routes whose callers are not recorded, even here (the message checker keeps
+        # nothing of a check but a count).
+        self.anonymous_routes = frozenset(anonymous_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -217,7 +228,7 @@ class AccessLogMiddleware:
                 route=path,
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                client=client[0] if client else None,
+                client=client[0] if client and path not in self.anonymous_routes else None,
             )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -14,6 +15,7 @@ from rempart.console.activity import CHART_DAYS, CHART_HOURS, chart, overview
 from rempart.console.display import number, when
 from rempart.console.operators import ConsoleSession, Permission
 from rempart.console.web import CONSOLE, render, require
+from rempart.messages.counts import verdict_totals
 
 __all__ = ["router"]
 
@@ -26,6 +28,8 @@ def overview_page(
 ) -> Response:
     services = services_of(request)
     figures = overview(services.engine, services.audit_engine, now_us=now_us())
+    # The public message checker keeps only counts: its week, by verdict.
+    messages = verdict_totals(services.engine, since=datetime.now(UTC).date() - timedelta(days=6))
     return render(
         request,
         current,
@@ -33,6 +37,7 @@ def overview_page(
         {
             "title": "Vue d'ensemble",
             "figures": figures,
+            "messages": messages,
             "hours_chart": chart(figures.hours),
             "days_chart": chart(figures.days),
             "chart_hours": CHART_HOURS,

@@ -5,8 +5,9 @@ professional's browser or practice software would, with a local SMTP server rece
 its e-mails: a world generated and loaded, logins, lookups, a working day of honest
 traffic with a 2022-style robot on several accounts, the audit trail, the incident and
 its CNIL notification, the campaign (e-mails and PDF letters), a notice checked on the
-public page, the guard's offline replay, and a summary of every output in the demo's
-folder (``demo-output/`` by default). ``serve=True`` then keeps the service and its
+public page, a genuine notice and a fake one judged side by side by the message checker,
+the guard's offline replay, and a summary of every output in the demo's folder
+(``demo-output/`` by default). ``serve=True`` then keeps the service and its
 console up on that data, with two console operators whose logins it prints.
 """
 
@@ -45,6 +46,7 @@ from rempart.demo.login import (
     mail_folder,
     psc_provider_config,
 )
+from rempart.demo.messages import chapter_messages
 from rempart.demo.notify import chapter_notify
 from rempart.demo.portal import PortalLogin, chapter_portal
 from rempart.demo.smtp import local_smtp_server
@@ -217,10 +219,14 @@ def _run(
             console, 15, "Telling each person: e-mails and letters, once, that phishers cannot fake"
         )
         notified = chapter_notify(console, services, workdir, incident.incident_id, http)
-    _step(console, 16, "Claims from billing, then the guard offline: the world's 28 days replayed")
+    checked = None
+    if notified is not None:
+        _step(console, 16, "Is this message really from us? A genuine notice and a fake, judged")
+        checked = chapter_messages(console, services, http)
+    _step(console, 17, "Claims from billing, then the guard offline: the world's 28 days replayed")
     chapter_claims(console, services.engine, world_dir)
     chapter_guard_replay(console, world_dir)
-    _step(console, 17, "The end: what happened, and where every output lies")
+    _step(console, 18, "The end: what happened, and where every output lies")
     chapter_summary(
         console,
         workdir,
@@ -229,6 +235,7 @@ def _run(
         audit_entries=audit_entries,
         incident=incident,
         notified=notified,
+        checked=checked,
         mail=mail_folder(services),
     )
     if serve:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from rempart.console.operators import Role
 from rempart.demo.incident import IncidentReport
+from rempart.demo.messages import MessagesReport
 from rempart.demo.notify import NotifyReport
 from rempart.demo.portal import PortalLogin
 from rempart.demo.traffic import TrafficReport
@@ -36,6 +37,7 @@ def chapter_summary(
     incident: IncidentReport | None,
     notified: NotifyReport | None,
     mail: Path,
+    checked: MessagesReport | None = None,
 ) -> None:
     figures = Table("what happened", "figures", title="The story in figures")
     figures.add_row(
@@ -76,6 +78,12 @@ def chapter_summary(
             "the persons told",
             f"campaign {notified.campaign_id}: {notified.persons} person(s), "
             f"{notified.emailed} by e-mail, {notified.printed} by letter; {checks}",
+        )
+    if checked is not None:
+        figures.add_row(
+            "the message checker",
+            f"the genuine notice: {checked.genuine_verdict} (score {checked.genuine_score}); "
+            f"a fake in the insurer's name: {checked.fake_verdict} (score {checked.fake_score})",
         )
     console.print(figures)
 

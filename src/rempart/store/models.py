@@ -620,3 +620,18 @@ class Claim(Base):
     nir: Mapped[str] = mapped_column(String(15))
     source: Mapped[str] = mapped_column(String(8))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MessageCheckCount(Base):
+    """How many messages the public checker judged, per day (UTC), door, channel and
+    verdict: the only thing it keeps (:mod:`rempart.messages.counts`). No text, no
+    sender, no address, nothing that tells one check from another."""
+
+    __tablename__ = "message_check_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    door: Mapped[str] = mapped_column(String(8), primary_key=True)
+    """``cli``, ``api`` or ``page``."""
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16), primary_key=True)
+    checks: Mapped[int] = mapped_column(Integer)
