@@ -312,6 +312,16 @@ writes around the rules. Assumed for the demo insurer: its SMS come from the
 sender name `Rempart`, its e-mails from `no-reply@rempart.example` (the default
 `REMPART_MAIL_FROM`), and its site is `www.rempart.example`.
 
+What the set was used for, in order: the checker's first version was run on it once
+(flagged precision 0.988, recall 0.988: one message, `if-11`, refused because its
+subject, labelled Latin-1, held a Windows-1252 dash; another, `fb-12`, a fake notice
+carrying someone else's genuine code, still flagged but credited `notice_code_genuine`).
+Two defects it showed were then mended without touching the rules' words or weights: a
+Latin-1 label is read as Windows-1252 (as browsers do), and a salutation naming someone
+is the name a notice code is checked against (as the issue asks). The figures below are
+after those two changes, so for those two messages the set is no longer held out; the
+rest of the verdicts did not move.
+
 | family | label | n | flagged (phishing or suspicious) | phishing verdict | genuine-looking |
 | --- | --- | ---: | ---: | ---: | ---: |
 {chr(10).join(family_rows(corpus, outcomes))}
