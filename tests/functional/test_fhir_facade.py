@@ -259,6 +259,22 @@ def test_bad_searches_get_an_operation_outcome_with_the_json_api_code(
     outcome_of(search(client, token, "Patient", body), status, code)
 
 
+def test_an_unknown_parameter_is_named_but_a_value_put_as_a_name_is_not_echoed(
+    client: TestClient, pharmacist: Login
+) -> None:
+    token = log_in(client, pharmacist)
+    named = outcome_of(
+        search(client, token, "Patient", f"identifier={NOBODY}&birthdate=1985-03-14&_count=5"),
+        422,
+        "unknown_field",
+    )
+    assert named.issue[0].details is not None
+    assert "_count" in (named.issue[0].details.text or "")
+    hidden = search(client, token, "Patient", f"{NOBODY}=&birthdate=1985-03-14")
+    outcome_of(hidden, 422, "unknown_field")
+    assert NOBODY not in hidden.text
+
+
 def test_a_malformed_nir_is_refused_with_the_json_api_answer(
     client: TestClient, pharmacist: Login
 ) -> None:

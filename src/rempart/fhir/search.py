@@ -9,6 +9,7 @@ left to the lookup, which records them in the audit trail as the JSON API does.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -30,6 +31,7 @@ INCLUDE_BENEFICIARY: Final = "Coverage:beneficiary"
 INCLUDE_DOCTOR: Final = "Patient:general-practitioner"
 _FORMATS: Final = frozenset({"json", "application/json", "application/fhir+json"})
 _MAX_FIELDS: Final = 16
+_PARAMETER_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z_.:-]{0,39}")
 
 
 class SearchKind(StrEnum):
@@ -97,8 +99,11 @@ def parse_search(kind: SearchKind, body: bytes) -> FhirSearch:
     includes: set[str] = set()
     for name, value in pairs:
         if name not in SEARCH_PARAMETERS[kind]:
+            # Named back only when it looks like a parameter name: nothing a client typed
+            # (a NIR put in the wrong place, say) is echoed.
+            shown = f" {name}" if _PARAMETER_NAME.fullmatch(name) else ""
             raise InvalidSearch(
-                f"the parameter {name[:40]!r} is not supported by a {kind.value} search; "
+                f"the parameter{shown} is not supported by a {kind.value} search; "
                 f"supported: {', '.join(SEARCH_PARAMETERS[kind])}",
                 code="unknown_field",
             )
