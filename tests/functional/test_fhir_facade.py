@@ -17,15 +17,14 @@ from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
-from sqlalchemy import select
 
-from rempart.audit.models import AuditEvent
 from rempart.fhir.systems import ERRORS, INS_NIR, PATIENT_INS_PROFILE, RPPS
 from rempart.nir import keyed_pseudonym, make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from tests.functional.conftest import Login, Person, log_in
 from tests.functional.test_api_lookup import make_unknown
+from tests.functional.test_guard_inline import lookup_entries
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # A well-formed NIR of nobody: what a search's other parameters are judged beside.
@@ -81,17 +80,6 @@ def resources(bundle: Bundle, kind: str, mode: str | None = None) -> list[Any]:
         and e.resource.get_resource_type() == kind
         and (mode is None or (e.search is not None and e.search.mode == mode))
     ]
-
-
-def lookup_entries(services: Services, account_id: str) -> list[AuditEvent]:
-    with session_scope(services.sessions) as session:
-        return list(
-            session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.event == "lookup", AuditEvent.account_id == account_id)
-                .order_by(AuditEvent.ts_us)
-            )
-        )
 
 
 def test_metadata_lists_exactly_what_is_supported(client: TestClient) -> None:

@@ -4,8 +4,6 @@ CLI, the limits (its own and the notice check's), and nothing kept but counts.""
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -13,19 +11,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from rempart.audit.models import AuditBase
-from rempart.auth.throttle import CounterStore, MemoryCounterStore, RedisCounterStore
 from rempart.cli import app as cli_app
 from rempart.config import Settings, load_settings
 from rempart.messages.counts import count_check, read_counts
 from rempart.messages.throttle import MessageCheckLimits, MessageCheckThrottle
-from rempart.notify.breach.verify import NoticeCheckLimits, NoticeCheckThrottle
 from rempart.services import Services
 from rempart.store.models import Base, MessageCheckCount
 from tests.conftest import FAST_HASHING
@@ -37,6 +32,7 @@ from tests.functional.message_helpers import (
     made_up_code,
     sent_notices,
 )
+from tests.functional.test_notice_verify import FakeClock, counter_store, small_notice_throttle
 
 CHECK = "/api/v1/messages/check"
 PAGE = "/verifier/message"
@@ -186,56 +182,23 @@ def test_the_api_is_documented(client: TestClient) -> None:
 # -- the limits -------------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = float(int(time.time()) // 60 * 60 + 1)
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def clock(request: pytest.FixtureRequest, services: Services) -> Iterator[FakeClock]:
     """The checker's throttle and the notice check's, with small limits on a test clock,
     in one store (memory, or the real Redis under a prefix of its own, removed after)."""
     clock = FakeClock()
-    store: CounterStore
-    client: redis.Redis | None = None
-    prefix = f"test:messages:{secrets.token_hex(6)}:"
-    if request.param == "memory":
-        store = MemoryCounterStore()
-    else:
-        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-        store = RedisCounterStore(client, prefix=prefix)
-    notice_throttle = NoticeCheckThrottle(
-        store,
-        NoticeCheckLimits(
-            window_seconds=600,
-            address_checks=8,
-            address_failures=4,
-            network_failures=6,
-            code_failures=3,
-            global_failures_per_minute=10,
-        ),
-        secret=b"0123456789abcdef-test",
-        clock=clock,
-    )
-    services.notice_verifier.throttle = notice_throttle
-    checks = services.message_checks
-    checks.notice_throttle = notice_throttle
-    checks.throttle = MessageCheckThrottle(
-        store,
-        MessageCheckLimits(window_seconds=300, address_checks=5, global_per_minute=12),
-        secret=b"0123456789abcdef-messages",
-        clock=clock,
-    )
-    try:
+    with counter_store(request, "messages") as store:
+        notice_throttle = small_notice_throttle(store, clock)
+        services.notice_verifier.throttle = notice_throttle
+        checks = services.message_checks
+        checks.notice_throttle = notice_throttle
+        checks.throttle = MessageCheckThrottle(
+            store,
+            MessageCheckLimits(window_seconds=300, address_checks=5, global_per_minute=12),
+            secret=b"0123456789abcdef-messages",
+            clock=clock,
+        )
         yield clock
-    finally:
-        if client is not None:
-            for key in client.scan_iter(match=prefix + "*"):
-                client.delete(key)
-            client.close()
 
 
 def test_one_address_gets_bounded_checks_then_waits(client: TestClient, clock: FakeClock) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
@@ -141,20 +142,26 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def clock(request: pytest.FixtureRequest, services: Services) -> Iterator[FakeClock]:
-    """The verifier's throttle with small limits on a test clock, in memory or in the
-    real Redis under a prefix of its own (removed afterwards)."""
-    clock = FakeClock()
-    store: CounterStore
-    client: redis.Redis | None = None
-    prefix = f"test:notice:{secrets.token_hex(6)}:"
+@contextmanager
+def counter_store(request: pytest.FixtureRequest, name: str) -> Iterator[CounterStore]:
+    """A throttle's store: in memory, or in the real Redis under a prefix of this test's
+    own (removed afterwards), as ``request.param`` says."""
     if request.param == "memory":
-        store = MemoryCounterStore()
-    else:
-        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-        store = RedisCounterStore(client, prefix=prefix)
-    services.notice_verifier.throttle = NoticeCheckThrottle(
+        yield MemoryCounterStore()
+        return
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    prefix = f"test:{name}:{secrets.token_hex(6)}:"
+    try:
+        yield RedisCounterStore(client, prefix=prefix)
+    finally:
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+        client.close()
+
+
+def small_notice_throttle(store: CounterStore, clock: FakeClock) -> NoticeCheckThrottle:
+    """The notice check's throttle with limits small enough to reach in a test."""
+    return NoticeCheckThrottle(
         store,
         NoticeCheckLimits(
             window_seconds=600,
@@ -167,13 +174,16 @@ def clock(request: pytest.FixtureRequest, services: Services) -> Iterator[FakeCl
         secret=b"0123456789abcdef-test",
         clock=clock,
     )
-    try:
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def clock(request: pytest.FixtureRequest, services: Services) -> Iterator[FakeClock]:
+    """The verifier's throttle with small limits on a test clock, in memory or in the
+    real Redis under a prefix of its own (removed afterwards)."""
+    clock = FakeClock()
+    with counter_store(request, "notice") as store:
+        services.notice_verifier.throttle = small_notice_throttle(store, clock)
         yield clock
-    finally:
-        if client is not None:
-            for key in client.scan_iter(match=prefix + "*"):
-                client.delete(key)
-            client.close()
 
 
 def check(
