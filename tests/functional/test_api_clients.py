@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -533,3 +534,33 @@ def test_cli_creates_rotates_lists_and_revokes_clients(
 
     for name, count in (("client_created", 2), ("client_secret_rotated", 1), ("client_revoked", 1)):
         assert len(events(services, name)) == count, name
+
+
+def test_practice_software_speaks_fhir_with_the_same_credentials_and_refusals(
+    client: TestClient, services: Services, orgs: Organizations, people: list[Person]
+) -> None:
+    token = get_token(client, new_client(services))
+    person = people[0]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = f"identifier={person.nir.value}&birthdate={person.birth_date.isoformat()}"
+
+    def fhir(acting: str | None) -> Any:
+        headers = {**form, "Authorization": f"Bearer {token}"}
+        if acting is not None:
+            headers["X-Acting-Professional"] = acting
+        return client.post("/fhir/Patient/_search", content=body, headers=headers)
+
+    answered = fhir(orgs.alice.account_id)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["total"] == 1
+    for acting, status, code in (
+        (orgs.chloe.account_id, 403, "acting_professional_invalid"),
+        (None, 400, "acting_professional_required"),
+    ):
+        refused = fhir(acting)
+        assert refused.status_code == status
+        assert refused.headers["content-type"].startswith("application/fhir+json")
+        assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == code
+    (entry,) = events(services, "lookup")
+    assert (entry.channel, entry.acr, entry.account_id) == ("fhir", "client", "ph-alice")
+    assert entry.session_id.startswith("client:")
