@@ -60,7 +60,7 @@ class Measured:
     rounds_cpu: list[float]
 
 
-def _admin(statement: sql.Composed) -> None:
+def admin_sql(statement: sql.Composed) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
         connection.execute(statement)
 
@@ -79,7 +79,11 @@ def _backends(services: Services) -> list[int]:
         return [int(pid) for (pid,) in rows]
 
 
-def _services(url: str, data_dir: Path) -> Services:
+def drop_database(name: str) -> None:
+    admin_sql(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def bench_services(url: str, data_dir: Path) -> Services:
     settings = load_settings(
         database_url=url,
         data_dir=data_dir,
@@ -93,7 +97,7 @@ def _services(url: str, data_dir: Path) -> Services:
     return services
 
 
-def _token(services: Services) -> str:
+def bench_token(services: Services) -> str:
     with session_scope(services.sessions) as session:
         created = services.auth.create_account(
             session, login="bench.path", password=PASSWORD, profession="pharmacie"
@@ -126,10 +130,10 @@ def _one(services: Services, token: str, pair: tuple[str, str]) -> None:
 
 def measure(backend: str, url: str, world: Path, pairs: list[tuple[str, str]], n: int) -> Measured:
     with tempfile.TemporaryDirectory() as data_dir:
-        services = _services(url, Path(data_dir))
+        services = bench_services(url, Path(data_dir))
         try:
             load_world(services.engine, world, pseudonym_key=services.settings.keys.pseudonym_key)
-            token = _token(services)
+            token = bench_token(services)
             for pair in pairs[:200]:  # warm: caches, the pool, prepared statements
                 _one(services, token, pair)
             backends = _backends(services) if backend == "postgresql" else []
@@ -217,12 +221,14 @@ def main(argv: list[str] | None = None) -> None:
         results.append(
             measure("sqlite", f"sqlite:///{directory}/rempart.db", world, pairs, args.lookups)
         )
-    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+    drop_database(DB_NAME)
+    admin_sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
     try:
         results.append(measure("postgresql", PG_URL, world, pairs, args.lookups))
     finally:
-        _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
+        admin_sql(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
+        )
     for m in results:
         print(f"{m.backend}: {m.cpu_ms:.3f} ms CPU, {m.wall_ms:.3f} ms wall per lookup")
     publish("lookup-path", render(args, results), dry_run=args.no_write)

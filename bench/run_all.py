@@ -10,6 +10,8 @@ BENCHMARKS: tuple[str | tuple[str, list[str]], ...] = (
     "bench_load",
     "bench_login",
     "bench_lookup",
+    "bench_lookup_path",
+    "bench_fhir",
     "bench_audit_cost",
     "bench_audit_verify",
     "bench_auth",
