@@ -322,6 +322,12 @@ is the name a notice code is checked against (as the issue asks). The figures be
 after those two changes, so for those two messages the set is no longer held out; the
 rest of the verdicts did not move.
 
+Per family: each family holds one label, so its row is the recall of that label (for a
+phishing family, the share flagged; for a genuine one, the share left genuine-looking,
+whose complement is that family's false alarms). Precision is a property of a verdict
+over the whole set, given below with its interval; a genuine family's false alarms are
+what lowers it.
+
 | family | label | n | flagged (phishing or suspicious) | phishing verdict | genuine-looking |
 | --- | --- | ---: | ---: | ---: | ---: |
 {chr(10).join(family_rows(corpus, outcomes))}

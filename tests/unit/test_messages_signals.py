@@ -9,6 +9,7 @@ import pytest
 from rempart.messages import Message, MessageChecker, Verdict, load_rules, read_message
 from rempart.messages.notice_code import addressee_names
 from rempart.messages.rules import MessageRules
+from rempart.messages.text import MAX_SENTENCES, sentences
 
 RULES = load_rules()
 
@@ -359,3 +360,17 @@ def test_a_salutation_naming_someone_is_the_name_a_copied_code_is_checked_agains
     # The insurer's own salutation names nobody.
     assert addressee_names(Message("email", "", None, "Madame,\n\nNous vous informons")) == ()
     assert addressee_names(Message("email", "", None, "Madame, Monsieur,\n\nNous")) == ()
+
+
+def test_a_hostile_message_of_tiny_sentences_is_read_once_each_and_bounded() -> None:
+    # A quarter of a megabyte of "M. M. M. ...": one distinct sentence, and too short.
+    assert sentences("M. " * 80_000) == []
+    repeated = sentences("Confirmez vos coordonnées. " * 1_000)
+    assert repeated == ["confirmez vos coordonnees"]
+    many = sentences(" ".join(f"mot{i} ab." for i in range(MAX_SENTENCES + 500)))
+    assert len(many) == MAX_SENTENCES
+    # The lure is still found after a long, repetitive preamble.
+    checker = MessageChecker(load_rules())
+    text = "Bonjour. " * 20_000 + "Confirmez vos coordonnées bancaires sur http://ameli-x.com"
+    verdict = checker.check(read_message(text.encode(), channel="sms"))
+    assert "asks_bank_details" in {r.code for r in verdict.reasons}

@@ -72,10 +72,29 @@ def fold(text: str) -> str:
     return " ".join(merged)
 
 
-def sentences(text: str) -> list[str]:
-    """The text cut into sentences (and bullets, and "label: value" lines), folded.
-    Line breaks inside a paragraph do not cut: e-mails are re-wrapped."""
-    return [folded for part in _SENTENCE_END.split(text) if (folded := fold(part))]
+MAX_SENTENCES = 4_000
+"""The distinct sentences read at most: far more than any message a person receives,
+and a bound on the work a hostile one can ask for (a quarter of a megabyte of one-word
+sentences took seconds to check against every phrase)."""
+
+
+def sentences(text: str, limit: int = MAX_SENTENCES) -> list[str]:
+    """The text cut into sentences (and bullets, and "label: value" lines), folded, each
+    once, at most ``limit`` of them. Line breaks inside a paragraph do not cut: e-mails
+    are re-wrapped. A sentence of fewer than three characters says nothing."""
+    found: dict[str, None] = {}
+    seen: set[str] = set()
+    for part in _SENTENCE_END.split(text):
+        raw = part.strip()
+        if len(raw) < 3 or raw in seen:
+            continue
+        seen.add(raw)
+        folded = fold(raw)
+        if folded:
+            found[folded] = None
+            if len(found) >= limit:
+                break
+    return list(found)
 
 
 def _word_pattern(word: str) -> str:
