@@ -319,9 +319,19 @@ def attachments(message: Message, rules: MessageRules) -> list[Reason]:
     ]
 
 
+MAX_READ_CHARACTERS = 65_536
+"""How much of a message's words are read for phrases and language: more than any
+letter or notice, and a bound on the CPU a hostile quarter of a megabyte can ask of the
+public page (its links, sender, numbers and attachments are read whole)."""
+
+
+def _read_text(message: Message) -> str:
+    return f"{message.subject or ''}\n\n{message.text}"[:MAX_READ_CHARACTERS]
+
+
 def foreign_language(message: Message, rules: MessageRules) -> list[Reason]:
     """Not written in French: the insurer writes in French."""
-    language = language_guess(fold(f"{message.subject or ''} {message.text}"))
+    language = language_guess(fold(_read_text(message)))
     if language is None or language == "fr":
         return []
     return [
@@ -344,7 +354,7 @@ def phrase_families(message: Message, rules: MessageRules) -> list[Reason]:
     not in one that warns (``nous ne vous demanderons jamais vos coordonnées``)."""
     fired: list[Reason] = []
     remaining = list(rules.phrases)
-    for sentence in sentences(f"{message.subject or ''}\n\n{message.text}"):
+    for sentence in sentences(_read_text(message)):
         if not remaining:
             break
         advice = any_phrase(rules.advice_cues, sentence)

@@ -11,6 +11,7 @@ coordonnées bancaires`` matches ``vos coordonnees bancaires``).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -142,9 +143,14 @@ class Phrase:
             return True
         if self.compact is None:
             return False
-        return any(
-            len(word) > len(self.compact) and self.compact in word for word in folded.split()
-        )
+        compact = self.compact
+        return any(len(word) > len(compact) and compact in word for word in _words(folded))
+
+
+@functools.lru_cache(maxsize=8)
+def _words(folded: str) -> tuple[str, ...]:
+    """The sentence's words, split once for all the phrases that look inside them."""
+    return tuple(folded.split())
 
 
 def any_phrase(phrases: Iterable[Phrase], folded: str) -> bool:
