@@ -9,6 +9,7 @@ import pytest
 from rempart.messages import Message, MessageChecker, Verdict, load_rules, read_message
 from rempart.messages.notice_code import addressee_names
 from rempart.messages.rules import MessageRules
+from rempart.messages.signals import MAX_READ_CHARACTERS
 from rempart.messages.text import MAX_SENTENCES, sentences
 
 RULES = load_rules()
@@ -369,8 +370,13 @@ def test_a_hostile_message_of_tiny_sentences_is_read_once_each_and_bounded() -> 
     assert repeated == ["confirmez vos coordonnees"]
     many = sentences(" ".join(f"mot{i} ab." for i in range(MAX_SENTENCES + 500)))
     assert len(many) == MAX_SENTENCES
-    # The lure is still found after a long, repetitive preamble.
+    # The lure is still found after a long, repetitive preamble; past the words read
+    # (MAX_READ_CHARACTERS), the link is still read.
     checker = MessageChecker(load_rules())
-    text = "Bonjour. " * 20_000 + "Confirmez vos coordonnées bancaires sur http://ameli-x.com"
-    verdict = checker.check(read_message(text.encode(), channel="sms"))
-    assert "asks_bank_details" in {r.code for r in verdict.reasons}
+    lure = "Confirmez vos coordonnées bancaires sur http://ameli-x.com"
+    near = checker.check(read_message(("Bonjour. " * 5_000 + lure).encode(), channel="sms"))
+    assert {"asks_bank_details", "lookalike_domain"} <= {r.code for r in near.reasons}
+    assert len("Bonjour. " * 20_000) > MAX_READ_CHARACTERS
+    far = checker.check(read_message(("Bonjour. " * 20_000 + lure).encode(), channel="sms"))
+    assert "lookalike_domain" in {r.code for r in far.reasons}
+    assert far.verdict != "genuine-looking"
