@@ -23,15 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from psycopg import sql
 
 from bench.bench_lookup import base_env, code_version, sample_pairs, world_dir
 from bench.bench_lookup_path import (
     OUT,
-    admin_sql,
     bench_services,
     bench_token,
-    drop_database,
+    on_both_databases,
 )
 from bench.report import publish
 from rempart.api import create_app
@@ -41,7 +39,6 @@ from rempart.logs import configure_logging
 from rempart.store.load_world import load_world
 
 DB_NAME = "rempart_bench_fhir"
-PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"
 KINDS = ("json", "fhir-patient", "fhir-coverage")
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -152,19 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     env = base_env(OUT / "fhir-data")
     world, _ = world_dir(env, args.insured, args.professionals)
     pairs = sample_pairs(world, 4_096)
-    results = []
-    with tempfile.TemporaryDirectory() as directory:
-        results.append(
-            measure("sqlite", f"sqlite:///{directory}/rempart.db", world, pairs, args.rounds)
-        )
-    drop_database(DB_NAME)
-    admin_sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
-    try:
-        results.append(measure("postgresql", PG_URL, world, pairs, args.rounds))
-    finally:
-        admin_sql(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
-        )
+    results = on_both_databases(
+        DB_NAME, lambda backend, url: measure(backend, url, world, pairs, args.rounds)
+    )
     for m in results:
         print(
             f"{m.backend}: "

@@ -21,9 +21,11 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pyotp
@@ -45,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DB_NAME = "rempart_bench_path"
-PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"
+T = TypeVar("T")
 ORIGIN = Origin(client_ip="192.0.2.10", user_agent="bench-lookup-path/1")
 PASSWORD = "banc d'essai du chemin de consultation"  # noqa: S105 - a throwaway bench account
 
@@ -81,6 +83,22 @@ def _backends(services: Services) -> list[int]:
 
 def drop_database(name: str) -> None:
     admin_sql(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def on_both_databases(name: str, measure: Callable[[str, str], T]) -> list[T]:
+    """``measure(backend, url)`` on a fresh SQLite file, then on a fresh PostgreSQL
+    database ``name`` (dropped at the end, whatever happens)."""
+    with tempfile.TemporaryDirectory() as directory:
+        results = [measure("sqlite", f"sqlite:///{directory}/rempart.db")]
+    drop_database(name)
+    admin_sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        results.append(
+            measure("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+        )
+    finally:
+        drop_database(name)
+    return results
 
 
 def bench_services(url: str, data_dir: Path) -> Services:
@@ -216,19 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     env = base_env(OUT / "path-data")
     world, _ = world_dir(env, args.insured, args.professionals)
     pairs = sample_pairs(world, 4_096)
-    results = []
-    with tempfile.TemporaryDirectory() as directory:
-        results.append(
-            measure("sqlite", f"sqlite:///{directory}/rempart.db", world, pairs, args.lookups)
-        )
-    drop_database(DB_NAME)
-    admin_sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
-    try:
-        results.append(measure("postgresql", PG_URL, world, pairs, args.lookups))
-    finally:
-        admin_sql(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
-        )
+    results = on_both_databases(
+        DB_NAME, lambda backend, url: measure(backend, url, world, pairs, args.lookups)
+    )
     for m in results:
         print(f"{m.backend}: {m.cpu_ms:.3f} ms CPU, {m.wall_ms:.3f} ms wall per lookup")
     publish("lookup-path", render(args, results), dry_run=args.no_write)
