@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench.messages_corpus import CORPUS_DIR, Corpus, CorpusMessage, NoticeSample, load_corpus
 from bench.report import publish
+from rempart.config import Settings
 from rempart.messages import (
     InvalidMessage,
     MessageChecker,
@@ -253,6 +254,35 @@ def print_misclassified(outcomes: Sequence[Outcome]) -> None:
             print(f"    {code}: {text}")
 
 
+def hostile_messages(size: int) -> dict[str, bytes]:
+    """Messages at the size limit made to cost the most: many tiny sentences, many
+    distinct ones, one endless sentence of words, many links, deep HTML."""
+    texts = {
+        "tiny sentences": "M. " * (size // 3),
+        "distinct sentences": " ".join(f"mot{i} ab." for i in range(size // 8)),
+        "one endless sentence": " ".join(f"mot{i} ab" for i in range(size // 8)),
+        "links": " ".join(f"http://exemple{i}.com/{'b' * 20}" for i in range(size // 30)),
+        "nested html": "<p>"
+        + "<a href='http://x.com'><span style='display:none'>" * (size // 120)
+        + "x</p>",
+    }
+    return {name: text.encode()[:size] for name, text in texts.items()}
+
+
+def hostile_seconds(checker: MessageChecker, size: int) -> dict[str, float]:
+    """The slowest of three checks of each hostile message (the public page's worst)."""
+    timings = {}
+    for name, body in hostile_messages(size).items():
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            channel = "email" if name == "nested html" else "sms"
+            checker.check(read_message(body, channel=channel, max_bytes=size))
+            runs.append(time.perf_counter() - start)
+        timings[name] = max(runs)
+    return timings
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--corpus", type=Path, default=CORPUS_DIR, help="the corpus folder")
@@ -273,6 +303,10 @@ def main(argv: list[str] | None = None) -> None:
     errors = [o.message.id for o in outcomes if o.verdict == "error"]
     refused = f"{len(errors)} ({', '.join(errors)})" if errors else "none"
     per_message = statistics.median(o.seconds for o in outcomes) * 1000
+    limit = Settings.model_fields["messages_max_bytes"].default
+    hostile = hostile_seconds(checker, limit)
+    hostile_text = "; ".join(f"{name} {seconds:.2f} s" for name, seconds in hostile.items())
+    print(f"hostile messages of {limit:,} bytes: {hostile_text}")
     langs = ", ".join(sorted({o.message.lang for o in foreign}))
     emls = sum(o.message.is_eml for o in outcomes)
     print(
@@ -358,6 +392,8 @@ Genuine messages that mention a lure on purpose, left genuine-looking:
 - Misclassified ({len(wrong)}): {", ".join(wrong) if wrong else "none"}. Their reasons:
   `python -m bench.bench_messages --no-write`.
 - Median time to read and check one message: {per_message:.2f} ms (one process).
+- Hostile messages at the default size limit ({limit:,} bytes), the slowest of three
+  checks each: {hostile_text}.
 - Reproduce: `.venv/bin/python -m bench.bench_messages`""",
         dry_run=args.no_write,
     )

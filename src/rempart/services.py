@@ -47,7 +47,6 @@ from rempart.guard.warm_start import warm_start
 from rempart.incident.controller import organization, security_before
 from rempart.incident.service import IncidentService
 from rempart.messages import (
-    MessageChecker,
     MessageRules,
     NoticeCodeCheck,
     database_notice_check,
@@ -301,11 +300,6 @@ class Services:
         return database_notice_check(self.sessions, NoticeKeys(self.settings.keys.notice_code_key))
 
     @cached_property
-    def message_checker(self) -> MessageChecker:
-        """The message checker, with notice codes looked up in this database."""
-        return MessageChecker(self.message_rules, notice_check=self.message_notice_check)
-
-    @cached_property
     def message_checks(self) -> MessageCheckService:
         """A check through any door: bounded, counted, logged without the message."""
         s = self.settings
@@ -318,7 +312,6 @@ class Services:
                 secret=s.keys.for_purpose("message-check-throttle"),
             ),
             notice_throttle=self.notice_verifier.throttle,
-            checker=self.message_checker,
             engine=self.engine,
             max_bytes=s.messages_max_bytes,
         )

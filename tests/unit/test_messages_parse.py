@@ -136,6 +136,9 @@ def test_bad_input_is_refused_with_a_stable_code(
         read_message(body, **kwargs)  # type: ignore[arg-type]
     assert (caught.value.code, caught.value.status) == (code, status)
     assert "Bcc" not in caught.value.detail  # the detail never quotes the input
+    # The caller's field at fault is named, so that a form can point at it.
+    named = {"invalid_channel": "channel", "invalid_field": next(iter(kwargs), None)}
+    assert caught.value.field == named.get(code)
 
 
 def test_a_message_at_the_size_limit_is_read() -> None:

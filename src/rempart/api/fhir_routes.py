@@ -23,6 +23,7 @@ from rempart.fhir import (
     CHANNEL,
     FHIR_JSON,
     FhirSearch,
+    InvalidSearch,
     SearchKind,
     capability_statement,
     parse_search,
@@ -40,16 +41,6 @@ router = APIRouter(prefix="/fhir", include_in_schema=False)
 _ACCEPTED = ("*/*", "application/*", "application/fhir+json", "application/json", "json")
 
 
-class _NotAcceptable(RempartError):
-    code = "not_acceptable"
-    status = 406
-
-
-class _SearchByGet(RempartError):
-    code = "search_by_get_refused"
-    status = 405
-
-
 def _fhir(resource: dict[str, Any], status: int = 200) -> Response:
     return Response(
         json.dumps(resource, ensure_ascii=False), status_code=status, media_type=FHIR_JSON
@@ -59,7 +50,9 @@ def _fhir(resource: dict[str, Any], status: int = 200) -> Response:
 def _check_accept(request: Request) -> None:
     accept = request.headers.get("accept", "").lower()
     if accept and not any(kind in accept for kind in _ACCEPTED):
-        raise _NotAcceptable("this server answers application/fhir+json only")
+        raise InvalidSearch(
+            "this server answers application/fhir+json only", code="not_acceptable", status=406
+        )
 
 
 def _base_url(request: Request) -> str:
@@ -135,9 +128,11 @@ async def search_coverage(request: Request) -> Response:
 def search_by_get(request: Request) -> Response:
     """Refused: a GET search would carry the NIR in its URL."""
     del request
-    raise _SearchByGet(
+    raise RempartError(
         "a search by GET would carry the NIR in its URL, which proxies and access logs "
         "keep: POST it as a form (application/x-www-form-urlencoded) to "
         "/fhir/<type>/_search",
+        code="search_by_get_refused",
+        status=405,
         headers={"Allow": "POST"},
     )

@@ -11,7 +11,6 @@ cannot read the answer.
 
 from __future__ import annotations
 
-import math
 from email.utils import parseaddr
 from urllib.parse import parse_qs
 
@@ -25,8 +24,8 @@ from rempart.api.deps import ERROR_RESPONSES, client_address, services_of
 from rempart.auth.throttle import Throttled
 from rempart.config import Settings
 from rempart.errors import RempartError
-from rempart.messages import InvalidMessage, Verdict, read_message
-from rempart.web import PageRenderer, page_response
+from rempart.messages import InvalidMessage, Verdict
+from rempart.web import PageRenderer, page_response, wait_in_words
 
 __all__ = [
     "MESSAGE_ROUTES",
@@ -141,12 +140,12 @@ _LABELS = {
 }
 
 
-def _field_errors(exc: InvalidMessage, form: dict[str, str], max_bytes: int) -> dict[str, str]:
+def _field_errors(exc: InvalidMessage, max_bytes: int) -> dict[str, str]:
     """The refusal in French, on the field at fault."""
     if exc.code == "invalid_channel":
         return {"channel": "choisissez SMS ou courriel."}
     if exc.code == "invalid_field":
-        return {_field_at_fault(form): "trop long, ou contient des caractères invisibles."}
+        return {exc.field or "text": "trop long, ou contient des caractères invisibles."}
     if exc.code == "message_too_large":
         return {
             "text": f"ce message est trop long (plus de {max_bytes // 1024} Ko) ; collez "
@@ -157,22 +156,6 @@ def _field_errors(exc: InvalidMessage, form: dict[str, str], max_bytes: int) -> 
     if exc.code == "empty_message":
         return {"text": "collez le texte du message reçu."}
     return {"body": "le message n'a pas pu être lu ; réessayez depuis cette page."}
-
-
-def _field_at_fault(form: dict[str, str]) -> str:
-    """Sender or subject: whichever the reader refuses alone."""
-    try:
-        read_message(b".", channel="sms", sender=form["sender"])
-    except InvalidMessage:
-        return "sender"
-    return "subject"
-
-
-def _in_words(seconds: int) -> str:
-    if seconds < 60:
-        return "1 seconde" if seconds <= 1 else f"{seconds} secondes"
-    minutes = math.ceil(seconds / 60)
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
 def _parse_form(body: bytes) -> dict[str, str] | None:
@@ -268,7 +251,7 @@ async def message_form(request: Request) -> HTMLResponse:
             address=client_address(request),
         )
     except InvalidMessage as exc:
-        errors = _field_errors(exc, form, checks.max_bytes)
+        errors = _field_errors(exc, checks.max_bytes)
         if "text" in errors and exc.code == "message_too_large":
             form = {**form, "text": ""}  # not given back: too large to be sent again as is
         return _page(request, status=exc.status, form=form, errors=errors)
@@ -278,7 +261,7 @@ async def message_form(request: Request) -> HTMLResponse:
             status=429,
             result="throttled",
             form=form,
-            retry=_in_words(exc.retry_after),
+            retry=wait_in_words(exc.retry_after),
             headers={"Retry-After": str(exc.retry_after)},
         )
     except (RempartError, OperationalError) as exc:

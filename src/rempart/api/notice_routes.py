@@ -7,7 +7,6 @@ page. The page is a plain form (no script), posted to itself.
 
 from __future__ import annotations
 
-import math
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,7 +27,7 @@ from rempart.notify.breach.verify import (
     parse_form_check,
     parse_json_check,
 )
-from rempart.web import PageRenderer, page_response
+from rempart.web import PageRenderer, page_response, wait_in_words
 
 __all__ = ["NoticeCheckRequest", "NoticeCheckResponse", "router"]
 
@@ -115,13 +114,6 @@ def _french_errors(exc: InvalidNoticeCheck) -> dict[str, str]:
     return errors
 
 
-def _in_words(seconds: int) -> str:
-    if seconds < 60:
-        return "1 seconde" if seconds <= 1 else f"{seconds} secondes"
-    minutes = math.ceil(seconds / 60)
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"
-
-
 def _typed(body: bytes) -> dict[str, str]:
     """What the person typed, to give it back on an error (bounded; escaped by Jinja)."""
     try:
@@ -196,7 +188,7 @@ async def verifier_form(request: Request) -> HTMLResponse:
             request,
             status=429,
             result="throttled",
-            retry=_in_words(exc.retry_after),
+            retry=wait_in_words(exc.retry_after),
             headers={"Retry-After": str(exc.retry_after)},
         )
     except (RempartError, OperationalError) as exc:

@@ -32,6 +32,8 @@ class InvalidMessage(RempartError):
     ``invalid_field`` (422). The detail never quotes the input."""
 
     status = 422
+    field: str | None = None
+    """The caller's field at fault (``channel``, ``sender``, ``subject``), when one is."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,12 @@ _MAIL_HEADERS = frozenset(
 )  # fmt: skip
 
 
-def _invalid(code: str, detail: str, status: int = 422) -> InvalidMessage:
-    return InvalidMessage(detail, code=code, status=status)
+def _invalid(
+    code: str, detail: str, status: int = 422, *, field: str | None = None
+) -> InvalidMessage:
+    error = InvalidMessage(detail, code=code, status=status)
+    error.field = field
+    return error
 
 
 _LATIN1_LABELS = frozenset({"iso-8859-1", "latin-1", "latin1", "l1", "us-ascii", "ascii"})
@@ -94,9 +98,9 @@ def _is_email(body: bytes) -> bool:
 
 def _field(value: str, name: str, limit: int) -> str:
     if len(value) > limit:
-        raise _invalid("invalid_field", f"{name}: at most {limit} characters")
+        raise _invalid("invalid_field", f"{name}: at most {limit} characters", field=name)
     if _FIELD_CONTROLS.search(value):
-        raise _invalid("invalid_field", f"{name}: control characters are not allowed")
+        raise _invalid("invalid_field", f"{name}: control characters are not allowed", field=name)
     return value.strip()
 
 
@@ -205,7 +209,7 @@ def read_message(
     rempart.messages.model.InvalidMessage: empty_message: the message is empty
     """
     if channel not in ("sms", "email"):
-        raise _invalid("invalid_channel", "channel must be sms or email")
+        raise _invalid("invalid_channel", "channel must be sms or email", field="channel")
     sender = _field(sender, "sender", MAX_SENDER)
     if subject is not None:
         subject = _field(subject, "subject", MAX_SUBJECT) or None

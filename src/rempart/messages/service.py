@@ -41,8 +41,6 @@ class MessageCheckService:
     """The notice-code lookup, unbounded: the doors that take callers' addresses bound it."""
     throttle: MessageCheckThrottle
     notice_throttle: NoticeCheckThrottle
-    checker: MessageChecker
-    """The checker with :attr:`notice_check` unbounded, for the CLI."""
     engine: Engine
     """Where the counts go (the data database)."""
     max_bytes: int
@@ -69,11 +67,10 @@ class MessageCheckService:
         message = read_message(
             body, channel=channel, sender=sender, subject=subject, max_bytes=self.max_bytes
         )
-        checker = self.checker
+        notice_check = self.notice_check
         if address is not None:
-            bounded = throttled_notice_check(self.notice_check, self.notice_throttle, address)
-            checker = MessageChecker(self.rules, notice_check=bounded)
-        verdict = checker.check(message)
+            notice_check = throttled_notice_check(notice_check, self.notice_throttle, address)
+        verdict = MessageChecker(self.rules, notice_check=notice_check).check(message)
         self._count(door, message.channel, verdict.verdict)
         _log().info("message_checked", door=door, verdict=verdict.verdict)
         return verdict

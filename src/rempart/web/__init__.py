@@ -7,6 +7,19 @@ page uses it first; the console and the professionals' portal build on it.
 """
 
 from rempart.web.assets import router as assets_router
-from rempart.web.pages import PAGE_CSP, STYLESHEET_PATH, PageRenderer, page_response
+from rempart.web.pages import (
+    PAGE_CSP,
+    STYLESHEET_PATH,
+    PageRenderer,
+    page_response,
+    wait_in_words,
+)
 
-__all__ = ["PAGE_CSP", "STYLESHEET_PATH", "PageRenderer", "assets_router", "page_response"]
+__all__ = [
+    "PAGE_CSP",
+    "STYLESHEET_PATH",
+    "PageRenderer",
+    "assets_router",
+    "page_response",
+    "wait_in_words",
+]

@@ -7,6 +7,7 @@ page and its state apart, e.g. « Erreur : … »), and each page fills ``main``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +21,7 @@ __all__ = [
     "STYLESHEET_PATH",
     "PageRenderer",
     "page_response",
+    "wait_in_words",
 ]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -66,3 +68,11 @@ def page_response(
         status_code=status,
         headers={"content-security-policy": PAGE_CSP, **(headers or {})},
     )
+
+
+def wait_in_words(seconds: int) -> str:
+    """A ``Retry-After`` as a page says it: « 45 secondes », « 2 minutes »."""
+    if seconds < 60:
+        return "1 seconde" if seconds <= 1 else f"{seconds} secondes"
+    minutes = math.ceil(seconds / 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
