@@ -269,7 +269,7 @@ class Settings(BaseSettings):
     # queued behind the others, so that what is accepted keeps a bounded latency.
     # Little's law sizes it: the latency to keep x the requests/s one worker serves.
     max_in_flight: int = Field(
-        default=24,
+        default=16,
         ge=1,
         le=10_000,
         description="Requests one worker serves at once; more are refused with 503 "
