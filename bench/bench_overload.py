@@ -442,8 +442,8 @@ Load shedding at `REMPART_MAX_IN_FLIGHT={args.max_in_flight or "default (16)"}` 
   minute into the soak, {last:,.0f} MiB at its end, a slope of **{slope:+.2f} MiB/min** over
   the soak after its first minute; peak {peak:,.0f} MiB over the whole run.
 - **The audit trail** (what the open-loop phases added to it): {lookups:,} lookup
-  entries ({trail_text}) for {answered:,} lookups answered 200 out of {sent:,} sent: {verdict}; the shed requests read nothing and left
-  nothing.
+  entries ({trail_text}) for {answered:,} lookups answered 200 out of {sent:,} sent:
+  {verdict}; the shed requests read nothing and left nothing.
 - The load generator used {outcome.generator_cpu_s:,.0f} s of CPU over the
   {sum(p.seconds for p in outcome.phases):,.0f} s run (on the same 2 cores as the server,
   PostgreSQL and Redis); the machine was {outcome.busy_before:.0f} % of a core busy before.
