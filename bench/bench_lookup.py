@@ -727,11 +727,11 @@ def sample_pairs(world: Path, count: int) -> list[tuple[str, str]]:
     return [(str(r["nir"]), r["birth_date"].isoformat()) for r in picked]
 
 
-def log_in(base_url: str, password: str, otpauth_uri: str) -> str:
+def log_in(base_url: str, password: str, otpauth_uri: str, login: str = LOGIN) -> str:
     """The real login over HTTP: password, then a TOTP code. Returns the bearer token."""
     totp = pyotp.TOTP(pyotp.parse_uri(otpauth_uri).secret)
     with httpx.Client(base_url=base_url, timeout=30) as http:
-        first = http.post("/api/v1/auth/login", json={"login": LOGIN, "password": password})
+        first = http.post("/api/v1/auth/login", json={"login": login, "password": password})
         if first.status_code != 200:
             raise BenchError(f"login failed: {first.status_code} {first.text}")
         second = http.post(

@@ -264,6 +264,18 @@ class Settings(BaseSettings):
         default=8, ge=1, le=200, description="Threads per worker for blocking routes."
     )
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    # Load shedding (rempart.api.shedding): past this many requests in progress in one
+    # worker, a new one is refused at once (503 overloaded, Retry-After) rather than
+    # queued behind the others, so that what is accepted keeps a bounded latency.
+    # Little's law sizes it: the latency to keep x the requests/s one worker serves.
+    max_in_flight: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Requests one worker serves at once; more are refused with 503 "
+        "overloaded and Retry-After.",
+    )
+    overload_retry_after_seconds: int = Field(default=2, ge=1, le=300)
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
         default=(),
         description="Reverse proxies whose X-Forwarded-For is honoured: comma-separated "

@@ -25,6 +25,7 @@ from rempart.api.oauth_routes import router as oauth_router
 from rempart.api.psc_routes import router as psc_router
 from rempart.api.rollup_pump import RollupPump
 from rempart.api.routes import router
+from rempart.api.shedding import LoadSheddingMiddleware
 from rempart.api.webauthn_routes import router as webauthn_router
 from rempart.claims.consumer import ClaimsConsumer
 from rempart.claims.follower import ClaimsFollower
@@ -108,11 +109,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return {"status": "ok"}
 
     # The last added runs first: the access log (and its headers and 500s) around all,
-    # then the client's address, then the body limits.
+    # then the client's address, then load shedding (before a body is even read), then
+    # the body limits.
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=services.settings.max_body_bytes,
         path_limits=dict.fromkeys(MESSAGE_ROUTES, message_body_limit(services.settings)),
+    )
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        max_in_flight=services.settings.max_in_flight,
+        retry_after_seconds=services.settings.overload_retry_after_seconds,
     )
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=services.settings.trusted_proxies)
     app.add_middleware(AccessLogMiddleware, anonymous_routes=MESSAGE_ROUTES)

@@ -24,6 +24,7 @@ __all__ = [
     "AccessLogMiddleware",
     "BodyLimitMiddleware",
     "ClientAddressMiddleware",
+    "reply_error",
 ]
 
 OAUTH_TOKEN_PATH = "/api/v1/oauth/token"  # noqa: S105 - a path, not a secret
@@ -43,8 +44,16 @@ SECURITY_HEADERS = [
 ]
 
 
-async def _reply(scope: Scope, send: Send, status: int, code: str, detail: str) -> None:
-    """An answer of the middleware itself, as the door asked speaks errors (JSON, or an
+async def reply_error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """An answer of a middleware itself, as the door asked speaks errors (JSON, or an
     OperationOutcome on the FHIR facade)."""
     if is_fhir_path(scope.get("path", "")):
         body, media = outcome_body(status, code, detail), FHIR_JSON.encode()
@@ -57,6 +66,7 @@ async def _reply(scope: Scope, send: Send, status: int, code: str, detail: str) 
             "headers": [
                 (b"content-type", media),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
@@ -86,10 +96,10 @@ class BodyLimitMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _reply(scope, send, 400, "bad_request", "invalid Content-Length")
+                await reply_error(scope, send, 400, "bad_request", "invalid Content-Length")
                 return
             if int(declared) > max_bytes:
-                await _reply(scope, send, 413, "payload_too_large", self._too_large(max_bytes))
+                await reply_error(scope, send, 413, "payload_too_large", self._too_large(max_bytes))
                 return
         # A body-less POST (log out, end sessions) has no media type to check.
         has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
@@ -102,7 +112,7 @@ class BodyLimitMiddleware:
                 _FORM if path == OAUTH_TOKEN_PATH or is_fhir_path(path) else b"application/json"
             )
             if media != expected:
-                await _reply(
+                await reply_error(
                     scope,
                     send,
                     415,
@@ -123,7 +133,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > max_bytes:
-                await _reply(scope, send, 413, "payload_too_large", self._too_large(max_bytes))
+                await reply_error(scope, send, 413, "payload_too_large", self._too_large(max_bytes))
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
@@ -169,7 +179,7 @@ class ClientAddressMiddleware:
         try:
             client = client_behind_proxies(str(peer[0]), forwarded, self.trusted_proxies)
         except InvalidForwardedFor as exc:
-            await _reply(scope, send, exc.status, exc.code, exc.detail)
+            await reply_error(scope, send, exc.status, exc.code, exc.detail)
             return
         if client != peer[0]:
             # The client's source port is unknown behind a proxy.
@@ -216,7 +226,7 @@ class AccessLogMiddleware:
             if responded:
                 status = 500  # the answer was cut short; the client sees a broken body
             else:
-                await _reply(
+                await reply_error(
                     scope, send_with_headers, 500, "internal_error", "an internal error occurred"
                 )
         finally:

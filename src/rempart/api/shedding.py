@@ -1,0 +1,100 @@
+"""Load shedding: a worker past its capacity refuses new requests at once.
+
+A request that cannot be served soon is better refused now, with ``503 overloaded`` and
+``Retry-After``, than queued: a queue in front of a saturated worker only grows, every
+request in it waits longer, and the clients (or their retries) time out on work the
+server will still do, audit entry included. Refusing at the door costs microseconds and
+touches nothing: no session is read, no lookup is made, nothing is audited, so a shed
+request never reads a record and never leaves one half-written.
+
+The bound is on the requests in progress in this worker (its event loop counts them; no
+lock is needed as the counter is only touched from the loop). Probes (``/health/…``,
+``/healthz``) and ``/metrics`` are never shed: a load balancer and the monitoring must see
+the truth exactly when the service is busiest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rempart.api.middleware import reply_error
+
+__all__ = ["NEVER_SHED", "OVERLOADED", "LoadSheddingMiddleware"]
+
+OVERLOADED = "overloaded"
+NEVER_SHED = ("/health/", "/healthz", "/metrics")
+
+# A page (portal, console, public checks) gets a page, in French, not JSON.
+_PAGE = """<!doctype html>
+<html lang="fr"><head><meta charset="utf-8"><title>Service momentanément surchargé</title>
+</head><body><main><h1>Service momentanément surchargé</h1>
+<p>Trop de demandes arrivent en même temps. Votre demande n'a pas été traitée&nbsp;:
+réessayez dans {seconds}&nbsp;secondes.</p></main></body></html>
+"""
+
+
+class LoadSheddingMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int,
+        retry_after_seconds: int,
+        never_shed: Collection[str] = NEVER_SHED,
+    ) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_seconds)
+        self.never_shed = tuple(never_shed)
+        self.in_flight = 0
+        self.shed = 0  # since start, for the logs and the metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.never_shed):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.shed += 1
+            await self._refuse(scope, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        headers = [(b"retry-after", self.retry_after.encode())]
+        if _wants_page(scope):
+            body = _PAGE.format(seconds=self.retry_after).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"text/html; charset=utf-8"),
+                        (b"content-length", str(len(body)).encode()),
+                        *headers,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await reply_error(
+            scope,
+            send,
+            503,
+            OVERLOADED,
+            f"the service is overloaded; retry in {self.retry_after} seconds",
+            headers=headers,
+        )
+
+
+def _wants_page(scope: Scope) -> bool:
+    path: str = scope["path"]
+    if path.startswith(("/api/", "/fhir")):
+        return False
+    accept = dict(scope.get("headers") or []).get(b"accept", b"")
+    return b"text/html" in accept
