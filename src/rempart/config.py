@@ -275,6 +275,13 @@ class Settings(BaseSettings):
         description="Requests one worker serves at once; more are refused with 503 "
         "overloaded and Retry-After.",
     )
+    max_public_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=10_000,
+        description="Of those, the anonymous public checks (notice code, message) one worker "
+        "serves at once: a flood of them is shed on its own.",
+    )
     overload_retry_after_seconds: int = Field(default=2, ge=1, le=300)
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
         default=(),

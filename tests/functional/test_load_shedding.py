@@ -29,13 +29,13 @@ from tests.conftest import FAST_HASHING
 LOGIN_BODY = b'{"login": "dr.martin", "password": "not the password"}'
 
 
-@pytest.fixture
-def base_url(tmp_path: Path) -> Iterator[tuple[str, Services]]:
+@contextmanager
+def serving(tmp_path: Path, **limits: int) -> Iterator[tuple[str, Services]]:
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'rempart.db'}",
         data_dir=tmp_path / "data",
-        max_in_flight=2,
         overload_retry_after_seconds=3,
+        **limits,
         **FAST_HASHING,
     )
     services = Services(settings)
@@ -45,15 +45,21 @@ def base_url(tmp_path: Path) -> Iterator[tuple[str, Services]]:
         yield url, services
 
 
+@pytest.fixture
+def base_url(tmp_path: Path) -> Iterator[tuple[str, Services]]:
+    with serving(tmp_path, max_in_flight=2) as served:
+        yield served
+
+
 @contextmanager
-def held_request(url: str) -> Iterator[socket.socket]:
-    """A login whose body is still on its way: in progress until :func:`finish` sends it."""
+def held_request(url: str, path: str = "/api/v1/auth/login") -> Iterator[socket.socket]:
+    """A POST whose body is still on its way: in progress until :func:`finish` sends it."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     try:
         sock.sendall(
-            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: test\r\n"
-            b"Content-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: test\r\n".encode()
+            + b"Content-Type: application/json\r\n"
             + f"Content-Length: {len(LOGIN_BODY)}\r\n\r\n".encode()
             + LOGIN_BODY[:10]
         )
@@ -69,11 +75,11 @@ def finish(sock: socket.socket) -> int:
     return int(head.split()[1])
 
 
-def wait_until_in_flight(client: httpx.Client, count: int) -> None:
+def wait_until_in_flight(client: httpx.Client, count: int, probe: str = "/api/v1/no-route") -> None:
     """The held requests reach the server asynchronously: wait until a probe of the
-    next one is refused, i.e. until ``count`` are counted in progress."""
+    next one (a POST to ``probe``) is refused, i.e. until ``count`` are in progress."""
     for _ in range(200):
-        if client.get("/api/v1/openapi-probe-not-a-route").status_code == 503:
+        if client.post(probe, content=b"{}", headers=_json()).status_code == 503:
             return
         # A 404 answered in between took and freed a slot: nothing is left over.
         time.sleep(0.02)
@@ -139,3 +145,39 @@ def _audit_rows(services: Services) -> int:
 
 def _json() -> dict[str, str]:
     return {"Content-Type": "application/json"}
+
+
+MESSAGE = {"channel": "sms", "sender": "36 01", "text": "Votre carte Vitale expire."}
+
+
+def test_the_anonymous_public_checks_are_shed_in_their_own_lane(tmp_path: Path) -> None:
+    """A flood of public checks (no account needed; a long message costs CPU) fills its
+    own lane and is shed there, while the professionals' requests still get through."""
+    with (
+        serving(tmp_path, max_in_flight=4, max_public_in_flight=1) as (url, _),
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        with held_request(url, "/api/v1/messages/check") as held:
+            wait_until_in_flight(client, 1, probe="/api/v1/messages/check")
+            refused = client.post("/api/v1/messages/check", json=MESSAGE)
+            assert refused.status_code == 503
+            assert refused.json()["error"] == "overloaded"
+            assert refused.headers["retry-after"] == "3"
+            notice = client.post("/api/v1/notices/verify", json={"code": "ABCD-EFGH"})
+            assert notice.status_code == 503
+            page = client.post(
+                "/verifier/message", data={"channel": "sms"}, headers={"Accept": "text/html"}
+            )
+            assert page.status_code == 503
+            assert "Service momentanément surchargé" in page.text
+            # Outside the lane, a professional's request is served as usual.
+            login = client.post("/api/v1/auth/login", content=LOGIN_BODY, headers=_json())
+            assert login.status_code == 401
+            # The public page itself (a GET) is not in the lane: only the checks are.
+            assert client.get("/verifier/message").status_code == 200
+            # The held check ends (the login body is not a message: refused), and the
+            # lane has room again.
+            assert finish(held) == 422
+        checked = client.post("/api/v1/messages/check", json=MESSAGE)
+        assert checked.status_code == 200, checked.text
+        assert checked.json()["verdict"] in {"phishing", "suspicious", "genuine-looking"}

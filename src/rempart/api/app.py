@@ -20,6 +20,7 @@ from rempart.api.middleware import (
     BodyLimitMiddleware,
     ClientAddressMiddleware,
 )
+from rempart.api.notice_routes import NOTICE_ROUTES
 from rempart.api.notice_routes import router as notice_router
 from rempart.api.oauth_routes import router as oauth_router
 from rempart.api.psc_routes import router as psc_router
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         LoadSheddingMiddleware,
         max_in_flight=services.settings.max_in_flight,
         retry_after_seconds=services.settings.overload_retry_after_seconds,
+        public_paths={*MESSAGE_ROUTES, *NOTICE_ROUTES},
+        max_public_in_flight=services.settings.max_public_in_flight,
     )
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=services.settings.trusted_proxies)
     app.add_middleware(AccessLogMiddleware, anonymous_routes=MESSAGE_ROUTES)

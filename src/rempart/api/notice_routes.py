@@ -29,7 +29,12 @@ from rempart.notify.breach.verify import (
 )
 from rempart.web import PageRenderer, page_response, wait_in_words
 
-__all__ = ["NoticeCheckRequest", "NoticeCheckResponse", "router"]
+__all__ = ["NOTICE_ROUTES", "NoticeCheckRequest", "NoticeCheckResponse", "router"]
+
+VERIFY_PATH = "/api/v1/notices/verify"
+PAGE_PATH = "/verifier"
+NOTICE_ROUTES = frozenset({VERIFY_PATH, PAGE_PATH})
+"""The public notice check's two doors (anonymous, shed in their own lane)."""
 
 router = APIRouter()
 
@@ -60,7 +65,7 @@ _REQUEST_SCHEMA: dict[str, Any] = {
 
 
 @router.post(
-    "/api/v1/notices/verify",
+    VERIFY_PATH,
     response_model=NoticeCheckResponse,
     responses=ERROR_RESPONSES,
     tags=["notices"],
@@ -163,12 +168,12 @@ def _page(
     return page_response(html, status=status, headers=headers)
 
 
-@router.get("/verifier", include_in_schema=False)
+@router.get(PAGE_PATH, include_in_schema=False)
 def verifier_page(request: Request) -> HTMLResponse:
     return _page(request)
 
 
-@router.post("/verifier", include_in_schema=False)
+@router.post(PAGE_PATH, include_in_schema=False)
 async def verifier_form(request: Request) -> HTMLResponse:
     body = await request.body()
     parsed: NoticeCheck | InvalidNoticeCheck

@@ -11,6 +11,11 @@ The bound is on the requests in progress in this worker (its event loop counts t
 lock is needed as the counter is only touched from the loop). Probes (``/health/…``,
 ``/healthz``) and ``/metrics`` are never shed: a load balancer and the monitoring must see
 the truth exactly when the service is busiest.
+
+The public checks (a notice's code, a suspicious message) need no account, and a message
+at the size limit costs up to a second of CPU: they get a lane of their own, a smaller
+bound inside the worker's, so that an anonymous flood is shed on its own and can never
+take every slot from the professionals' lookups.
 """
 
 from __future__ import annotations
@@ -42,28 +47,39 @@ class LoadSheddingMiddleware:
         *,
         max_in_flight: int,
         retry_after_seconds: int,
+        public_paths: Collection[str] = (),
+        max_public_in_flight: int | None = None,
         never_shed: Collection[str] = NEVER_SHED,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
+        self.public_paths = frozenset(public_paths)
+        self.max_public_in_flight = min(max_public_in_flight or max_in_flight, max_in_flight)
         self.retry_after = str(retry_after_seconds)
         self.never_shed = tuple(never_shed)
         self.in_flight = 0
+        self.public_in_flight = 0
         self.shed = 0  # since start, for the logs and the metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.never_shed):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(self.never_shed):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        public = path in self.public_paths and scope["method"] == "POST"
+        if self.in_flight >= self.max_in_flight or (
+            public and self.public_in_flight >= self.max_public_in_flight
+        ):
             self.shed += 1
             await self._refuse(scope, send)
             return
         self.in_flight += 1
+        self.public_in_flight += public
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            self.public_in_flight -= public
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = [(b"retry-after", self.retry_after.encode())]
