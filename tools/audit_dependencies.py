@@ -34,7 +34,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = [
     "AuditVerdict",
@@ -43,6 +43,7 @@ __all__ = [
     "judge",
     "load_exceptions",
     "main",
+    "report_and_status",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,9 +180,10 @@ def _in_ci(environ: Mapping[str, str]) -> bool:
 
 
 def report_and_status(
-    verdict: AuditVerdict, *, environ: Mapping[str, str], out: Any = sys.stdout
+    verdict: AuditVerdict, *, environ: Mapping[str, str], out: TextIO | None = None
 ) -> int:
     """Print the verdict; the exit status (0 or 1) it means in this environment."""
+    out = out or sys.stdout
     status = 0
     for line in verdict.excused:
         print(f"pip-audit: excused: {line}", file=out)
