@@ -102,7 +102,7 @@ def _append_one(head: str) -> TextClause:
     from_head = {"shard", "seq", "prev_hash", "hash"}
     values = ", ".join(c if c in from_head else f":{c}" for c in _EVENT_COLUMNS)
     return text(
-        f"WITH old AS MATERIALIZED ({head}),"  # noqa: S608 - no value is spliced in
+        f"WITH old AS MATERIALIZED ({head}),"  # noqa: S608 - no value is spliced in  # nosec B608
         " moved AS (UPDATE audit_head AS h SET seq = old.seq + 1,"
         " hash = sha256(old.hash || CAST(:before AS bytea)"
         " || convert_to(CAST(old.seq + 1 AS text), 'UTF8') || CAST(:after AS bytea))"

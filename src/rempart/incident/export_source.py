@@ -228,7 +228,7 @@ def _network_addresses(
     elements: list[int] = []
     addresses: list[str] = []
     # S608: the statement is built from our own constant fragments; values are bound.
-    query = f"SELECT DISTINCT client_ip FROM trail WHERE true{span_sql}"  # noqa: S608
+    query = f"SELECT DISTINCT client_ip FROM trail WHERE true{span_sql}"  # noqa: S608  # nosec B608
     for (raw,) in connection.execute(query, span).fetchall():
         try:
             address = ipaddress.ip_address(raw)
@@ -311,7 +311,7 @@ def read_export(
             )
             where, params = _where(connection, definition, span_sql, span)
             connection.execute(
-                f"CREATE TEMP TABLE matched AS SELECT {_MATCHED_COLUMNS}, "  # noqa: S608
+                f"CREATE TEMP TABLE matched AS SELECT {_MATCHED_COLUMNS}, "  # noqa: S608  # nosec B608
                 f"({_EXPOSED}) AS exposed FROM trail WHERE {where}",
                 params,
             )
@@ -339,7 +339,7 @@ def _aggregate(connection: duckdb.DuckDBPyConnection, reading: TrailReading) -> 
     # several times faster than row tuples.
     table = _arrow(
         connection,
-        "SELECT subject, count(*) AS records, min(ts_us) AS first_us, max(ts_us) AS last_us, "  # noqa: S608 - constant fragments
+        "SELECT subject, count(*) AS records, min(ts_us) AS first_us, max(ts_us) AS last_us, "  # noqa: S608 - constant fragments  # nosec B608
         "list(DISTINCT account_id ORDER BY account_id) AS accounts, "
         f"bit_or({mask}) AS categories FROM matched WHERE exposed GROUP BY subject",
         mask_params,

@@ -894,7 +894,7 @@ def _write_exposures(
                     copy.write_row([incident_id, *row.__dict__.values()])
             others = [c for c in columns if c not in ("incident_id", "pseudonym")]
             cursor.execute(
-                f"INSERT INTO incident_exposures ({', '.join(columns)}) "  # noqa: S608 - our column names
+                f"INSERT INTO incident_exposures ({', '.join(columns)}) "  # noqa: S608 - our column names  # nosec B608
                 f"SELECT {', '.join(columns)} FROM stage_exposures "
                 "ON CONFLICT (incident_id, pseudonym) DO UPDATE SET "
                 + ", ".join(f"{c} = excluded.{c}" for c in others)

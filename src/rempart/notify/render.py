@@ -167,7 +167,7 @@ class MailRenderer:
         # HTML templates are autoescaped; text ones are plain text, never HTML.
         return Environment(
             loader=FileSystemLoader(TEMPLATES),
-            autoescape=autoescape,  # noqa: S701 - on for HTML; text bodies are not HTML
+            autoescape=autoescape,  # noqa: S701 - on for HTML; text bodies are not HTML  # nosec B701
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,

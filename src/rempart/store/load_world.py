@@ -119,7 +119,8 @@ def _upsert_tail(table: str, columns: list[str], key: tuple[str, ...], dialect: 
         )
     else:
         differs = " OR ".join(f"{table}.{c} IS NOT excluded.{c}" for c in others)
-    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments} WHERE {differs}"
+    # Names only (from _PLAN and the contract schema); the values are bound.
+    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments} WHERE {differs}"  # nosec B608
 
 
 def _load_postgresql(
@@ -152,7 +153,7 @@ def _load_postgresql(
                 if progress:
                     progress(db_table, done, table.num_rows)
         cursor.execute(
-            f"INSERT INTO {db_table} ({column_list}) SELECT {column_list} FROM {stage} "  # noqa: S608 - names come from _PLAN and the contract schema
+            f"INSERT INTO {db_table} ({column_list}) SELECT {column_list} FROM {stage} "  # noqa: S608 - names come from _PLAN and the contract schema  # nosec B608
             + _upsert_tail(db_table, columns, key, "postgresql")
         )
         changed = int(cursor.rowcount)
@@ -172,7 +173,7 @@ def _load_sqlite(
     columns = table.column_names
     placeholders = ", ".join("?" for _ in columns)
     statement = (
-        f"INSERT INTO {db_table} ({', '.join(columns)}) VALUES ({placeholders}) "  # noqa: S608 - names come from _PLAN and the contract schema
+        f"INSERT INTO {db_table} ({', '.join(columns)}) VALUES ({placeholders}) "  # noqa: S608 - names come from _PLAN and the contract schema  # nosec B608
         + _upsert_tail(db_table, columns, key, "sqlite")
     )
     raw: Any = connection.connection.dbapi_connection

@@ -220,7 +220,7 @@ class NoticeRenderer:
     def _environment(self, *, autoescape: bool) -> Environment:
         env = Environment(
             loader=FileSystemLoader(self.templates),
-            autoescape=autoescape,  # noqa: S701 - on for HTML; the text parts are not HTML
+            autoescape=autoescape,  # noqa: S701 - on for HTML; the text parts are not HTML  # nosec B701
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
