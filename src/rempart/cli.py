@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -808,12 +811,25 @@ def serve(
         )
     if problem:
         raise fail("database_not_ready", problem, exit_code=2)
-    uvicorn.run(
-        "rempart.api.factory:app",
-        factory=True,
-        workers=workers,
-        **uvicorn_options(host=host, port=port, log_level=settings.log_level),
-    )
+    metrics_dir = None
+    if workers > 1:
+        # Each worker keeps its metrics in files there, and whichever answers /metrics
+        # sums them all. Set before the workers import prometheus-client (it reads it
+        # then); fresh, so that no value of an earlier run is summed in.
+        data_dir = settings.resolved_data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=data_dir))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "rempart.api.factory:app",
+            factory=True,
+            workers=workers,
+            **uvicorn_options(host=host, port=port, log_level=settings.log_level),
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command("demo")
