@@ -49,7 +49,7 @@ MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 
 # One ``_created`` series per counter and label set doubles the scrape for nothing a
 # dashboard or an alert here uses.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 OTHER = "other"
 
