@@ -47,7 +47,11 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def rempart_serve(env: Mapping[str, str], log_path: Path, *, workers: int = 1) -> Iterator[Served]:
+def rempart_serve(
+    env: Mapping[str, str], log_path: Path, *, workers: int = 1, start_seconds: float = 60
+) -> Iterator[Served]:
+    """``start_seconds``: each worker imports the whole service (spawned, not forked),
+    which takes a while on a busy machine."""
     port = free_port()
     command = [sys.executable, "-m", "rempart", "serve", "--port", str(port)]
     if workers > 1:
@@ -56,7 +60,7 @@ def rempart_serve(env: Mapping[str, str], log_path: Path, *, workers: int = 1) -
         server = subprocess.Popen(command, env=dict(env), stdout=log_file, stderr=log_file)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + start_seconds
             while True:
                 try:
                     if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
