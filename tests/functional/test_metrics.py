@@ -47,7 +47,8 @@ def lookup(client: TestClient, token: str, nir: str, birth_date: str) -> int:
         json={"nir": nir, "birth_date": birth_date},
         headers={"Authorization": f"Bearer {token}"},
     )
-    return answer.status_code
+    status: int = answer.status_code
+    return status
 
 
 def test_lookups_guard_audit_and_http_are_counted_without_personal_data(
