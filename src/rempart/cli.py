@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -800,9 +801,10 @@ def serve(
                 f"login throttle would be kept per worker; {shared} or run one worker",
                 exit_code=2,
             )
-        err.print(
-            f"warning: {workers} workers without REMPART_REDIS_URL: the guard's state and "
-            f"the login throttle are kept per worker; {shared}"
+        structlog.get_logger("rempart.cli").warning(
+            "workers_without_redis",
+            workers=workers,
+            detail="the guard's state and the login throttle are kept per worker; " + shared,
         )
     _ = settings.keys  # generate or check keys now, before any worker starts
     with open_services(settings) as services:
@@ -825,6 +827,8 @@ def serve(
             "rempart.api.factory:app",
             factory=True,
             workers=workers,
+            # uvicorn's own lines go through the service's JSON formatter too.
+            log_config=None,
             **uvicorn_options(host=host, port=port, log_level=settings.log_level),
         )
     finally:
