@@ -135,6 +135,9 @@ def test_queue_depths_come_from_the_database(settings: Settings, services: Servi
     assert value(samples, "rempart_outbox_oldest_age_seconds") >= 500
     assert value(samples, "rempart_campaign_queue_depth", channel="email") == 0
     assert value(samples, "rempart_campaign_queue_depth", channel="letter") == 0
+    # The readiness checks, run at the scrape.
+    assert value(samples, "rempart_ready", check="database") == 1
+    assert value(samples, "rempart_ready", check="audit") == 1
 
 
 def test_claims_lag_follows_the_newest_claim_fed(

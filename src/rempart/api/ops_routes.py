@@ -19,10 +19,18 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel
 
 from rempart.errors import RempartError
-from rempart.ops.health import OK, Readiness, check_audit, check_database, check_redis
+from rempart.ops.health import (
+    OK,
+    Readiness,
+    ReadinessReport,
+    check_audit,
+    check_database,
+    check_redis,
+)
 from rempart.ops.metrics import exposition
 from rempart.ops.queues import QueueDepths
 from rempart.services import Services
@@ -87,8 +95,22 @@ async def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
     _allow_metrics(request, services)
     depths = _queue_depths(request, services)
-    body = await to_thread.run_sync(lambda: exposition([depths.collect]))
+    readiness = _readiness(request)
+    body = await to_thread.run_sync(
+        lambda: exposition([depths.collect, lambda: [readiness_family(readiness.run())]])
+    )
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def readiness_family(report: ReadinessReport) -> GaugeMetricFamily:
+    """The readiness checks as a gauge (1 ok, 0 failing), run at each scrape: an alert
+    needs no orchestrator's probe to see a dependency gone."""
+    family = GaugeMetricFamily(
+        "rempart_ready", "Readiness checks of GET /health/ready: 1 ok, 0 failing.", labels=["check"]
+    )
+    for name, result in report.checks.items():
+        family.add_metric([name], 1.0 if result == OK else 0.0)
+    return family
 
 
 def _allow_metrics(request: Request, services: Services) -> None:
