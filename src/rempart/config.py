@@ -726,7 +726,16 @@ def _resolve_keys(settings: Settings) -> Keys:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read and validate the settings, raising :class:`ConfigError` with every problem."""
+    """Read and validate the settings, raising :class:`ConfigError` with every problem.
+
+    ``REMPART_SECRETS_DIR`` (e.g. ``/run/secrets``, where Docker and Kubernetes mount
+    secrets): a file there named after a setting's variable, in lower case
+    (``rempart_token_secret``), holds its value; the environment wins over it."""
+    secrets_dir = os.environ.get("REMPART_SECRETS_DIR")
+    if secrets_dir and "_secrets_dir" not in overrides:
+        if not Path(secrets_dir).is_dir():
+            raise ConfigError([f"REMPART_SECRETS_DIR: {secrets_dir} is not a directory"])
+        overrides = {**overrides, "_secrets_dir": secrets_dir}
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -266,4 +266,4 @@ def exposition(extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> bytes:
     for produce in extra:
         families.extend(produce())
     families.append(_claims_lag(families, time.time()))
-    return generate_latest(_Families(families))  # type: ignore[arg-type]
+    return generate_latest(_Families(families))
