@@ -187,3 +187,18 @@ def test_health_routes_are_described_as_they_answer(client: TestClient) -> None:
     assert {"200", "503"} <= set(ready)
     assert "/metrics" not in paths
     assert "/healthz" not in paths
+
+
+def test_a_stopped_claims_follower_is_named(client: TestClient) -> None:
+    client.app.state.claims_follower.stop()  # type: ignore[attr-defined]
+    answer = client.get("/health/ready")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["claims_table"] == "stopped"
+
+
+def test_served_without_its_lifespan_the_follower_is_not_asked(services: Services) -> None:
+    """running_server's default (lifespan off) starts no follower: nothing to check."""
+    with running_server(create_app(services=services)) as base:
+        answer = httpx.get(f"{base}/health/ready", timeout=15)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["checks"] == {"database": "ok", "audit": "ok"}

@@ -150,7 +150,9 @@ def _readiness(request: Request) -> Readiness:
 
 def build_readiness(state: object) -> Readiness:
     """The checks this configuration needs: the databases always, Redis and the claims
-    feeds where configured."""
+    feeds where configured. Built at the first probe, after the application's start:
+    the table follower is checked when the start launched it (an app served without
+    its lifespan, as some tests do, has none to check)."""
     services: Services = state.services  # type: ignore[attr-defined]
     settings = services.settings
     checks = {
@@ -162,11 +164,11 @@ def build_readiness(state: object) -> Readiness:
     redis_client = services.redis_client
     if redis_client is not None:
         checks["redis"] = lambda: check_redis(redis_client)
-    if settings.claims_poll_seconds > 0:
+    launched = getattr(state, "claims_follower", None)
+    if settings.claims_poll_seconds > 0 and launched is not None:
 
         def follower() -> str:
-            running = getattr(state, "claims_follower", None)
-            return OK if running is not None and running.running else "stopped"
+            return OK if launched.running else "stopped"
 
         checks["claims_table"] = follower
     if settings.claims_amqp_url is not None:
