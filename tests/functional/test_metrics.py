@@ -115,6 +115,13 @@ def test_login_throttle_refusals_are_counted(client: TestClient, pharmacist: Log
         v for (n, _), v in before.items() if n == "rempart_login_throttled_total"
     )
     assert refused == 1
+    grown = [
+        dict(labels)["rule"]
+        for (name, labels), count in after.items()
+        if name == "rempart_login_throttled_total" and count > before.get((name, labels), 0.0)
+    ]
+    assert len(grown) == 1
+    assert grown[0] != "other"  # a rule the metric knows by name
 
 
 def test_queue_depths_come_from_the_database(settings: Settings, services: Services) -> None:

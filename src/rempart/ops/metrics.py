@@ -103,6 +103,19 @@ GUARD_RULES = frozenset(
         "none",
     }
 )
+# The login throttle's rules (auth.throttle.LoginThrottle._rules).
+THROTTLE_RULES = frozenset(
+    {
+        "address_attempts",
+        "address_failures",
+        "address_logins",
+        "address_failed_logins",
+        "network_logins",
+        "network_failed_logins",
+        "account_backoff",
+        "account_wide_backoff",
+    }
+)
 STEP_UP_SOURCES = frozenset({"guard", "new_origin", "requirement"})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -179,9 +192,7 @@ def count_guard_decision(decision: str, reasons: Iterable[str]) -> None:
 
 
 def count_login_throttled(rule: str) -> None:
-    # The throttle's rule names are fixed in its code (auth.throttle.LoginThrottle._rules).
-    known = rule.replace("_", "").isalpha() and len(rule) < 40
-    LOGIN_THROTTLED.labels(rule if known else OTHER).inc()
+    LOGIN_THROTTLED.labels(_closed(rule, THROTTLE_RULES)).inc()
 
 
 def count_step_up(source: str) -> None:
