@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 from typing import Literal
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -78,7 +78,7 @@ async def live() -> Live:
     responses={503: {"model": NotReady, "description": "A check failed (named by code)"}},
 )
 async def ready(request: Request) -> Response:
-    report = await to_thread.run_sync(_readiness(request).run)
+    report = await to_thread.run_sync(_readiness(request).run, limiter=_own_threads(request))
     checks = dict(report.checks)
     if report.ready:
         return JSONResponse({"status": "ready", "checks": checks})
@@ -97,7 +97,8 @@ async def metrics(request: Request) -> Response:
     depths = _queue_depths(request, services)
     readiness = _readiness(request)
     body = await to_thread.run_sync(
-        lambda: exposition([depths.collect, lambda: [readiness_family(readiness.run())]])
+        lambda: exposition([depths.collect, lambda: [readiness_family(readiness.run())]]),
+        limiter=_own_threads(request),
     )
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -132,6 +133,16 @@ def _allow_metrics(request: Request, services: Services) -> None:
     raise MetricsForbidden(
         "the metrics are open to REMPART_METRICS_NETWORKS or to the bearer REMPART_METRICS_TOKEN"
     )
+
+
+def _own_threads(request: Request) -> CapacityLimiter:
+    """Threads of their own for the probes and the scrape: under load the blocking
+    routes hold every thread of the default pool, and a probe queued behind them would
+    read as a dead service."""
+    limiter: CapacityLimiter | None = getattr(request.app.state, "ops_threads", None)
+    if limiter is None:
+        limiter = request.app.state.ops_threads = CapacityLimiter(2)
+    return limiter
 
 
 def _queue_depths(request: Request, services: Services) -> QueueDepths:
