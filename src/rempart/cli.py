@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -797,9 +801,10 @@ def serve(
                 f"login throttle would be kept per worker; {shared} or run one worker",
                 exit_code=2,
             )
-        err.print(
-            f"warning: {workers} workers without REMPART_REDIS_URL: the guard's state and "
-            f"the login throttle are kept per worker; {shared}"
+        structlog.get_logger("rempart.cli").warning(
+            "workers_without_redis",
+            workers=workers,
+            detail="the guard's state and the login throttle are kept per worker; " + shared,
         )
     _ = settings.keys  # generate or check keys now, before any worker starts
     with open_services(settings) as services:
@@ -808,12 +813,27 @@ def serve(
         )
     if problem:
         raise fail("database_not_ready", problem, exit_code=2)
-    uvicorn.run(
-        "rempart.api.factory:app",
-        factory=True,
-        workers=workers,
-        **uvicorn_options(host=host, port=port, log_level=settings.log_level),
-    )
+    metrics_dir = None
+    if workers > 1:
+        # Each worker keeps its metrics in files there, and whichever answers /metrics
+        # sums them all. Set before the workers import prometheus-client (it reads it
+        # then); fresh, so that no value of an earlier run is summed in.
+        data_dir = settings.resolved_data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=data_dir))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "rempart.api.factory:app",
+            factory=True,
+            workers=workers,
+            # uvicorn's own lines go through the service's JSON formatter too.
+            log_config=None,
+            **uvicorn_options(host=host, port=port, log_level=settings.log_level),
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command("demo")

@@ -288,6 +288,25 @@ class Settings(BaseSettings):
         description="Reverse proxies whose X-Forwarded-For is honoured: comma-separated "
         "addresses or networks (e.g. 10.0.0.5,10.1.0.0/24). Empty: the TCP peer is the client.",
     )
+    # Operations: GET /metrics tells how busy the service is and how its guard decides;
+    # nothing personal, but not for everyone either.
+    metrics_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
+        default=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        description="Clients (after REMPART_TRUSTED_PROXIES) that may read GET /metrics "
+        "without a token: comma-separated addresses or networks; empty: none.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token (32 characters or more) that opens GET /metrics from "
+        "any address (a Prometheus outside REMPART_METRICS_NETWORKS).",
+    )
+    ready_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="How long each check of GET /health/ready may take before it counts "
+        "as failed (timeout).",
+    )
     # Replaced by REMPART_TRUSTED_PROXIES; only false (or unset) is accepted, see below.
     trust_proxy_headers: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -483,6 +502,30 @@ class Settings(BaseSettings):
                 load_rules(value)
             except InvalidRules as exc:
                 raise ValueError(exc.detail) from None
+        return value
+
+    @field_validator("metrics_networks", mode="before")
+    @classmethod
+    def _metrics_networks(cls, value: object) -> tuple[IPNetwork, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError("a comma-separated list of addresses or networks")  # noqa: TRY004
+        networks = []
+        for item in items:
+            text = str(item).strip()
+            if not text:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(text, strict=True))
+            except ValueError as exc:
+                raise ValueError(f"{text[:64]!r} is not an address or network: {exc}") from None
+        return tuple(networks)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_SECRET_LENGTH:
+            raise ValueError(f"must hold at least {_MIN_SECRET_LENGTH} characters")
         return value
 
     @field_validator("trusted_proxies", mode="before")
@@ -702,7 +745,16 @@ def _resolve_keys(settings: Settings) -> Keys:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read and validate the settings, raising :class:`ConfigError` with every problem."""
+    """Read and validate the settings, raising :class:`ConfigError` with every problem.
+
+    ``REMPART_SECRETS_DIR`` (e.g. ``/run/secrets``, where Docker and Kubernetes mount
+    secrets): a file there named after a setting's variable, in lower case
+    (``rempart_token_secret``), holds its value; the environment wins over it."""
+    secrets_dir = os.environ.get("REMPART_SECRETS_DIR")
+    if secrets_dir and "_secrets_dir" not in overrides:
+        if not Path(secrets_dir).is_dir():
+            raise ConfigError([f"REMPART_SECRETS_DIR: {secrets_dir} is not a directory"])
+        overrides = {**overrides, "_secrets_dir": secrets_dir}
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

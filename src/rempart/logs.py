@@ -1,4 +1,11 @@
-"""Structured logs (structlog). Nothing here ever receives a NIR: callers log pseudonyms."""
+"""Structured logs (structlog). Nothing here ever receives a NIR: callers log pseudonyms.
+
+Every line goes through one formatter, the service's own events and those of the
+libraries it runs on (uvicorn's start and stop, Alembic, SQLAlchemy) alike: with
+``json=True`` (``rempart serve``) each line of standard error is one JSON object with
+``event``, ``level`` and ``timestamp``. A traceback never reaches a line, only the
+exception's type: its message or its frames could quote input.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import sys
 from typing import TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 __all__ = ["configure_logging"]
 
@@ -27,20 +35,53 @@ class _CurrentStderr(logging.StreamHandler[TextIO]):
         return
 
 
+def _exception_type_only(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    info = event.pop("exc_info", None)
+    event.pop("exception", None)
+    event.pop("stack_info", None)
+    if isinstance(info, tuple) and info[0] is not None:
+        event.setdefault("error_type", info[0].__name__)
+    elif isinstance(info, BaseException):
+        event.setdefault("error_type", type(info).__name__)
+    return event
+
+
+def _level_name(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    # A library's record says "warning" as the service's events do (not "WARNING").
+    level = event.get("level")
+    if isinstance(level, str):
+        event["level"] = level.lower()
+    return event
+
+
 def configure_logging(level: str = "info", *, json: bool = False) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
-    handler = _CurrentStderr()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.basicConfig(level=numeric, handlers=[handler], force=True)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _exception_type_only,
+    ]
+    handler = _CurrentStderr()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            # Records of other libraries (uvicorn, Alembic): their message as the event.
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _level_name,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(level=numeric, handlers=[handler], force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -44,6 +44,12 @@ class Periodic:
         if self._interval > 0:
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Whether the thread repeats the step (False when it was never started, as with
+        an interval of 0, or when it ended)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

@@ -298,5 +298,6 @@ def test_serve_refuses_several_workers_without_redis_in_production(tmp_path: Pat
     env.pop("REMPART_REDIS_URL", None)
     warned = runner.invoke(app, ["serve", "--port", str(_free_port()), "--workers", "2"], env=env)
     assert warned.exit_code == 2
-    assert "warning: 2 workers without REMPART_REDIS_URL" in warned.stderr
+    assert '"event": "workers_without_redis"' in warned.stderr
+    assert '"workers": 2' in warned.stderr
     assert "database_not_ready" in warned.stderr

@@ -22,6 +22,7 @@ from typing import Any
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
@@ -249,6 +250,20 @@ def cli_env(services: Services) -> dict[str, str]:
     return env
 
 
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _samples(name: str, **labels: str) -> dict[str, float]:
+    """The samples of ``name`` with ``labels``, by their ``rule``."""
+    found: dict[str, float] = {}
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                found[sample.labels["rule"]] = sample.value
+    return found
+
+
 @pytest.mark.parametrize("in_use", [True, False], ids=["account-in-use", "never-seen"])
 def test_a_robot_is_contained_suspended_alerted_then_restored(
     client: TestClient,
@@ -262,6 +277,8 @@ def test_a_robot_is_contained_suspended_alerted_then_restored(
         yesterday_at_the_counter(client, services, pharmacist, customers)
     history = len(lookup_entries(services, "ph-lilas"))
     robot = log_in(client, pharmacist)  # a phished password + TOTP: a valid session
+    step_ups_before = _sample("rempart_step_up_challenges_total", source="guard")
+    denials_before = _samples("rempart_guard_decisions_total", decision="deny")
     statuses: list[int] = []
     for person in strangers:
         response = lookup(client, robot, person, ROBOT)
@@ -298,6 +315,12 @@ def test_a_robot_is_contained_suspended_alerted_then_restored(
             assert entry.categories == ""
             assert entry.outcome in {"insufficient_user_authentication", "account_suspended"}
     assert "unexplained" in entries[0].reasons.split(",")
+    # The same decisions as /metrics counts them (rempart.ops.metrics), by leading rule.
+    step_ups = _sample("rempart_step_up_challenges_total", source="guard") - step_ups_before
+    assert step_ups == statuses.count(401)
+    denials = _samples("rempart_guard_decisions_total", decision="deny")
+    rule = entries[-1].reasons.split(",")[0]
+    assert denials.get(rule, 0.0) - denials_before.get(rule, 0.0) == 1, (rule, denials)
 
     # The alert, listed by the CLI.
     env = cli_env(services)

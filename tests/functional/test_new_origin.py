@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
 from rempart.audit.models import AuditEvent
@@ -117,8 +118,12 @@ def test_where_configured_a_new_origin_needs_a_security_key(
         )
 
     elsewhere = {"X-Forwarded-For": "198.51.100.23", "User-Agent": OFFICE["User-Agent"]}
+    challenges = {"source": "new_origin"}
+    before = REGISTRY.get_sample_value("rempart_step_up_challenges_total", challenges) or 0.0
     refused = totp_login(client, pharmacist, elsewhere, step=1)
     assert refused.status_code == 401
+    # Counted for /metrics (rempart.ops.metrics), by what asked it.
+    assert REGISTRY.get_sample_value("rempart_step_up_challenges_total", challenges) == before + 1
     assert refused.json()["error"] == "insufficient_user_authentication"
     assert 'acr_values="cps webauthn"' in refused.headers["www-authenticate"]
     assert notices(services) == []  # refused: no session, no notice of a login

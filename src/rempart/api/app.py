@@ -23,6 +23,8 @@ from rempart.api.middleware import (
 from rempart.api.notice_routes import NOTICE_ROUTES
 from rempart.api.notice_routes import router as notice_router
 from rempart.api.oauth_routes import router as oauth_router
+from rempart.api.ops_routes import OPS_PATHS
+from rempart.api.ops_routes import router as ops_router
 from rempart.api.psc_routes import router as psc_router
 from rempart.api.rollup_pump import RollupPump
 from rempart.api.routes import router
@@ -32,6 +34,7 @@ from rempart.claims.consumer import ClaimsConsumer
 from rempart.claims.follower import ClaimsFollower
 from rempart.config import Settings, load_settings
 from rempart.console.install import install_console
+from rempart.ops.metrics import worker_exit
 from rempart.portal.install import install_portal
 from rempart.services import Services
 from rempart.web import assets_router
@@ -81,7 +84,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         follower.stop()
         rollup.stop()
         pump.stop()
+        readiness = getattr(started.state, "readiness", None)
+        if readiness is not None:
+            readiness.close()
         services.close()
+        worker_exit()
 
     app = FastAPI(
         title="Rempart",
@@ -94,6 +101,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(ops_router)
     app.include_router(account_router)
     app.include_router(psc_router)
     app.include_router(webauthn_router)
@@ -104,10 +112,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(assets_router)
     install_console(app)
     install_portal(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     # The last added runs first: the access log (and its headers and 500s) around all,
     # then the client's address, then load shedding (before a body is even read), then
@@ -125,5 +129,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         max_public_in_flight=services.settings.max_public_in_flight,
     )
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=services.settings.trusted_proxies)
-    app.add_middleware(AccessLogMiddleware, anonymous_routes=MESSAGE_ROUTES)
+    app.add_middleware(AccessLogMiddleware, anonymous_routes=MESSAGE_ROUTES, quiet_routes=OPS_PATHS)
     return app

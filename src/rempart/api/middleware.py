@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rempart.fhir.outcome import FHIR_JSON, is_fhir_path, outcome_body
 from rempart.forwarded import InvalidForwardedFor, IPNetwork, client_behind_proxies
+from rempart.ops.metrics import observe_request
 
 __all__ = [
     "OAUTH_TOKEN_PATH",
@@ -192,8 +193,17 @@ class AccessLogMiddleware:
     answers an unexpected exception with a plain 500 (the exception's type and route are
     logged; no traceback, no message, which could quote input)."""
 
-    def __init__(self, app: ASGIApp, *, anonymous_routes: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        anonymous_routes: Collection[str] = (),
+        quiet_routes: Collection[str] = (),
+    ) -> None:
         self.app = app
+        # Routes polled by machines (probes, Prometheus): counted in the metrics, logged
+        # only when they fail.
+        self.quiet_routes = frozenset(quiet_routes)
         # Routes whose callers are not recorded, even here (the message checker keeps
         # nothing of a check but a count).
         self.anonymous_routes = frozenset(anonymous_routes)
@@ -231,15 +241,18 @@ class AccessLogMiddleware:
                 )
         finally:
             path = _route_of(scope)
-            client = scope.get("client")
-            log.info(
-                "request",
-                method=scope["method"],
-                route=path,
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                client=client[0] if client and path not in self.anonymous_routes else None,
-            )
+            seconds = time.perf_counter() - started
+            observe_request(scope["method"], path, status, seconds)
+            if status >= 400 or path not in self.quiet_routes:
+                client = scope.get("client")
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    route=path,
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                    client=client[0] if client and path not in self.anonymous_routes else None,
+                )
 
 
 def _route_of(scope: Scope) -> str:

@@ -57,6 +57,7 @@ from rempart.audit.chain import (
 )
 from rempart.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from rempart.errors import RempartError
+from rempart.ops.metrics import audit_append_timer
 from rempart.store.direct import DirectStatement
 
 __all__ = ["AuditTrail", "AuditUnavailable", "DisabledAuditTrail", "SqlAuditTrail"]
@@ -222,24 +223,30 @@ class SqlAuditTrail:
         session: Session | None = None,
     ) -> list[Appended]:
         try:
-            self.ensure_heads()  # normally done once at start (Services.audit)
-            connection = None
-            if session is not None:
-                bind = session.get_bind()
-                # The same pool: the same database, whatever execution options the bind has.
-                if bind.engine.pool is self.engine.pool:
-                    connection = session.connection()
-            one_statement = self.postgres and len(entries) == 1
-            if connection is not None and (one_statement or not _autocommit(connection)):
-                return self._append(entries, connection)
-            # Several statements on an AUTOCOMMIT connection would each commit: a head
-            # moved without its entries. They get a transaction of their own.
-            with self.engine.begin() as own:
-                return self._append(entries, own)
+            with audit_append_timer():
+                return self._append_entries(entries, session)
         except SQLAlchemyError as exc:
             # The type only: a traceback could carry the statement's values.
             log.error("audit_write_failed", error_type=type(exc).__name__)  # noqa: TRY400
             raise AuditUnavailable() from None
+
+    def _append_entries(
+        self, entries: Sequence[AuditEntry], session: Session | None
+    ) -> list[Appended]:
+        self.ensure_heads()  # normally done once at start (Services.audit)
+        connection = None
+        if session is not None:
+            bind = session.get_bind()
+            # The same pool: the same database, whatever execution options the bind has.
+            if bind.engine.pool is self.engine.pool:
+                connection = session.connection()
+        one_statement = self.postgres and len(entries) == 1
+        if connection is not None and (one_statement or not _autocommit(connection)):
+            return self._append(entries, connection)
+        # Several statements on an AUTOCOMMIT connection would each commit: a head
+        # moved without its entries. They get a transaction of their own.
+        with self.engine.begin() as own:
+            return self._append(entries, own)
 
     def _append(self, entries: Sequence[AuditEntry], connection: Connection) -> list[Appended]:
         if self.postgres and len(entries) == 1:

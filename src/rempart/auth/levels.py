@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rempart.errors import RempartError
+from rempart.ops.metrics import count_step_up
 
 __all__ = [
     "ACR_CLIENT",
@@ -104,6 +105,7 @@ class AuthRequirement:
 
     def check(self, caller: Authenticated, *, now: float | None = None) -> None:
         if not self.is_met_by(caller, now=now):
+            count_step_up("requirement")
             raise StepUpRequired(self.acr_values, max_age=self.max_age)
 
 

@@ -41,6 +41,7 @@ from rempart.auth.totp import new_secret, provisioning_uri, verify_totp
 from rempart.errors import RempartError
 from rempart.guard.alerts import raise_alert
 from rempart.notify.notices import Notice, NoticeBoard
+from rempart.ops.metrics import count_step_up
 from rempart.store.engine import as_utc
 from rempart.store.models import Account, Professional, WebAuthnCredential
 from rempart.world.schema import PROFESSIONS
@@ -682,6 +683,7 @@ class AuthService:
                 acr=acr,
                 origin=origin,
             )
+            count_step_up("new_origin")
             raise StepUpRequired(
                 tuple(sorted(PHISHING_RESISTANT)),
                 detail="first login from this network or device: use a security key "

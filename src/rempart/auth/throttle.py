@@ -96,6 +96,7 @@ import redis
 import structlog
 
 from rempart.errors import RempartError
+from rempart.ops.metrics import count_login_throttled
 
 if TYPE_CHECKING:
     from rempart.config import Settings
@@ -840,6 +841,7 @@ class LoginThrottle:
                 retry_after=verdict.wait,
                 under_attack=verdict.under_attack,
             )
+            count_login_throttled(verdict.rule)
             raise Throttled(verdict.wait)
 
     def failure(self, login: str, address: str) -> None:

@@ -47,6 +47,7 @@ from rempart.claims.records import ClaimCode, ClaimProblem, ClaimRecord, parse_c
 from rempart.claims.sink import ClaimSink
 from rempart.claims.table import known_accounts, lock_for_writing, write_claims
 from rempart.guard.engine import UnknownAccount
+from rempart.ops.metrics import claim_applied
 
 if TYPE_CHECKING:
     from rempart.services import Services
@@ -247,6 +248,7 @@ class ClaimsConsumer:
             guard = self._guard()
             if guard is not None:
                 guard.observe_claim(claim.account_id, claim.nir, claim.ts_us)
+                claim_applied("stream", claim.ts_us)
         except UnknownAccount:
             raise ClaimProblem(
                 ClaimCode.UNKNOWN_ACCOUNT, "the guard does not know the account"

@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from rempart.claims.sink import ClaimSink
 from rempart.claims.table import claims_after, last_seq
 from rempart.guard.engine import UnknownAccount
+from rempart.ops.metrics import claim_applied, follower_pass
 from rempart.periodic import Periodic
 
 __all__ = ["ClaimsFollower"]
@@ -116,10 +117,12 @@ class ClaimsFollower(Periodic):
                     else:
                         fed += 1
                         self.fed += 1
+                        claim_applied("table", ts_us)
                     self._cursor = seq
 
     def _feed(self) -> None:
         # A failing pass leaves its rows to the next one: nothing is skipped.
         fed = self.run_once()
+        follower_pass()
         if fed:
             log.info("claims_fed", claims=fed, last_seq=self._cursor)

@@ -194,6 +194,7 @@ from rempart.guard.redis_state import StateUnavailable
 from rempart.guard.signals import network_of
 from rempart.guard.state import AccountState, GuardState, MemoryState, StaleRecord
 from rempart.nir import InvalidNIR, compact, parse_nir
+from rempart.ops.metrics import count_guard_decision, count_step_up
 from rempart.rights.service import Caller, LookupInput, lookup_entry
 from rempart.store.engine import own_transaction
 
@@ -431,6 +432,7 @@ class InlineGuard:
                 read=read,
             )
         except GuardUnavailable as exc:
+            count_guard_decision("error", ("guard_unavailable",))
             self._refuse(
                 session,
                 caller,
@@ -441,6 +443,7 @@ class InlineGuard:
             )
             raise
         kind, score, reasons = decisions.combined
+        count_guard_decision(kind, reasons)
         if self.learn_until is not None and ts < self.learn_until:
             return GuardVerdict(kind, _codes(("learning", *reasons)))
         if kind == STEP_UP and passes_step_up(caller.acr, caller.factor_established):
@@ -455,6 +458,7 @@ class InlineGuard:
                 reasons=("young_key", *reasons) if young_key else reasons,
                 outcome=StepUpRequired.code,
             )
+            count_step_up("guard")
             raise StepUpRequired(
                 _STEP_UP_ACRS, detail=YOUNG_KEY_DETAIL if young_key else _STEP_UP_DETAIL
             )

@@ -16,7 +16,9 @@ from rempart.audit.chain import CATEGORIES
 from rempart.audit.events import Origin
 from rempart.auth.levels import ACR_CLIENT
 from rempart.auth.service import Principal
+from rempart.errors import RempartError
 from rempart.nir import InvalidNIR, NIRError
+from rempart.ops.metrics import count_lookup
 from rempart.rights.lookup import PersonRead, RightsRecord, read_person
 from rempart.rights.service import Caller, InvalidBirthDate, LookupInput, audited_lookup
 from rempart.services import Services
@@ -80,6 +82,34 @@ def guarded_lookup(
     :class:`~rempart.rights.lookup.PersonRead` until the guard has let the lookup go on
     and the entry is being written. ``returned``: the data categories the door hands
     over (:func:`~rempart.rights.service.audited_lookup`)."""
+    try:
+        record = _guarded_lookup(
+            services,
+            session,
+            caller,
+            raw_nir=raw_nir,
+            raw_birth_date=raw_birth_date,
+            returned=returned,
+        )
+    except InvalidNIR:
+        count_lookup("invalid_nir", caller.channel)
+        raise
+    except RempartError as exc:
+        count_lookup(exc.code, caller.channel)
+        raise
+    count_lookup("ok", caller.channel)
+    return record
+
+
+def _guarded_lookup(
+    services: Services,
+    session: Session,
+    caller: Caller,
+    *,
+    raw_nir: str,
+    raw_birth_date: str,
+    returned: Collection[str],
+) -> RightsRecord:
     lookup = LookupInput.parse(raw_nir, raw_birth_date)
     # A malformed NIR names nobody: the guard is told so without a query.
     read = read_person(session, lookup.nir) if lookup.nir is not None else PersonRead(())
