@@ -63,6 +63,9 @@ def held_request(url: str, path: str = "/api/v1/auth/login") -> Iterator[socket.
             + f"Content-Length: {len(LOGIN_BODY)}\r\n\r\n".encode()
             + LOGIN_BODY[:10]
         )
+        # Let the server read these headers before anything else is sent: a probe that
+        # arrived first would take the slot and this request would be the one shed.
+        time.sleep(0.3)
         yield sock
     finally:
         sock.close()
@@ -91,6 +94,7 @@ def test_past_its_capacity_a_worker_refuses_at_once_then_serves_again(
 ) -> None:
     url, services = base_url
     with httpx.Client(base_url=url, timeout=10) as client:
+        shed_before = shed_so_far(client, "worker")
         with held_request(url) as first, held_request(url) as second:
             wait_until_in_flight(client, 2)
             refused = client.post("/api/v1/auth/login", content=LOGIN_BODY, headers=_json())
@@ -118,8 +122,11 @@ def test_past_its_capacity_a_worker_refuses_at_once_then_serves_again(
             assert "Service momentanément surchargé" in page.text
             assert page.headers["retry-after"] == "3"
 
-            # The probes are never shed: the monitoring sees the truth when it matters.
+            # The probes are never shed: the monitoring sees the truth when it matters,
+            # and the metrics count what was shed (the probe's refusal, then three).
             assert client.get("/healthz").status_code == 200
+            assert client.get("/health/live").status_code == 200
+            assert shed_so_far(client, "worker") >= shed_before + 4
 
             # The held requests were not harmed: each gets its real answer (a wrong
             # password), and then there is room again.
@@ -143,6 +150,14 @@ def _audit_rows(services: Services) -> int:
         return int(connection.scalar(select(func.count()).select_from(AuditEvent)) or 0)
 
 
+def shed_so_far(client: httpx.Client, lane: str) -> float:
+    """The ``rempart_requests_shed_total`` of ``lane`` on the server's own /metrics."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'rempart_requests_shed_total{{lane="{lane}"}}'):
+            return float(line.split()[-1])
+    raise AssertionError(f"no shed counter for lane {lane}")
+
+
 def _json() -> dict[str, str]:
     return {"Content-Type": "application/json"}
 
@@ -157,6 +172,8 @@ def test_the_anonymous_public_checks_are_shed_in_their_own_lane(tmp_path: Path) 
         serving(tmp_path, max_in_flight=4, max_public_in_flight=1) as (url, _),
         httpx.Client(base_url=url, timeout=10) as client,
     ):
+        public_before = shed_so_far(client, "public")
+        worker_before = shed_so_far(client, "worker")
         with held_request(url, "/api/v1/messages/check") as held:
             wait_until_in_flight(client, 1, probe="/api/v1/messages/check")
             refused = client.post("/api/v1/messages/check", json=MESSAGE)
@@ -175,6 +192,8 @@ def test_the_anonymous_public_checks_are_shed_in_their_own_lane(tmp_path: Path) 
             assert login.status_code == 401
             # The public page itself (a GET) is not in the lane: only the checks are.
             assert client.get("/verifier/message").status_code == 200
+            assert shed_so_far(client, "public") >= public_before + 4
+            assert shed_so_far(client, "worker") == worker_before
             # The held check ends (the login body is not a message: refused), and the
             # lane has room again.
             assert finish(held) == 422

@@ -8,9 +8,9 @@ touches nothing: no session is read, no lookup is made, nothing is audited, so a
 request never reads a record and never leaves one half-written.
 
 The bound is on the requests in progress in this worker (its event loop counts them; no
-lock is needed as the counter is only touched from the loop). Probes (``/health/…``,
-``/healthz``) and ``/metrics`` are never shed: a load balancer and the monitoring must see
-the truth exactly when the service is busiest.
+lock is needed as the counter is only touched from the loop). Probes (``/health/live``,
+``/health/ready``, ``/healthz``) and ``/metrics`` are never shed: a load balancer and the
+monitoring must see the truth exactly when the service is busiest.
 
 The public checks (a notice's code, a suspicious message) need no account, and a message
 at the size limit costs up to a second of CPU: they get a lane of their own, a smaller
@@ -25,11 +25,13 @@ from collections.abc import Collection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rempart.api.middleware import reply_error
+from rempart.api.ops_routes import OPS_PATHS
+from rempart.ops.metrics import count_shed
 
 __all__ = ["NEVER_SHED", "OVERLOADED", "LoadSheddingMiddleware"]
 
 OVERLOADED = "overloaded"
-NEVER_SHED = ("/health/", "/healthz", "/metrics")
+NEVER_SHED: Collection[str] = OPS_PATHS
 
 # A page (portal, console, public checks) gets a page, in French, not JSON.
 _PAGE = """<!doctype html>
@@ -56,21 +58,21 @@ class LoadSheddingMiddleware:
         self.public_paths = frozenset(public_paths)
         self.max_public_in_flight = min(max_public_in_flight or max_in_flight, max_in_flight)
         self.retry_after = str(retry_after_seconds)
-        self.never_shed = tuple(never_shed)
+        self.never_shed = frozenset(never_shed)
         self.in_flight = 0
         self.public_in_flight = 0
         self.shed = 0  # since start, for the logs and the metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith(self.never_shed):
+        if scope["type"] != "http" or path in self.never_shed:
             await self.app(scope, receive, send)
             return
         public = path in self.public_paths and scope["method"] == "POST"
-        if self.in_flight >= self.max_in_flight or (
-            public and self.public_in_flight >= self.max_public_in_flight
-        ):
+        full = self.in_flight >= self.max_in_flight
+        if full or (public and self.public_in_flight >= self.max_public_in_flight):
             self.shed += 1
+            count_shed("worker" if full else "public")
             await self._refuse(scope, send)
             return
         self.in_flight += 1

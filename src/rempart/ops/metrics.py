@@ -38,6 +38,7 @@ __all__ = [
     "count_guard_decision",
     "count_login_throttled",
     "count_lookup",
+    "count_shed",
     "count_step_up",
     "exposition",
     "follower_pass",
@@ -154,6 +155,15 @@ HTTP_REQUESTS = Counter(
     "HTTP requests by method, route template and status.",
     ["method", "route", "status"],
 )
+SHED_LANES = ("worker", "public")
+REQUESTS_SHED = Counter(
+    "rempart_requests_shed",
+    "Requests refused at the door with 503 overloaded (rempart.api.shedding), by lane: the "
+    "worker's bound, or the public checks' own.",
+    ["lane"],
+)
+for _lane in SHED_LANES:  # both series exist from the start: an alert's ratio needs them
+    REQUESTS_SHED.labels(_lane)
 HTTP_DURATION = Histogram(
     "rempart_http_request_duration_seconds",
     "HTTP request latency by method and route template.",
@@ -208,6 +218,10 @@ def audit_append_timer() -> Iterator[None]:
         AUDIT_APPEND_FAILURES.inc()
         raise
     AUDIT_APPEND_SECONDS.observe(time.perf_counter() - started)
+
+
+def count_shed(lane: str) -> None:
+    REQUESTS_SHED.labels(_closed(lane, frozenset(SHED_LANES))).inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
