@@ -68,7 +68,8 @@ LOOKUP_OUTCOMES = frozenset(
         "audit_unavailable",
     }
 )
-CHANNELS = frozenset({"portal", "software"})
+# The lookup channels (the guard's two, and the FHIR facade's: rempart.fhir.CHANNEL).
+CHANNELS = frozenset({"portal", "software", "fhir"})
 DECISIONS = frozenset({"allow", "step_up", "deny", "error"})
 # The rules and signals the guard names first in a decision's reasons
 # (guard.signals.REASONS, guard.engine's rules, guard.inline's own codes).
