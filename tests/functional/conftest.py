@@ -26,6 +26,7 @@ from rempart.nir import NIR, make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Insured, Professional
+from tests.functional.private_servers import PrivatePostgres, private_postgres
 
 PASSWORD = "correct horse battery staple 42"
 # The test client connects from loopback, where a deployment's reverse proxy would be:
@@ -203,3 +204,11 @@ def guard_state_settings(request: pytest.FixtureRequest, name: str) -> Iterator[
     for key in client.scan_iter(match=prefix + "*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster the fault tests own (they stop, restart and starve it), started
+    once for the run; each test makes databases of its own in it."""
+    with private_postgres() as server:
+        yield server
