@@ -50,7 +50,7 @@ __all__ = [
     "verify",
 ]
 
-STARTUP_SECONDS = 60.0
+STARTUP_SECONDS = 120.0
 """Generous: two workers import the whole application, on a busy machine too."""
 EXPECTED_STATUS = {"ok": 200, "not_found": 404, "invalid_nir": 422}
 

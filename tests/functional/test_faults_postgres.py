@@ -14,31 +14,23 @@ must find the chains intact.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from rempart.config import Settings, load_settings
-from rempart.services import Services
-from rempart.store.load_world import load_world
-from rempart.store.migrate import upgrade
-from rempart.world.generator import generate_world
-from tests.conftest import FAST_HASHING
 from tests.functional.conftest import Login, make_login
-from tests.functional.private_servers import PrivatePostgres, PrivateRedis, private_redis
+from tests.functional.fault_stack import Stack, fault_stack
+from tests.functional.private_servers import PrivatePostgres
 from tests.functional.server_load import (
     Key,
     Load,
     audited,
     drive,
-    fast_env,
     log_in,
     probes_of,
     run_load,
@@ -57,57 +49,12 @@ RECOVERY_SECONDS = 30.0
 REFUSALS = frozenset({"database_unavailable", "audit_unavailable"})
 
 
-@dataclass
-class Stack:
-    """The private servers and the settings of one fault test's Rempart."""
-
-    pg: PrivatePostgres
-    redis: PrivateRedis
-    settings: Settings
-    services: Services
-    env: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def fault_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fault-world")
-    generate_world(out, insured=1_000, professionals=20, days=7, seed=19)
-    return out
-
-
 @pytest.fixture
 def stack(private_pg: PrivatePostgres, fault_world: Path, tmp_path: Path) -> Iterator[Stack]:
-    """Rempart's data and audit databases in the private cluster, a world loaded, the
-    throttle in a private Redis; the guard off (one account reading hundreds of persons a
-    second is a robot it would rightly stop; the guard under a Redis outage is
-    ``test_faults_redis``)."""
-    tag = secrets.token_hex(3)
-    data = private_pg.create_database(f"data_{tag}")
-    audit = private_pg.create_database(f"audit_{tag}")
-    with private_redis() as redis_server:
-        settings = load_settings(
-            database_url=data,
-            audit_database_url=audit,
-            redis_url=redis_server.url,
-            data_dir=tmp_path / "data",
-            guard_enabled=False,
-            **FAST_HASHING,
-        )
-        services = Services(settings)
-        upgrade(services.engine, schema="data")
-        upgrade(services.audit_engine, schema="audit")
-        load_world(services.engine, fault_world, pseudonym_key=settings.keys.pseudonym_key)
-        env = fast_env(
-            database_url=data,
-            audit_database_url=audit,
-            redis_url=redis_server.url,
-            data_dir=str(settings.resolved_data_dir),
-            guard_enabled="false",
-        )
-        try:
-            yield Stack(private_pg, redis_server, settings, services, env)
-        finally:
-            services.close()
+    """The guard off: one account reading hundreds of persons a second is a robot it would
+    rightly stop; the guard under a Redis outage is ``test_faults_redis``."""
+    with fault_stack(private_pg, fault_world, tmp_path, guard_enabled="false") as built:
+        yield built
 
 
 def _logins(base: str, account: Login, stop: threading.Event, load: Load) -> Load:
