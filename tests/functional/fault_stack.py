@@ -61,3 +61,5 @@ def fault_stack(
             yield Stack(pg, redis_server, settings, services, fast_env(**named))
         finally:
             services.close()
+            for database in (f"data_{tag}", f"audit_{tag}"):
+                pg.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
