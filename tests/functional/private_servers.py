@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -28,9 +29,11 @@ from tests.conftest import IN_CI
 __all__ = [
     "PG_BIN",
     "PrivatePostgres",
+    "PrivateRabbit",
     "PrivateRedis",
     "free_port",
     "private_postgres",
+    "private_rabbit",
     "private_redis",
     "unless_available",
 ]
@@ -239,3 +242,98 @@ def private_redis() -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+RABBIT_BIN = Path(os.environ.get("REMPART_TEST_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+RABBIT_USER = "rabbitmq"
+RABBIT_HOME = Path("/var/lib/rabbitmq")
+"""Where the node's Erlang cookie is: ``rabbitmqctl`` must hold the same to reach it."""
+
+
+@dataclass
+class PrivateRabbit:
+    """A RabbitMQ node of the test's own (its name, ports, database and logs apart from the
+    shared broker's), which the test may stop and start: a broker restart cuts every
+    connection, and the durable queues come back from its disk."""
+
+    root: Path
+    name: str
+    port: int
+    dist_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(RABBIT_HOME),
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.root / "log"),
+            "RABBITMQ_PID_FILE": str(self.root / "node.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+            "RABBITMQ_ENABLED_PLUGINS": "",
+            "RABBITMQ_CONFIG_FILE": str(self.root / "none"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def _ctl(self, *args: str, check: bool = True) -> int:
+        command = [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.name, *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", RABBIT_USER, "--", *command]
+        done = subprocess.run(
+            command, env=self._env(), capture_output=True, timeout=90, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {args[0]}: {done.stderr.decode()[-500:]}")
+        return done.returncode
+
+    def start(self) -> None:
+        command = [str(RABBIT_BIN / "rabbitmq-server")]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", RABBIT_USER, "--", *command]
+        with (self.root / "server.out").open("ab") as out:
+            self.process = subprocess.Popen(
+                command, env=self._env(), stdout=out, stderr=subprocess.STDOUT
+            )
+        # Until the node has registered with epmd, rabbitmqctl cannot reach it at all.
+        deadline = time.monotonic() + 90
+        while self._ctl("await_startup", "--timeout", "60", check=False) != 0:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                tail = (self.root / "server.out").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the RabbitMQ node did not start: {tail}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """The whole node, as an operator restarting the broker would."""
+        if self.process is not None and self.process.poll() is None:
+            self._ctl("stop")
+            self.process.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def private_rabbit() -> Iterator[PrivateRabbit]:
+    if not (RABBIT_BIN / "rabbitmq-server").exists():
+        unless_available(f"the RabbitMQ server is not in {RABBIT_BIN}")
+    root = Path(tempfile.mkdtemp(prefix="rempart-rabbit-"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, user=RABBIT_USER, group=RABBIT_USER)
+    node = PrivateRabbit(
+        root, f"rempart-faults-{secrets.token_hex(4)}@localhost", free_port(), free_port()
+    )
+    try:
+        node.start()
+        yield node
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            node.stop()
+        if node.process is not None and node.process.poll() is None:
+            node.process.kill()
+        shutil.rmtree(root, ignore_errors=True)
