@@ -2,7 +2,8 @@
 without its entry, and the service answers again once there is room, without a restart.
 
 The audit database lives in a tablespace of the private PostgreSQL cluster on a 16 MiB
-tmpfs the test mounts (root only: it skips elsewhere, but fails under CI). Lookups run
+tmpfs the test mounts (root only: it skips elsewhere, but fails under CI), or, for the
+embedded default, is a SQLite file on that tmpfs. Lookups run
 (``rempart serve --workers 2``); mid-load the test fills the tmpfs with a file. Until
 the pages left run out some lookups may still be audited and served; from the first
 refusal on, the test's own lookups must all be ``503 audit_unavailable``. Then the file
@@ -86,16 +87,28 @@ def audit_disk(private_pg: PrivatePostgres) -> Iterator[tuple[str, Path]]:
         mount.rmdir()
 
 
-@pytest.fixture
+@pytest.fixture(params=["postgresql", "sqlite"])
 def stack(
+    request: pytest.FixtureRequest,
     private_pg: PrivatePostgres,
     fault_world: Path,
     tmp_path: Path,
     audit_disk: tuple[str, Path],
 ) -> Iterator[Stack]:
+    """The audit database in the tablespace on the tmpfs, or a SQLite file on it (the
+    data in the private cluster either way)."""
+    tablespace, mount = audit_disk
+    elsewhere = {}
+    if request.param == "sqlite":
+        elsewhere["audit_database_url"] = f"sqlite:///{mount / 'audit.db'}"
     # The guard off: the load is a robot it would rightly stop, and this test is the trail's.
     with fault_stack(
-        private_pg, fault_world, tmp_path, audit_tablespace=audit_disk[0], guard_enabled="false"
+        private_pg,
+        fault_world,
+        tmp_path,
+        audit_tablespace=tablespace,
+        guard_enabled="false",
+        **elsewhere,
     ) as built:
         yield built
 
