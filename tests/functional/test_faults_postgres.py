@@ -53,7 +53,15 @@ REFUSALS = frozenset({"database_unavailable", "audit_unavailable"})
 def stack(private_pg: PrivatePostgres, fault_world: Path, tmp_path: Path) -> Iterator[Stack]:
     """The guard off: one account reading hundreds of persons a second is a robot it would
     rightly stop; the guard under a Redis outage is ``test_faults_redis``."""
-    with fault_stack(private_pg, fault_world, tmp_path, guard_enabled="false") as built:
+    with fault_stack(
+        private_pg,
+        fault_world,
+        tmp_path,
+        guard_enabled="false",
+        # The logins thread tries a few hundred times from one address: over the
+        # throttle's 100 a window, which is test_throttle_stuffing's matter, not this one's.
+        throttle_address_attempts="100000",
+    ) as built:
         yield built
 
 
@@ -93,8 +101,7 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
         auth = log_in(server.base, account, account.totp.now())
         loads: list[Load] = []
 
-        marks: list[str] = []
-        began = time.monotonic()
+        recovered: list[float] = []
 
         def fault() -> None:
             time.sleep(WARM_SECONDS)
@@ -104,14 +111,13 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
             time.sleep(DOWN_SECONDS)
             stack.pg.start()
             back_at.append(time.monotonic())
-            marks.append(f"down {back_at[0] - began:.2f}")
             deadline = back_at[0] + RECOVERY_SECONDS
             while time.monotonic() < deadline and not all(
                 load.last_ok > back_at[0] for load in loads
             ):
                 time.sleep(0.2)
-            marks.append(f"recovered {time.monotonic() - began:.2f}")
-            time.sleep(0.5)
+            recovered.append(time.monotonic() - back_at[0])
+            time.sleep(0.5)  # served on, not just once
 
         def worker(seed: int, stop: threading.Event) -> Load:
             load = Load()
@@ -135,8 +141,6 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
         results = run_load(THREADS + 1, worker, fault)
         assert server.process.poll() is None, "the server died during the outage"
         served_again = [load.last_ok > back_at[0] for load in loads]
-        print(marks)
-        recovered_in = max(load.last_ok for load in loads) - back_at[0]
 
     statuses = sum((load.statuses for load in results), Counter[int]())
     refusals = sum((load.refusals for load in results), Counter[str]())
@@ -144,7 +148,7 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
     print(  # the figures docs/reliability.md quotes (pytest -rP shows them)
         f"answers {statuses.total()} {dict(statuses)}, refusals {dict(refusals)}, "
         f"cut in flight {sum(load.cut_in_flight for load in results)}, "
-        f"every thread served again within {recovered_in:.2f} s of the start"
+        f"every thread served again {recovered[0]:.2f} s after the start"
     )
     assert not unexpected, f"unexpected answers {statuses}: {unexpected[:5]}"
     assert refusals.total() >= 1, f"the outage was never felt: {statuses}"
