@@ -44,6 +44,7 @@ __all__ = [
     "kill_group",
     "log_in",
     "probes_of",
+    "quiet_log",
     "run_load",
     "serve",
     "unaudited",
@@ -284,6 +285,17 @@ def entries(engine: Engine) -> int:
 def unaudited(answered: Counter[Key], trail: Counter[Key]) -> dict[Key, tuple[int, int]]:
     """Answers received without as many committed entries: (answers, entries) per key."""
     return {key: (n, trail[key]) for key, n in answered.items() if trail[key] < n}
+
+
+def quiet_log(log_path: Path) -> list[str]:
+    """The server log's lines that show a stack trace or an unhandled error: a fault must
+    be answered by the error handlers, not escape them."""
+    markers = ("Traceback", "Exception in ASGI application", '"status": 500')
+    return [
+        line[:300]
+        for line in log_path.read_text(errors="replace").splitlines()
+        if any(marker in line for marker in markers)
+    ]
 
 
 def verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -40,6 +40,7 @@ from tests.functional.server_load import (
     drive,
     log_in,
     probes_of,
+    quiet_log,
     run_load,
     serve,
     unaudited,
@@ -214,6 +215,7 @@ def test_a_full_audit_disk_refuses_lookups_then_recovers_when_there_is_room(
 
     answered = sum((load.answered for load in results), own)
     assert unaudited(answered, audited(stack.services.audit_engine)) == {}
+    assert quiet_log(tmp_path / "server.log") == []
     verified = verify(stack.env)
     assert verified.returncode == 0, verified.stderr
     assert "audit trail intact" in verified.stderr

@@ -33,6 +33,7 @@ from tests.functional.server_load import (
     drive,
     log_in,
     probes_of,
+    quiet_log,
     run_load,
     serve,
     unaudited,
@@ -158,6 +159,7 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
     assert answered.total() > 0
     stack.services.close()  # this process's pool still holds connections the restart cut
     assert unaudited(answered, audited(stack.services.audit_engine)) == {}
+    assert quiet_log(tmp_path / "server.log") == []
     verified = verify(stack.env)
     assert verified.returncode == 0, verified.stderr
     assert "audit trail intact" in verified.stderr

@@ -36,6 +36,7 @@ from tests.functional.server_load import (
     drive,
     log_in,
     probes_of,
+    quiet_log,
     run_load,
     serve,
     unaudited,
@@ -178,6 +179,7 @@ def test_redis_stopped_under_load_fails_the_guard_and_the_throttle_closed_then_r
     answered = sum((load.answered for load in results), Counter[Key]())
     answered[found[0].key] += 1
     assert unaudited(answered, audited(stack.services.audit_engine)) == {}
+    assert quiet_log(tmp_path / "server.log") == []
     verified = verify(stack.env)
     assert verified.returncode == 0, verified.stderr
     assert "audit trail intact" in verified.stderr
