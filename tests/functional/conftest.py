@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -26,6 +27,8 @@ from rempart.nir import NIR, make_nir
 from rempart.services import Services
 from rempart.store.engine import session_scope
 from rempart.store.models import Insured, Professional
+from rempart.world.generator import generate_world
+from tests.functional.private_servers import PrivatePostgres, private_postgres
 
 PASSWORD = "correct horse battery staple 42"
 # The test client connects from loopback, where a deployment's reverse proxy would be:
@@ -203,3 +206,19 @@ def guard_state_settings(request: pytest.FixtureRequest, name: str) -> Iterator[
     for key in client.scan_iter(match=prefix + "*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster the fault tests own (they stop, restart and starve it), started
+    once for the run; each test makes databases of its own in it."""
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fault_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The world the fault tests load: a thousand persons, a week of traffic."""
+    out = tmp_path_factory.mktemp("fault-world")
+    generate_world(out, insured=1_000, professionals=20, days=7, seed=19)
+    return out

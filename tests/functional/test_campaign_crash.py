@@ -26,6 +26,8 @@ from tests.functional.test_outbox import Inbox, free_port, start_server
 
 __all__ = ["settings"]  # the campaign tests' settings, pointed at this module's SMTP server
 
+pytestmark = pytest.mark.faults
+
 EMAILS = 300
 LETTERS = 60
 KILLS = 4
