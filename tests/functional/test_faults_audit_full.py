@@ -104,13 +104,15 @@ def stack(
     elsewhere = {}
     if request.param == "sqlite":
         elsewhere["audit_database_url"] = f"sqlite:///{mount / 'audit.db'}"
-    # The guard off: the load is a robot it would rightly stop, and this test is the trail's.
+    # The guard on in its learning window: it decides and records every lookup (its
+    # decision is in the entry that no longer fits) without stopping this robot-paced load.
     with fault_stack(
         private_pg,
         fault_world,
         tmp_path,
         audit_tablespace=tablespace,
-        guard_enabled="false",
+        guard_enabled="true",
+        guard_learn_until="2099-01-01T00:00:00Z",
         **elsewhere,
     ) as built:
         yield built

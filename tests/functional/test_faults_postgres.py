@@ -52,13 +52,16 @@ REFUSALS = frozenset({"database_unavailable", "audit_unavailable"})
 
 @pytest.fixture
 def stack(private_pg: PrivatePostgres, fault_world: Path, tmp_path: Path) -> Iterator[Stack]:
-    """The guard off: one account reading hundreds of persons a second is a robot it would
-    rightly stop; the guard under a Redis outage is ``test_faults_redis``."""
+    """The guard on, its state in the private Redis, in its learning window: it decides,
+    records and learns every lookup as in production, but does not stop this load (one
+    account reading hundreds of persons a second is a robot it would rightly stop); the
+    guard under a Redis outage is ``test_faults_redis``."""
     with fault_stack(
         private_pg,
         fault_world,
         tmp_path,
-        guard_enabled="false",
+        guard_enabled="true",
+        guard_learn_until="2099-01-01T00:00:00Z",
         # The logins thread tries a few hundred times from one address: over the
         # throttle's 100 a window, which is test_throttle_stuffing's matter, not this one's.
         throttle_address_attempts="100000",
