@@ -106,12 +106,18 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
         loads: list[Load] = []
 
         recovered: list[float] = []
+        readiness: list[tuple[int, dict[str, str]]] = []
+
+        def ready() -> None:
+            answer = httpx.get(f"{server.base}/health/ready", timeout=10)
+            readiness.append((answer.status_code, answer.json()["checks"]))
 
         def fault() -> None:
             time.sleep(WARM_SECONDS)
             stack.pg.restart()  # sessions cut, the cluster back at once
             time.sleep(WARM_SECONDS)
             stack.pg.stop()
+            ready()  # what a load balancer sees during the outage
             time.sleep(DOWN_SECONDS)
             stack.pg.start()
             back_at.append(time.monotonic())
@@ -121,6 +127,7 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
             ):
                 time.sleep(0.2)
             recovered.append(time.monotonic() - back_at[0])
+            ready()
             time.sleep(0.5)  # served on, not just once
 
         def worker(seed: int, stop: threading.Event) -> Load:
@@ -157,6 +164,11 @@ def test_postgresql_restarted_and_stopped_under_load_fails_closed_then_recovers(
     assert not unexpected, f"unexpected answers {statuses}: {unexpected[:5]}"
     assert refusals.total() >= 1, f"the outage was never felt: {statuses}"
     assert all(served_again), "a thread was not served again after the restart"
+    # The probe told the truth: not ready while the cluster was down, ready after.
+    (down_status, down_checks), (up_status, up_checks) = readiness
+    assert down_status == 503
+    assert down_checks["database"] in {"unreachable", "timeout"}
+    assert (up_status, up_checks["database"], up_checks["audit"]) == (200, "ok", "ok")
 
     answered = sum((load.answered for load in results), Counter[Key]())
     assert answered.total() > 0

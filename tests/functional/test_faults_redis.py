@@ -95,6 +95,7 @@ def test_redis_stopped_under_load_fails_the_guard_and_the_throttle_closed_then_r
     during: Counter[str] = Counter()
     back_at: list[float] = []
     loads: list[Load] = []
+    readiness: list[tuple[int, dict[str, str]]] = []
 
     with serve(stack.env, tmp_path / "server.log") as server:
         auth = log_in(server.base, reader, reader.totp.now())
@@ -103,6 +104,8 @@ def test_redis_stopped_under_load_fails_the_guard_and_the_throttle_closed_then_r
             time.sleep(WARM_SECONDS)
             stack.redis.stop()
             with httpx.Client(base_url=server.base, timeout=10) as http:
+                ready = http.get("/health/ready")  # what a load balancer sees meanwhile
+                readiness.append((ready.status_code, ready.json()["checks"]))
                 for probe in found[:PROBES_DURING_OUTAGE]:
                     guess = http.post(
                         "/api/v1/auth/login", json={"login": target.login, "password": WRONG}
@@ -159,6 +162,13 @@ def test_redis_stopped_under_load_fails_the_guard_and_the_throttle_closed_then_r
             timeout=10,
         )
         assert again.status_code == 200, again.text
+        ready_again = httpx.get(f"{server.base}/health/ready", timeout=10)
+        readiness.append((ready_again.status_code, ready_again.json()["checks"]))
+
+    # The probe told the truth: not ready while Redis was away, ready after.
+    assert readiness[0][0] == 503
+    assert readiness[0][1]["redis"] in {"unreachable", "timeout"}
+    assert readiness[1] == (200, {**readiness[1][1], "redis": "ok", "database": "ok"})
 
     statuses = sum((load.statuses for load in results), Counter[int]())
     refusals = sum((load.refusals for load in results), Counter[str]())
