@@ -16,7 +16,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from rempart.api.deps import authenticate_request, origin_of, services_of
+from rempart.api.deps import (
+    ACTING_PROFESSIONAL_PARAMETER,
+    authenticate_request,
+    origin_of,
+    services_of,
+)
 from rempart.auth.levels import LOOKUP_REQUIREMENT
 from rempart.errors import RempartError
 from rempart.fhir import (
@@ -78,6 +83,7 @@ def _search_form(kind: SearchKind) -> dict[str, Any]:
     }
     properties["birthdate"] = {**text, "description": "YYYY-MM-DD"}
     return {
+        "parameters": [ACTING_PROFESSIONAL_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {
@@ -90,7 +96,7 @@ def _search_form(kind: SearchKind) -> dict[str, Any]:
                     }
                 }
             },
-        }
+        },
     }
 
 
