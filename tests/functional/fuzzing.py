@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import hypothesis
 import hypothesis.errors
@@ -42,6 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from rempart.api.deps import ACTING_PROFESSIONAL_HEADER
 from rempart.fhir.search import INCLUDE_BENEFICIARY
 from rempart.fhir.systems import INS_NIR
 from rempart.nir import make_nir
@@ -51,10 +52,13 @@ from rempart.store.models import Insured
 from tests.functional.conftest import Login, totp_code
 
 __all__ = [
+    "ClientToken",
     "Finding",
     "FuzzReport",
     "LogWatch",
     "TokenPool",
+    "Tokens",
+    "declares_header",
     "fuzz_service",
     "known_person_seeds",
     "watch_logs",
@@ -143,6 +147,8 @@ class FuzzReport:
     statuses: dict[str, Counter[int]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    # The first answer's body (cut short) per operation and status, to read what was met.
+    samples: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def distinct_findings(self) -> list[Finding]:
         """One finding per operation, check and status: the first case that showed it."""
@@ -153,6 +159,30 @@ class FuzzReport:
 
     def reached_success(self) -> list[str]:
         return [op for op, counts in self.statuses.items() if any(s < 300 for s in counts)]
+
+
+def declares_header(name: str) -> Callable[[Any], bool]:
+    """For ``fuzz_service(only=...)``: the operations that take the header ``name``."""
+    return lambda operation: any(p.name.lower() == name.lower() for p in operation.headers)
+
+
+class Tokens(Protocol):
+    def current(self) -> str: ...
+
+    def suspect(self) -> None: ...
+
+
+@dataclass
+class ClientToken:
+    """A practice software's client token (client credentials): it outlives the fuzz."""
+
+    token: str
+
+    def current(self) -> str:
+        return self.token
+
+    def suspect(self) -> None:
+        return None
 
 
 class TokenPool:
@@ -276,14 +306,14 @@ class Addresses:
         return f"10.{(block // 256) % 256}.{block % 256}.7"
 
 
-# A few valid bodies per operation ("POST /api/v1/rights/lookup": a known person's NIR
-# and birth date), tried first: random data rarely holds a NIR with a valid key.
+# A few valid requests per operation, as the keyword arguments of its Case (``body``,
+# ``headers``...), tried first: random data rarely holds a NIR with a valid key.
 Seeds = dict[str, list[dict[str, Any]]]
 
 
-def known_person_seeds(services: Services) -> Seeds:
-    """One insured person in the database, and the bodies that look them up through
-    the JSON API and the FHIR facade."""
+def known_person_seeds(services: Services, acting: str | None = None) -> Seeds:
+    """One insured person in the database, and the requests that look them up through
+    the JSON API and the FHIR facade (``acting``: for a practice software's token)."""
     born = date(1985, 3, 14)
     nir = make_nir(sex=1, year=1985, month=3, department="75", commune="056", order=1)
     with session_scope(services.sessions) as session:
@@ -306,29 +336,31 @@ def known_person_seeds(services: Services) -> Seeds:
             )
         )
     identifier = f"{INS_NIR}|{nir.value}"
-    return {
-        "POST /api/v1/rights/lookup": [{"nir": nir.value, "birth_date": born.isoformat()}],
-        "POST /fhir/Patient/_search": [{"identifier": identifier, "birthdate": born.isoformat()}],
-        "POST /fhir/Coverage/_search": [
-            {
-                "beneficiary.identifier": identifier,
-                "birthdate": born.isoformat(),
-                "_include": INCLUDE_BENEFICIARY,
-            }
-        ],
+    headers = {ACTING_PROFESSIONAL_HEADER: acting} if acting else None
+    bodies = {
+        "POST /api/v1/rights/lookup": {"nir": nir.value, "birth_date": born.isoformat()},
+        "POST /fhir/Patient/_search": {"identifier": identifier, "birthdate": born.isoformat()},
+        "POST /fhir/Coverage/_search": {
+            "beneficiary.identifier": identifier,
+            "birthdate": born.isoformat(),
+            "_include": INCLUDE_BENEFICIARY,
+        },
     }
+    return {label: [{"body": body, "headers": headers}] for label, body in bodies.items()}
 
 
 def fuzz_service(
     base_url: str,
-    tokens: TokenPool | None,
+    tokens: Tokens | None,
     *,
     examples: int,
     modes: tuple[GenerationMode, ...] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
     seeds: Seeds | None = None,
+    only: Callable[[Any], bool] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FuzzReport:
-    """Fuzzes every operation of the server's own schema; returns what was sent and found."""
+    """Fuzzes every operation of the server's own schema (``only``: those it accepts);
+    returns what was sent and found."""
     config = schemathesis.Config.from_dict(_CONFIG)
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
     report = FuzzReport()
@@ -339,12 +371,14 @@ def fuzz_service(
         if isinstance(result, Err):
             raise result.err()  # an operation schemathesis cannot read is a finding too
         operation = result.ok()
+        if only is not None and not only(operation):
+            continue
         label = f"{operation.method.upper()} {operation.path}"
         report.operations.append(label)
         report.statuses.setdefault(label, Counter())
         for mode in modes:
-            bodies = (seeds or {}).get(label, []) if mode is GenerationMode.POSITIVE else []
-            run.operation(operation, mode, examples, bodies)
+            known = (seeds or {}).get(label, []) if mode is GenerationMode.POSITIVE else []
+            run.operation(operation, mode, examples, known)
         if progress is not None:
             progress(f"{label}: {dict(sorted(report.statuses[label].items()))}")
     # Closed, or the server waits for the idle keep-alive connection when it stops.
@@ -357,12 +391,12 @@ def fuzz_service(
 class _Run:
     base_url: str
     session: requests.Session
-    tokens: TokenPool | None
+    tokens: Tokens | None
     addresses: Addresses
     report: FuzzReport
 
     def operation(
-        self, operation: Any, mode: GenerationMode, examples: int, bodies: list[dict[str, Any]]
+        self, operation: Any, mode: GenerationMode, examples: int, known: list[dict[str, Any]]
     ) -> None:
         # The previous operation may have logged its token out or revoked its sessions.
         if self.tokens is not None:
@@ -370,8 +404,8 @@ class _Run:
         test = hypothesis.given(case=operation.as_strategy(generation_mode=mode))(
             lambda case: self.send(operation, mode, case)
         )
-        for body in bodies:
-            test = hypothesis.example(case=operation.Case(body=body))(test)
+        for arguments in known:
+            test = hypothesis.example(case=operation.Case(**arguments))(test)
         test = hypothesis.settings(
             max_examples=examples,
             derandomize=True,  # the same cases on every run: a finding reproduces
@@ -403,6 +437,7 @@ class _Run:
             report.findings.append(Finding(label, mode.value, "transport", 0, repr(exc), curl))
             return
         report.statuses[label][response.status_code] += 1
+        report.samples.setdefault((label, response.status_code), response.text[:200])
         if response.status_code in (401, 403) and self.tokens is not None:
             self.tokens.suspect()
         try:
