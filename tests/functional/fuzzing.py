@@ -317,24 +317,25 @@ def known_person_seeds(services: Services, acting: str | None = None) -> Seeds:
     born = date(1985, 3, 14)
     nir = make_nir(sex=1, year=1985, month=3, department="75", commune="056", order=1)
     with session_scope(services.sessions) as session:
-        session.add(
-            Insured(
-                nir=nir.value,
-                birth_date=born,
-                sex=1,
-                last_name="Dupont",
-                first_name="Camille",
-                department="75",
-                treating_doctor=None,
-                c2s=False,
-                ame=True,
-                ald=False,
-                email=None,
-                street="3 rue des Lilas",
-                postcode="75011",
-                city="Paris",
+        if session.get(Insured, nir.value) is None:  # once per database
+            session.add(
+                Insured(
+                    nir=nir.value,
+                    birth_date=born,
+                    sex=1,
+                    last_name="Dupont",
+                    first_name="Camille",
+                    department="75",
+                    treating_doctor=None,
+                    c2s=False,
+                    ame=True,
+                    ald=False,
+                    email=None,
+                    street="3 rue des Lilas",
+                    postcode="75011",
+                    city="Paris",
+                )
             )
-        )
     identifier = f"{INS_NIR}|{nir.value}"
     headers = {ACTING_PROFESSIONAL_HEADER: acting} if acting else None
     bodies = {
