@@ -44,7 +44,10 @@ from rempart.store.migrate import upgrade
 from rempart.store.models import Professional
 
 DB_NAME = "rempart_bench_fuzz"
-ACCOUNTS = 8
+# Enough for the whole run: the fuzz of the lookup gets accounts suspended by the guard
+# (enumeration), logout and revoke-all end one each; under the 20 distinct logins one
+# address may try per window (the harness logs in from loopback, the fuzz from others).
+ACCOUNTS = 16
 ACTING = "ph-acting"
 
 
@@ -57,6 +60,7 @@ class Measured:
     findings: list[Finding]
     log_leaks: int
     reached_success: int
+    tokens_replaced: int
     statuses: Counter[int]
     seconds: float
 
@@ -88,6 +92,7 @@ def measure(backend: str, url: str, examples: int) -> list[Measured]:
                         fuzz_service(base, tokens, examples=examples, seeds=seeds, progress=print),
                     )
                 ]
+                replaced = tokens.replaced
                 token = _client_token(base, client)
                 reports.append(
                     (
@@ -118,6 +123,7 @@ def measure(backend: str, url: str, examples: int) -> list[Measured]:
                 findings=report.distinct_findings(),
                 log_leaks=len(logs.leaks()),
                 reached_success=len(report.reached_success()),
+                tokens_replaced=replaced + 1 if caller == "professional" else 1,
                 statuses=statuses,
                 seconds=report.seconds,
             )
@@ -158,7 +164,7 @@ def _client_token(base: str, client: ClientSecret) -> str:
 def render(args: argparse.Namespace, results: list[Measured]) -> str:
     rows = "\n".join(
         f"| {m.backend} | {m.caller} | {m.operations} | {m.examples:,} | {len(m.findings)} "
-        f"| {m.log_leaks} "
+        f"| {m.log_leaks} | {m.tokens_replaced} "
         f"| {m.reached_success} | {m.seconds:.0f} s |"
         for m in results
     )
@@ -184,8 +190,8 @@ Checks: `not_a_server_error`, `status_code_conformance`, `content_type_conforman
 `{{"error", "detail"}}` (FHIR: an OperationOutcome coded `urn:rempart:error`), no
 traceback or source path in any answer, and none in the logs of the run.
 
-| database | token | operations | examples | findings | log tracebacks | ops with 2xx | wall time |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| database | token | operations | examples | findings | log tracebacks | logins | 2xx ops | time |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
 Statuses answered:
