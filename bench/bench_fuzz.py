@@ -60,7 +60,7 @@ class Measured:
     findings: list[Finding]
     log_leaks: int
     reached_success: int
-    tokens_replaced: int
+    logins_used: int
     statuses: Counter[int]
     seconds: float
 
@@ -123,7 +123,7 @@ def measure(backend: str, url: str, examples: int) -> list[Measured]:
                 findings=report.distinct_findings(),
                 log_leaks=len(logs.leaks()),
                 reached_success=len(report.reached_success()),
-                tokens_replaced=replaced + 1 if caller == "professional" else 1,
+                logins_used=replaced + 1 if caller == "professional" else 1,
                 statuses=statuses,
                 seconds=report.seconds,
             )
@@ -164,7 +164,7 @@ def _client_token(base: str, client: ClientSecret) -> str:
 def render(args: argparse.Namespace, results: list[Measured]) -> str:
     rows = "\n".join(
         f"| {m.backend} | {m.caller} | {m.operations} | {m.examples:,} | {len(m.findings)} "
-        f"| {m.log_leaks} | {m.tokens_replaced} "
+        f"| {m.log_leaks} | {m.logins_used} "
         f"| {m.reached_success} | {m.seconds:.0f} s |"
         for m in results
     )
