@@ -89,7 +89,14 @@ def measure(backend: str, url: str, examples: int) -> list[Measured]:
                 reports = [
                     (
                         "professional",
-                        fuzz_service(base, tokens, examples=examples, seeds=seeds, progress=print),
+                        fuzz_service(
+                            base,
+                            tokens,
+                            examples=examples,
+                            seeds=seeds,
+                            hostile_tokens=examples // 2,
+                            progress=print,
+                        ),
                     )
                 ]
                 replaced = tokens.replaced
@@ -183,7 +190,9 @@ schemathesis {args.schemathesis} over every operation of the running service's o
 `/openapi.json` (uvicorn over TCP in this process): up to {args.examples} positive and
 {args.examples} negative examples per operation (Hypothesis, derandomized), sent with
 a real bearer token (password then TOTP; the next account's when the fuzz logged one
-out), from a new client address every 4 requests; then the routes that take
+out), plus {args.examples // 2} valid requests per operation with a forged token (random
+text, or a JWT's shape with any JSON in its header and claims), from a new client
+address every 4 requests; then the routes that take
 `X-Acting-Professional` with a practice software's client token (client credentials).
 Checks: `not_a_server_error`, `status_code_conformance`, `content_type_conformance`,
 `response_schema_conformance`, `negative_data_rejection`, every error body

@@ -15,6 +15,7 @@ A failure is recorded, not raised, so one run counts every finding of every oper
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ import hypothesis.errors
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -144,6 +146,7 @@ class Finding:
 class FuzzReport:
     operations: list[str] = field(default_factory=list)
     examples: int = 0
+    by_mode: Counter[str] = field(default_factory=Counter)
     statuses: dict[str, Counter[int]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
@@ -290,6 +293,34 @@ _CONFIG = {
 }
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=6,
+)
+# What a client may put after "Bearer ": printable ASCII (what an HTTP client can send
+# in a header), or a JWT's shape whose header and claims are any JSON (a "typ" that is
+# not a string, claims that are a list...), or random bytes between the dots.
+HOSTILE_TOKENS = st.one_of(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=300),
+    st.builds(
+        lambda header, claims, signature: ".".join(
+            (_b64(json.dumps(header).encode()), _b64(json.dumps(claims).encode()), signature)
+        ),
+        st.fixed_dictionaries(
+            {}, optional={"alg": _JSON, "typ": _JSON | st.sampled_from(["client", "JWT"])}
+        ),
+        _JSON,
+        st.binary(max_size=64).map(_b64),
+    ),
+    st.lists(st.binary(max_size=48).map(_b64), min_size=1, max_size=5).map(".".join),
+)
+
+
 class Addresses:
     """The client addresses the fuzz speaks from, through the trusted proxy on loopback
     (``X-Forwarded-For``): a new one, in a /24 of its own, every ``every`` requests. The
@@ -358,10 +389,12 @@ def fuzz_service(
     modes: tuple[GenerationMode, ...] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
     seeds: Seeds | None = None,
     only: Callable[[Any], bool] | None = None,
+    hostile_tokens: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> FuzzReport:
     """Fuzzes every operation of the server's own schema (``only``: those it accepts);
-    returns what was sent and found."""
+    returns what was sent and found. ``hostile_tokens``: that many more valid requests
+    per operation, each with a forged bearer token (:data:`HOSTILE_TOKENS`)."""
     config = schemathesis.Config.from_dict(_CONFIG)
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
     report = FuzzReport()
@@ -380,6 +413,8 @@ def fuzz_service(
         for mode in modes:
             known = (seeds or {}).get(label, []) if mode is GenerationMode.POSITIVE else []
             run.operation(operation, mode, examples, known)
+        if hostile_tokens:
+            run.operation(operation, GenerationMode.POSITIVE, hostile_tokens, [], hostile=True)
         if progress is not None:
             progress(f"{label}: {dict(sorted(report.statuses[label].items()))}")
     # Closed, or the server waits for the idle keep-alive connection when it stops.
@@ -397,16 +432,23 @@ class _Run:
     report: FuzzReport
 
     def operation(
-        self, operation: Any, mode: GenerationMode, examples: int, known: list[dict[str, Any]]
+        self,
+        operation: Any,
+        mode: GenerationMode,
+        examples: int,
+        known: list[dict[str, Any]],
+        *,
+        hostile: bool = False,
     ) -> None:
         # The previous operation may have logged its token out or revoked its sessions.
         if self.tokens is not None:
             self.tokens.suspect()
-        test = hypothesis.given(case=operation.as_strategy(generation_mode=mode))(
-            lambda case: self.send(operation, mode, case)
+        tokens = HOSTILE_TOKENS if hostile else st.none()
+        test = hypothesis.given(case=operation.as_strategy(generation_mode=mode), forged=tokens)(
+            lambda case, forged: self.send(operation, mode, case, forged)
         )
         for arguments in known:
-            test = hypothesis.example(case=operation.Case(**arguments))(test)
+            test = hypothesis.example(case=operation.Case(**arguments), forged=None)(test)
         test = hypothesis.settings(
             max_examples=examples,
             derandomize=True,  # the same cases on every run: a finding reproduces
@@ -422,24 +464,28 @@ class _Run:
             if mode is not GenerationMode.NEGATIVE:
                 raise
 
-    def send(self, operation: Any, mode: GenerationMode, case: Any) -> None:
+    def send(self, operation: Any, mode: GenerationMode, case: Any, forged: str | None) -> None:
         label = f"{operation.method.upper()} {operation.path}"
         report = self.report
         headers = {"X-Forwarded-For": self.addresses.next()}
-        if self.tokens is not None:
+        if forged is not None:
+            headers["Authorization"] = f"Bearer {forged}"
+        elif self.tokens is not None:
             headers["Authorization"] = f"Bearer {self.tokens.current()}"
         report.examples += 1
+        mode_name = "forged token" if forged is not None else mode.value
+        report.by_mode[mode_name] += 1
         try:
             response = case.call(
                 base_url=self.base_url, session=self.session, headers=headers, timeout=30
             )
         except requests.RequestException as exc:
             curl = case.as_curl_command(base_url=self.base_url)
-            report.findings.append(Finding(label, mode.value, "transport", 0, repr(exc), curl))
+            report.findings.append(Finding(label, mode_name, "transport", 0, repr(exc), curl))
             return
         report.statuses[label][response.status_code] += 1
         report.samples.setdefault((label, response.status_code), response.text[:200])
-        if response.status_code in (401, 403) and self.tokens is not None:
+        if response.status_code in (401, 403) and self.tokens is not None and forged is None:
             self.tokens.suspect()
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
@@ -449,7 +495,7 @@ class _Run:
                 report.findings.append(
                     Finding(
                         label,
-                        mode.value,
+                        mode_name,
                         _failure_title(failure),
                         response.status_code,
                         str(getattr(failure, "message", failure))[:500],

@@ -37,6 +37,7 @@ from tests.functional.fuzzing import (
 )
 
 EXAMPLES = 25
+HOSTILE_TOKENS = 10  # more requests per operation, each with a forged bearer token
 ACCOUNTS = 6
 
 
@@ -63,10 +64,15 @@ def test_every_operation_survives_the_fuzz(services: Services, served: str) -> N
     seeds = known_person_seeds(services)
     with watch_logs() as logs:
         tokens = TokenPool(served, logins)
-        report = fuzz_service(served, tokens, examples=EXAMPLES, seeds=seeds)
+        report = fuzz_service(
+            served, tokens, examples=EXAMPLES, seeds=seeds, hostile_tokens=HOSTILE_TOKENS
+        )
 
     assert report.operations, "the schema holds no operation"
-    assert report.examples >= len(report.operations) * EXAMPLES
+    # Every operation got its cases (fewer where its inputs allow fewer), and its forgeries.
+    assert report.by_mode["positive"] >= len(report.operations)
+    assert report.by_mode["negative"] >= EXAMPLES
+    assert report.by_mode["forged token"] == len(report.operations) * HOSTILE_TOKENS
     findings = report.distinct_findings()
     assert not findings, "\n\n".join(f"{f}\n{f.curl}" for f in findings)
     assert not logs.leaks(), "\n".join(logs.leaks()[:5])
