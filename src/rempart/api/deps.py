@@ -17,6 +17,7 @@ from rempart.services import Services
 
 __all__ = [
     "ACTING_PROFESSIONAL_HEADER",
+    "ACTING_PROFESSIONAL_PARAMETER",
     "ERROR_RESPONSES",
     "authenticate_request",
     "bearer_token",
@@ -28,6 +29,18 @@ __all__ = [
 ]
 
 ACTING_PROFESSIONAL_HEADER = "X-Acting-Professional"
+
+# Read by authenticate_request, not by a FastAPI parameter: declared in the OpenAPI
+# description of the routes that take it (``openapi_extra``), for practice software.
+ACTING_PROFESSIONAL_PARAMETER: dict[str, object] = {
+    "name": ACTING_PROFESSIONAL_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "With a practice software's client token: the account of the "
+    "professional of its organization the request is made for (required then; "
+    "ignored with a professional's own token)",
+    "schema": {"type": "string", "maxLength": 128},
+}
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)

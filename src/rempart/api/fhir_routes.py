@@ -16,7 +16,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from rempart.api.deps import authenticate_request, origin_of, services_of
+from rempart.api.deps import (
+    ACTING_PROFESSIONAL_PARAMETER,
+    authenticate_request,
+    origin_of,
+    services_of,
+)
 from rempart.auth.levels import LOOKUP_REQUIREMENT
 from rempart.errors import RempartError
 from rempart.fhir import (
@@ -30,13 +35,70 @@ from rempart.fhir import (
     returned_categories,
     search_bundle,
 )
+from rempart.fhir.search import SEARCH_PARAMETERS
 from rempart.rights.guarded import caller_of, check_input, guarded_lookup
 from rempart.rights.lookup import NotFound, RightsRecord
 from rempart.store.engine import lookup_scope
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/fhir", include_in_schema=False)
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+# The facade's searches in the OpenAPI description, so that clients (and the fuzz,
+# tests/functional/test_fuzz_api.py) see them: the form's fields, and every answer as
+# application/fhir+json, errors as OperationOutcomes with the JSON API's statuses.
+_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"const": "OperationOutcome"},
+        "issue": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+    },
+}
+_FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": "an OperationOutcome naming the stable code (urn:rempart:error)",
+        "content": {FHIR_JSON: {"schema": _OUTCOME_SCHEMA}},
+    }
+    for status in (400, 401, 403, 406, 413, 415, 422, 429, 503)
+}
+
+
+def _fhir_ok(resource_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    schema = {
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"const": resource_type}},
+    }
+    return {200: {"description": description, "content": {FHIR_JSON: {"schema": schema}}}}
+
+
+def _search_form(kind: SearchKind) -> dict[str, Any]:
+    text = {"type": "string", "maxLength": 256}
+    properties: dict[str, Any] = dict.fromkeys(SEARCH_PARAMETERS[kind], text)
+    identifier = "identifier" if kind is SearchKind.PATIENT else "beneficiary.identifier"
+    properties[identifier] = {
+        **text,
+        "description": "the person: urn:oid:1.2.250.1.213.1.4.8|<NIR> (INS-NIR)",
+    }
+    properties["birthdate"] = {**text, "description": "YYYY-MM-DD"}
+    return {
+        "parameters": [ACTING_PROFESSIONAL_PARAMETER],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": properties,
+                        "required": [identifier, "birthdate"],
+                        "additionalProperties": False,
+                    }
+                }
+            },
+        },
+    }
+
 
 _ACCEPTED = ("*/*", "application/*", "application/fhir+json", "application/json", "json")
 
@@ -59,7 +121,11 @@ def _base_url(request: Request) -> str:
     return f"{str(request.base_url).rstrip('/')}/fhir"
 
 
-@router.get("/metadata")
+@router.get(
+    "/metadata",
+    response_class=Response,
+    responses={**_fhir_ok("CapabilityStatement", "what the facade supports"), **_FHIR_ERRORS},
+)
 def metadata(request: Request) -> Response:
     """What the facade supports (no authentication: it says nothing about anyone)."""
     _check_accept(request)
@@ -109,22 +175,32 @@ async def _search(request: Request, kind: SearchKind) -> Response:
     return _fhir(bundle)
 
 
-@router.post("/Patient/_search")
+@router.post(
+    "/Patient/_search",
+    response_class=Response,
+    responses={**_fhir_ok("Bundle", "a searchset: the Patient, or none"), **_FHIR_ERRORS},
+    openapi_extra=_search_form(SearchKind.PATIENT),
+)
 async def search_patient(request: Request) -> Response:
     """The person's identity as an FR Core Patient INS."""
     return await _search(request, SearchKind.PATIENT)
 
 
-@router.post("/Coverage/_search")
+@router.post(
+    "/Coverage/_search",
+    response_class=Response,
+    responses={**_fhir_ok("Bundle", "a searchset: the Coverages, or none"), **_FHIR_ERRORS},
+    openapi_extra=_search_form(SearchKind.COVERAGE),
+)
 async def search_coverage(request: Request) -> Response:
     """The person's rights as Coverages (``_include`` the Patient and the Practitioner)."""
     return await _search(request, SearchKind.COVERAGE)
 
 
-@router.get("/Patient")
-@router.get("/Patient/_search")
-@router.get("/Coverage")
-@router.get("/Coverage/_search")
+@router.get("/Patient", include_in_schema=False)
+@router.get("/Patient/_search", include_in_schema=False)
+@router.get("/Coverage", include_in_schema=False)
+@router.get("/Coverage/_search", include_in_schema=False)
 def search_by_get(request: Request) -> Response:
     """Refused: a GET search would carry the NIR in its URL."""
     del request

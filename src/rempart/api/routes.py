@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from rempart.api.deps import (
+    ACTING_PROFESSIONAL_PARAMETER,
     ERROR_RESPONSES,
     authenticate_request,
     client_address,
@@ -69,7 +70,11 @@ def login_totp(body: TotpRequest, request: Request) -> TokenResponse:
 
 
 @router.post(
-    "/rights/lookup", response_model=RightsResponse, responses=ERROR_RESPONSES, tags=["rights"]
+    "/rights/lookup",
+    response_model=RightsResponse,
+    responses=ERROR_RESPONSES,
+    tags=["rights"],
+    openapi_extra={"parameters": [ACTING_PROFESSIONAL_PARAMETER]},
 )
 def rights_lookup(body: LookupRequest, request: Request) -> Response:
     """Identity and rights of one insured person. The NIR travels in the body, never in a URL.
