@@ -24,6 +24,8 @@ BENCHMARKS: tuple[str | tuple[str, list[str]], ...] = (
     "bench_scope",
     "bench_portal",
     "bench_messages",
+    "bench_fuzz",
+    "bench_overload",
 )
 
 
