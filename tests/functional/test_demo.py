@@ -69,6 +69,11 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "Is this message really from the insurer?",
         "genuine notice → genuine-looking; fake notice → phishing",
         "the genuine notice: genuine-looking (score",
+        "GET /health/ready → 200: database ok, audit ok",
+        "x 503 overloaded, each refusal with Retry-After",
+        "without a token) → 401: the public checks have a lane of their own",
+        "What Prometheus reads",
+        "rempart_requests_shed_total",
         "rempart claims ingest claims.parquet:",
         "again: 0 new (idempotent)",
         "rempart guard replay:",
@@ -85,6 +90,14 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "Traceback" not in text
     # The fake notice is called phishing in the summary as in the chapter.
     assert re.search(r"a fake in the insurer's name: phishing \(score \d+\)", text)
+    # The burst of public checks: some served, the rest shed at once, none failing.
+    burst = re.search(r"sent at once to POST /api/v1/messages/check \(anonymous\): (.*)", text)
+    assert burst is not None
+    outcomes = {outcome: int(n) for n, outcome in re.findall(r"(\d+) x ([^,]+)", burst.group(1))}
+    assert outcomes.get("200", 0) >= 1
+    assert outcomes.get("503 overloaded", 0) >= 1
+    assert set(outcomes) <= {"200", "503 overloaded"}, outcomes
+    assert re.search(r"ready: yes; [1-9]\d* lookup\(s\) counted in /metrics", text)
     # The guard contains the robot: a handful read where an unguarded service leaks all.
     exposed = re.search(r"exposed: (\d+) person\(s\) in all, against (\d+)", text)
     assert exposed is not None

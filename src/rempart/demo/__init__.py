@@ -48,6 +48,7 @@ from rempart.demo.login import (
 )
 from rempart.demo.messages import chapter_messages
 from rempart.demo.notify import chapter_notify
+from rempart.demo.operations import chapter_operations
 from rempart.demo.portal import PortalLogin, chapter_portal
 from rempart.demo.smtp import local_smtp_server
 from rempart.demo.summary import chapter_summary, serve_console
@@ -223,10 +224,12 @@ def _run(
     if notified is not None:
         _step(console, 16, "Is this message really from us? A genuine notice and a fake, judged")
         checked = chapter_messages(console, services, http)
-    _step(console, 17, "Claims from billing, then the guard offline: the world's 28 days replayed")
+    _step(console, 17, "Watching it run: readiness, metrics, and a burst shed at the door")
+    operations = chapter_operations(console, http)
+    _step(console, 18, "Claims from billing, then the guard offline: the world's 28 days replayed")
     chapter_claims(console, services.engine, world_dir)
     chapter_guard_replay(console, world_dir)
-    _step(console, 18, "The end: what happened, and where every output lies")
+    _step(console, 19, "The end: what happened, and where every output lies")
     chapter_summary(
         console,
         workdir,
@@ -236,6 +239,7 @@ def _run(
         incident=incident,
         notified=notified,
         checked=checked,
+        operations=operations,
         mail=mail_folder(services),
     )
     if serve:

@@ -17,6 +17,7 @@ from rempart.console.operators import Role
 from rempart.demo.incident import IncidentReport
 from rempart.demo.messages import MessagesReport
 from rempart.demo.notify import NotifyReport
+from rempart.demo.operations import OperationsReport
 from rempart.demo.portal import PortalLogin
 from rempart.demo.traffic import TrafficReport
 from rempart.services import Services
@@ -38,6 +39,7 @@ def chapter_summary(
     notified: NotifyReport | None,
     mail: Path,
     checked: MessagesReport | None = None,
+    operations: OperationsReport | None = None,
 ) -> None:
     figures = Table("what happened", "figures", title="The story in figures")
     figures.add_row(
@@ -84,6 +86,14 @@ def chapter_summary(
             "the message checker",
             f"the genuine notice: {checked.genuine_verdict} (score {checked.genuine_score}); "
             f"a fake in the insurer's name: {checked.fake_verdict} (score {checked.fake_score})",
+        )
+    if operations is not None:
+        shed = sum(n for outcome, n in operations.burst.items() if "overloaded" in outcome)
+        figures.add_row(
+            "operations",
+            f"ready: {'yes' if operations.ready else 'NO'}; "
+            f"{sum(operations.lookups.values()):g} lookup(s) counted in /metrics; a burst of "
+            f"{sum(operations.burst.values())} public checks: {shed} shed at the door",
         )
     console.print(figures)
 
