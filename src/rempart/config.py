@@ -59,6 +59,23 @@ class ConfigError(Exception):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def _networks(value: object) -> tuple[IPNetwork, ...]:
+    """A comma-separated list (or a list) of addresses or networks, each checked."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("a comma-separated list of addresses or networks")  # noqa: TRY004
+    networks = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{text[:64]!r} is not an address or network: {exc}") from None
+    return tuple(networks)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REMPART_", extra="ignore")
 
@@ -507,19 +524,7 @@ class Settings(BaseSettings):
     @field_validator("metrics_networks", mode="before")
     @classmethod
     def _metrics_networks(cls, value: object) -> tuple[IPNetwork, ...]:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list | tuple):
-            raise ValueError("a comma-separated list of addresses or networks")  # noqa: TRY004
-        networks = []
-        for item in items:
-            text = str(item).strip()
-            if not text:
-                continue
-            try:
-                networks.append(ipaddress.ip_network(text, strict=True))
-            except ValueError as exc:
-                raise ValueError(f"{text[:64]!r} is not an address or network: {exc}") from None
-        return tuple(networks)
+        return _networks(value)
 
     @field_validator("metrics_token")
     @classmethod
@@ -531,23 +536,14 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxy_networks(cls, value: object) -> tuple[IPNetwork, ...]:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list | tuple):
-            raise ValueError("a comma-separated list of addresses or networks")  # noqa: TRY004
-        networks = []
-        for item in items:
-            text = str(item).strip()
-            if not text:
-                continue
-            try:
-                network = ipaddress.ip_network(text, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"{text[:64]!r} is not an address or network: {exc}") from None
+        networks = _networks(value)
+        for network in networks:
             if network.prefixlen == 0:
                 # Trusting every peer lets any client write its own address.
-                raise ValueError(f"{text!r} trusts every address; list the proxies themselves")
-            networks.append(network)
-        return tuple(networks)
+                raise ValueError(
+                    f"{str(network)!r} trusts every address; list the proxies themselves"
+                )
+        return networks
 
     @field_validator("trust_proxy_headers")
     @classmethod

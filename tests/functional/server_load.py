@@ -37,6 +37,7 @@ __all__ = [
     "Load",
     "Probe",
     "Server",
+    "assert_trail_holds",
     "audited",
     "drive",
     "entries",
@@ -296,6 +297,20 @@ def quiet_log(log_path: Path) -> list[str]:
         for line in log_path.read_text(errors="replace").splitlines()
         if any(marker in line for marker in markers)
     ]
+
+
+def assert_trail_holds(
+    answered: Counter[Key], engine: Engine, env: dict[str, str], log_path: Path | None = None
+) -> None:
+    """The promise after any fault: every answer received has its committed entry, the
+    chains verify (``rempart audit verify``), and the server's log, when given, shows no
+    stack trace nor unhandled error."""
+    assert unaudited(answered, audited(engine)) == {}
+    if log_path is not None:
+        assert quiet_log(log_path) == []
+    verified = verify(env)
+    assert verified.returncode == 0, verified.stderr
+    assert "audit trail intact" in verified.stderr
 
 
 def verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
