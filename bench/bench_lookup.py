@@ -257,21 +257,26 @@ def _machine_busy() -> int:
     return sum(jiffies) - jiffies[3] - jiffies[4]
 
 
-def _own_tree() -> set[int]:
-    """This process and all its descendants (our servers, our wrk)."""
+def process_tree(root: int) -> set[int]:
+    """``root`` and all its descendants, from /proc."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 raw = (entry / "stat").read_text()
                 parents[int(entry.name)] = int(raw[raw.rindex(")") + 2 :].split()[1])
-    tree, frontier = {os.getpid()}, [os.getpid()]
+    tree, frontier = {root}, [root]
     while frontier:
         parent = frontier.pop()
         children = [pid for pid, ppid in parents.items() if ppid == parent]
         tree.update(children)
         frontier.extend(children)
     return tree
+
+
+def _own_tree() -> set[int]:
+    """This process and all its descendants (our servers, our wrk)."""
+    return process_tree(os.getpid())
 
 
 def other_load_generators() -> list[str]:

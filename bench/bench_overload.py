@@ -63,6 +63,7 @@ from bench.bench_lookup import (
     json_body,
     log_in,
     parse_wrk,
+    process_tree,
     recreate_database,
     rempart,
     running,
@@ -111,18 +112,8 @@ class Memory:
 
 
 def tree_rss_mib(root: int) -> float:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                raw = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(raw[raw.rindex(")") + 2 :].split()[1])
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        tree.update(children)
-        frontier.extend(children)
+    """Resident memory of ``root`` and its descendants, MiB."""
+    tree = process_tree(root)
     kib = 0
     for pid in tree:
         with contextlib.suppress(OSError):
