@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
+from rempart.auth.throttle import LoginThrottle, MemoryCounterStore, ThrottleLimits
+from rempart.guard.engine import _STRANGER_RULES
+from rempart.guard.signals import REASONS
 from rempart.ops import metrics
 
 
@@ -56,3 +59,15 @@ def test_an_audit_append_that_fails_is_counted_not_timed() -> None:
         pass
     assert _value("rempart_audit_append_failures_total") == failures + 1
     assert _value("rempart_audit_append_seconds_count") == timed + 1
+
+
+def test_the_closed_sets_name_every_rule_the_guard_and_the_throttle_give() -> None:
+    """A rule the code gives but the set lacks would be counted as ``other`` and vanish
+    from the dashboard and the alerts: the sets are held to the code's own names."""
+    guard_rules = {*REASONS, *_STRANGER_RULES, "stranger_persisting", "guard_unavailable"}
+    assert guard_rules <= metrics.GUARD_RULES, guard_rules - metrics.GUARD_RULES
+    throttle = LoginThrottle(
+        MemoryCounterStore(), ThrottleLimits(), secret=b"throttle-test-secret-0123456789"
+    )
+    names = {rule.name for rule in throttle._rules("dr.martin", "192.0.2.1")}
+    assert names == metrics.THROTTLE_RULES

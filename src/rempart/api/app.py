@@ -114,19 +114,19 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_portal(app)
 
     # The last added runs first: the access log (and its headers and 500s) around all,
-    # then the client's address, then load shedding (before a body is even read), then
-    # the body limits.
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=services.settings.max_body_bytes,
-        path_limits=dict.fromkeys(MESSAGE_ROUTES, message_body_limit(services.settings)),
-    )
+    # then the client's address, then the body limits (the whole body read), then load
+    # shedding: a slow body holds no slot (rempart.api.shedding).
     app.add_middleware(
         LoadSheddingMiddleware,
         max_in_flight=services.settings.max_in_flight,
         retry_after_seconds=services.settings.overload_retry_after_seconds,
         public_paths={*MESSAGE_ROUTES, *NOTICE_ROUTES},
         max_public_in_flight=services.settings.max_public_in_flight,
+    )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=services.settings.max_body_bytes,
+        path_limits=dict.fromkeys(MESSAGE_ROUTES, message_body_limit(services.settings)),
     )
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=services.settings.trusted_proxies)
     app.add_middleware(AccessLogMiddleware, anonymous_routes=MESSAGE_ROUTES, quiet_routes=OPS_PATHS)

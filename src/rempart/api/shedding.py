@@ -8,7 +8,11 @@ touches nothing: no session is read, no lookup is made, nothing is audited, so a
 request never reads a record and never leaves one half-written.
 
 The bound is on the requests in progress in this worker (its event loop counts them; no
-lock is needed as the counter is only touched from the loop). Probes (``/health/live``,
+lock is needed as the counter is only touched from the loop), counted once their body is
+in: it sits inside the body limit, which reads a whole (bounded) body first. A request
+whose body is still on its way holds no slot, so a client that opens connections and
+sends its bodies a byte at a time cannot fill the bound and have the professionals
+refused. Probes (``/health/live``,
 ``/health/ready``, ``/healthz``) and ``/metrics`` are never shed: a load balancer and the
 monitoring must see the truth exactly when the service is busiest.
 
@@ -27,18 +31,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rempart.api.middleware import reply_error
 from rempart.api.ops_routes import OPS_PATHS
 from rempart.ops.metrics import count_shed
+from rempart.web.pages import wait_in_words
 
-__all__ = ["NEVER_SHED", "OVERLOADED", "LoadSheddingMiddleware"]
+__all__ = ["OVERLOADED", "LoadSheddingMiddleware"]
 
 OVERLOADED = "overloaded"
-NEVER_SHED: Collection[str] = OPS_PATHS
 
 # A page (portal, console, public checks) gets a page, in French, not JSON.
 _PAGE = """<!doctype html>
 <html lang="fr"><head><meta charset="utf-8"><title>Service momentanément surchargé</title>
 </head><body><main><h1>Service momentanément surchargé</h1>
 <p>Trop de demandes arrivent en même temps. Votre demande n'a pas été traitée&nbsp;:
-réessayez dans {seconds}&nbsp;secondes.</p></main></body></html>
+réessayez dans {wait}.</p></main></body></html>
 """
 
 
@@ -51,17 +55,17 @@ class LoadSheddingMiddleware:
         retry_after_seconds: int,
         public_paths: Collection[str] = (),
         max_public_in_flight: int | None = None,
-        never_shed: Collection[str] = NEVER_SHED,
+        never_shed: Collection[str] = OPS_PATHS,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.public_paths = frozenset(public_paths)
         self.max_public_in_flight = min(max_public_in_flight or max_in_flight, max_in_flight)
         self.retry_after = str(retry_after_seconds)
+        self.wait = wait_in_words(retry_after_seconds)
         self.never_shed = frozenset(never_shed)
         self.in_flight = 0
         self.public_in_flight = 0
-        self.shed = 0  # since start, for the logs and the metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -71,7 +75,6 @@ class LoadSheddingMiddleware:
         public = path in self.public_paths and scope["method"] == "POST"
         full = self.in_flight >= self.max_in_flight
         if full or (public and self.public_in_flight >= self.max_public_in_flight):
-            self.shed += 1
             count_shed("worker" if full else "public")
             await self._refuse(scope, send)
             return
@@ -86,7 +89,7 @@ class LoadSheddingMiddleware:
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = [(b"retry-after", self.retry_after.encode())]
         if _wants_page(scope):
-            body = _PAGE.format(seconds=self.retry_after).encode()
+            body = _PAGE.format(wait=self.wait).encode()
             await send(
                 {
                     "type": "http.response.start",

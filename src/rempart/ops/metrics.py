@@ -71,8 +71,9 @@ LOOKUP_OUTCOMES = frozenset(
 # The lookup channels (the guard's two, and the FHIR facade's: rempart.fhir.CHANNEL).
 CHANNELS = frozenset({"portal", "software", "fhir"})
 DECISIONS = frozenset({"allow", "step_up", "deny", "error"})
-# The rules and signals the guard names first in a decision's reasons
-# (guard.signals.REASONS, guard.engine's rules, guard.inline's own codes).
+# The rules and signals the guard names first in a decision's reasons, as the engine
+# gives them (guard.signals.REASONS, the phases' rules; tests/unit/test_ops_metrics.py
+# holds this set to them).
 GUARD_RULES = frozenset(
     {
         "account_suspended",
@@ -99,9 +100,6 @@ GUARD_RULES = frozenset(
         "stranger_off_hours",
         "stranger_new_place",
         "guard_unavailable",
-        "learning",
-        "step_up_passed",
-        "young_key",
         "none",
     }
 )
@@ -156,7 +154,7 @@ HTTP_REQUESTS = Counter(
     "HTTP requests by method, route template and status.",
     ["method", "route", "status"],
 )
-SHED_LANES = ("worker", "public")
+SHED_LANES = frozenset({"worker", "public"})
 REQUESTS_SHED = Counter(
     "rempart_requests_shed",
     "Requests refused at the door with 503 overloaded (rempart.api.shedding), by lane: the "
@@ -222,7 +220,7 @@ def audit_append_timer() -> Iterator[None]:
 
 
 def count_shed(lane: str) -> None:
-    REQUESTS_SHED.labels(_closed(lane, frozenset(SHED_LANES))).inc()
+    REQUESTS_SHED.labels(_closed(lane, SHED_LANES)).inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from rempart.notify.outbox import MAX_ATTEMPTS
+from rempart.store.engine import as_utc
 from rempart.store.models import MailOutbox, NoticeMessage
 
 __all__ = ["QueueDepths"]
@@ -96,6 +97,4 @@ class QueueDepths:
 def _age(oldest: datetime | None) -> float:
     if oldest is None:
         return 0.0
-    if oldest.tzinfo is None:  # SQLite gives naive UTC times back
-        oldest = oldest.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+    return max(0.0, (datetime.now(UTC) - as_utc(oldest)).total_seconds())
